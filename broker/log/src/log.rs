@@ -1,0 +1,757 @@
+//! The partition log: an ordered list of segments, the last of which takes appends.
+
+use std::fs;
+use std::ops::{ControlFlow, Range};
+use std::path::{Path, PathBuf};
+
+use crate::batch::{self, BatchHeader};
+use crate::config::{FlushPolicy, LogConfig, OpenCheck, RetentionPolicy};
+use crate::entry::{ENTRY_HEADER_LEN, EntryHeader, SEGMENT_HEADER_LEN};
+use crate::error::{LogError, Result};
+use crate::index::SparseIndex;
+use crate::segment::{Contiguity, ScanEnd, Segment, sync_dir};
+use crate::types::{EntryKind, Index, Offset, Term};
+
+/// An entry to append: Raft decides its index and term, the log decides its offsets.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntry<'a> {
+    /// Raft index; must be the log's next index.
+    pub index: Index,
+    /// Raft term.
+    pub term: Term,
+    /// What the entry holds.
+    pub payload: Payload<'a>,
+}
+
+/// The payload of an entry to append.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// One Kafka RecordBatch v2. Its `baseOffset` and `partitionLeaderEpoch` are overwritten.
+    Data(&'a [u8]),
+    /// A Raft membership change, opaque to the log.
+    Membership(&'a [u8]),
+    /// A Raft blank entry.
+    Blank,
+}
+
+/// An entry read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Raft index.
+    pub index: Index,
+    /// Raft term.
+    pub term: Term,
+    /// What the payload is.
+    pub kind: EntryKind,
+    /// First Kafka offset (the next offset for non-data entries).
+    pub first_offset: Offset,
+    /// Number of offsets the entry takes.
+    pub offset_count: u32,
+    /// Largest record timestamp, -1 for non-data entries.
+    pub max_timestamp: i64,
+    /// The stored payload: for data entries the stamped record batch.
+    pub payload: Vec<u8>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// First offset of the first appended entry.
+    pub first_offset: Offset,
+    /// The log end offset after the append.
+    pub next_offset: Offset,
+    /// Whether the append ended with an fsync, so every entry is durable.
+    pub flushed: bool,
+}
+
+/// Whole record batches read by offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batches {
+    /// Concatenated record batches, each exactly as stored.
+    pub bytes: Vec<u8>,
+    /// The offset after the last batch returned (the requested offset when none was).
+    pub next_offset: Offset,
+    /// Number of batches in `bytes`.
+    pub batch_count: usize,
+}
+
+/// What opening the log found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// A torn tail cut from the active segment.
+    pub torn_tail: Option<TornTail>,
+    /// Segments whose index files were missing or stale and were rebuilt.
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// Leftover temporary files of an interrupted compaction or index write, removed.
+    pub removed_leftovers: Vec<PathBuf>,
+}
+
+/// The end of the active segment that was cut at open because it was not whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Byte position the file was cut at.
+    pub position: u64,
+    /// Bytes removed.
+    pub bytes_removed: u64,
+    /// Why the entry at `position` was not whole.
+    pub reason: String,
+}
+
+/// A description of one segment, for snapshots and tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Index of the first entry the segment was created for.
+    pub base_index: Index,
+    /// Offset of the first entry the segment was created for.
+    pub base_offset: Offset,
+    /// Index after the last entry.
+    pub next_index: Index,
+    /// Offset after the last data entry.
+    pub next_offset: Offset,
+    /// Number of entries.
+    pub entry_count: u64,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Largest record timestamp, -1 when none.
+    pub max_timestamp: i64,
+    /// Whether the segment is closed (immutable); only the last one is not.
+    pub closed: bool,
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Segments removed, oldest first.
+    pub removed_segments: Vec<PathBuf>,
+    /// Bytes freed.
+    pub removed_bytes: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: Offset,
+}
+
+/// A partition log in one directory.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    /// Never empty; the last segment is the active one.
+    pub(crate) segments: Vec<Segment>,
+    flushed_next_index: Index,
+    last_flush_ms: Option<i64>,
+    scratch: Vec<u8>,
+    recovery: Recovery,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering from a crash: a torn tail of the active
+    /// segment is cut, missing or stale indexes are rebuilt, and corruption anywhere else fails
+    /// with an error naming the file and byte position.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
+        fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+        let mut recovery = Recovery::default();
+        let mut paths = Vec::new();
+        for item in fs::read_dir(dir).map_err(LogError::io(dir))? {
+            let path = item.map_err(LogError::io(dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+                fs::remove_file(&path).map_err(LogError::io(&path))?;
+                recovery.removed_leftovers.push(path);
+            } else if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(index) = stem.parse::<u64>() {
+                    paths.push((index, path));
+                }
+            }
+        }
+        paths.sort();
+        let mut segments: Vec<Segment> = Vec::with_capacity(paths.len().max(1));
+        let count = paths.len();
+        for (i, (_, path)) in paths.into_iter().enumerate() {
+            let active = i + 1 == count;
+            let segment = if active {
+                open_active(&path, &config, segments.last(), &mut recovery)?
+            } else {
+                open_closed(&path, &config, &mut recovery)?
+            };
+            if let Some(prev) = segments.last() {
+                if segment.base_index < prev.next_index || segment.base_offset < prev.next_offset {
+                    return Err(LogError::Corrupt {
+                        path: segment.path.clone(),
+                        position: 0,
+                        reason: format!(
+                            "segment starts at index {} offset {} but the one before ends at index {} offset {}",
+                            segment.base_index, segment.base_offset, prev.next_index, prev.next_offset
+                        ),
+                    });
+                }
+            }
+            segments.push(segment);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, Index(0), Offset(0), config.index_interval_bytes)?);
+        }
+        let next_index = segments.last().map(|s| s.next_index).unwrap_or_default();
+        for ext in ["index", "timeindex"] {
+            remove_orphans(dir, ext, &segments)?;
+        }
+        Ok(Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            // Everything found on disk at open is treated as durable.
+            flushed_next_index: next_index,
+            last_flush_ms: None,
+            scratch: Vec::new(),
+            recovery,
+        })
+    }
+
+    /// What the last open found and repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The first index the log holds (entries before it were removed by retention).
+    pub fn first_index(&self) -> Index {
+        self.segments[0].base_index
+    }
+
+    /// The index the next append must have.
+    pub fn next_index(&self) -> Index {
+        self.active().next_index
+    }
+
+    /// The index and term of the last entry, if the log has one.
+    pub fn last_entry(&self) -> Option<(Index, Term)> {
+        self.segments
+            .iter()
+            .rev()
+            .find_map(|s| s.last_term.map(|t| (Index(s.next_index.0 - 1), t)))
+    }
+
+    /// The log end offset: the offset the next data entry takes.
+    pub fn next_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+
+    /// The first offset still retained.
+    pub fn log_start_offset(&self) -> Offset {
+        self.segments[0].base_offset
+    }
+
+    /// Entries before this index are durable (fsynced).
+    pub fn flushed_next_index(&self) -> Index {
+        self.flushed_next_index
+    }
+
+    /// Total bytes of all segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// A description of every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let last = self.segments.len() - 1;
+        self.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                path: s.path.clone(),
+                base_index: s.base_index,
+                base_offset: s.base_offset,
+                next_index: s.next_index,
+                next_offset: s.next_offset,
+                entry_count: s.entry_count,
+                size_bytes: s.size,
+                max_timestamp: s.max_timestamp,
+                closed: i != last,
+            })
+            .collect()
+    }
+
+    pub(crate) fn active(&self) -> &Segment {
+        // `segments` is never empty: open creates one and nothing removes the last.
+        self.segments.last().expect("log has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("log has an active segment")
+    }
+
+    /// Appends entries in one write and, per the flush policy, one fsync (group commit).
+    /// Data entries get their offsets from the log and have them stamped into the batch.
+    pub fn append(&mut self, entries: &[NewEntry<'_>], now_ms: i64) -> Result<Appended> {
+        let first_offset = self.next_offset();
+        let mut next_index = self.next_index();
+        let mut next_offset = first_offset;
+        self.scratch.clear();
+        let mut pending: Vec<EntryHeader> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.index != next_index {
+                self.write_pending(&pending)?;
+                return Err(LogError::NonContiguousIndex {
+                    expected: next_index,
+                    got: entry.index,
+                });
+            }
+            let (kind, bytes, offset_count, max_timestamp) = match entry.payload {
+                Payload::Data(bytes) => {
+                    let header = BatchHeader::parse(bytes)?;
+                    (EntryKind::Data, bytes, header.offset_count(), header.max_timestamp)
+                }
+                Payload::Membership(bytes) => (EntryKind::Membership, bytes, 0, -1),
+                Payload::Blank => (EntryKind::Blank, &[][..], 0, -1),
+            };
+            let stored = (ENTRY_HEADER_LEN + bytes.len()) as u64;
+            let limit = self.config.segment_bytes_max.saturating_sub(SEGMENT_HEADER_LEN as u64);
+            if stored > limit || bytes.len() > u32::MAX as usize {
+                self.write_pending(&pending)?;
+                return Err(LogError::EntryTooLarge { size: stored, limit });
+            }
+            if self.roll_due(self.scratch.len() as u64 + stored, now_ms) {
+                self.write_pending(&pending)?;
+                pending.clear();
+                self.scratch.clear();
+                self.roll()?;
+            }
+            let header = EntryHeader {
+                crc: 0,
+                payload_len: bytes.len() as u32,
+                index: entry.index,
+                term: entry.term,
+                kind,
+                first_offset: next_offset,
+                offset_count,
+                max_timestamp,
+            };
+            let at = self.scratch.len();
+            self.scratch.resize(at + ENTRY_HEADER_LEN, 0);
+            self.scratch.extend_from_slice(bytes);
+            let payload = &mut self.scratch[at + ENTRY_HEADER_LEN..];
+            if kind == EntryKind::Data {
+                batch::stamp(payload, next_offset.0, entry.term.as_leader_epoch());
+            }
+            let raw = header.encode(payload);
+            self.scratch[at..at + ENTRY_HEADER_LEN].copy_from_slice(&raw);
+            pending.push(header);
+            next_index = next_index.next();
+            next_offset = header.next_offset();
+        }
+        self.write_pending(&pending)?;
+        let flushed = match self.config.flush {
+            FlushPolicy::EveryAppend => true,
+            FlushPolicy::Interval(every) => self
+                .last_flush_ms
+                .is_none_or(|last| now_ms.saturating_sub(last) >= every.as_millis() as i64),
+            FlushPolicy::Never => false,
+        };
+        if flushed {
+            self.flush(now_ms)?;
+        }
+        Ok(Appended {
+            first_offset,
+            next_offset,
+            flushed,
+        })
+    }
+
+    /// Writes the encoded entries in `scratch` to the active segment and records them.
+    fn write_pending(&mut self, pending: &[EntryHeader]) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let scratch = std::mem::take(&mut self.scratch);
+        let written = self.active_mut().write_at_end(&scratch);
+        self.scratch = scratch;
+        let mut position = written?;
+        let active = self.active_mut();
+        for header in pending {
+            assert_eq!(header.index, active.next_index, "log index continuity");
+            assert_eq!(header.first_offset, active.next_offset, "log offset continuity");
+            active.record_entry(position, header);
+            position += header.stored_len();
+        }
+        Ok(())
+    }
+
+    fn roll_due(&mut self, incoming_bytes: u64, now_ms: i64) -> bool {
+        let max_bytes = self.config.segment_bytes_max;
+        let max_age_ms = self.config.segment_age_max.as_millis() as i64;
+        let active = self.active_mut();
+        if active.entry_count == 0 {
+            return false;
+        }
+        let clock = *active.roll_clock_ms.get_or_insert(now_ms);
+        active.size + incoming_bytes > max_bytes || now_ms.saturating_sub(clock) >= max_age_ms
+    }
+
+    /// Closes the active segment (fsync and index files) and starts a new one.
+    fn roll(&mut self) -> Result<()> {
+        let (index, offset) = (self.next_index(), self.next_offset());
+        self.active().close()?;
+        self.flushed_next_index = index;
+        let segment = Segment::create(&self.dir, index, offset, self.config.index_interval_bytes)?;
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// Makes every appended entry durable.
+    pub fn flush(&mut self, now_ms: i64) -> Result<()> {
+        if self.flushed_next_index != self.next_index() {
+            self.active().sync()?;
+            self.flushed_next_index = self.next_index();
+        }
+        self.last_flush_ms = Some(now_ms);
+        Ok(())
+    }
+
+    /// Flushes when the interval flush policy says it is time. Returns whether it flushed.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        let FlushPolicy::Interval(every) = self.config.flush else {
+            return Ok(false);
+        };
+        let due = self
+            .last_flush_ms
+            .is_none_or(|last| now_ms.saturating_sub(last) >= every.as_millis() as i64);
+        if due && self.flushed_next_index != self.next_index() {
+            self.flush(now_ms)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The segment that holds `index`, by position in `segments`.
+    fn segment_for_index(&self, index: Index) -> usize {
+        self.segments
+            .partition_point(|s| s.base_index <= index)
+            .saturating_sub(1)
+    }
+
+    /// The segment that holds `offset`, by position in `segments`.
+    fn segment_for_offset(&self, offset: Offset) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Reads the entries with indexes in `range`, for Raft replication.
+    pub fn entries(&self, range: Range<Index>) -> Result<Vec<Entry>> {
+        let (first, next) = (self.first_index(), self.next_index());
+        for index in [range.start, range.end] {
+            if index < first || index > next {
+                return Err(LogError::IndexOutOfRange { index, first, next });
+            }
+        }
+        let mut out = Vec::new();
+        if range.start >= range.end {
+            return Ok(out);
+        }
+        for segment in &self.segments[self.segment_for_index(range.start)..] {
+            let from = segment
+                .index
+                .position_for_index(range.start)
+                .unwrap_or(SEGMENT_HEADER_LEN as u64);
+            let mut done = false;
+            let end = segment.scan(from, |_, header, payload| {
+                if header.index >= range.end {
+                    done = true;
+                    return ControlFlow::Break(());
+                }
+                if header.index >= range.start {
+                    out.push(Entry {
+                        index: header.index,
+                        term: header.term,
+                        kind: header.kind,
+                        first_offset: header.first_offset,
+                        offset_count: header.offset_count,
+                        max_timestamp: header.max_timestamp,
+                        payload: payload.to_vec(),
+                    });
+                }
+                ControlFlow::Continue(())
+            })?;
+            corrupt_unless_clean(segment, end)?;
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads whole record batches from `offset` up to (not past) `max_offset`, typically the
+    /// high watermark. The batch holding `offset` comes back whole even if it is larger than
+    /// `max_bytes`, so a reader always makes progress; later batches only while they fit.
+    pub fn read(&self, offset: Offset, max_offset: Offset, max_bytes: usize) -> Result<Batches> {
+        let (start, end) = (self.log_start_offset(), self.next_offset());
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let mut out = Batches {
+            bytes: Vec::new(),
+            next_offset: offset,
+            batch_count: 0,
+        };
+        if offset >= max_offset {
+            return Ok(out);
+        }
+        for segment in &self.segments[self.segment_for_offset(offset)..] {
+            let from = segment
+                .index
+                .position_for_offset(offset)
+                .unwrap_or(SEGMENT_HEADER_LEN as u64);
+            let mut done = false;
+            let end = segment.scan(from, |_, header, payload| {
+                if header.kind != EntryKind::Data || header.next_offset() <= offset {
+                    return ControlFlow::Continue(());
+                }
+                let fits = out.batch_count == 0 || out.bytes.len() + payload.len() <= max_bytes;
+                if header.next_offset() > max_offset || !fits {
+                    done = true;
+                    return ControlFlow::Break(());
+                }
+                out.bytes.extend_from_slice(payload);
+                out.batch_count += 1;
+                out.next_offset = header.next_offset();
+                ControlFlow::Continue(())
+            })?;
+            corrupt_unless_clean(segment, end)?;
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first offset below `max_offset` whose record timestamp is ≥ `timestamp`, with that
+    /// record's timestamp; `None` when there is none.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        max_offset: Offset,
+    ) -> Result<Option<(Offset, i64)>> {
+        let Some(first) = self.segments.iter().position(|s| s.max_timestamp >= timestamp) else {
+            return Ok(None);
+        };
+        for segment in &self.segments[first..] {
+            let from = segment
+                .index
+                .position_for_timestamp(timestamp)
+                .unwrap_or(SEGMENT_HEADER_LEN as u64);
+            let mut found = None;
+            let mut failure = None;
+            let end = segment.scan(from, |position, header, payload| {
+                if header.first_offset >= max_offset {
+                    return ControlFlow::Break(());
+                }
+                if header.kind != EntryKind::Data || header.max_timestamp < timestamp {
+                    return ControlFlow::Continue(());
+                }
+                match batch::decode_records(payload) {
+                    Ok(records) => {
+                        found = records
+                            .iter()
+                            .find(|r| r.timestamp >= timestamp && r.offset < max_offset.0)
+                            .map(|r| (Offset(r.offset), r.timestamp));
+                    }
+                    Err(e) => failure = Some((position, e.to_string())),
+                }
+                if found.is_some() || failure.is_some() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            if let Some((position, reason)) = failure {
+                return Err(LogError::Corrupt {
+                    path: segment.path.clone(),
+                    position,
+                    reason,
+                });
+            }
+            corrupt_unless_clean(segment, end)?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every entry after `last_kept` (every entry when `None`), durably.
+    /// Offsets continue from the surviving tail. Only for the uncommitted tail.
+    pub fn truncate_after(&mut self, last_kept: Option<Index>) -> Result<()> {
+        let cut = last_kept.map_or(Index(0), Index::next);
+        if cut >= self.next_index() {
+            return Ok(());
+        }
+        let keep = self.segment_for_index(cut);
+        let removed: Vec<Segment> = self.segments.drain(keep + 1..).collect();
+        let had_removed = !removed.is_empty();
+        for segment in removed {
+            segment.remove()?;
+        }
+        if had_removed {
+            sync_dir(&self.dir)?;
+        }
+        let segment = self.active_mut();
+        let from = segment
+            .index
+            .position_for_index(cut)
+            .unwrap_or(SEGMENT_HEADER_LEN as u64);
+        let mut position = segment.size;
+        segment.scan(from, |at, header, _| {
+            if header.index >= cut {
+                position = at;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        segment.cut_file(position)?;
+        let index = std::mem::take(&mut segment.index);
+        let end = segment.load(Some(index), Contiguity::Increasing)?;
+        corrupt_unless_clean(segment, end)?;
+        segment.roll_clock_ms = None;
+        let next = segment.next_index;
+        self.flushed_next_index = self.flushed_next_index.min(next);
+        Ok(())
+    }
+
+    /// Removes every segment and starts the log again, empty, at `next_index` and `next_offset`
+    /// (a replica that installed a snapshot ending there).
+    pub fn reset(&mut self, next_index: Index, next_offset: Offset) -> Result<()> {
+        let fresh = Segment::create(&self.dir, next_index, next_offset, self.config.index_interval_bytes)?;
+        let fresh_path = fresh.path.clone();
+        for segment in std::mem::replace(&mut self.segments, vec![fresh]) {
+            if segment.path != fresh_path {
+                segment.remove()?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        self.flushed_next_index = next_index;
+        Ok(())
+    }
+
+    /// Removes whole closed segments whose entries are all below `below` and that retention
+    /// says are too old, or that make the log larger than allowed. Oldest first, never the
+    /// active segment; the log start offset moves to the first remaining segment.
+    pub fn apply_retention(
+        &mut self,
+        policy: RetentionPolicy,
+        below: Index,
+        now_ms: i64,
+    ) -> Result<Retained> {
+        let mut total = self.size_bytes();
+        let mut count = 0;
+        for segment in &self.segments[..self.segments.len() - 1] {
+            if segment.next_index > below {
+                break;
+            }
+            let too_old = policy
+                .retention_ms
+                .is_some_and(|ms| now_ms.saturating_sub(segment.max_timestamp) > ms);
+            let too_big = policy
+                .retention_bytes
+                .is_some_and(|bytes| total.saturating_sub(segment.size) >= bytes);
+            if !(too_old || too_big) {
+                break;
+            }
+            total -= segment.size;
+            count += 1;
+        }
+        let mut retained = Retained::default();
+        for segment in self.segments.drain(..count) {
+            retained.removed_bytes += segment.size;
+            retained.removed_segments.push(segment.path.clone());
+            segment.remove()?;
+        }
+        if count > 0 {
+            sync_dir(&self.dir)?;
+        }
+        retained.log_start_offset = self.log_start_offset();
+        Ok(retained)
+    }
+}
+
+fn open_closed(path: &Path, config: &LogConfig, recovery: &mut Recovery) -> Result<Segment> {
+    let mut segment = Segment::open(path, config.index_interval_bytes)?;
+    let on_disk = SparseIndex::read_files(path, segment.size);
+    let trusted = match config.open_check {
+        OpenCheck::ActiveSegment => on_disk.clone(),
+        OpenCheck::AllSegments => None,
+    };
+    let end = segment.load(trusted, Contiguity::Increasing)?;
+    corrupt_unless_clean(&segment, end)?;
+    if on_disk.as_ref() != Some(&segment.index) {
+        segment.index.write_files(path, segment.size)?;
+        recovery.rebuilt_indexes.push(path.to_path_buf());
+    }
+    Ok(segment)
+}
+
+fn open_active(
+    path: &Path,
+    config: &LogConfig,
+    prev: Option<&Segment>,
+    recovery: &mut Recovery,
+) -> Result<Segment> {
+    let mut segment = match Segment::open(path, config.index_interval_bytes) {
+        Ok(segment) => segment,
+        // A crash while the active segment was being created leaves its header cut short;
+        // it held nothing, so it is made again where the previous segment ends.
+        Err(LogError::Corrupt { position: 0, .. })
+            if prev.is_some()
+                && fs::metadata(path).map(|m| m.len()).unwrap_or(0) < SEGMENT_HEADER_LEN as u64 =>
+        {
+            let prev = prev.expect("checked above");
+            let dir = path.parent().unwrap_or(Path::new("."));
+            fs::remove_file(path).map_err(LogError::io(path))?;
+            recovery.removed_leftovers.push(path.to_path_buf());
+            return Segment::create(dir, prev.next_index, prev.next_offset, config.index_interval_bytes);
+        }
+        Err(e) => return Err(e),
+    };
+    let size_before = segment.size;
+    SparseIndex::remove_files(path)?;
+    if let ScanEnd::Invalid { position, reason } = segment.load(None, Contiguity::Contiguous)? {
+        segment.cut_file(position)?;
+        recovery.torn_tail = Some(TornTail {
+            path: path.to_path_buf(),
+            position,
+            bytes_removed: size_before - position,
+            reason,
+        });
+    }
+    Ok(segment)
+}
+
+/// Turns a scan that stopped at an invalid entry into the error that names file and position.
+fn corrupt_unless_clean(segment: &Segment, end: ScanEnd) -> Result<()> {
+    match end {
+        ScanEnd::Invalid { position, reason } => Err(LogError::Corrupt {
+            path: segment.path.clone(),
+            position,
+            reason,
+        }),
+        ScanEnd::End | ScanEnd::Stopped => Ok(()),
+    }
+}
+
+/// Removes index files whose segment no longer exists.
+fn remove_orphans(dir: &Path, ext: &str, segments: &[Segment]) -> Result<()> {
+    for item in fs::read_dir(dir).map_err(LogError::io(dir))? {
+        let path = item.map_err(LogError::io(dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some(ext)
+            && !segments.iter().any(|s| s.path == path.with_extension("log"))
+        {
+            fs::remove_file(&path).map_err(LogError::io(&path))?;
+        }
+    }
+    Ok(())
+}
