@@ -209,17 +209,17 @@ pub fn encode_records(original: &BatchHeader, records: &[Record]) -> Result<Vec<
     Ok(bytes)
 }
 
+/// A record to build a batch from: key, value (None is a tombstone) and timestamp.
+pub type RecordSpec<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+
 /// Builds an uncompressed batch of `(key, value, timestamp)` records starting at offset 0.
 /// For tests, benchmarks and tools that need real batches.
-pub fn build_batch(records: &[(Option<&[u8]>, Option<&[u8]>, i64)]) -> Vec<u8> {
+pub fn build_batch(records: &[RecordSpec<'_>]) -> Vec<u8> {
     build_batch_with(Compression::None, records)
 }
 
 /// Like [`build_batch`] with a compression codec.
-pub fn build_batch_with(
-    compression: Compression,
-    records: &[(Option<&[u8]>, Option<&[u8]>, i64)],
-) -> Vec<u8> {
+pub fn build_batch_with(compression: Compression, records: &[RecordSpec<'_>]) -> Vec<u8> {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -271,7 +271,10 @@ mod tests {
     #[test]
     fn bad_batches_are_rejected_with_reasons() {
         let batch = build_batch(&[(None, Some(b"v"), 1)]);
-        assert_eq!(BatchHeader::parse(&batch[..10]), Err(BatchError::TooShort(10)));
+        assert_eq!(
+            BatchHeader::parse(&batch[..10]),
+            Err(BatchError::TooShort(10))
+        );
         let mut wrong_magic = batch.clone();
         wrong_magic[MAGIC] = 1;
         assert_eq!(BatchHeader::parse(&wrong_magic), Err(BatchError::Magic(1)));
@@ -281,6 +284,9 @@ mod tests {
         assert!(matches!(verify_crc(&flipped), Err(BatchError::Crc { .. })));
         let mut longer = batch.clone();
         longer.push(0);
-        assert!(matches!(BatchHeader::parse(&longer), Err(BatchError::Length { .. })));
+        assert!(matches!(
+            BatchHeader::parse(&longer),
+            Err(BatchError::Length { .. })
+        ));
     }
 }

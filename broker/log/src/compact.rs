@@ -100,8 +100,9 @@ impl Log {
 fn segment_keys(segment: &Segment) -> Result<HashMap<Box<[u8]>, i64>> {
     let mut keys = HashMap::new();
     let mut failure = None;
-    let end = segment.scan(crate::entry::SEGMENT_HEADER_LEN as u64, |position, header, payload| {
-        match compactable_records(header, payload) {
+    let end = segment.scan(
+        crate::entry::SEGMENT_HEADER_LEN as u64,
+        |position, header, payload| match compactable_records(header, payload) {
             Ok(Some((_, records))) => {
                 for record in records {
                     if let Some(key) = record.key {
@@ -115,8 +116,8 @@ fn segment_keys(segment: &Segment) -> Result<HashMap<Box<[u8]>, i64>> {
                 failure = Some((position, reason));
                 ControlFlow::Break(())
             }
-        }
-    })?;
+        },
+    )?;
     check_scan(segment, end, failure)?;
     Ok(keys)
 }
@@ -175,8 +176,11 @@ fn rewrite_segment(
         .open(&path)
         .map_err(LogError::io(&path))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    out.write_all(&encode_segment_header(segment.base_index, segment.base_offset))
-        .map_err(LogError::io(&path))?;
+    out.write_all(&encode_segment_header(
+        segment.base_index,
+        segment.base_offset,
+    ))
+    .map_err(LogError::io(&path))?;
     let mut removed = 0u64;
     let mut failure = None;
     let mut write_error = None;
@@ -184,61 +188,66 @@ fn rewrite_segment(
         None => true,
         Some(key) => {
             let is_latest = latest.get(&key[..]) == Some(&r.offset);
-            let expired_tombstone =
-                r.value.is_none() && now_ms.saturating_sub(r.timestamp) > policy.delete_retention_ms;
+            let expired_tombstone = r.value.is_none()
+                && now_ms.saturating_sub(r.timestamp) > policy.delete_retention_ms;
             is_latest && !expired_tombstone
         }
     };
-    let end = segment.scan(crate::entry::SEGMENT_HEADER_LEN as u64, |position, header, payload| {
-        let rewritten = match compactable_records(header, payload) {
-            Ok(None) => Ok(Some((*header, payload.to_vec()))),
-            Ok(Some((batch, records))) => {
-                let total = records.len();
-                let kept: Vec<Record> = records.into_iter().filter(|r| keep(r)).collect();
-                removed += (total - kept.len()) as u64;
-                if kept.len() == total {
-                    Ok(Some((*header, payload.to_vec())))
-                } else if kept.is_empty() {
-                    Ok(None)
-                } else {
-                    batch::encode_records(&batch, &kept)
-                        .map_err(|e| e.to_string())
-                        .and_then(|bytes| {
-                            let new = BatchHeader::parse(&bytes).map_err(|e| e.to_string())?;
-                            let entry = EntryHeader {
-                                payload_len: bytes.len() as u32,
-                                first_offset: Offset(new.base_offset),
-                                offset_count: new.offset_count(),
-                                max_timestamp: new.max_timestamp,
-                                ..*header
-                            };
-                            Ok(Some((entry, bytes)))
-                        })
+    let end = segment.scan(
+        crate::entry::SEGMENT_HEADER_LEN as u64,
+        |position, header, payload| {
+            let rewritten = match compactable_records(header, payload) {
+                Ok(None) => Ok(Some((*header, payload.to_vec()))),
+                Ok(Some((batch, records))) => {
+                    let total = records.len();
+                    let kept: Vec<Record> = records.into_iter().filter(|r| keep(r)).collect();
+                    removed += (total - kept.len()) as u64;
+                    if kept.len() == total {
+                        Ok(Some((*header, payload.to_vec())))
+                    } else if kept.is_empty() {
+                        Ok(None)
+                    } else {
+                        batch::encode_records(&batch, &kept)
+                            .map_err(|e| e.to_string())
+                            .and_then(|bytes| {
+                                let new = BatchHeader::parse(&bytes).map_err(|e| e.to_string())?;
+                                let entry = EntryHeader {
+                                    payload_len: bytes.len() as u32,
+                                    first_offset: Offset(new.base_offset),
+                                    offset_count: new.offset_count(),
+                                    max_timestamp: new.max_timestamp,
+                                    ..*header
+                                };
+                                Ok(Some((entry, bytes)))
+                            })
+                    }
+                }
+                Err(reason) => Err(reason),
+            };
+            match rewritten {
+                Ok(Some((entry, bytes))) => {
+                    let raw = entry.encode(&bytes);
+                    if let Err(e) = out.write_all(&raw).and_then(|()| out.write_all(&bytes)) {
+                        write_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                }
+                Ok(None) => ControlFlow::Continue(()),
+                Err(reason) => {
+                    failure = Some((position, reason));
+                    ControlFlow::Break(())
                 }
             }
-            Err(reason) => Err(reason),
-        };
-        match rewritten {
-            Ok(Some((entry, bytes))) => {
-                let raw = entry.encode(&bytes);
-                if let Err(e) = out.write_all(&raw).and_then(|()| out.write_all(&bytes)) {
-                    write_error = Some(e);
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            }
-            Ok(None) => ControlFlow::Continue(()),
-            Err(reason) => {
-                failure = Some((position, reason));
-                ControlFlow::Break(())
-            }
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = write_error {
         return Err(LogError::io(&path)(e));
     }
     check_scan(segment, end, failure)?;
-    let file = out.into_inner().map_err(|e| LogError::io(&path)(e.into_error()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| LogError::io(&path)(e.into_error()))?;
     file.sync_all().map_err(LogError::io(&path))?;
     Ok(Rewrite {
         path,

@@ -118,7 +118,9 @@ pub fn encode_segment_header(index: Index, offset: Offset) -> [u8; SEGMENT_HEADE
 }
 
 /// Decodes a segment header into (first index, first offset).
-pub fn decode_segment_header(h: &[u8; SEGMENT_HEADER_LEN]) -> Result<(Index, Offset), &'static str> {
+pub fn decode_segment_header(
+    h: &[u8; SEGMENT_HEADER_LEN],
+) -> Result<(Index, Offset), &'static str> {
     if &h[0..8] != SEGMENT_MAGIC {
         return Err("not a strand segment (bad magic)");
     }

@@ -59,7 +59,9 @@ impl SparseIndex {
 
     /// Position to start scanning from to find the first record with timestamp ≥ `timestamp`.
     pub fn position_for_timestamp(&self, timestamp: i64) -> Option<u64> {
-        let at = self.times.partition_point(|p| p.max_timestamp_before < timestamp);
+        let at = self
+            .times
+            .partition_point(|p| p.max_timestamp_before < timestamp);
         at.checked_sub(1).map(|i| self.times[i].position)
     }
 
@@ -78,20 +80,35 @@ impl SparseIndex {
             body.extend_from_slice(&p.offset.0.to_le_bytes());
             body.extend_from_slice(&p.position.to_le_bytes());
         }
-        write_index_file(&log_path.with_extension("index"), OFFSET_MAGIC, segment_len, &body)?;
+        write_index_file(
+            &log_path.with_extension("index"),
+            OFFSET_MAGIC,
+            segment_len,
+            &body,
+        )?;
         let mut body = Vec::with_capacity(self.times.len() * 16);
         for p in &self.times {
             body.extend_from_slice(&p.max_timestamp_before.to_le_bytes());
             body.extend_from_slice(&p.position.to_le_bytes());
         }
-        write_index_file(&log_path.with_extension("timeindex"), TIME_MAGIC, segment_len, &body)
+        write_index_file(
+            &log_path.with_extension("timeindex"),
+            TIME_MAGIC,
+            segment_len,
+            &body,
+        )
     }
 
     /// Reads both index files of a segment of `segment_len` bytes.
     /// `None` when either is missing, damaged or stale.
     pub fn read_files(log_path: &Path, segment_len: u64) -> Option<SparseIndex> {
-        let offsets = read_index_file(&log_path.with_extension("index"), OFFSET_MAGIC, segment_len)?;
-        let times = read_index_file(&log_path.with_extension("timeindex"), TIME_MAGIC, segment_len)?;
+        let offsets =
+            read_index_file(&log_path.with_extension("index"), OFFSET_MAGIC, segment_len)?;
+        let times = read_index_file(
+            &log_path.with_extension("timeindex"),
+            TIME_MAGIC,
+            segment_len,
+        )?;
         if offsets.len() % 24 != 0 || times.len() % 16 != 0 {
             return None;
         }
@@ -170,14 +187,35 @@ mod tests {
     fn sample() -> SparseIndex {
         SparseIndex {
             offsets: vec![
-                IndexPoint { index: Index(0), offset: Offset(0), position: 32 },
-                IndexPoint { index: Index(10), offset: Offset(100), position: 5000 },
-                IndexPoint { index: Index(20), offset: Offset(200), position: 9000 },
+                IndexPoint {
+                    index: Index(0),
+                    offset: Offset(0),
+                    position: 32,
+                },
+                IndexPoint {
+                    index: Index(10),
+                    offset: Offset(100),
+                    position: 5000,
+                },
+                IndexPoint {
+                    index: Index(20),
+                    offset: Offset(200),
+                    position: 9000,
+                },
             ],
             times: vec![
-                TimePoint { max_timestamp_before: -1, position: 32 },
-                TimePoint { max_timestamp_before: 50, position: 5000 },
-                TimePoint { max_timestamp_before: 90, position: 9000 },
+                TimePoint {
+                    max_timestamp_before: -1,
+                    position: 32,
+                },
+                TimePoint {
+                    max_timestamp_before: 50,
+                    position: 5000,
+                },
+                TimePoint {
+                    max_timestamp_before: 90,
+                    position: 9000,
+                },
             ],
         }
     }

@@ -13,14 +13,21 @@ mod entry;
 mod error;
 mod index;
 mod log;
+mod read;
+mod retention;
 mod segment;
 mod types;
 
-pub use batch::{BATCH_HEADER_LEN, BatchHeader, build_batch, build_batch_with, decode_records, stamp, verify_crc};
+pub use batch::{
+    BATCH_HEADER_LEN, BatchHeader, RecordSpec, build_batch, build_batch_with, decode_records,
+    stamp, verify_crc,
+};
 pub use compact::Compacted;
 pub use config::{CompactionPolicy, FlushPolicy, LogConfig, OpenCheck, RetentionPolicy};
 pub use entry::{ENTRY_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use error::{BatchError, LogError, Result};
 pub use kafka_protocol::records::{Compression, Record};
-pub use log::{Appended, Batches, Entry, Log, NewEntry, Payload, Recovery, Retained, SegmentInfo, TornTail};
+pub use log::{
+    Appended, Batches, Entry, Log, NewEntry, Payload, Recovery, Retained, SegmentInfo, TornTail,
+};
 pub use types::{EntryKind, Index, Offset, Term};

@@ -1,11 +1,11 @@
 //! The partition log: an ordered list of segments, the last of which takes appends.
 
 use std::fs;
-use std::ops::{ControlFlow, Range};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use crate::batch::{self, BatchHeader};
-use crate::config::{FlushPolicy, LogConfig, OpenCheck, RetentionPolicy};
+use crate::config::{FlushPolicy, LogConfig, OpenCheck};
 use crate::entry::{ENTRY_HEADER_LEN, EntryHeader, SEGMENT_HEADER_LEN};
 use crate::error::{LogError, Result};
 use crate::index::SparseIndex;
@@ -156,14 +156,17 @@ impl Log {
         let mut paths = Vec::new();
         for item in fs::read_dir(dir).map_err(LogError::io(dir))? {
             let path = item.map_err(LogError::io(dir))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name.ends_with(".cleaned") || name.ends_with(".tmp") {
                 fs::remove_file(&path).map_err(LogError::io(&path))?;
                 recovery.removed_leftovers.push(path);
-            } else if let Some(stem) = name.strip_suffix(".log") {
-                if let Ok(index) = stem.parse::<u64>() {
-                    paths.push((index, path));
-                }
+            } else if let Some(stem) = name.strip_suffix(".log")
+                && let Ok(index) = stem.parse::<u64>()
+            {
+                paths.push((index, path));
             }
         }
         paths.sort();
@@ -176,22 +179,27 @@ impl Log {
             } else {
                 open_closed(&path, &config, &mut recovery)?
             };
-            if let Some(prev) = segments.last() {
-                if segment.base_index < prev.next_index || segment.base_offset < prev.next_offset {
-                    return Err(LogError::Corrupt {
-                        path: segment.path.clone(),
-                        position: 0,
-                        reason: format!(
-                            "segment starts at index {} offset {} but the one before ends at index {} offset {}",
-                            segment.base_index, segment.base_offset, prev.next_index, prev.next_offset
-                        ),
-                    });
-                }
+            if let Some(prev) = segments.last()
+                && (segment.base_index < prev.next_index || segment.base_offset < prev.next_offset)
+            {
+                return Err(LogError::Corrupt {
+                    path: segment.path.clone(),
+                    position: 0,
+                    reason: format!(
+                        "segment starts at index {} offset {} but the one before ends at index {} offset {}",
+                        segment.base_index, segment.base_offset, prev.next_index, prev.next_offset
+                    ),
+                });
             }
             segments.push(segment);
         }
         if segments.is_empty() {
-            segments.push(Segment::create(dir, Index(0), Offset(0), config.index_interval_bytes)?);
+            segments.push(Segment::create(
+                dir,
+                Index(0),
+                Offset(0),
+                config.index_interval_bytes,
+            )?);
         }
         let next_index = segments.last().map(|s| s.next_index).unwrap_or_default();
         for ext in ["index", "timeindex"] {
@@ -305,16 +313,27 @@ impl Log {
             let (kind, bytes, offset_count, max_timestamp) = match entry.payload {
                 Payload::Data(bytes) => {
                     let header = BatchHeader::parse(bytes)?;
-                    (EntryKind::Data, bytes, header.offset_count(), header.max_timestamp)
+                    (
+                        EntryKind::Data,
+                        bytes,
+                        header.offset_count(),
+                        header.max_timestamp,
+                    )
                 }
                 Payload::Membership(bytes) => (EntryKind::Membership, bytes, 0, -1),
                 Payload::Blank => (EntryKind::Blank, &[][..], 0, -1),
             };
             let stored = (ENTRY_HEADER_LEN + bytes.len()) as u64;
-            let limit = self.config.segment_bytes_max.saturating_sub(SEGMENT_HEADER_LEN as u64);
+            let limit = self
+                .config
+                .segment_bytes_max
+                .saturating_sub(SEGMENT_HEADER_LEN as u64);
             if stored > limit || bytes.len() > u32::MAX as usize {
                 self.write_pending(&pending)?;
-                return Err(LogError::EntryTooLarge { size: stored, limit });
+                return Err(LogError::EntryTooLarge {
+                    size: stored,
+                    limit,
+                });
             }
             if self.roll_due(self.scratch.len() as u64 + stored, now_ms) {
                 self.write_pending(&pending)?;
@@ -346,6 +365,10 @@ impl Log {
             next_offset = header.next_offset();
         }
         self.write_pending(&pending)?;
+        let active = self.active_mut();
+        if active.entry_count > 0 && active.roll_clock_ms.is_none() {
+            active.roll_clock_ms = Some(now_ms);
+        }
         let flushed = match self.config.flush {
             FlushPolicy::EveryAppend => true,
             FlushPolicy::Interval(every) => self
@@ -375,7 +398,10 @@ impl Log {
         let active = self.active_mut();
         for header in pending {
             assert_eq!(header.index, active.next_index, "log index continuity");
-            assert_eq!(header.first_offset, active.next_offset, "log offset continuity");
+            assert_eq!(
+                header.first_offset, active.next_offset,
+                "log offset continuity"
+            );
             active.record_entry(position, header);
             position += header.stored_len();
         }
@@ -389,7 +415,7 @@ impl Log {
         if active.entry_count == 0 {
             return false;
         }
-        let clock = *active.roll_clock_ms.get_or_insert(now_ms);
+        let clock = active.roll_clock_ms.unwrap_or(now_ms);
         active.size + incoming_bytes > max_bytes || now_ms.saturating_sub(clock) >= max_age_ms
     }
 
@@ -426,162 +452,6 @@ impl Log {
             return Ok(true);
         }
         Ok(false)
-    }
-
-    /// The segment that holds `index`, by position in `segments`.
-    fn segment_for_index(&self, index: Index) -> usize {
-        self.segments
-            .partition_point(|s| s.base_index <= index)
-            .saturating_sub(1)
-    }
-
-    /// The segment that holds `offset`, by position in `segments`.
-    fn segment_for_offset(&self, offset: Offset) -> usize {
-        self.segments
-            .partition_point(|s| s.base_offset <= offset)
-            .saturating_sub(1)
-    }
-
-    /// Reads the entries with indexes in `range`, for Raft replication.
-    pub fn entries(&self, range: Range<Index>) -> Result<Vec<Entry>> {
-        let (first, next) = (self.first_index(), self.next_index());
-        for index in [range.start, range.end] {
-            if index < first || index > next {
-                return Err(LogError::IndexOutOfRange { index, first, next });
-            }
-        }
-        let mut out = Vec::new();
-        if range.start >= range.end {
-            return Ok(out);
-        }
-        for segment in &self.segments[self.segment_for_index(range.start)..] {
-            let from = segment
-                .index
-                .position_for_index(range.start)
-                .unwrap_or(SEGMENT_HEADER_LEN as u64);
-            let mut done = false;
-            let end = segment.scan(from, |_, header, payload| {
-                if header.index >= range.end {
-                    done = true;
-                    return ControlFlow::Break(());
-                }
-                if header.index >= range.start {
-                    out.push(Entry {
-                        index: header.index,
-                        term: header.term,
-                        kind: header.kind,
-                        first_offset: header.first_offset,
-                        offset_count: header.offset_count,
-                        max_timestamp: header.max_timestamp,
-                        payload: payload.to_vec(),
-                    });
-                }
-                ControlFlow::Continue(())
-            })?;
-            corrupt_unless_clean(segment, end)?;
-            if done {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads whole record batches from `offset` up to (not past) `max_offset`, typically the
-    /// high watermark. The batch holding `offset` comes back whole even if it is larger than
-    /// `max_bytes`, so a reader always makes progress; later batches only while they fit.
-    pub fn read(&self, offset: Offset, max_offset: Offset, max_bytes: usize) -> Result<Batches> {
-        let (start, end) = (self.log_start_offset(), self.next_offset());
-        if offset < start || offset > end {
-            return Err(LogError::OffsetOutOfRange { offset, start, end });
-        }
-        let mut out = Batches {
-            bytes: Vec::new(),
-            next_offset: offset,
-            batch_count: 0,
-        };
-        if offset >= max_offset {
-            return Ok(out);
-        }
-        for segment in &self.segments[self.segment_for_offset(offset)..] {
-            let from = segment
-                .index
-                .position_for_offset(offset)
-                .unwrap_or(SEGMENT_HEADER_LEN as u64);
-            let mut done = false;
-            let end = segment.scan(from, |_, header, payload| {
-                if header.kind != EntryKind::Data || header.next_offset() <= offset {
-                    return ControlFlow::Continue(());
-                }
-                let fits = out.batch_count == 0 || out.bytes.len() + payload.len() <= max_bytes;
-                if header.next_offset() > max_offset || !fits {
-                    done = true;
-                    return ControlFlow::Break(());
-                }
-                out.bytes.extend_from_slice(payload);
-                out.batch_count += 1;
-                out.next_offset = header.next_offset();
-                ControlFlow::Continue(())
-            })?;
-            corrupt_unless_clean(segment, end)?;
-            if done {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The first offset below `max_offset` whose record timestamp is ≥ `timestamp`, with that
-    /// record's timestamp; `None` when there is none.
-    pub fn offset_for_timestamp(
-        &self,
-        timestamp: i64,
-        max_offset: Offset,
-    ) -> Result<Option<(Offset, i64)>> {
-        let Some(first) = self.segments.iter().position(|s| s.max_timestamp >= timestamp) else {
-            return Ok(None);
-        };
-        for segment in &self.segments[first..] {
-            let from = segment
-                .index
-                .position_for_timestamp(timestamp)
-                .unwrap_or(SEGMENT_HEADER_LEN as u64);
-            let mut found = None;
-            let mut failure = None;
-            let end = segment.scan(from, |position, header, payload| {
-                if header.first_offset >= max_offset {
-                    return ControlFlow::Break(());
-                }
-                if header.kind != EntryKind::Data || header.max_timestamp < timestamp {
-                    return ControlFlow::Continue(());
-                }
-                match batch::decode_records(payload) {
-                    Ok(records) => {
-                        found = records
-                            .iter()
-                            .find(|r| r.timestamp >= timestamp && r.offset < max_offset.0)
-                            .map(|r| (Offset(r.offset), r.timestamp));
-                    }
-                    Err(e) => failure = Some((position, e.to_string())),
-                }
-                if found.is_some() || failure.is_some() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
-            if let Some((position, reason)) = failure {
-                return Err(LogError::Corrupt {
-                    path: segment.path.clone(),
-                    position,
-                    reason,
-                });
-            }
-            corrupt_unless_clean(segment, end)?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
     }
 
     /// Removes every entry after `last_kept` (every entry when `None`), durably.
@@ -626,7 +496,12 @@ impl Log {
     /// Removes every segment and starts the log again, empty, at `next_index` and `next_offset`
     /// (a replica that installed a snapshot ending there).
     pub fn reset(&mut self, next_index: Index, next_offset: Offset) -> Result<()> {
-        let fresh = Segment::create(&self.dir, next_index, next_offset, self.config.index_interval_bytes)?;
+        let fresh = Segment::create(
+            &self.dir,
+            next_index,
+            next_offset,
+            self.config.index_interval_bytes,
+        )?;
         let fresh_path = fresh.path.clone();
         for segment in std::mem::replace(&mut self.segments, vec![fresh]) {
             if segment.path != fresh_path {
@@ -636,46 +511,6 @@ impl Log {
         sync_dir(&self.dir)?;
         self.flushed_next_index = next_index;
         Ok(())
-    }
-
-    /// Removes whole closed segments whose entries are all below `below` and that retention
-    /// says are too old, or that make the log larger than allowed. Oldest first, never the
-    /// active segment; the log start offset moves to the first remaining segment.
-    pub fn apply_retention(
-        &mut self,
-        policy: RetentionPolicy,
-        below: Index,
-        now_ms: i64,
-    ) -> Result<Retained> {
-        let mut total = self.size_bytes();
-        let mut count = 0;
-        for segment in &self.segments[..self.segments.len() - 1] {
-            if segment.next_index > below {
-                break;
-            }
-            let too_old = policy
-                .retention_ms
-                .is_some_and(|ms| now_ms.saturating_sub(segment.max_timestamp) > ms);
-            let too_big = policy
-                .retention_bytes
-                .is_some_and(|bytes| total.saturating_sub(segment.size) >= bytes);
-            if !(too_old || too_big) {
-                break;
-            }
-            total -= segment.size;
-            count += 1;
-        }
-        let mut retained = Retained::default();
-        for segment in self.segments.drain(..count) {
-            retained.removed_bytes += segment.size;
-            retained.removed_segments.push(segment.path.clone());
-            segment.remove()?;
-        }
-        if count > 0 {
-            sync_dir(&self.dir)?;
-        }
-        retained.log_start_offset = self.log_start_offset();
-        Ok(retained)
     }
 }
 
@@ -713,7 +548,12 @@ fn open_active(
             let dir = path.parent().unwrap_or(Path::new("."));
             fs::remove_file(path).map_err(LogError::io(path))?;
             recovery.removed_leftovers.push(path.to_path_buf());
-            return Segment::create(dir, prev.next_index, prev.next_offset, config.index_interval_bytes);
+            return Segment::create(
+                dir,
+                prev.next_index,
+                prev.next_offset,
+                config.index_interval_bytes,
+            );
         }
         Err(e) => return Err(e),
     };
@@ -732,7 +572,7 @@ fn open_active(
 }
 
 /// Turns a scan that stopped at an invalid entry into the error that names file and position.
-fn corrupt_unless_clean(segment: &Segment, end: ScanEnd) -> Result<()> {
+pub(crate) fn corrupt_unless_clean(segment: &Segment, end: ScanEnd) -> Result<()> {
     match end {
         ScanEnd::Invalid { position, reason } => Err(LogError::Corrupt {
             path: segment.path.clone(),
@@ -748,7 +588,9 @@ fn remove_orphans(dir: &Path, ext: &str, segments: &[Segment]) -> Result<()> {
     for item in fs::read_dir(dir).map_err(LogError::io(dir))? {
         let path = item.map_err(LogError::io(dir))?.path();
         if path.extension().and_then(|e| e.to_str()) == Some(ext)
-            && !segments.iter().any(|s| s.path == path.with_extension("log"))
+            && !segments
+                .iter()
+                .any(|s| s.path == path.with_extension("log"))
         {
             fs::remove_file(&path).map_err(LogError::io(&path))?;
         }

@@ -67,7 +67,12 @@ pub(crate) fn segment_file_name(index: Index) -> String {
 
 impl Segment {
     /// Creates an empty segment file whose first entry will be `index` at `offset`.
-    pub fn create(dir: &Path, index: Index, offset: Offset, index_interval_bytes: u64) -> Result<Segment> {
+    pub fn create(
+        dir: &Path,
+        index: Index,
+        offset: Offset,
+        index_interval_bytes: u64,
+    ) -> Result<Segment> {
         let path = dir.join(segment_file_name(index));
         let file = OpenOptions::new()
             .read(true)
@@ -81,7 +86,13 @@ impl Segment {
         file.sync_data().map_err(LogError::io(&path))?;
         sync_dir(dir)?;
         SparseIndex::remove_files(&path)?;
-        Ok(Segment::empty(path, file, index, offset, index_interval_bytes))
+        Ok(Segment::empty(
+            path,
+            file,
+            index,
+            offset,
+            index_interval_bytes,
+        ))
     }
 
     fn empty(
@@ -125,14 +136,21 @@ impl Segment {
                 reason: format!("segment header is cut short at {size} bytes"),
             });
         }
-        file.read_exact_at(&mut header, 0).map_err(LogError::io(path))?;
-        let (index, offset) = decode_segment_header(&header).map_err(|reason| LogError::Corrupt {
-            path: path.to_path_buf(),
-            position: 0,
-            reason: reason.to_string(),
-        })?;
-        let mut segment =
-            Segment::empty(path.to_path_buf(), file, index, offset, index_interval_bytes);
+        file.read_exact_at(&mut header, 0)
+            .map_err(LogError::io(path))?;
+        let (index, offset) =
+            decode_segment_header(&header).map_err(|reason| LogError::Corrupt {
+                path: path.to_path_buf(),
+                position: 0,
+                reason: reason.to_string(),
+            })?;
+        let mut segment = Segment::empty(
+            path.to_path_buf(),
+            file,
+            index,
+            offset,
+            index_interval_bytes,
+        );
         segment.size = size;
         Ok(segment)
     }
@@ -143,7 +161,11 @@ impl Segment {
     /// Entries must follow each other; with `contiguous` they must also take consecutive
     /// indexes and offsets (true of every segment that compaction has not rewritten).
     /// Returns how the scan ended; on `Invalid` the segment's state covers the valid prefix.
-    pub fn load(&mut self, trusted_index: Option<SparseIndex>, contiguous: Contiguity) -> Result<ScanEnd> {
+    pub fn load(
+        &mut self,
+        trusted_index: Option<SparseIndex>,
+        contiguous: Contiguity,
+    ) -> Result<ScanEnd> {
         let mut from = SEGMENT_HEADER_LEN as u64;
         self.index = SparseIndex::default();
         self.next_index = self.base_index;
@@ -152,8 +174,10 @@ impl Segment {
         self.entry_count = 0;
         self.last_term = None;
         self.bytes_since_point = 0;
-        if let Some(index) = trusted_index {
-            if let (Some(point), Some(time)) = (index.offsets.last(), index.times.last()) {
+        if let Some(index) = trusted_index
+            && let (Some(point), Some(time)) = (index.offsets.last(), index.times.last())
+        {
+            {
                 from = point.position;
                 self.next_index = point.index;
                 self.next_offset = point.offset;
@@ -204,7 +228,9 @@ impl Segment {
     pub fn record_entry(&mut self, position: u64, header: &EntryHeader) {
         let last_point = self.index.offsets.last().map(|p| p.position);
         let first = self.entry_count == 0 && last_point.is_none();
-        if (first || self.bytes_since_point >= self.index_interval_bytes) && last_point != Some(position) {
+        if (first || self.bytes_since_point >= self.index_interval_bytes)
+            && last_point != Some(position)
+        {
             self.index.offsets.push(IndexPoint {
                 index: header.index,
                 offset: header.first_offset,
@@ -242,7 +268,9 @@ impl Segment {
 
     /// Cuts the file at `position` and makes the cut durable. The caller reloads the state.
     pub fn cut_file(&mut self, position: u64) -> Result<()> {
-        self.file.set_len(position).map_err(LogError::io(&self.path))?;
+        self.file
+            .set_len(position)
+            .map_err(LogError::io(&self.path))?;
         self.file.sync_all().map_err(LogError::io(&self.path))?;
         self.size = position;
         self.index.cut_at(position);
@@ -263,7 +291,9 @@ impl Segment {
 
     /// Reads exactly `buf.len()` bytes at `position`.
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
-        self.file.read_exact_at(buf, position).map_err(LogError::io(&self.path))
+        self.file
+            .read_exact_at(buf, position)
+            .map_err(LogError::io(&self.path))
     }
 
     /// Visits every valid entry from `from` (an entry boundary) to the end of the file, checking

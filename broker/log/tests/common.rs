@@ -18,7 +18,7 @@ pub fn small_config() -> LogConfig {
 pub fn keyed_batch(first: usize, count: usize, value_len: usize, ts: i64) -> Vec<u8> {
     let keys: Vec<String> = (first..first + count).map(|i| format!("k{i}")).collect();
     let value = vec![b'v'; value_len];
-    let records: Vec<(Option<&[u8]>, Option<&[u8]>, i64)> = keys
+    let records: Vec<strand_log::RecordSpec<'_>> = keys
         .iter()
         .map(|k| (Some(k.as_bytes()), Some(&value[..]), ts))
         .collect();
@@ -28,8 +28,15 @@ pub fn keyed_batch(first: usize, count: usize, value_len: usize, ts: i64) -> Vec
 /// Appends one data entry at the log's next index in term 1.
 pub fn append_batch(log: &mut Log, batch: &[u8], now_ms: i64) {
     let index = log.next_index();
-    log.append(&[NewEntry { index, term: Term(1), payload: Payload::Data(batch) }], now_ms)
-        .unwrap();
+    log.append(
+        &[NewEntry {
+            index,
+            term: Term(1),
+            payload: Payload::Data(batch),
+        }],
+        now_ms,
+    )
+    .unwrap();
 }
 
 /// Opens the log at `dir` with `config`, panicking with the error on failure.
@@ -39,7 +46,11 @@ pub fn open(dir: &Path, config: LogConfig) -> Log {
 
 /// The closed segment files, oldest first.
 pub fn closed_segments(log: &Log) -> Vec<std::path::PathBuf> {
-    log.segments().into_iter().filter(|s| s.closed).map(|s| s.path).collect()
+    log.segments()
+        .into_iter()
+        .filter(|s| s.closed)
+        .map(|s| s.path)
+        .collect()
 }
 
 /// Index helper.

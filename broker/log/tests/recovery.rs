@@ -16,16 +16,28 @@ fn flipped_byte_in_a_closed_segment_fails_open_naming_file_and_position() {
         append_batch(&mut log, &keyed_batch(i, 2, 100, 1000), 0);
     }
     let victim = closed_segments(&log)[1].clone();
-    let info = log.segments().into_iter().find(|s| s.path == victim).unwrap();
+    let info = log
+        .segments()
+        .into_iter()
+        .find(|s| s.path == victim)
+        .unwrap();
     drop(log);
     // Flip a payload byte of the second entry of that segment.
     let first_entry_len = {
         let bytes = fs::read(&victim).unwrap();
-        let len = u32::from_le_bytes(bytes[SEGMENT_HEADER_LEN + 4..SEGMENT_HEADER_LEN + 8].try_into().unwrap());
+        let len = u32::from_le_bytes(
+            bytes[SEGMENT_HEADER_LEN + 4..SEGMENT_HEADER_LEN + 8]
+                .try_into()
+                .unwrap(),
+        );
         ENTRY_HEADER_LEN + len as usize
     };
     let entry_at = (SEGMENT_HEADER_LEN + first_entry_len) as u64;
-    let file = OpenOptions::new().read(true).write(true).open(&victim).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&victim)
+        .unwrap();
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, entry_at + 70).unwrap();
     file.write_all_at(&[byte[0] ^ 0x40], entry_at + 70).unwrap();
@@ -34,7 +46,11 @@ fn flipped_byte_in_a_closed_segment_fails_open_naming_file_and_position() {
 
     let err = Log::open(dir.path(), small_config()).unwrap_err();
     match &err {
-        LogError::Corrupt { path, position, reason } => {
+        LogError::Corrupt {
+            path,
+            position,
+            reason,
+        } => {
             assert_eq!(path, &victim);
             assert_eq!(*position, entry_at);
             assert!(reason.contains("checksum"), "{reason}");
@@ -42,16 +58,27 @@ fn flipped_byte_in_a_closed_segment_fails_open_naming_file_and_position() {
         other => panic!("expected corruption error, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(message.contains(victim.file_name().unwrap().to_str().unwrap()), "{message}");
-    assert!(message.contains(&format!("at byte {entry_at}")), "{message}");
+    assert!(
+        message.contains(victim.file_name().unwrap().to_str().unwrap()),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("at byte {entry_at}")),
+        "{message}"
+    );
 }
 
 #[test]
 fn active_segment_cut_mid_entry_recovers_everything_before_the_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let config = strand_log::LogConfig { segment_bytes_max: 1 << 20, ..small_config() };
+    let config = strand_log::LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config.clone());
-    let batches: Vec<Vec<u8>> = (0..10).map(|i| keyed_batch(i * 3, 3, 50, 1000 + i as i64)).collect();
+    let batches: Vec<Vec<u8>> = (0..10)
+        .map(|i| keyed_batch(i * 3, 3, 50, 1000 + i as i64))
+        .collect();
     for b in &batches {
         append_batch(&mut log, b, 0);
     }
@@ -63,10 +90,19 @@ fn active_segment_cut_mid_entry_recovers_everything_before_the_cut() {
     let entry_at = SEGMENT_HEADER_LEN as u64 + before[..7].iter().map(stored).sum::<u64>();
     let entry_len = stored(&before[7]);
     let cut = entry_at + entry_len / 2;
-    OpenOptions::new().write(true).open(&active).unwrap().set_len(cut).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
 
     let mut log = open(dir.path(), config.clone());
-    let torn = log.recovery().torn_tail.clone().expect("torn tail reported");
+    let torn = log
+        .recovery()
+        .torn_tail
+        .clone()
+        .expect("torn tail reported");
     assert_eq!(torn.position, entry_at);
     assert_eq!(torn.bytes_removed, entry_len / 2);
     assert_eq!(log.next_index(), idx(7));
@@ -74,7 +110,10 @@ fn active_segment_cut_mid_entry_recovers_everything_before_the_cut() {
     assert_eq!(log.entries(idx(0)..idx(7)).unwrap(), before[..7].to_vec());
     // The log continues where the cut left it.
     append_batch(&mut log, &batches[7], 0);
-    assert_eq!(log.entries(idx(7)..idx(8)).unwrap()[0].first_offset, Offset(21));
+    assert_eq!(
+        log.entries(idx(7)..idx(8)).unwrap()[0].first_offset,
+        Offset(21)
+    );
     drop(log);
     let log = open(dir.path(), config);
     assert!(log.recovery().torn_tail.is_none());
@@ -95,14 +134,20 @@ fn garbage_after_the_last_entry_is_cut_and_nothing_before_it_is_lost() {
     file.write_all_at(&[0xAB; 100], active.size_bytes).unwrap();
     drop(file);
     let log = open(dir.path(), small_config());
-    assert_eq!(log.recovery().torn_tail.as_ref().unwrap().bytes_removed, 100);
+    assert_eq!(
+        log.recovery().torn_tail.as_ref().unwrap().bytes_removed,
+        100
+    );
     assert_eq!(log.entries(idx(0)..idx(5)).unwrap(), before);
 }
 
 #[test]
 fn missing_and_stale_indexes_are_rebuilt_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let config = strand_log::LogConfig { open_check: strand_log::OpenCheck::ActiveSegment, ..small_config() };
+    let config = strand_log::LogConfig {
+        open_check: strand_log::OpenCheck::ActiveSegment,
+        ..small_config()
+    };
     let mut log = open(dir.path(), config.clone());
     for i in 0..40 {
         append_batch(&mut log, &keyed_batch(i, 2, 100, 1000 + i as i64), 0);
@@ -113,9 +158,15 @@ fn missing_and_stale_indexes_are_rebuilt_at_open() {
     fs::remove_file(closed[0].with_extension("index")).unwrap();
     fs::write(closed[1].with_extension("timeindex"), b"stale").unwrap();
     let log = open(dir.path(), config.clone());
-    assert_eq!(log.recovery().rebuilt_indexes, vec![closed[0].clone(), closed[1].clone()]);
+    assert_eq!(
+        log.recovery().rebuilt_indexes,
+        vec![closed[0].clone(), closed[1].clone()]
+    );
     assert_eq!(log.entries(idx(0)..idx(40)).unwrap(), expected);
-    assert_eq!(log.offset_for_timestamp(1020, log.next_offset()).unwrap(), Some((Offset(40), 1020)));
+    assert_eq!(
+        log.offset_for_timestamp(1020, log.next_offset()).unwrap(),
+        Some((Offset(40), 1020))
+    );
     drop(log);
     let log = open(dir.path(), config);
     assert!(log.recovery().rebuilt_indexes.is_empty());
