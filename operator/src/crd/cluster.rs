@@ -1,0 +1,297 @@
+//! The `Cluster` resource: a set of Strand brokers run as one StatefulSet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Strand cluster: `replicas` brokers with their storage, config and placement.
+// Several printer columns share a type, which clippy takes for repeated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "strand.dev",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    status = "ClusterStatus",
+    derive = "PartialEq",
+    shortname = "strc",
+    category = "strand",
+    doc = "A Strand cluster: a StatefulSet of brokers that speak the Kafka protocol.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.labelSelector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Brokers wanted"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Brokers ready"
+    ),
+    printcolumn(
+        name = "Controller",
+        type_ = "integer",
+        json_path = ".status.controllerId",
+        description = "Broker id of the metadata group's leader"
+    ),
+    printcolumn(
+        name = "Under-replicated",
+        type_ = "integer",
+        json_path = ".status.underReplicatedPartitions",
+        description = "Partitions with fewer in-sync replicas than their replication factor"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Number of brokers.
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// Broker container image, such as `ghcr.io/strand-dev/strand:0.1.0`.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// CPU and memory of each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Persistent volume of each broker.
+    pub storage: StorageSpec,
+    /// Broker settings, written as they are into the broker's `broker.yaml`.
+    ///
+    /// Listeners, data directory, advertised address, seeds and rack are set by the operator
+    /// on the command line and win over the same settings here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::schema::free_form_map")]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// Spread brokers, and so replicas, across failure domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+    /// Additions to the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodOverrides>,
+    /// The PodDisruptionBudget of the brokers.
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudgetSpec,
+    /// How the cluster moves leaders and replicas.
+    #[serde(default)]
+    pub balancing: BalancingSpec,
+}
+
+/// Persistent volume of each broker.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size, such as `100Gi`.
+    pub size: Quantity,
+    /// StorageClass of the volumes; the cluster's default class when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// Rack awareness: brokers learn their rack from a label of the node they run on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// Node label whose value is the broker's rack, such as `topology.kubernetes.io/zone`.
+    #[serde(default = "default_topology_key")]
+    #[schemars(length(min = 1))]
+    pub topology_key: String,
+}
+
+fn default_topology_key() -> String {
+    "topology.kubernetes.io/zone".to_owned()
+}
+
+/// Additions to the broker pod template.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Extra pod labels; they never replace the labels the operator selects pods by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Node labels the brokers must run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the brokers tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Replaces the default anti-affinity, which prefers one broker per node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// The PodDisruptionBudget of the brokers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudgetSpec {
+    /// Brokers that voluntary disruptions (node drains) may take down at once.
+    ///
+    /// At least 1: with 0 a node drain could never finish.
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 1))]
+    pub max_unavailable: i32,
+}
+
+fn default_max_unavailable() -> i32 {
+    1
+}
+
+impl Default for DisruptionBudgetSpec {
+    fn default() -> Self {
+        DisruptionBudgetSpec {
+            max_unavailable: default_max_unavailable(),
+        }
+    }
+}
+
+/// How the cluster moves leaders and replicas.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BalancingSpec {
+    /// Move partition leaders so that every broker leads about as many partitions.
+    #[serde(default = "default_leader_balancing")]
+    pub leader_balancing: bool,
+    /// How long a broker may be down before its replicas are re-created on other brokers,
+    /// as a duration such as `10m` or `1h30m`.
+    #[serde(default = "default_broker_failure_timeout")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('0s')")
+        .message("must be a duration such as 10m or 1h30m"))]
+    pub broker_failure_timeout: kube::core::Duration,
+    /// Replica moves in flight at once, across the cluster.
+    #[serde(default = "default_max_concurrent_moves")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent_moves: i32,
+}
+
+fn default_leader_balancing() -> bool {
+    true
+}
+
+fn default_broker_failure_timeout() -> kube::core::Duration {
+    "5m".parse().expect("5m is a duration")
+}
+
+fn default_max_concurrent_moves() -> i32 {
+    2
+}
+
+impl Default for BalancingSpec {
+    fn default() -> Self {
+        BalancingSpec {
+            leader_balancing: default_leader_balancing(),
+            broker_failure_timeout: default_broker_failure_timeout(),
+            max_concurrent_moves: default_max_concurrent_moves(),
+        }
+    }
+}
+
+/// What the operator observed of a Cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, each with the generation it was computed for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// Broker pods that exist (the scale subresource's status replicas).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Broker pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Every broker the metadata group knows, with the pod it runs in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<BrokerStatus>,
+    /// Broker id of the controller, the metadata group's leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_id: Option<i64>,
+    /// Partitions with fewer in-sync replicas than their replication factor.
+    #[serde(default)]
+    pub under_replicated_partitions: i32,
+    /// Partitions without a leader, which refuse produce and fetch.
+    #[serde(default)]
+    pub leaderless_partitions: i32,
+    /// Progress of the replica moves in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceStatus>,
+    /// `host:port` list for Kafka clients in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// Label selector of the broker pods (the scale subresource's selector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+}
+
+/// One broker: its id, its pod and its load.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// Broker id; not the pod's ordinal, since a broker that lost its disk gets a new id.
+    pub id: i64,
+    /// Pod the broker runs in, if it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Rack the broker reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    /// Where the broker is in its life.
+    pub state: BrokerState,
+    /// Partitions the broker leads.
+    #[serde(default)]
+    pub leaders: i32,
+    /// Partition replicas the broker holds.
+    #[serde(default)]
+    pub replicas: i32,
+}
+
+/// Where a broker is in its life.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerState {
+    /// Serving and taking new replicas.
+    Active,
+    /// Having its replicas moved away before it is removed.
+    Draining,
+    /// Registered but not heard from.
+    Down,
+    /// Holds nothing and may be removed.
+    Decommissioned,
+}
+
+/// Progress of the replica moves in flight.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceStatus {
+    /// Why the moves were planned, such as `broker 3 joined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Replica moves in the plan.
+    pub moves_total: i32,
+    /// Replica moves finished.
+    pub moves_done: i32,
+    /// Replica moves running now.
+    pub moves_in_flight: i32,
+}

@@ -1,0 +1,55 @@
+//! The custom resources `Cluster` and `Topic`, and the CRD YAML generated from them.
+
+mod cluster;
+mod schema;
+mod topic;
+
+pub use cluster::{
+    BalancingSpec, BrokerState, BrokerStatus, Cluster, ClusterSpec, ClusterStatus,
+    DisruptionBudgetSpec, PodOverrides, RackSpec, RebalanceStatus, StorageSpec,
+};
+pub use topic::{ClusterRef, DeletionPolicy, ReplicaChangeStatus, Topic, TopicSpec, TopicStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Condition types both resources report.
+pub mod condition {
+    /// The resource matches its spec and is serving.
+    pub const READY: &str = "Ready";
+    /// The operator is working towards the spec.
+    pub const RECONCILING: &str = "Reconciling";
+    /// The operator cannot reach the spec without a change from a person; the message says why.
+    pub const STALLED: &str = "Stalled";
+}
+
+/// Why CRD YAML could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdError {
+    /// A CRD did not serialize to YAML.
+    #[error("cannot render crd as yaml")]
+    Yaml(#[from] serde_saphyr::ser::Error),
+}
+
+/// Every CRD of Strand, with the file name it has under `crds/`.
+pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        ("cluster.yaml", Cluster::crd()),
+        ("topic.yaml", Topic::crd()),
+    ]
+}
+
+/// One CRD as a YAML document.
+pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdError> {
+    Ok(serde_saphyr::to_string(crd)?)
+}
+
+/// Every CRD as one multi-document YAML stream, as `strand-operator crd` prints it.
+pub fn all_to_yaml() -> Result<String, CrdError> {
+    let mut out = String::new();
+    for (_, crd) in crds() {
+        out.push_str("---\n");
+        out.push_str(&to_yaml(&crd)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,132 @@
+//! Names, addresses and labels of the objects a Cluster owns, in one place so that the
+//! builders, the reconciler and the status agree on them.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use super::{DesiredError, GRPC_PORT, KAFKA_PORT};
+use crate::crd::Cluster;
+
+/// Brokers whose gRPC addresses every broker starts with, to find the metadata group.
+const SEED_BROKERS_MAX: i32 = 3;
+
+/// The name and namespace of a Cluster, and every name derived from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNames {
+    cluster: String,
+    namespace: String,
+}
+
+impl ClusterNames {
+    /// Names for `cluster`, which must have a name and a namespace.
+    pub fn of(cluster: &Cluster) -> Result<Self, DesiredError> {
+        let name = cluster
+            .metadata
+            .name
+            .clone()
+            .ok_or(DesiredError::MissingName)?;
+        let namespace = cluster
+            .namespace()
+            .ok_or_else(|| DesiredError::MissingNamespace { name: name.clone() })?;
+        Ok(ClusterNames {
+            cluster: name,
+            namespace,
+        })
+    }
+
+    /// The Cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The Cluster's namespace, which holds every object it owns.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The StatefulSet; its pods are `<cluster>-0`, `<cluster>-1`, ….
+    pub fn stateful_set(&self) -> String {
+        self.cluster.clone()
+    }
+
+    /// The headless Service that gives each broker pod its DNS name.
+    pub fn headless_service(&self) -> String {
+        format!("{}-brokers", self.cluster)
+    }
+
+    /// The Service Kafka clients bootstrap from.
+    pub fn client_service(&self) -> String {
+        format!("{}-bootstrap", self.cluster)
+    }
+
+    /// The ConfigMap holding `broker.yaml`.
+    pub fn config_map(&self) -> String {
+        format!("{}-config", self.cluster)
+    }
+
+    /// The PodDisruptionBudget.
+    pub fn disruption_budget(&self) -> String {
+        self.cluster.clone()
+    }
+
+    /// DNS name of the broker pod with StatefulSet ordinal `ordinal`.
+    pub fn pod_host(&self, ordinal: i32) -> String {
+        format!(
+            "{}-{ordinal}.{}.{}.svc",
+            self.cluster,
+            self.headless_service(),
+            self.namespace
+        )
+    }
+
+    /// gRPC addresses of the first brokers (at most three), which every broker contacts to
+    /// join the metadata group.
+    pub fn seeds(&self, replicas: i32) -> Vec<String> {
+        (0..replicas.clamp(1, SEED_BROKERS_MAX))
+            .map(|ordinal| format!("{}:{GRPC_PORT}", self.pod_host(ordinal)))
+            .collect()
+    }
+
+    /// `host:port` Kafka clients in the cluster bootstrap from.
+    pub fn bootstrap_servers(&self) -> String {
+        format!(
+            "{}.{}.svc:{KAFKA_PORT}",
+            self.client_service(),
+            self.namespace
+        )
+    }
+}
+
+/// Labels of every object a Cluster owns.
+pub fn labels(cluster: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(cluster);
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_owned(),
+        "strand-operator".to_owned(),
+    );
+    labels
+}
+
+/// The labels that select a Cluster's broker pods. They never change for a Cluster, since a
+/// StatefulSet's selector is immutable.
+pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "strand".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), cluster.to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "broker".to_owned(),
+        ),
+    ])
+}
+
+/// [`selector_labels`] as a label selector string, for the scale subresource's
+/// `status.labelSelector`.
+pub fn label_selector(cluster: &str) -> String {
+    selector_labels(cluster)
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

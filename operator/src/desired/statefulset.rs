@@ -1,0 +1,390 @@
+//! The brokers' StatefulSet: pod template, command line, volumes, probes and placement.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection,
+    DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
+    KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecurityContext,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    BROKER_CONFIG_KEY, CONFIG_HASH_ANNOTATION, ClusterNames, GRPC_PORT, HTTP_PORT, KAFKA_PORT,
+    RACK_ANNOTATION, fingerprint, labels, metadata, selector_labels,
+};
+use crate::crd::{Cluster, PodOverrides, RackSpec};
+
+/// Where the broker binary is in the broker image.
+const STRAND_BINARY: &str = "/usr/local/bin/strand";
+/// Where the broker's persistent volume is mounted.
+const DATA_DIR: &str = "/var/lib/strand";
+/// Where the ConfigMap and pod information are mounted.
+const CONFIG_DIR: &str = "/etc/strand";
+/// User and group the broker runs as: the `nonroot` user of distroless images.
+const BROKER_UID: i64 = 65532;
+/// Time a stopping broker gets to hand over leadership and close its logs cleanly before
+/// it is killed; leader transfers of many partitions take a few Raft round trips each.
+const TERMINATION_GRACE_SECONDS: i64 = 120;
+
+/// The StatefulSet that runs `cluster`'s brokers.
+pub(super) fn stateful_set(
+    cluster: &Cluster,
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    broker_config: &str,
+) -> StatefulSet {
+    let spec = &cluster.spec;
+    let selector = selector_labels(names.cluster());
+    StatefulSet {
+        metadata: metadata(names, names.stateful_set(), owner),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(names.headless_service()),
+            // Brokers find each other through the metadata group, not through start order,
+            // and a broker waiting for its predecessor would block a cluster restart.
+            pod_management_policy: Some("Parallel".to_owned()),
+            // One broker at a time: the next pod is replaced only when the last one is ready,
+            // and `/readyz` holds until every replica on it has caught up.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: None,
+            }),
+            // A broker's volume is its log. Deleting it is a decision for a person (or for
+            // the operator after a drain), never a side effect of deleting the Cluster.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            template: pod_template(cluster, names, broker_config),
+            volume_claim_templates: Some(vec![data_claim(cluster, names)]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+fn pod_template(cluster: &Cluster, names: &ClusterNames, broker_config: &str) -> PodTemplateSpec {
+    let spec = &cluster.spec;
+    let overrides = spec.pod.clone().unwrap_or_default();
+    // The operator's labels come last so that an override never changes which pods the
+    // StatefulSet and Services select.
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(labels(names.cluster()));
+    let mut annotations = overrides.annotations.clone();
+    annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_owned(),
+        fingerprint(broker_config),
+    );
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![broker_container(cluster, names)],
+            volumes: Some(volumes(names, spec.rack.as_ref())),
+            affinity: Some(affinity(&overrides, names)),
+            topology_spread_constraints: spec.rack.as_ref().map(|rack| spread(rack, names)),
+            node_selector: non_empty(overrides.node_selector.clone()),
+            tolerations: non_empty_vec(overrides.tolerations.clone()),
+            priority_class_name: overrides.priority_class_name.clone(),
+            termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+            // Brokers never call the Kubernetes API.
+            automount_service_account_token: Some(false),
+            // Service links would put variables for every Service of the namespace into the
+            // broker's environment.
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(BROKER_UID),
+                run_as_group: Some(BROKER_UID),
+                // Makes the data volume writable by the broker's group.
+                fs_group: Some(BROKER_UID),
+                fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// The `strand broker` command line.
+fn broker_args(cluster: &Cluster, names: &ClusterNames) -> Vec<String> {
+    let mut args = vec![
+        "broker".to_owned(),
+        "--data-dir".to_owned(),
+        DATA_DIR.to_owned(),
+        "--kafka-listen".to_owned(),
+        format!("0.0.0.0:{KAFKA_PORT}"),
+        "--grpc-listen".to_owned(),
+        format!("0.0.0.0:{GRPC_PORT}"),
+        "--http-listen".to_owned(),
+        format!("0.0.0.0:{HTTP_PORT}"),
+        "--advertised-host".to_owned(),
+        // Kubernetes expands $(VAR) from the container's env.
+        format!(
+            "$(POD_NAME).{}.$(POD_NAMESPACE).svc",
+            names.headless_service()
+        ),
+        "--seeds".to_owned(),
+        names.seeds(cluster.spec.replicas).join(","),
+        "--config".to_owned(),
+        format!("{CONFIG_DIR}/{BROKER_CONFIG_KEY}"),
+    ];
+    if cluster.spec.rack.is_some() {
+        args.push("--rack-file".to_owned());
+        args.push(format!("{CONFIG_DIR}/{RACK_FILE}"));
+    }
+    args
+}
+
+/// The rack file, relative to [`CONFIG_DIR`]. It is empty until the operator has copied the
+/// node's topology label into the pod's [`RACK_ANNOTATION`], so the broker waits for it to
+/// hold a value.
+const RACK_FILE: &str = "podinfo/rack";
+
+fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
+    let http_probe = |path: &str, period_seconds: i32, failure_threshold: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(failure_threshold),
+        ..Probe::default()
+    };
+    Container {
+        name: "broker".to_owned(),
+        image: Some(cluster.spec.image.clone()),
+        command: Some(vec![STRAND_BINARY.to_owned()]),
+        args: Some(broker_args(cluster, names)),
+        ports: Some(vec![
+            container_port("kafka", KAFKA_PORT),
+            container_port("grpc", GRPC_PORT),
+            container_port("http", HTTP_PORT),
+        ]),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+        ]),
+        resources: cluster.spec.resources.clone(),
+        volume_mounts: Some(vec![
+            mount("data", DATA_DIR),
+            VolumeMount {
+                read_only: Some(true),
+                ..mount("config", CONFIG_DIR)
+            },
+            mount("tmp", "/tmp"),
+        ]),
+        // After a crash the broker scans the tail of every partition's active segment before
+        // it serves; that may take minutes, and liveness must not kill it meanwhile.
+        startup_probe: Some(http_probe("/healthz", 5, 120)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        lifecycle: Some(Lifecycle {
+            // Moves the leadership of this broker's partitions to other replicas before it
+            // stops, so that clients see a leader change instead of a leader timeout. The
+            // broker side of `pre-stop` lands with partition balancing; until then the
+            // command fails fast and the broker stops as on SIGTERM.
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        STRAND_BINARY.to_owned(),
+                        "broker".to_owned(),
+                        "pre-stop".to_owned(),
+                    ]),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        ..VolumeMount::default()
+    }
+}
+
+/// The pod's volumes. `config` is one projected volume so that `broker.yaml` and the rack
+/// file share [`CONFIG_DIR`] and both follow their sources while the pod runs.
+fn volumes(names: &ClusterNames, rack: Option<&RackSpec>) -> Vec<Volume> {
+    let mut sources = vec![VolumeProjection {
+        config_map: Some(ConfigMapProjection {
+            name: names.config_map(),
+            items: Some(vec![KeyToPath {
+                key: BROKER_CONFIG_KEY.to_owned(),
+                path: BROKER_CONFIG_KEY.to_owned(),
+                ..KeyToPath::default()
+            }]),
+            ..ConfigMapProjection::default()
+        }),
+        ..VolumeProjection::default()
+    }];
+    if rack.is_some() {
+        sources.push(VolumeProjection {
+            downward_api: Some(DownwardAPIProjection {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: RACK_FILE.to_owned(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: format!("metadata.annotations['{RACK_ANNOTATION}']"),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..DownwardAPIVolumeFile::default()
+                }]),
+            }),
+            ..VolumeProjection::default()
+        });
+    }
+    vec![
+        Volume {
+            name: "config".to_owned(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(sources),
+                ..ProjectedVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        // The root filesystem is read-only; this is the only scratch space.
+        Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ]
+}
+
+fn data_claim(cluster: &Cluster, names: &ClusterNames) -> PersistentVolumeClaim {
+    let storage = &cluster.spec.storage;
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            labels: Some(selector_labels(names.cluster())),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    storage.size.clone(),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// The user's affinity if given, else a preference for one broker per node: two brokers on
+/// one node would let one node failure take two replicas of a partition. A preference, not a
+/// requirement, so that small clusters with fewer nodes than brokers still start.
+fn affinity(overrides: &PodOverrides, names: &ClusterNames) -> Affinity {
+    if let Some(affinity) = &overrides.affinity {
+        return affinity.clone();
+    }
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        label_selector: Some(broker_selector(names)),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+/// Brokers spread evenly over the racks. A hard constraint: rack awareness is worth something
+/// only if brokers really sit in different racks, and a pod that cannot be placed shows as
+/// Pending, while a skewed placement would go unnoticed.
+fn spread(rack: &RackSpec, names: &ClusterNames) -> Vec<TopologySpreadConstraint> {
+    vec![TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: rack.topology_key.clone(),
+        when_unsatisfiable: "DoNotSchedule".to_owned(),
+        label_selector: Some(broker_selector(names)),
+        ..TopologySpreadConstraint::default()
+    }]
+}
+
+fn broker_selector(names: &ClusterNames) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(selector_labels(names.cluster())),
+        ..LabelSelector::default()
+    }
+}
+
+fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!map.is_empty()).then_some(map)
+}
+
+fn non_empty_vec<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
+}
