@@ -112,8 +112,6 @@ pub struct SegmentInfo {
     pub next_index: Index,
     /// Offset after the last data entry.
     pub next_offset: Offset,
-    /// Number of entries.
-    pub entry_count: u64,
     /// File size in bytes.
     pub size_bytes: u64,
     /// Largest record timestamp, -1 when none.
@@ -132,6 +130,9 @@ pub struct Retained {
     /// The log start offset afterwards.
     pub log_start_offset: Offset,
 }
+
+/// An entry to append after its checks: (kind, payload, offset count, max timestamp).
+type Checked<'a> = (EntryKind, &'a [u8], u32, i64);
 
 /// A partition log in one directory.
 #[derive(Debug)]
@@ -277,7 +278,6 @@ impl Log {
                 base_offset: s.base_offset,
                 next_index: s.next_index,
                 next_offset: s.next_offset,
-                entry_count: s.entry_count,
                 size_bytes: s.size,
                 max_timestamp: s.max_timestamp,
                 closed: i != last,
@@ -296,45 +296,15 @@ impl Log {
 
     /// Appends entries in one write and, per the flush policy, one fsync (group commit).
     /// Data entries get their offsets from the log and have them stamped into the batch.
+    /// Every entry is checked before anything is written, so a bad entry appends nothing.
     pub fn append(&mut self, entries: &[NewEntry<'_>], now_ms: i64) -> Result<Appended> {
+        let checked = self.check_entries(entries)?;
         let first_offset = self.next_offset();
-        let mut next_index = self.next_index();
         let mut next_offset = first_offset;
         self.scratch.clear();
         let mut pending: Vec<EntryHeader> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if entry.index != next_index {
-                self.write_pending(&pending)?;
-                return Err(LogError::NonContiguousIndex {
-                    expected: next_index,
-                    got: entry.index,
-                });
-            }
-            let (kind, bytes, offset_count, max_timestamp) = match entry.payload {
-                Payload::Data(bytes) => {
-                    let header = BatchHeader::parse(bytes)?;
-                    (
-                        EntryKind::Data,
-                        bytes,
-                        header.offset_count(),
-                        header.max_timestamp,
-                    )
-                }
-                Payload::Membership(bytes) => (EntryKind::Membership, bytes, 0, -1),
-                Payload::Blank => (EntryKind::Blank, &[][..], 0, -1),
-            };
+        for (entry, (kind, bytes, offset_count, max_timestamp)) in entries.iter().zip(checked) {
             let stored = (ENTRY_HEADER_LEN + bytes.len()) as u64;
-            let limit = self
-                .config
-                .segment_bytes_max
-                .saturating_sub(SEGMENT_HEADER_LEN as u64);
-            if stored > limit || bytes.len() > u32::MAX as usize {
-                self.write_pending(&pending)?;
-                return Err(LogError::EntryTooLarge {
-                    size: stored,
-                    limit,
-                });
-            }
             if self.roll_due(self.scratch.len() as u64 + stored, now_ms) {
                 self.write_pending(&pending)?;
                 pending.clear();
@@ -361,12 +331,11 @@ impl Log {
             let raw = header.encode(payload);
             self.scratch[at..at + ENTRY_HEADER_LEN].copy_from_slice(&raw);
             pending.push(header);
-            next_index = next_index.next();
             next_offset = header.next_offset();
         }
         self.write_pending(&pending)?;
         let active = self.active_mut();
-        if active.entry_count > 0 && active.roll_clock_ms.is_none() {
+        if !active.is_empty() && active.roll_clock_ms.is_none() {
             active.roll_clock_ms = Some(now_ms);
         }
         let flushed = match self.config.flush {
@@ -384,6 +353,44 @@ impl Log {
             next_offset,
             flushed,
         })
+    }
+
+    /// Checks that `entries` continue the log and fit in a segment, and reads what the entry
+    /// headers need from each payload.
+    fn check_entries<'a>(&self, entries: &[NewEntry<'a>]) -> Result<Vec<Checked<'a>>> {
+        let limit = self
+            .config
+            .segment_bytes_max
+            .saturating_sub(SEGMENT_HEADER_LEN as u64);
+        let mut expected = self.next_index();
+        let mut checked = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.index != expected {
+                return Err(LogError::NonContiguousIndex {
+                    expected,
+                    got: entry.index,
+                });
+            }
+            expected = expected.next();
+            let item = match entry.payload {
+                Payload::Data(bytes) => {
+                    let header = BatchHeader::parse(bytes)?;
+                    let count = header.offset_count();
+                    (EntryKind::Data, bytes, count, header.max_timestamp)
+                }
+                Payload::Membership(bytes) => (EntryKind::Membership, bytes, 0, -1),
+                Payload::Blank => (EntryKind::Blank, &[][..], 0, -1),
+            };
+            let stored = (ENTRY_HEADER_LEN + item.1.len()) as u64;
+            if stored > limit || item.1.len() > u32::MAX as usize {
+                return Err(LogError::EntryTooLarge {
+                    size: stored,
+                    limit,
+                });
+            }
+            checked.push(item);
+        }
+        Ok(checked)
     }
 
     /// Writes the encoded entries in `scratch` to the active segment and records them.
@@ -412,7 +419,7 @@ impl Log {
         let max_bytes = self.config.segment_bytes_max;
         let max_age_ms = self.config.segment_age_max.as_millis() as i64;
         let active = self.active_mut();
-        if active.entry_count == 0 {
+        if active.is_empty() {
             return false;
         }
         let clock = active.roll_clock_ms.unwrap_or(now_ms);

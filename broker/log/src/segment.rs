@@ -12,8 +12,10 @@ use crate::error::{LogError, Result};
 use crate::index::{IndexPoint, SparseIndex, TimePoint};
 use crate::types::{Index, Offset, Term};
 
-/// Bytes read from a segment file at a time when scanning.
-const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes read from a segment file by the first read of a scan; later reads double it.
+const SCAN_CHUNK_MIN_BYTES: usize = 16 << 10;
+/// Upper bound on the bytes one read of a scan asks for (unless a single entry is larger).
+const SCAN_CHUNK_MAX_BYTES: usize = 1 << 20;
 
 /// How a scan ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +52,6 @@ pub(crate) struct Segment {
     pub last_term: Option<Term>,
     /// Largest record timestamp in the segment, -1 when none.
     pub max_timestamp: i64,
-    /// Number of entries.
-    pub entry_count: u64,
     pub index: SparseIndex,
     bytes_since_point: u64,
     /// Bytes of entries between two index points.
@@ -112,7 +112,6 @@ impl Segment {
             next_offset: offset,
             last_term: None,
             max_timestamp: -1,
-            entry_count: 0,
             index: SparseIndex::default(),
             bytes_since_point: 0,
             index_interval_bytes,
@@ -171,7 +170,6 @@ impl Segment {
         self.next_index = self.base_index;
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
-        self.entry_count = 0;
         self.last_term = None;
         self.bytes_since_point = 0;
         if let Some(index) = trusted_index
@@ -227,8 +225,7 @@ impl Segment {
     /// Updates the in-memory state for an entry stored at `position`.
     pub fn record_entry(&mut self, position: u64, header: &EntryHeader) {
         let last_point = self.index.offsets.last().map(|p| p.position);
-        let first = self.entry_count == 0 && last_point.is_none();
-        if (first || self.bytes_since_point >= self.index_interval_bytes)
+        if (last_point.is_none() || self.bytes_since_point >= self.index_interval_bytes)
             && last_point != Some(position)
         {
             self.index.offsets.push(IndexPoint {
@@ -247,16 +244,23 @@ impl Segment {
         self.next_offset = header.next_offset();
         self.last_term = Some(header.term);
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
-        self.entry_count += 1;
         self.size = self.size.max(position + header.stored_len());
     }
 
-    /// Writes bytes (whole encoded entries) at the end of the file.
+    /// Whether the segment holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.next_index == self.base_index
+    }
+
+    /// Writes bytes (whole encoded entries) at the end of the file. On failure (a full disk)
+    /// whatever part was written is cut off again, so the file ends at the last whole entry.
     pub fn write_at_end(&mut self, bytes: &[u8]) -> Result<u64> {
         let position = self.size;
-        self.file
-            .write_all_at(bytes, position)
-            .map_err(LogError::io(&self.path))?;
+        if let Err(e) = self.file.write_all_at(bytes, position) {
+            // Best effort: if this fails too, recovery at open cuts the partial entry.
+            let _ = self.file.set_len(position);
+            return Err(LogError::io(&self.path)(e));
+        }
         self.size += bytes.len() as u64;
         Ok(position)
     }
@@ -308,6 +312,8 @@ impl Segment {
         let mut buf_start = from;
         let mut valid = 0usize;
         let mut position = from;
+        // Small first so reading one entry at the tail stays cheap; larger as a scan goes on.
+        let mut chunk = SCAN_CHUNK_MIN_BYTES;
         let invalid = |position: u64, reason: &str| {
             Ok(ScanEnd::Invalid {
                 position,
@@ -326,7 +332,8 @@ impl Segment {
             for pass in 0..2 {
                 let have = (buf_start + valid as u64).saturating_sub(position);
                 if position < buf_start || have < need as u64 {
-                    let want = need.max(SCAN_CHUNK_BYTES).min(left as usize);
+                    let want = need.max(chunk).min(left as usize);
+                    chunk = (chunk * 2).min(SCAN_CHUNK_MAX_BYTES);
                     if buf.len() < want {
                         buf.resize(want, 0);
                     }

@@ -42,7 +42,7 @@ fn flipped_byte_in_a_closed_segment_fails_open_naming_file_and_position() {
     file.read_exact_at(&mut byte, entry_at + 70).unwrap();
     file.write_all_at(&[byte[0] ^ 0x40], entry_at + 70).unwrap();
     drop(file);
-    assert!(info.entry_count > 2);
+    assert!(info.next_index.0 - info.base_index.0 > 2);
 
     let err = Log::open(dir.path(), small_config()).unwrap_err();
     match &err {
