@@ -100,6 +100,13 @@ fn structural_check_finds_untyped_nodes_and_mixed_enums() {
     );
 }
 
+/// Short names of the built-in resources of Kubernetes 1.33 (`kubectl api-resources`).
+const BUILT_IN_SHORT_NAMES: &[&str] = &[
+    "cm", "cs", "csr", "cj", "crd", "crds", "deploy", "ds", "ep", "ev", "hpa", "ing", "limits",
+    "netpol", "no", "ns", "pc", "pdb", "po", "pv", "pvc", "quota", "rc", "rs", "sa", "sc", "sts",
+    "svc", "vac",
+];
+
 #[test]
 fn names_and_subresources_are_as_documented() {
     let cluster = serde_json::to_value(Cluster::crd()).unwrap();
@@ -107,6 +114,7 @@ fn names_and_subresources_are_as_documented() {
     for (crd, short) in [(&cluster, "strc"), (&topic, "strt")] {
         assert_eq!(crd["spec"]["scope"], "Namespaced");
         assert_eq!(crd["spec"]["names"]["shortNames"], json!([short]));
+        assert!(!BUILT_IN_SHORT_NAMES.contains(&short), "{short} is taken");
         assert_eq!(crd["spec"]["names"]["categories"], json!(["strand"]));
         assert_eq!(crd["spec"]["versions"][0]["name"], "v1alpha1");
         assert!(crd["spec"]["versions"][0]["subresources"]["status"].is_object());
