@@ -1,0 +1,108 @@
+//! Bytes for the metadata log and its snapshots: JSON, because metadata is small and a person
+//! reading a log entry or a snapshot should not need a tool.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::Command;
+use crate::state::ClusterState;
+
+/// The snapshot format this build writes and reads.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// Largest encoded command accepted. The largest legitimate command, a topic of
+/// [`MAX_PARTITIONS_PER_TOPIC`](crate::MAX_PARTITIONS_PER_TOPIC) partitions with a high
+/// replication factor, is a few hundred KiB.
+pub const MAX_COMMAND_BYTES: usize = 4 << 20;
+
+/// Why bytes could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The bytes are not a well-formed command or snapshot.
+    #[error("malformed metadata {what}: {source}")]
+    Malformed {
+        /// `command` or `snapshot`.
+        what: &'static str,
+        /// Where and how the JSON is wrong.
+        source: serde_json::Error,
+    },
+    /// The command is larger than [`MAX_COMMAND_BYTES`].
+    #[error("metadata command of {len} bytes exceeds the limit of {MAX_COMMAND_BYTES} bytes")]
+    CommandTooLarge {
+        /// Its length.
+        len: usize,
+    },
+    /// The snapshot was written in a format this build does not read.
+    #[error("metadata snapshot format {found} is not supported; this build reads format {SNAPSHOT_FORMAT}")]
+    UnsupportedFormat {
+        /// The format the snapshot names.
+        found: u32,
+    },
+}
+
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    format: u32,
+    state: &'a ClusterState,
+}
+
+#[derive(Deserialize)]
+struct FormatOnly {
+    format: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotIn {
+    // Already checked through `FormatOnly`; named here so `deny_unknown_fields` accepts it.
+    #[serde(rename = "format")]
+    _format: u32,
+    state: ClusterState,
+}
+
+impl Command {
+    /// The command as a metadata log entry.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Every map in a command is keyed by strings, so JSON encoding cannot fail.
+        serde_json::to_vec(self).expect("a command always encodes to json")
+    }
+
+    /// A command from a metadata log entry.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Command, CodecError> {
+        if bytes.len() > MAX_COMMAND_BYTES {
+            return Err(CodecError::CommandTooLarge { len: bytes.len() });
+        }
+        serde_json::from_slice(bytes).map_err(|source| CodecError::Malformed {
+            what: "command",
+            source,
+        })
+    }
+}
+
+impl ClusterState {
+    /// The state as a snapshot of the metadata group.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Maps are keyed by broker ids (numbers) and topic ids (UUIDs), both of which JSON
+        // writes as string keys, so encoding cannot fail.
+        serde_json::to_vec(&SnapshotOut {
+            format: SNAPSHOT_FORMAT,
+            state: self,
+        })
+        .expect("cluster state always encodes to json")
+    }
+
+    /// A state from a snapshot; the snapshot's maps are checked for consistency.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ClusterState, CodecError> {
+        let malformed = |source| CodecError::Malformed {
+            what: "snapshot",
+            source,
+        };
+        // The format is read first so that a future format fails with a clear error rather
+        // than a confusing complaint about its fields.
+        let FormatOnly { format } = serde_json::from_slice(bytes).map_err(malformed)?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(CodecError::UnsupportedFormat { found: format });
+        }
+        let snapshot: SnapshotIn = serde_json::from_slice(bytes).map_err(malformed)?;
+        Ok(snapshot.state)
+    }
+}

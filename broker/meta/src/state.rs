@@ -1,0 +1,209 @@
+//! The replicated cluster metadata: brokers, topics, their assignments, producer-id blocks.
+//!
+//! Fields are private: the state changes only through [`ClusterState::apply`], so every broker
+//! that applies the same commands holds the same state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BrokerId, ClusterId, NodeId, TopicId};
+
+/// What a broker is doing in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerState {
+    /// Takes new replicas and leadership.
+    Active,
+    /// Being emptied: takes nothing new, its replicas are moved away.
+    Draining,
+    /// Emptied and out of the cluster; it hosts no replica.
+    Decommissioned,
+}
+
+impl std::fmt::Display for BrokerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BrokerState::Active => "active",
+            BrokerState::Draining => "draining",
+            BrokerState::Decommissioned => "decommissioned",
+        })
+    }
+}
+
+/// One broker as the metadata group knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broker {
+    /// Stable identity.
+    pub id: BrokerId,
+    /// The Raft node id of the current incarnation.
+    pub node_id: NodeId,
+    /// Node ids of previous incarnations, oldest first; none of them is ever accepted again.
+    pub retired_node_ids: Vec<NodeId>,
+    /// Advertised Kafka listener, `host:port`.
+    pub kafka_addr: String,
+    /// Advertised gRPC listener (Raft and admin), `host:port`.
+    pub grpc_addr: String,
+    /// Advertised HTTP listener (metrics and probes), `host:port`.
+    pub http_addr: String,
+    /// Failure domain, when the cluster is rack aware.
+    pub rack: Option<String>,
+    /// Active, draining or decommissioned.
+    pub state: BrokerState,
+    /// When the current incarnation registered, in milliseconds since the Unix epoch.
+    pub registered_at_ms: u64,
+}
+
+/// Whether a topic is a user's or one Strand keeps for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicKind {
+    /// A user topic; its name may not start with `__`.
+    User,
+    /// An internal topic such as `__consumer_offsets`; only these may start with `__`.
+    Internal,
+}
+
+/// The replicas of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    /// Brokers holding a replica, in preference order: the first is the preferred leader.
+    pub replicas: Vec<BrokerId>,
+}
+
+impl PartitionAssignment {
+    /// The broker that should lead this partition when it is up.
+    pub fn preferred_leader(&self) -> Option<BrokerId> {
+        self.replicas.first().copied()
+    }
+}
+
+/// One topic as the metadata group knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    /// Identity, distinct from the name.
+    pub id: TopicId,
+    /// Kafka name.
+    pub name: String,
+    /// User or internal.
+    pub kind: TopicKind,
+    /// Replicas per partition.
+    pub replication_factor: u16,
+    /// Config entries set on the topic, in Kafka's string form; absent keys take defaults.
+    /// Always valid by [`validate_topic_config`](crate::validate_topic_config).
+    pub config: BTreeMap<String, String>,
+    /// Partitions by number: index `i` is partition `i`.
+    pub partitions: Vec<PartitionAssignment>,
+    /// When the topic was created, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// The whole replicated metadata of a cluster.
+///
+/// It serializes without its name index; deserializing rebuilds the index and checks that the
+/// maps agree with what they hold, so a snapshot cannot bring in a state `apply` could never
+/// have produced in those respects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StateRepr")]
+pub struct ClusterState {
+    pub(crate) cluster_id: Option<ClusterId>,
+    pub(crate) brokers: BTreeMap<BrokerId, Broker>,
+    pub(crate) topics: BTreeMap<TopicId, Topic>,
+    #[serde(skip_serializing)]
+    pub(crate) topic_names: BTreeMap<String, TopicId>,
+    pub(crate) next_producer_id: u64,
+    pub(crate) version: u64,
+}
+
+/// The serialized form of [`ClusterState`], checked on the way in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateRepr {
+    cluster_id: Option<ClusterId>,
+    brokers: BTreeMap<BrokerId, Broker>,
+    topics: BTreeMap<TopicId, Topic>,
+    next_producer_id: u64,
+    version: u64,
+}
+
+impl TryFrom<StateRepr> for ClusterState {
+    type Error = String;
+
+    fn try_from(repr: StateRepr) -> Result<Self, String> {
+        if let Some((key, broker)) = repr.brokers.iter().find(|(key, b)| **key != b.id) {
+            return Err(format!("broker under key {key} has id {}", broker.id));
+        }
+        let mut topic_names = BTreeMap::new();
+        for (key, topic) in &repr.topics {
+            if *key != topic.id {
+                return Err(format!("topic under key {key} has id {}", topic.id));
+            }
+            if topic_names.insert(topic.name.clone(), topic.id).is_some() {
+                return Err(format!("two topics are named `{}`", topic.name));
+            }
+        }
+        Ok(ClusterState {
+            cluster_id: repr.cluster_id,
+            brokers: repr.brokers,
+            topics: repr.topics,
+            topic_names,
+            next_producer_id: repr.next_producer_id,
+            version: repr.version,
+        })
+    }
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClusterState {
+    /// The state before any command: no cluster id, no brokers, no topics.
+    pub fn new() -> Self {
+        ClusterState {
+            cluster_id: None,
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_names: BTreeMap::new(),
+            next_producer_id: 0,
+            version: 0,
+        }
+    }
+
+    /// The cluster's id, once bootstrapped.
+    pub fn cluster_id(&self) -> Option<ClusterId> {
+        self.cluster_id
+    }
+
+    /// Every broker ever registered, by id.
+    pub fn brokers(&self) -> &BTreeMap<BrokerId, Broker> {
+        &self.brokers
+    }
+
+    /// One broker.
+    pub fn broker(&self, id: BrokerId) -> Option<&Broker> {
+        self.brokers.get(&id)
+    }
+
+    /// Every topic, by id.
+    pub fn topics_by_id(&self) -> &BTreeMap<TopicId, Topic> {
+        &self.topics
+    }
+
+    /// One topic by id.
+    pub fn topic(&self, id: TopicId) -> Option<&Topic> {
+        self.topics.get(&id)
+    }
+
+    /// The first producer id the next block will hand out.
+    pub fn next_producer_id(&self) -> u64 {
+        self.next_producer_id
+    }
+
+    /// How many commands have been applied successfully; a command that fails leaves it as is.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
