@@ -16,6 +16,7 @@ mod log;
 mod read;
 mod retention;
 mod segment;
+mod transfer;
 mod types;
 
 pub use batch::{
@@ -28,6 +29,8 @@ pub use entry::{ENTRY_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use error::{BatchError, LogError, Result};
 pub use kafka_protocol::records::{Compression, Record};
 pub use log::{
-    Appended, Batches, Entry, Log, NewEntry, Payload, Recovery, Retained, SegmentInfo, TornTail,
+    Appended, Batches, Entry, Log, NewEntry, Payload, Recovery, Retained, SegmentInfo, SyncHandle,
+    TornTail,
 };
+pub use transfer::FileSpan;
 pub use types::{EntryKind, Index, Offset, Term};

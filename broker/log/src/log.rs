@@ -131,6 +131,23 @@ pub struct Retained {
     pub log_start_offset: Offset,
 }
 
+/// Syncs a log's active segment from outside the log; see [`Log::sync_handle`].
+#[derive(Debug)]
+pub struct SyncHandle {
+    file: fs::File,
+    path: PathBuf,
+    next_index: Index,
+}
+
+impl SyncHandle {
+    /// Makes the entries appended before the handle was taken durable; returns the index
+    /// to pass to [`Log::mark_flushed`].
+    pub fn sync(&self) -> Result<Index> {
+        self.file.sync_data().map_err(LogError::io(&self.path))?;
+        Ok(self.next_index)
+    }
+}
+
 /// An entry to append after its checks: (kind, payload, offset count, max timestamp).
 type Checked<'a> = (EntryKind, &'a [u8], u32, i64);
 
@@ -444,6 +461,25 @@ impl Log {
         }
         self.last_flush_ms = Some(now_ms);
         Ok(())
+    }
+
+    /// A handle to make the entries appended so far durable without holding the log, so appends
+    /// can go on while an fsync is under way (group commit across appends). Closed segments are
+    /// already durable; the handle syncs the active one.
+    pub fn sync_handle(&self) -> Result<SyncHandle> {
+        let active = self.active();
+        Ok(SyncHandle {
+            file: active.duplicate_file()?,
+            path: active.path.clone(),
+            next_index: active.next_index,
+        })
+    }
+
+    /// Records that a [`SyncHandle`] finished: entries before its `next_index` are durable
+    /// (unless they were truncated meanwhile).
+    pub fn mark_flushed(&mut self, next_index: Index) {
+        let durable = next_index.min(self.next_index());
+        self.flushed_next_index = self.flushed_next_index.max(durable);
     }
 
     /// Flushes when the interval flush policy says it is time. Returns whether it flushed.

@@ -265,6 +265,11 @@ impl Segment {
         Ok(position)
     }
 
+    /// A second handle on the segment file, to fsync it without holding the log.
+    pub fn duplicate_file(&self) -> Result<File> {
+        self.file.try_clone().map_err(LogError::io(&self.path))
+    }
+
     /// Makes everything written so far durable.
     pub fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(LogError::io(&self.path))

@@ -1,0 +1,343 @@
+//! openraft's log storage over the partition log: the Raft log *is* the partition log, so a
+//! produced batch is written once.
+//!
+//! Appends go to the page cache under a short lock; a per-group flusher task then makes them
+//! durable with one fsync for every append that arrived meanwhile (group commit) and only then
+//! tells openraft they are flushed, in order.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{EntryPayload, OptionalSend};
+use strand_log::{EntryKind, Index, Log, LogConfig, LogError, NewEntry, Payload, Term};
+use tokio::sync::mpsc;
+
+use crate::state_file::{RaftState, StateFile};
+use crate::{Batch, Entry, LogId, TypeConfig, Vote, log_id};
+
+/// Appends whose flush may be waiting at once; a full queue makes appends wait (backpressure).
+const FLUSH_QUEUE_MAX: usize = 1024;
+
+/// Errors of a group's storage, as a person needs them to act.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The partition log failed (i/o, corruption, bad entry).
+    #[error("partition log {dir}: {source}")]
+    Log {
+        /// The log directory.
+        dir: PathBuf,
+        /// What the log reported.
+        source: LogError,
+    },
+    /// The group's raft state file could not be read or written.
+    #[error("raft state of {dir}: {source}")]
+    State {
+        /// The group directory.
+        dir: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+impl From<StorageError> for io::Error {
+    fn from(e: StorageError) -> io::Error {
+        io::Error::other(e)
+    }
+}
+
+struct Shared {
+    dir: PathBuf,
+    log: Arc<RwLock<Log>>,
+    state: Mutex<RaftState>,
+    state_file: StateFile,
+}
+
+/// The log storage of one group, over its partition log. Cheap to clone.
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+    flusher: mpsc::Sender<IOFlushed<TypeConfig>>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.shared.dir)
+            .finish()
+    }
+}
+
+impl LogStore {
+    /// Opens (recovering) the group stored in `dir`: the partition log in `dir/log` and the raft
+    /// state beside it. Must be called inside a tokio runtime: it starts the flusher task.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<LogStore, StorageError> {
+        let log = Log::open(&dir.join("log"), config).map_err(|source| StorageError::Log {
+            dir: dir.join("log"),
+            source,
+        })?;
+        let state_file = StateFile::new(dir);
+        let state = state_file.load().map_err(|source| StorageError::State {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            log: Arc::new(RwLock::new(log)),
+            state: Mutex::new(state),
+            state_file,
+        });
+        let (flusher, requests) = mpsc::channel(FLUSH_QUEUE_MAX);
+        tokio::spawn(flush_loop(shared.clone(), requests));
+        Ok(LogStore { shared, flusher })
+    }
+
+    /// The partition log, shared with the state machine and the Kafka read path.
+    pub fn log(&self) -> Arc<RwLock<Log>> {
+        self.shared.log.clone()
+    }
+
+    /// The group directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, RaftState> {
+        // A panic while holding this lock would already have failed the group.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_log(&self) -> std::sync::RwLockReadGuard<'_, Log> {
+        self.shared.log.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_log(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
+        self.shared.log.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn log_error(&self, source: LogError) -> io::Error {
+        StorageError::Log {
+            dir: self.shared.dir.join("log"),
+            source,
+        }
+        .into()
+    }
+
+    fn store_state(&self, state: &RaftState) -> io::Result<()> {
+        self.shared.state_file.store(state).map_err(|source| {
+            StorageError::State {
+                dir: self.shared.dir.clone(),
+                source,
+            }
+            .into()
+        })
+    }
+}
+
+/// Makes appends durable: one fsync for everything queued, then the callbacks in order.
+async fn flush_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    let mut waiting = Vec::new();
+    while let Some(first) = requests.recv().await {
+        waiting.push(first);
+        while let Ok(more) = requests.try_recv() {
+            waiting.push(more);
+        }
+        let handle = {
+            let log = shared.log.read().unwrap_or_else(|p| p.into_inner());
+            log.sync_handle()
+        };
+        let synced = match handle {
+            Ok(handle) => tokio::task::spawn_blocking(move || handle.sync())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(LogError::Io {
+                        path: PathBuf::new(),
+                        source: io::Error::other(e),
+                    })
+                }),
+            Err(e) => Err(e),
+        };
+        let result = match synced {
+            Ok(next_index) => {
+                let mut log = shared.log.write().unwrap_or_else(|p| p.into_inner());
+                log.mark_flushed(next_index);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        for callback in waiting.drain(..) {
+            callback.io_completed(result.clone().map_err(io::Error::other));
+        }
+    }
+}
+
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+fn to_entry(e: strand_log::Entry) -> io::Result<Entry> {
+    let id = log_id(e.term.0, e.index.0);
+    let payload = match e.kind {
+        EntryKind::Data => EntryPayload::Normal(Batch(Bytes::from(e.payload))),
+        EntryKind::Blank => EntryPayload::Blank,
+        EntryKind::Membership => {
+            let membership = serde_json::from_slice(&e.payload).map_err(|err| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("membership entry {} is not readable: {err}", e.index),
+                )
+            })?;
+            EntryPayload::Membership(membership)
+        }
+    };
+    Ok(Entry::new(id, payload))
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<Entry>> {
+        let purged_next = self.state().purged.map_or(0, |p| p.index + 1);
+        let (start, end) = bounds(&range);
+        let log = self.read_log();
+        let start = start.max(purged_next).max(log.first_index().0);
+        let end = end.min(log.next_index().0);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let entries = log
+            .entries(Index(start)..Index(end))
+            .map_err(|e| self.log_error(e))?;
+        drop(log);
+        entries.into_iter().map(to_entry).collect()
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(self.state().vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let purged = self.state().purged;
+        let last = self.read_log().last_entry().map(|(i, t)| log_id(t.0, i.0));
+        let last_log_id = match (last, purged) {
+            (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
+            (Some(last), _) => Some(last),
+            (None, purged) => purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        let mut state = self.state().clone();
+        state.vote = Some(*vote);
+        self.store_state(&state)?;
+        *self.state() = state;
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        // Kept in memory only: it lets a running group re-apply quickly, and after a restart
+        // the leader tells every replica the commit index again.
+        self.state().committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        Ok(self.state().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let memberships: Vec<Option<Vec<u8>>> = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Membership(m) => serde_json::to_vec(m).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(io::Error::other)?;
+        let new: Vec<NewEntry<'_>> = entries
+            .iter()
+            .zip(&memberships)
+            .map(|(e, membership)| NewEntry {
+                index: Index(e.log_id.index),
+                term: Term(e.log_id.leader_id.term),
+                payload: match (&e.payload, membership) {
+                    (EntryPayload::Normal(batch), _) => Payload::Data(&batch.0),
+                    (EntryPayload::Membership(_), Some(bytes)) => Payload::Membership(bytes),
+                    _ => Payload::Blank,
+                },
+            })
+            .collect();
+        let purged = self.state().purged;
+        {
+            let mut log = self.write_log();
+            if let Some(first) = new.first() {
+                // A log that holds nothing past the purge point (a new replica after a snapshot)
+                // continues wherever Raft's next entry is.
+                let next = log.next_index();
+                let behind_purge = purged.is_some_and(|p| next.0 <= p.index + 1);
+                let empty = log.first_index() == next;
+                if first.index > next && (behind_purge || empty) {
+                    let offset = log.next_offset();
+                    log.reset(first.index, offset)
+                        .map_err(|e| self.log_error(e))?;
+                }
+            }
+            log.append(&new, 0).map_err(|e| self.log_error(e))?;
+        }
+        self.flusher
+            .send(callback)
+            .await
+            .map_err(|_| io::Error::other("the group's flusher has stopped"))
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let last_kept = last_log_id.map(|id| Index(id.index));
+        self.write_log()
+            .truncate_after(last_kept)
+            .map_err(|e| self.log_error(e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        let mut state = self.state().clone();
+        if state.purged.is_some_and(|p| p.index >= log_id.index) {
+            return Ok(());
+        }
+        state.purged = Some(log_id);
+        self.store_state(&state)?;
+        *self.state() = state;
+        Ok(())
+    }
+}
