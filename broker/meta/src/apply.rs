@@ -9,9 +9,7 @@ use crate::command::{
 };
 use crate::config::validate_topic_config;
 use crate::ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
-use crate::state::{
-    Broker, BrokerState, ClusterState, PartitionAssignment, Topic, TopicKind,
-};
+use crate::state::{Broker, BrokerState, ClusterState, PartitionAssignment, Topic, TopicKind};
 
 /// Producer ids go on the wire as Kafka `int64`, where negative values mean "none".
 const MAX_PRODUCER_ID: u64 = i64::MAX as u64;
@@ -95,7 +93,11 @@ impl ClusterState {
         rack: &Option<String>,
         now_ms: u64,
     ) -> Result<Applied, CommandError> {
-        for (listener, addr) in [("kafka", kafka_addr), ("grpc", grpc_addr), ("http", http_addr)] {
+        for (listener, addr) in [
+            ("kafka", kafka_addr),
+            ("grpc", grpc_addr),
+            ("http", http_addr),
+        ] {
             if !is_host_port(addr) {
                 return Err(CommandError::InvalidAddress {
                     broker_id,
@@ -377,13 +379,13 @@ impl ClusterState {
                         broker_id,
                     });
                 }
-                let broker = self
-                    .brokers
-                    .get(&broker_id)
-                    .ok_or(CommandError::ReplicaOnUnknownBroker {
-                        partition,
-                        broker_id,
-                    })?;
+                let broker =
+                    self.brokers
+                        .get(&broker_id)
+                        .ok_or(CommandError::ReplicaOnUnknownBroker {
+                            partition,
+                            broker_id,
+                        })?;
                 if broker.state != BrokerState::Active {
                     return Err(CommandError::ReplicaOnInactiveBroker {
                         partition,

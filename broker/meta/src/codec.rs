@@ -32,7 +32,9 @@ pub enum CodecError {
         len: usize,
     },
     /// The snapshot was written in a format this build does not read.
-    #[error("metadata snapshot format {found} is not supported; this build reads format {SNAPSHOT_FORMAT}")]
+    #[error(
+        "metadata snapshot format {found} is not supported; this build reads format {SNAPSHOT_FORMAT}"
+    )]
     UnsupportedFormat {
         /// The format the snapshot names.
         found: u32,

@@ -381,7 +381,9 @@ pub enum CommandError {
         available: usize,
     },
     /// A partition's replica list does not have replication-factor entries.
-    #[error("partition {partition} has {actual} replicas, but the replication factor is {expected}")]
+    #[error(
+        "partition {partition} has {actual} replicas, but the replication factor is {expected}"
+    )]
     WrongReplicaCount {
         /// The partition.
         partition: PartitionId,

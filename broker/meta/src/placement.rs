@@ -66,15 +66,26 @@ struct Slot<'a> {
     leaders: u64,
 }
 
+impl Slot<'_> {
+    fn followers(&self) -> u64 {
+        self.replicas - self.leaders.min(self.replicas)
+    }
+}
+
 /// Replica lists, in preference order, for `partitions` new partitions of
 /// `replication_factor` replicas each.
 ///
-/// Brokers missing from `current_load` hold nothing yet. Each partition first takes its
-/// preferred leader from the brokers that even replica spread allows (those among the
-/// `replication_factor` least loaded), choosing the one with the fewest leaders; then it takes
-/// followers one by one, from racks it does not use yet while any remain, choosing the broker
-/// with the fewest replicas. Counts are updated after every choice, so later partitions see
-/// earlier ones.
+/// Brokers missing from `current_load` hold nothing yet. Partitions are placed one at a time,
+/// and counts are updated after each, so later partitions see earlier ones. For each
+/// partition, every kind of broker (by leader count, replica count and rack) is tried as the
+/// preferred leader; followers are then taken one by one, from racks the partition does not
+/// use yet while any remain, the broker with the fewest replicas (then the fewest followers)
+/// first. The leader that leaves replica, leader and follower counts most even wins.
+///
+/// Followers count as well as leaders and replicas because a broker that leads little but
+/// follows much cannot have both its replica and its leader counts even once later topics
+/// arrive: keeping all three within one of each other is what lets every later placement keep
+/// replicas and leaders within one.
 pub fn place_new_partitions(
     brokers: &[PlacementBroker],
     current_load: &BTreeMap<BrokerId, Load>,
@@ -119,35 +130,92 @@ pub fn place_new_partitions(
 
     let mut placed = Vec::with_capacity(partitions as usize);
     for _ in 0..partitions {
-        let leader = choose_leader(&slots, rf);
-        slots[leader].leaders += 1;
-        slots[leader].replicas += 1;
-        let mut chosen = vec![leader];
-        while chosen.len() < rf {
-            let used: BTreeSet<Option<&str>> = chosen.iter().map(|&i| slots[i].rack).collect();
-            let fresh_rack_left = used.len() < rack_count;
-            let follower = (0..slots.len())
-                .filter(|i| !chosen.contains(i))
-                .filter(|&i| !fresh_rack_left || !used.contains(&slots[i].rack))
-                .min_by_key(|&i| (slots[i].replicas, slots[i].leaders, slots[i].id))
-                .expect("rf <= active brokers leaves a candidate for every replica");
-            slots[follower].replicas += 1;
-            chosen.push(follower);
+        let chosen = place_one(&slots, rf, rack_count);
+        for (position, &i) in chosen.iter().enumerate() {
+            slots[i].replicas += 1;
+            if position == 0 {
+                slots[i].leaders += 1;
+            }
         }
         placed.push(chosen.iter().map(|&i| slots[i].id).collect());
     }
     Ok(placed)
 }
 
-/// The preferred leader of the next partition: among the brokers whose replica count is at
-/// most the `rf`-th smallest (so taking one keeps replicas even), the one with the fewest
-/// leaders, then the fewest replicas, then the lowest id.
-fn choose_leader(slots: &[Slot<'_>], rf: usize) -> usize {
-    let mut counts: Vec<u64> = slots.iter().map(|s| s.replicas).collect();
-    counts.sort_unstable();
-    let threshold = counts[rf - 1];
+/// The slots of one new partition, leader first.
+fn place_one(slots: &[Slot<'_>], rf: usize, rack_count: usize) -> Vec<usize> {
+    // Brokers alike in counts and rack lead to the same outcome, so one of each kind (the
+    // lowest id, as slots are sorted by id) is enough to try.
+    let mut kinds = BTreeSet::new();
     (0..slots.len())
-        .filter(|&i| slots[i].replicas <= threshold)
-        .min_by_key(|&i| (slots[i].leaders, slots[i].replicas, slots[i].id))
-        .expect("the rf-th smallest count belongs to some broker")
+        .filter(|&i| kinds.insert((slots[i].leaders, slots[i].replicas, slots[i].rack)))
+        .map(|leader| {
+            let chosen = with_followers(slots, leader, rf, rack_count);
+            let key = (
+                evenness_after(slots, &chosen),
+                slots[leader].leaders,
+                slots[leader].replicas,
+                slots[leader].id,
+            );
+            (key, chosen)
+        })
+        .min_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, chosen)| chosen)
+        .expect("at least rf >= 1 active brokers")
+}
+
+/// `leader` followed by `rf - 1` followers: fresh racks first while any remain, then the
+/// fewest replicas, then the fewest followers, then the lowest id.
+fn with_followers(slots: &[Slot<'_>], leader: usize, rf: usize, rack_count: usize) -> Vec<usize> {
+    let mut chosen = vec![leader];
+    while chosen.len() < rf {
+        let used: BTreeSet<Option<&str>> = chosen.iter().map(|&i| slots[i].rack).collect();
+        let fresh_rack_left = used.len() < rack_count;
+        let follower = (0..slots.len())
+            .filter(|i| !chosen.contains(i))
+            .filter(|&i| !fresh_rack_left || !used.contains(&slots[i].rack))
+            .min_by_key(|&i| (slots[i].replicas, slots[i].followers(), slots[i].id))
+            .expect("rf <= active brokers leaves a candidate for every replica");
+        chosen.push(follower);
+    }
+    chosen
+}
+
+/// How uneven replica, leader and follower counts would be with `chosen` placed, smaller is
+/// better: each spread (max - min) counted as at least 1, since within one is the goal, then
+/// their sum.
+fn evenness_after(slots: &[Slot<'_>], chosen: &[usize]) -> (u64, u64, u64, u64) {
+    let mut spans = [Span::default(); 3];
+    for (i, slot) in slots.iter().enumerate() {
+        let position = chosen.iter().position(|&c| c == i);
+        let replicas = slot.replicas + u64::from(position.is_some());
+        let leaders = slot.leaders + u64::from(position == Some(0));
+        spans[0].add(replicas);
+        spans[1].add(leaders);
+        spans[2].add(replicas - leaders.min(replicas));
+    }
+    let [r, l, f] = spans.map(|s| s.max - s.min);
+    (r.max(1), l.max(1), f.max(1), r + l + f)
+}
+
+#[derive(Clone, Copy)]
+struct Span {
+    min: u64,
+    max: u64,
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Span {
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+impl Span {
+    fn add(&mut self, value: u64) {
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
 }

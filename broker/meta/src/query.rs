@@ -45,19 +45,26 @@ pub struct ClusterDescription {
 impl ClusterState {
     /// A topic by its Kafka name.
     pub fn topic_by_name(&self, name: &str) -> Option<&Topic> {
-        self.topic_names.get(name).and_then(|id| self.topics.get(id))
+        self.topic_names
+            .get(name)
+            .and_then(|id| self.topics.get(id))
     }
 
     /// Every topic, sorted by name.
     pub fn topics(&self) -> impl Iterator<Item = &Topic> {
-        self.topic_names.values().filter_map(|id| self.topics.get(id))
+        self.topic_names
+            .values()
+            .filter_map(|id| self.topics.get(id))
     }
 
     /// Replicas and preferred leaderships per broker, from the current assignments. Every
     /// registered broker is present, with zeros if it hosts nothing.
     pub fn load(&self) -> BTreeMap<BrokerId, Load> {
-        let mut load: BTreeMap<BrokerId, Load> =
-            self.brokers.keys().map(|id| (*id, Load::default())).collect();
+        let mut load: BTreeMap<BrokerId, Load> = self
+            .brokers
+            .keys()
+            .map(|id| (*id, Load::default()))
+            .collect();
         for topic in self.topics.values() {
             for partition in &topic.partitions {
                 for (position, broker) in partition.replicas.iter().enumerate() {

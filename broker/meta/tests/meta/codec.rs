@@ -1,0 +1,137 @@
+//! Encoding commands and snapshots: round trips, and malformed bytes refused without a panic.
+
+use proptest::prelude::*;
+use strand_meta::{BrokerId, BrokerState, ClusterState, CodecError, Command, MAX_COMMAND_BYTES};
+
+use super::{cluster, config, create_topic, register, topic_id};
+
+fn sample_commands() -> Vec<Command> {
+    vec![
+        Command::Bootstrap {
+            cluster_id: super::cluster_id(3),
+        },
+        register(4, 104, Some("zone-a")),
+        create_topic(1, "orders", &[&[0, 1], &[1, 0]]),
+        Command::DeleteTopic {
+            topic_id: topic_id(1),
+        },
+        Command::CreatePartitions {
+            topic_id: topic_id(1),
+            assignments_to_add: vec![vec![BrokerId(2)]],
+        },
+        Command::AlterTopicConfig {
+            topic_id: topic_id(1),
+            set: config(&[("retention.ms", "-1")]),
+            remove: vec!["segment.ms".into()],
+        },
+        Command::SetBrokerState {
+            broker_id: BrokerId(1),
+            state: BrokerState::Draining,
+        },
+        Command::AllocateProducerIds { count: 1000 },
+    ]
+}
+
+#[test]
+fn every_command_survives_encoding() {
+    for command in sample_commands() {
+        assert_eq!(Command::from_bytes(&command.to_bytes()).unwrap(), command);
+    }
+}
+
+#[test]
+fn commands_are_readable_json() {
+    let bytes = Command::SetBrokerState {
+        broker_id: BrokerId(1),
+        state: BrokerState::Draining,
+    }
+    .to_bytes();
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        r#"{"type":"SetBrokerState","broker_id":1,"state":"draining"}"#
+    );
+}
+
+#[test]
+fn commands_with_unknown_fields_are_refused() {
+    // A newer broker's field that this one would silently drop would make states diverge.
+    let err =
+        Command::from_bytes(br#"{"type":"AllocateProducerIds","count":1,"extra":2}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+}
+
+#[test]
+fn oversized_command_is_refused_before_parsing() {
+    let bytes = vec![b' '; MAX_COMMAND_BYTES + 1];
+    assert!(matches!(
+        Command::from_bytes(&bytes),
+        Err(CodecError::CommandTooLarge { .. })
+    ));
+}
+
+#[test]
+fn snapshot_restores_the_same_state() {
+    let mut state = cluster(3);
+    state
+        .apply(&create_topic(1, "orders", &[&[0, 1], &[1, 2]]))
+        .unwrap();
+    state.apply(&register(1, 201, Some("b"))).unwrap();
+    let restored = ClusterState::from_bytes(&state.to_bytes()).unwrap();
+    assert_eq!(restored, state);
+    assert_eq!(restored.topic_by_name("orders").unwrap().id, topic_id(1));
+}
+
+#[test]
+fn snapshot_of_another_format_is_refused_by_number() {
+    let mut json: serde_json::Value = serde_json::from_slice(&cluster(1).to_bytes()).unwrap();
+    json["format"] = serde_json::json!(2);
+    let err = ClusterState::from_bytes(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(
+        matches!(err, CodecError::UnsupportedFormat { found: 2 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn snapshot_with_two_topics_of_one_name_is_refused() {
+    let mut state = cluster(1);
+    state.apply(&create_topic(1, "a", &[&[0]])).unwrap();
+    state.apply(&create_topic(2, "b", &[&[0]])).unwrap();
+    let text = String::from_utf8(state.to_bytes()).unwrap();
+    let tampered = text.replace(r#""name":"b""#, r#""name":"a""#);
+    let err = ClusterState::from_bytes(tampered.as_bytes()).unwrap_err();
+    assert!(
+        err.to_string().contains("two topics are named `a`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn snapshot_with_a_broker_under_the_wrong_key_is_refused() {
+    let text = String::from_utf8(cluster(1).to_bytes()).unwrap();
+    let tampered = text.replace(r#""0":{"id":0"#, r#""0":{"id":5"#);
+    assert_ne!(tampered, text);
+    assert!(ClusterState::from_bytes(tampered.as_bytes()).is_err());
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Command::from_bytes(&bytes);
+        let _ = ClusterState::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn truncated_encodings_are_errors(cut in 0usize..1000) {
+        let mut state = cluster(2);
+        state.apply(&create_topic(1, "t", &[&[0, 1]])).unwrap();
+        let snapshot = state.to_bytes();
+        let command = create_topic(2, "u", &[&[1, 0]]).to_bytes();
+        if cut < snapshot.len() {
+            prop_assert!(ClusterState::from_bytes(&snapshot[..cut]).is_err());
+        }
+        if cut < command.len() {
+            prop_assert!(Command::from_bytes(&command[..cut]).is_err());
+        }
+    }
+}

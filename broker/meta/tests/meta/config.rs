@@ -1,0 +1,124 @@
+//! Topic config rules: keys, bounds, typed values and Kafka's defaults.
+
+use strand_meta::{
+    CleanupPolicy, CompressionType, ConfigError, KEYS, TimestampType, TopicConfig, ValueKind,
+    validate_topic_config,
+};
+
+use super::config;
+
+#[test]
+fn absent_keys_take_kafkas_defaults() {
+    let typed = validate_topic_config(&config(&[])).unwrap();
+    assert_eq!(typed, TopicConfig::default());
+    assert_eq!(typed.cleanup_policy, CleanupPolicy::Delete);
+    assert_eq!(typed.retention_ms, Some(604_800_000));
+    assert_eq!(typed.retention_bytes, None);
+    assert_eq!(typed.segment_bytes, 1_073_741_824);
+    assert_eq!(typed.max_message_bytes, 1_048_588);
+    assert_eq!(typed.flush_ms, None);
+    assert_eq!(typed.min_insync_replicas, 1);
+}
+
+#[test]
+fn every_key_sets_its_typed_field() {
+    let typed = validate_topic_config(&config(&[
+        ("cleanup.policy", "compact,delete"),
+        ("compression.type", "zstd"),
+        ("delete.retention.ms", "7"),
+        ("flush.ms", "8"),
+        ("max.message.bytes", "9"),
+        ("message.timestamp.type", "LogAppendTime"),
+        ("min.compaction.lag.ms", "10"),
+        ("min.insync.replicas", "2"),
+        ("retention.bytes", "11"),
+        ("retention.ms", "-1"),
+        ("segment.bytes", "14"),
+        ("segment.ms", "13"),
+    ]))
+    .unwrap();
+    let expected = TopicConfig {
+        cleanup_policy: CleanupPolicy::CompactDelete,
+        compression_type: CompressionType::Zstd,
+        delete_retention_ms: 7,
+        flush_ms: Some(8),
+        max_message_bytes: 9,
+        message_timestamp_type: TimestampType::LogAppendTime,
+        min_compaction_lag_ms: 10,
+        min_insync_replicas: 2,
+        retention_bytes: Some(11),
+        retention_ms: None,
+        segment_bytes: 14,
+        segment_ms: 13,
+    };
+    assert_eq!(typed, expected);
+    // The test above names every key: a key added to KEYS must be added here too.
+    assert_eq!(KEYS.len(), 12);
+}
+
+#[test]
+fn keys_are_sorted_and_unique() {
+    assert!(KEYS.windows(2).all(|w| w[0].name < w[1].name));
+}
+
+#[test]
+fn every_bound_is_inclusive_and_nothing_beyond_it_passes() {
+    for spec in KEYS {
+        let ValueKind::Int { min, max } = spec.kind else {
+            continue;
+        };
+        for ok in [min, max] {
+            assert!(
+                validate_topic_config(&config(&[(spec.name, &ok.to_string())])).is_ok(),
+                "{} = {ok}",
+                spec.name
+            );
+        }
+        let below = min - 1;
+        assert_eq!(
+            validate_topic_config(&config(&[(spec.name, &below.to_string())])),
+            Err(ConfigError::OutOfRange {
+                key: spec.name.into(),
+                value: below,
+                min,
+                max
+            })
+        );
+        if max < i64::MAX {
+            assert!(
+                validate_topic_config(&config(&[(spec.name, &(max + 1).to_string())])).is_err()
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_values_name_the_key_and_what_is_allowed() {
+    let cases = [
+        (
+            ("retention.foo", "1"),
+            "unknown topic config key `retention.foo`",
+        ),
+        (
+            ("cleanup.policy", "delete,compact"),
+            "`cleanup.policy` must be one of `delete`, `compact`, `compact,delete`, not `delete,compact`",
+        ),
+        (
+            ("retention.ms", "7d"),
+            "`retention.ms` must be an integer, not `7d`",
+        ),
+        (
+            ("segment.bytes", "13"),
+            "`segment.bytes` must be between 14 and 2147483647, not 13",
+        ),
+        (
+            ("compression.type", "GZIP"),
+            "`compression.type` must be one of `producer`, `uncompressed`, `gzip`, `snappy`, `lz4`, `zstd`, not `GZIP`",
+        ),
+    ];
+    for ((key, value), message) in cases {
+        let err = validate_topic_config(&config(&[(key, value)])).unwrap_err();
+        assert_eq!(err.key(), key);
+        assert_eq!(err.to_string(), message);
+    }
+}
