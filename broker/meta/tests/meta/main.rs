@@ -5,6 +5,7 @@ mod cluster;
 mod codec;
 mod config;
 mod placement;
+mod replay;
 mod topics;
 
 use std::collections::BTreeMap;
