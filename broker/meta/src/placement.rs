@@ -169,7 +169,10 @@ fn place_one(slots: &[Slot<'_>], rf: usize, rack_count: usize) -> Vec<usize> {
 fn with_followers(slots: &[Slot<'_>], leader: usize, rf: usize, rack_count: usize) -> Vec<usize> {
     let mut chosen = vec![leader];
     while chosen.len() < rf {
-        let used: BTreeSet<Option<&str>> = chosen.iter().map(|&i| slots[i].rack).collect();
+        // A partition has few replicas, so a vector beats a set here.
+        let mut used: Vec<Option<&str>> = chosen.iter().map(|&i| slots[i].rack).collect();
+        used.sort_unstable();
+        used.dedup();
         let fresh_rack_left = used.len() < rack_count;
         let follower = (0..slots.len())
             .filter(|i| !chosen.contains(i))
