@@ -1,5 +1,6 @@
 //! `strand`: the Strand command line.
 
+mod admin_cmd;
 mod log_cmd;
 
 use std::process::ExitCode;
@@ -19,12 +20,18 @@ enum Command {
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
+    /// Create, list, describe, alter and delete topics through the admin API.
+    Topic(admin_cmd::TopicArgs),
+    /// Describe the cluster through the admin API.
+    Cluster(admin_cmd::ClusterArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Log(command) => log_cmd::run(command),
+        Command::Topic(args) => admin_cmd::run_topic(args),
+        Command::Cluster(args) => admin_cmd::run_cluster(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,137 @@
+//! `strand topic …` and `strand cluster …`: the admin CLI, a thin client of the admin gRPC API.
+//!
+//! Each command parses and checks its arguments, makes one call, and prints the answer as a
+//! table, JSON or YAML. Nothing here knows how the cluster works beyond what the API says.
+
+mod cluster;
+mod config_arg;
+mod error;
+mod output;
+mod topic;
+mod topic_view;
+
+use std::future::Future;
+use std::time::Duration;
+
+use clap::Args;
+use strand_proto::admin::admin_client::AdminClient;
+use tonic::transport::{Channel, Endpoint};
+
+pub use cluster::{ClusterArgs, run_cluster};
+pub use output::OutputFormat;
+pub use topic::{TopicArgs, run_topic};
+
+use error::CliError;
+
+/// The admin API address used when neither `--server` nor `STRAND_SERVER` is given: broker 0
+/// of `strand dev`.
+const DEFAULT_SERVER: &str = "127.0.0.1:9093";
+
+/// How long to wait for the TCP and HTTP/2 handshake before telling the user.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one admin call may take; creating a topic waits for the metadata group to commit.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where to send admin calls and how to print the answer; shared by every admin command.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Admin gRPC address of any broker, as HOST:PORT.
+    #[arg(
+        long,
+        global = true,
+        env = "STRAND_SERVER",
+        default_value = DEFAULT_SERVER,
+        value_name = "HOST:PORT"
+    )]
+    pub server: String,
+
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = OutputFormat::Table
+    )]
+    pub output: OutputFormat,
+}
+
+/// A connected admin client, remembering the address for error messages.
+struct Admin {
+    client: AdminClient<Channel>,
+    server: String,
+}
+
+impl Admin {
+    /// Connects eagerly, so an unreachable address is reported as such rather than as a
+    /// failed call.
+    async fn connect(server: &str) -> Result<Self, CliError> {
+        let endpoint = endpoint(server)?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|error| error::connect_failed(server, &error))?;
+        Ok(Self {
+            client: AdminClient::new(channel),
+            server: server.to_owned(),
+        })
+    }
+
+    /// The answer of a call, or the error a person can act on.
+    fn answer<T>(&self, result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, CliError> {
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|status| error::from_status(&self.server, &status))
+    }
+}
+
+/// The endpoint for `server`; `HOST:PORT` is taken as plain-text HTTP/2, and a full URL is
+/// accepted as it is.
+fn endpoint(server: &str) -> Result<Endpoint, CliError> {
+    let url = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    Endpoint::from_shared(url).map_err(|error| CliError {
+        message: format!("invalid admin address `{server}`: {error}"),
+        hint: Some("pass --server HOST:PORT, for example --server 127.0.0.1:9093".to_owned()),
+    })
+}
+
+/// Runs one command's async body on a runtime of its own: the CLI makes a single call, so a
+/// current-thread runtime is enough.
+fn block_on<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_addresses_become_http_urls() {
+        let plain = endpoint("127.0.0.1:9093").unwrap();
+        assert_eq!(plain.uri().to_string(), "http://127.0.0.1:9093/");
+        let url = endpoint("http://broker-0.strand:9093").unwrap();
+        assert_eq!(url.uri().host(), Some("broker-0.strand"));
+    }
+
+    #[test]
+    fn unparseable_addresses_are_rejected_with_a_hint() {
+        let error = endpoint("not an address").unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("invalid admin address `not an address`")
+        );
+        assert!(error.hint.is_some());
+    }
+}
