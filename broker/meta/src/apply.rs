@@ -372,6 +372,7 @@ impl ClusterState {
                 });
             }
             let mut seen = BTreeSet::new();
+            let mut initial_nodes = Vec::with_capacity(replicas.len());
             for &broker_id in replicas {
                 if !seen.insert(broker_id) {
                     return Err(CommandError::DuplicateReplica {
@@ -393,9 +394,11 @@ impl ClusterState {
                         state: broker.state,
                     });
                 }
+                initial_nodes.push(broker.node_id);
             }
             checked.push(PartitionAssignment {
                 replicas: replicas.clone(),
+                initial_nodes,
             });
         }
         Ok(checked)

@@ -69,6 +69,11 @@ pub enum TopicKind {
 pub struct PartitionAssignment {
     /// Brokers holding a replica, in preference order: the first is the preferred leader.
     pub replicas: Vec<BrokerId>,
+    /// The node ids (incarnations) of the replicas when the partition was created. The first of
+    /// them starts the partition's Raft group; a later incarnation of that broker must not,
+    /// because the group already exists on the other replicas.
+    #[serde(default)]
+    pub initial_nodes: Vec<NodeId>,
 }
 
 impl PartitionAssignment {

@@ -1,0 +1,434 @@
+//! The admin API (`strand.admin.v1`): served by the controller; any other broker passes calls
+//! on to it, so a client may use any broker's address.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use strand_meta::{
+    Command, Topic, TopicId, TopicKind, place_new_partitions, validate_topic_config,
+};
+use strand_proto::admin as pb;
+use strand_proto::admin::ErrorReason;
+use strand_proto::admin::admin_client::AdminClient;
+use strand_proto::admin::admin_server::Admin;
+use strand_proto::broker::HelloRequest;
+use strand_proto::broker::broker_client::BrokerClient;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::broker::{Inner, now_ms};
+use crate::controller::partition_views;
+use crate::meta::{Outcome, Refusal};
+use crate::registry::partition_group;
+
+/// How long a metadata change may wait for a controller.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// How long a new topic's description waits for its partitions to have leaders.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// Turns a refusal into a status carrying an `AdminError`: the one place this mapping lives.
+pub fn status_of(refusal: Refusal) -> Status {
+    let reason = ErrorReason::try_from(refusal.reason).unwrap_or(ErrorReason::Unspecified);
+    let code = match reason {
+        ErrorReason::TopicExists => tonic::Code::AlreadyExists,
+        ErrorReason::UnknownTopic => tonic::Code::NotFound,
+        ErrorReason::InvalidTopicName
+        | ErrorReason::InvalidConfig
+        | ErrorReason::InvalidPartitions
+        | ErrorReason::InvalidReplicationFactor => tonic::Code::InvalidArgument,
+        ErrorReason::NotEnoughBrokers => tonic::Code::FailedPrecondition,
+        ErrorReason::NotController | ErrorReason::Unavailable => tonic::Code::Unavailable,
+        ErrorReason::Unspecified => tonic::Code::FailedPrecondition,
+    };
+    let details = pb::AdminError {
+        reason: refusal.reason,
+        message: refusal.message.clone(),
+        controller_id: None,
+        controller_address: String::new(),
+        config_key: refusal.config_key.unwrap_or_default(),
+    };
+    Status::with_details(code, refusal.message, details.encode_to_vec().into())
+}
+
+/// The admin service of one broker.
+pub struct AdminService {
+    inner: Arc<Inner>,
+}
+
+enum Route {
+    Here,
+    Controller(AdminClient<Channel>),
+}
+
+impl AdminService {
+    /// The service of the broker `inner`.
+    pub fn new(inner: Arc<Inner>) -> Self {
+        AdminService { inner }
+    }
+
+    /// Where a call is served: here when this broker is the controller, else at the controller
+    /// (found from this broker's metadata group, or from a seed while this broker is not in it).
+    async fn route(&self) -> Result<Route, Status> {
+        if self.inner.is_controller() {
+            return Ok(Route::Here);
+        }
+        let mut addr = self.inner.controller().map(|(_, a)| a);
+        if addr.is_none() {
+            for seed in &self.inner.config.seeds {
+                let Ok(channel) = self.inner.peers.channel(seed) else {
+                    continue;
+                };
+                let mut request = Request::new(HelloRequest::default());
+                request.set_timeout(Duration::from_secs(1));
+                if let Ok(resp) = BrokerClient::new(channel).hello(request).await {
+                    let known = resp.into_inner().controller_address;
+                    if !known.is_empty() {
+                        addr = Some(known);
+                        break;
+                    }
+                }
+            }
+        }
+        match addr {
+            Some(addr) if addr == self.inner.config.grpc_advertised => Ok(Route::Here),
+            Some(addr) => {
+                let channel = self
+                    .inner
+                    .peers
+                    .channel(&addr)
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                Ok(Route::Controller(AdminClient::new(channel)))
+            }
+            None => Err(status_of(Refusal::new(
+                ErrorReason::NotController,
+                "no controller is elected yet; the cluster may be starting or lost its majority, try again shortly",
+            ))),
+        }
+    }
+
+    fn topic(&self, name: &str) -> Result<Topic, Status> {
+        self.inner
+            .cluster()
+            .topic_by_name(name)
+            .cloned()
+            .ok_or_else(|| {
+                status_of(Refusal::new(
+                    ErrorReason::UnknownTopic,
+                    format!("unknown topic `{name}`"),
+                ))
+            })
+    }
+
+    fn describe(&self, topic: &Topic) -> pb::TopicDescription {
+        let (views, _) = partition_views(&self.inner);
+        let state = self.inner.cluster();
+        pb::TopicDescription {
+            name: topic.name.clone(),
+            topic_id: topic.id.0.to_string(),
+            cluster_id: state
+                .cluster_id()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default(),
+            replication_factor: u32::from(topic.replication_factor),
+            config: topic.config.clone().into_iter().collect(),
+            partitions: topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(p, assignment)| {
+                    let view = views
+                        .get(&partition_group(topic.id, p as u32))
+                        .cloned()
+                        .unwrap_or_default();
+                    pb::PartitionDescription {
+                        partition: p as u32,
+                        replicas: assignment.replicas.iter().map(|b| b.0).collect(),
+                        leader: view.leader.map(|b| b.0),
+                        high_watermark: view.high_watermark,
+                        log_start_offset: view.log_start_offset,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Waits (briefly) until every partition of the topic has a reported leader.
+    async fn describe_when_led(&self, name: &str) -> Result<pb::TopicDescription, Status> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let description = self.describe(&self.topic(name)?);
+            if description.partitions.iter().all(|p| p.leader.is_some())
+                || Instant::now() >= deadline
+            {
+                return Ok(description);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn propose(&self, command: Command) -> Result<Outcome, Status> {
+        match self
+            .inner
+            .propose(&command, PATIENCE)
+            .await
+            .map_err(status_of)?
+        {
+            Outcome::Refused(refusal) => Err(status_of(refusal)),
+            done => Ok(done),
+        }
+    }
+
+    fn place(
+        &self,
+        partitions: u32,
+        replication_factor: u16,
+    ) -> Result<Vec<Vec<strand_meta::BrokerId>>, Status> {
+        let state = self.inner.cluster();
+        place_new_partitions(
+            &state.placement_brokers(),
+            &state.load(),
+            partitions,
+            replication_factor,
+        )
+        .map_err(|e| {
+            let reason = match e {
+                strand_meta::PlacementError::NotEnoughBrokers { .. } => {
+                    ErrorReason::NotEnoughBrokers
+                }
+                strand_meta::PlacementError::ZeroReplicationFactor => {
+                    ErrorReason::InvalidReplicationFactor
+                }
+                strand_meta::PlacementError::TooManyPartitions { .. } => {
+                    ErrorReason::InvalidPartitions
+                }
+            };
+            status_of(Refusal::new(reason, e.to_string()))
+        })
+    }
+
+    async fn create_here(
+        &self,
+        req: pb::CreateTopicRequest,
+    ) -> Result<pb::TopicDescription, Status> {
+        if req.partitions == 0 {
+            return Err(status_of(Refusal::new(
+                ErrorReason::InvalidPartitions,
+                "a topic needs at least 1 partition",
+            )));
+        }
+        let replication_factor = u16::try_from(req.replication_factor).unwrap_or(u16::MAX);
+        let config: BTreeMap<String, String> = req.config.into_iter().collect();
+        if let Err(e) = validate_topic_config(&config) {
+            let mut refusal =
+                Refusal::new(ErrorReason::InvalidConfig, format!("invalid config: {e}"));
+            refusal.config_key = Some(e.key().to_string());
+            return Err(status_of(refusal));
+        }
+        let assignments = self.place(req.partitions, replication_factor)?;
+        self.propose(Command::CreateTopic {
+            topic_id: TopicId(uuid::Uuid::new_v4()),
+            name: req.name.clone(),
+            kind: TopicKind::User,
+            replication_factor,
+            config,
+            assignments,
+            now_ms: now_ms() as u64,
+        })
+        .await?;
+        self.describe_when_led(&req.name).await
+    }
+
+    async fn update_here(
+        &self,
+        req: pb::UpdateTopicRequest,
+    ) -> Result<pb::TopicDescription, Status> {
+        let topic = self.topic(&req.name)?;
+        if let Some(partitions) = req.partitions {
+            let current = topic.partitions.len() as u32;
+            if partitions < current {
+                return Err(status_of(Refusal::new(
+                    ErrorReason::InvalidPartitions,
+                    format!(
+                        "topic `{}` has {current} partitions; partitions can only be added, not removed",
+                        topic.name
+                    ),
+                )));
+            }
+            if partitions > current {
+                let assignments_to_add =
+                    self.place(partitions - current, topic.replication_factor)?;
+                self.propose(Command::CreatePartitions {
+                    topic_id: topic.id,
+                    assignments_to_add,
+                })
+                .await?;
+            }
+        }
+        if !req.set_config.is_empty() || !req.remove_config.is_empty() {
+            self.propose(Command::AlterTopicConfig {
+                topic_id: topic.id,
+                set: req.set_config.into_iter().collect(),
+                remove: req.remove_config,
+            })
+            .await?;
+        }
+        self.describe_when_led(&req.name).await
+    }
+
+    async fn delete_here(
+        &self,
+        req: pb::DeleteTopicRequest,
+    ) -> Result<pb::DeleteTopicResponse, Status> {
+        let Some(topic) = self.inner.cluster().topic_by_name(&req.name).cloned() else {
+            return Ok(pb::DeleteTopicResponse { deleted: false });
+        };
+        if !req.topic_id.is_empty() && req.topic_id != topic.id.0.to_string() {
+            return Err(status_of(Refusal::new(
+                ErrorReason::UnknownTopic,
+                format!(
+                    "topic `{}` now has id {}, not {}; it was not deleted",
+                    req.name, topic.id.0, req.topic_id
+                ),
+            )));
+        }
+        self.propose(Command::DeleteTopic { topic_id: topic.id })
+            .await?;
+        Ok(pb::DeleteTopicResponse { deleted: true })
+    }
+
+    fn describe_cluster_here(&self) -> pb::ClusterDescription {
+        let state = self.inner.cluster();
+        let (views, alive) = partition_views(&self.inner);
+        let mut leaders: BTreeMap<u32, u32> = BTreeMap::new();
+        for view in views.values() {
+            if let Some(b) = view.leader {
+                *leaders.entry(b.0).or_default() += 1;
+            }
+        }
+        let load = state.load();
+        let mut leaderless = 0;
+        let mut under_replicated = 0;
+        for topic in state.topics() {
+            for p in 0..topic.partitions.len() as u32 {
+                match views.get(&partition_group(topic.id, p)) {
+                    Some(view) if !view.lagging.is_empty() => under_replicated += 1,
+                    Some(_) => {}
+                    None => leaderless += 1,
+                }
+            }
+        }
+        let controller_id = self
+            .inner
+            .controller()
+            .and_then(|(node, _)| Inner::broker_of_node(&state, node))
+            .map(|b| b.0);
+        pb::ClusterDescription {
+            cluster_id: state
+                .cluster_id()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default(),
+            controller_id,
+            brokers: state
+                .brokers()
+                .values()
+                .map(|b| pb::BrokerDescription {
+                    broker_id: b.id.0,
+                    node_id: b.node_id.0,
+                    state: b.state.to_string(),
+                    kafka_address: b.kafka_addr.clone(),
+                    grpc_address: b.grpc_addr.clone(),
+                    rack: b.rack.clone(),
+                    leader_count: leaders.get(&b.id.0).copied().unwrap_or(0),
+                    replica_count: load.get(&b.id).map(|l| l.replicas as u32).unwrap_or(0),
+                    alive: alive.contains(&b.id),
+                })
+                .collect(),
+            under_replicated_partitions: under_replicated,
+            leaderless_partitions: leaderless,
+        }
+    }
+}
+
+/// Serves a call here or passes it to the controller.
+macro_rules! routed {
+    ($self:ident, $request:ident, $method:ident, $here:expr) => {
+        match $self.route().await? {
+            Route::Controller(mut client) => client.$method($request.into_inner()).await,
+            Route::Here => $here.map(Response::new),
+        }
+    };
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        routed!(
+            self,
+            request,
+            create_topic,
+            self.create_here(request.into_inner()).await
+        )
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        routed!(
+            self,
+            request,
+            delete_topic,
+            self.delete_here(request.into_inner()).await
+        )
+    }
+
+    async fn update_topic(
+        &self,
+        request: Request<pb::UpdateTopicRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        routed!(
+            self,
+            request,
+            update_topic,
+            self.update_here(request.into_inner()).await
+        )
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        routed!(self, request, describe_topic, {
+            let name = request.into_inner().name;
+            self.topic(&name).map(|t| self.describe(&t))
+        })
+    }
+
+    async fn list_topics(
+        &self,
+        request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        routed!(self, request, list_topics, {
+            let state = self.inner.cluster();
+            let topics = state.topics().map(|t| self.describe(t)).collect();
+            Ok::<_, Status>(pb::ListTopicsResponse { topics })
+        })
+    }
+
+    async fn describe_cluster(
+        &self,
+        request: Request<pb::DescribeClusterRequest>,
+    ) -> Result<Response<pb::ClusterDescription>, Status> {
+        routed!(
+            self,
+            request,
+            describe_cluster,
+            Ok::<_, Status>(self.describe_cluster_here())
+        )
+    }
+}

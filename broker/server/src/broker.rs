@@ -1,0 +1,335 @@
+//! One broker: its identity, its groups, its servers and the background tasks that keep it
+//! in step with the cluster's metadata.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use strand_meta::{BrokerId, ClusterState, Command};
+use strand_proto::admin::ErrorReason;
+use strand_proto::broker::broker_client::BrokerClient;
+use strand_proto::broker::{PartitionStatus, ProposeRequest};
+use strand_raft::{GroupStateMachine, LogStore};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::identity::{self, Identity};
+use crate::meta::{MetaMachine, Outcome, Refusal, SharedState, encode_command};
+use crate::network::{GroupNetwork, Peers};
+use crate::registry::{Group, META_GROUP, MetaRaft, Registry};
+use crate::timing::Timing;
+
+/// How a broker is started.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The stable broker id (the pod ordinal on Kubernetes).
+    pub broker_id: u32,
+    /// Where the broker keeps its identity, metadata log and partitions.
+    pub data_dir: PathBuf,
+    /// Address the gRPC server (Raft, admin, broker calls) listens on.
+    pub grpc_listen: SocketAddr,
+    /// host:port other brokers and clients use to reach the gRPC server.
+    pub grpc_advertised: String,
+    /// host:port Kafka clients will use (recorded in metadata).
+    pub kafka_advertised: String,
+    /// Address the HTTP server (/healthz, /readyz, /metrics) listens on.
+    pub http_listen: SocketAddr,
+    /// host:port of the HTTP server, recorded in metadata.
+    pub http_advertised: String,
+    /// gRPC addresses of the seed brokers, which form the metadata group of a new cluster.
+    pub seeds: Vec<String>,
+    /// The broker's rack, for spreading replicas.
+    pub rack: Option<String>,
+    /// Raft timings.
+    pub timing: Timing,
+}
+
+/// Errors starting a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The identity file could not be used.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The metadata group's storage could not be opened.
+    #[error("metadata log: {0}")]
+    MetaStorage(#[from] strand_raft::StorageError),
+    /// The metadata state machine could not be opened.
+    #[error("metadata snapshot: {0}")]
+    MetaSnapshot(std::io::Error),
+    /// Raft refused to start.
+    #[error("metadata group: {0}")]
+    Raft(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What the controller knows of one broker from its latest status report.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// When it arrived.
+    pub at: Instant,
+    /// The partitions the broker hosts, with details for those it leads.
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// A broker's parts, shared by its tasks and services.
+pub struct Inner {
+    /// How it was started.
+    pub config: BrokerConfig,
+    /// Broker id and node id.
+    pub identity: Identity,
+    /// Groups hosted here.
+    pub registry: Registry,
+    /// Channels to peers.
+    pub peers: Peers,
+    /// The metadata group.
+    pub meta: MetaRaft,
+    /// The applied cluster state.
+    pub state: watch::Receiver<SharedState>,
+    /// Status reports, fed while this broker is the controller.
+    pub reports: Mutex<HashMap<BrokerId, Report>>,
+    /// Set when the broker shuts down.
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
+pub struct Broker {
+    inner: Arc<Inner>,
+    tasks: JoinSet<()>,
+}
+
+impl Broker {
+    /// Starts a broker: opens its data, binds its listeners, and starts joining its cluster.
+    pub async fn start(config: BrokerConfig) -> Result<Broker, StartError> {
+        let (identity, fresh) = identity::load_or_create(&config.data_dir, config.broker_id)?;
+        tracing::info!(
+            broker = identity.broker_id,
+            node = identity.node_id,
+            fresh,
+            "starting broker"
+        );
+        let meta_dir = config.data_dir.join("meta");
+        let store = LogStore::open(&meta_dir, strand_log::LogConfig::default())?;
+        let (machine, state) = MetaMachine::new();
+        let sm = GroupStateMachine::open(&meta_dir, store.log(), machine)
+            .map_err(StartError::MetaSnapshot)?;
+        let peers = Peers::default();
+        let meta = openraft::Raft::new(
+            identity.node_id,
+            Arc::new(config.timing.meta_config()),
+            GroupNetwork::new(META_GROUP.to_string(), peers.clone()),
+            store,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let registry = Registry::default();
+        registry.insert(META_GROUP.to_string(), Group::Meta(meta.clone(), meta_dir));
+        let grpc = tokio::net::TcpListener::bind(config.grpc_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.grpc_listen,
+                source,
+            })?;
+        let http = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.http_listen,
+                source,
+            })?;
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            config,
+            identity,
+            registry,
+            peers,
+            meta,
+            state,
+            reports: Mutex::new(HashMap::new()),
+            shutdown,
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));
+        tasks.spawn(crate::http::serve(inner.clone(), http));
+        tasks.spawn(crate::bootstrap::run(inner.clone()));
+        tasks.spawn(crate::partitions::run(inner.clone()));
+        tasks.spawn(crate::controller::run(inner.clone()));
+        tasks.spawn(crate::controller::report_loop(inner.clone()));
+        Ok(Broker { inner, tasks })
+    }
+
+    /// The broker's shared parts.
+    pub fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Stops the broker: servers, tasks, and every Raft group.
+    pub async fn shutdown(mut self) {
+        self.inner.shutdown.send_replace(true);
+        for (_, replica) in self.inner.registry.partitions() {
+            let _ = replica.raft.shutdown().await;
+        }
+        let _ = self.inner.meta.shutdown().await;
+        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = self.tasks.join_next() => if next.is_none() { break },
+                _ = &mut deadline => { self.tasks.abort_all(); break }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The applied cluster state now.
+    pub fn cluster(&self) -> SharedState {
+        self.state.borrow().clone()
+    }
+
+    /// The broker id.
+    pub fn broker_id(&self) -> BrokerId {
+        BrokerId(self.identity.broker_id)
+    }
+
+    /// Whether this broker leads the metadata group (is the controller).
+    pub fn is_controller(&self) -> bool {
+        self.meta.metrics().borrow_watched().current_leader == Some(self.identity.node_id)
+    }
+
+    /// The controller's node id and gRPC address, when known.
+    pub fn controller(&self) -> Option<(u64, String)> {
+        let metrics = self.meta.metrics().borrow_watched().clone();
+        let leader = metrics.current_leader?;
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// The broker id of a node id, from the cluster state.
+    pub fn broker_of_node(state: &ClusterState, node: u64) -> Option<BrokerId> {
+        state
+            .brokers()
+            .values()
+            .find(|b| b.node_id.0 == node)
+            .map(|b| b.id)
+    }
+
+    /// Proposes a metadata command: here if this broker is the controller, else through the
+    /// controller. Retries while no controller is elected, up to `patience`.
+    pub async fn propose(&self, command: &Command, patience: Duration) -> Result<Outcome, Refusal> {
+        let deadline = Instant::now() + patience;
+        let mut last_problem = "no controller is elected yet".to_string();
+        while Instant::now() < deadline {
+            match self.controller() {
+                Some((leader, _)) if leader == self.identity.node_id => {
+                    match self.propose_here(command).await {
+                        Ok(outcome) => return Ok(outcome),
+                        Err(problem) => last_problem = problem,
+                    }
+                }
+                Some((_, addr)) => match self.propose_there(&addr, command).await {
+                    Ok(outcome) => return Ok(outcome),
+                    Err(problem) => last_problem = problem,
+                },
+                // Not in the metadata group (yet): a seed knows the controller.
+                None => {
+                    for seed in self
+                        .config
+                        .seeds
+                        .iter()
+                        .filter(|s| **s != self.config.grpc_advertised)
+                    {
+                        match self.propose_there(seed, command).await {
+                            Ok(outcome) => return Ok(outcome),
+                            Err(problem) => last_problem = problem,
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Refusal::new(
+            ErrorReason::NotController,
+            format!("metadata change not accepted: {last_problem}"),
+        ))
+    }
+
+    /// Proposes on the local metadata group, which must lead.
+    pub async fn propose_here(&self, command: &Command) -> Result<Outcome, String> {
+        let batch = encode_command(command, now_ms());
+        match self.meta.client_write(batch).await {
+            Ok(resp) => resp
+                .data
+                .answer
+                .and_then(|a| serde_json::from_slice(&a).ok())
+                .ok_or_else(|| "the controller gave no answer".to_string()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err("the controller changed".to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Proposes through the broker at `addr`, which passes it to the controller if it is not.
+    pub async fn propose_there(&self, addr: &str, command: &Command) -> Result<Outcome, String> {
+        self.send_proposal(
+            addr,
+            ProposeRequest {
+                command: command.to_bytes().into(),
+                forwarded: false,
+            },
+        )
+        .await
+    }
+
+    /// Passes a command proposed elsewhere to the controller at `addr`, marked so it is not
+    /// passed on again.
+    pub async fn pass_to_controller(
+        &self,
+        addr: &str,
+        command: &Command,
+    ) -> Result<Outcome, String> {
+        self.send_proposal(
+            addr,
+            ProposeRequest {
+                command: command.to_bytes().into(),
+                forwarded: true,
+            },
+        )
+        .await
+    }
+
+    async fn send_proposal(&self, addr: &str, proposal: ProposeRequest) -> Result<Outcome, String> {
+        let channel = self.peers.channel(addr).map_err(|e| e.to_string())?;
+        let mut client = BrokerClient::new(channel);
+        let mut request = tonic::Request::new(proposal);
+        request.set_timeout(Duration::from_secs(5));
+        let answer = client
+            .propose_metadata(request)
+            .await
+            .map_err(|s| format!("controller at {addr}: {}", s.message()))?;
+        serde_json::from_slice(&answer.into_inner().answer).map_err(|e| e.to_string())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,180 @@
+//! Broker-to-broker calls: identity exchange, metadata writes forwarded to the controller,
+//! status reports, and the internal produce/fetch path.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strand_meta::{BrokerId, Command};
+use strand_proto::broker as pb;
+use strand_proto::broker::broker_server::Broker as BrokerRpc;
+use strand_raft::{Batch, Offset};
+use tonic::{Request, Response, Status};
+
+use crate::broker::{Inner, Report};
+
+/// Longest a fetch may wait for new data.
+const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Largest fetch response.
+const FETCH_BYTES_MAX: u32 = 32 << 20;
+
+/// The broker service of one broker.
+pub struct BrokerService {
+    inner: Arc<Inner>,
+}
+
+impl BrokerService {
+    /// The service of the broker `inner`.
+    pub fn new(inner: Arc<Inner>) -> Self {
+        BrokerService { inner }
+    }
+}
+
+#[tonic::async_trait]
+impl BrokerRpc for BrokerService {
+    async fn hello(
+        &self,
+        _request: Request<pb::HelloRequest>,
+    ) -> Result<Response<pb::HelloResponse>, Status> {
+        let state = self.inner.cluster();
+        let initialized = self.inner.meta.is_initialized().await.unwrap_or(false);
+        Ok(Response::new(pb::HelloResponse {
+            broker_id: self.inner.identity.broker_id,
+            node_id: self.inner.identity.node_id,
+            cluster_id: state
+                .cluster_id()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default(),
+            initialized,
+            controller_address: self
+                .inner
+                .controller()
+                .map(|(_, addr)| addr)
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn propose_metadata(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeResponse>, Status> {
+        let req = request.into_inner();
+        let command = Command::from_bytes(&req.command)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let outcome = if self.inner.is_controller() {
+            self.inner
+                .propose_here(&command)
+                .await
+                .map_err(Status::unavailable)?
+        } else if let (false, Some((_, addr))) = (req.forwarded, self.inner.controller()) {
+            // Passed on at most once, so a forward never loops.
+            self.inner
+                .pass_to_controller(&addr, &command)
+                .await
+                .map_err(Status::unavailable)?
+        } else {
+            return Err(Status::failed_precondition(
+                "this broker is not the controller",
+            ));
+        };
+        let answer = serde_json::to_vec(&outcome).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ProposeResponse {
+            answer: answer.into(),
+        }))
+    }
+
+    async fn produce(
+        &self,
+        request: Request<pb::ProduceRequest>,
+    ) -> Result<Response<pb::ProduceResponse>, Status> {
+        let req = request.into_inner();
+        let replica = self
+            .inner
+            .registry
+            .partition_by_name(&req.topic, req.partition)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "{}-{} is not hosted here",
+                    req.topic, req.partition
+                ))
+            })?;
+        strand_log::BatchHeader::parse(&req.batch)
+            .and_then(|_| strand_log::verify_crc(&req.batch))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match replica.raft.client_write(Batch(req.batch)).await {
+            Ok(resp) => Ok(Response::new(pb::ProduceResponse {
+                base_offset: resp.data.base_offset.0,
+            })),
+            Err(e) => Err(Status::failed_precondition(format!(
+                "not the leader of {}-{}: {e}",
+                req.topic, req.partition
+            ))),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
+        let req = request.into_inner();
+        let replica = self
+            .inner
+            .registry
+            .partition_by_name(&req.topic, req.partition)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "{}-{} is not hosted here",
+                    req.topic, req.partition
+                ))
+            })?;
+        let mut watermark = replica.sm.high_watermark();
+        let deadline =
+            Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms)).min(FETCH_WAIT_MAX);
+        loop {
+            let hw = *watermark.borrow_and_update();
+            if hw.0 > req.offset || Instant::now() >= deadline {
+                break;
+            }
+            if tokio::time::timeout_at(deadline.into(), watermark.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let hw = *watermark.borrow();
+        let log = replica.store.log();
+        let log = log.read().unwrap_or_else(|p| p.into_inner());
+        let batches = log
+            .read(
+                Offset(req.offset),
+                hw,
+                req.max_bytes.min(FETCH_BYTES_MAX) as usize,
+            )
+            .map_err(|e| Status::out_of_range(e.to_string()))?;
+        Ok(Response::new(pb::FetchResponse {
+            batches: batches.bytes.into(),
+            high_watermark: hw.0,
+            log_start_offset: log.log_start_offset().0,
+            next_offset: batches.next_offset.0,
+        }))
+    }
+
+    async fn report_status(
+        &self,
+        request: Request<pb::StatusReport>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let report = request.into_inner();
+        self.inner
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                BrokerId(report.broker_id),
+                Report {
+                    at: Instant::now(),
+                    partitions: report.partitions,
+                },
+            );
+        Ok(Response::new(pb::StatusReply {}))
+    }
+}

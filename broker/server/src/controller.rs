@@ -1,0 +1,297 @@
+//! Keeping groups whole: the controller keeps the metadata group's membership in step with the
+//! registered brokers, every partition leader replaces replicas of retired incarnations, and
+//! every broker reports its replicas to the controller.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
+use openraft::impls::BasicNode;
+use strand_meta::{BrokerId, BrokerState, ClusterState};
+use strand_proto::broker::broker_client::BrokerClient;
+use strand_proto::broker::{PartitionStatus, StatusReport};
+use strand_raft::TypeConfig;
+
+use crate::broker::{Inner, Report};
+use crate::registry::PartitionReplica;
+
+/// How often membership is checked.
+const TICK: Duration = Duration::from_millis(300);
+/// How often brokers report to the controller.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// A report older than this no longer counts: its broker may be down.
+pub const REPORT_FRESH: Duration = Duration::from_secs(3);
+/// A follower this many entries behind its leader is not caught up.
+const CAUGHT_UP_ENTRIES: u64 = 100;
+
+/// Runs the duties of the controller and of partition leaders until the broker shuts down.
+pub async fn run(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let state = inner.cluster();
+        if inner.is_controller()
+            && let Err(e) = keep_metadata_membership(&inner, &state).await
+        {
+            tracing::debug!(error = %e, "metadata membership change not done yet");
+        }
+        for (group, replica) in inner.registry.partitions() {
+            if replica.raft.metrics().borrow_watched().current_leader
+                != Some(inner.identity.node_id)
+            {
+                continue;
+            }
+            if let Err(e) = replace_retired(&replica, &state).await {
+                tracing::debug!(%group, error = %e, "replica replacement not done yet");
+            }
+        }
+    }
+}
+
+fn retired_nodes(state: &ClusterState) -> BTreeSet<u64> {
+    state
+        .brokers()
+        .values()
+        .flat_map(|b| b.retired_node_ids.iter().map(|n| n.0))
+        .collect()
+}
+
+fn caught_up(metrics: &openraft::RaftMetrics<TypeConfig>, node: u64) -> bool {
+    let last = metrics.last_log_index.unwrap_or(0);
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&node).cloned().flatten())
+        .is_some_and(|matched| matched.index + CAUGHT_UP_ENTRIES >= last)
+}
+
+/// Adds registered brokers to the metadata group as learners, keeps 3 voters (5 from five
+/// brokers on) preferring caught-up learners, and drops retired incarnations.
+async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result<(), String> {
+    let metrics = inner.meta.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let live: Vec<_> = state
+        .brokers()
+        .values()
+        .filter(|b| b.state != BrokerState::Decommissioned)
+        .collect();
+    for broker in &live {
+        if !members.contains(&broker.node_id.0) {
+            let node = BasicNode {
+                addr: broker.grpc_addr.clone(),
+            };
+            inner
+                .meta
+                .add_learner(broker.node_id.0, node, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(broker = %broker.id, node = broker.node_id.0, "added broker to the metadata group");
+        }
+    }
+    let retired = retired_nodes(state);
+    let target = if live.len() >= 5 {
+        5
+    } else {
+        live.len().min(3)
+    };
+    let mut wanted: BTreeSet<u64> = voters.difference(&retired).copied().collect();
+    for broker in &live {
+        if wanted.len() >= target {
+            break;
+        }
+        if !wanted.contains(&broker.node_id.0) && caught_up(&metrics, broker.node_id.0) {
+            wanted.insert(broker.node_id.0);
+        }
+    }
+    if wanted != voters && !wanted.is_empty() {
+        inner
+            .meta
+            .change_membership(ChangeMembers::ReplaceAllVoters(wanted.clone()), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(voters = ?wanted, "metadata group voters changed");
+    }
+    Ok(())
+}
+
+/// On a partition leader: a replica whose broker came back as a new incarnation (empty disk)
+/// is replaced by that incarnation: added as a learner, and swapped in once caught up.
+async fn replace_retired(replica: &PartitionReplica, state: &ClusterState) -> Result<(), String> {
+    let metrics = replica.raft.metrics().borrow_watched().clone();
+    let membership = metrics.membership_config.membership().clone();
+    let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let mut wanted = voters.clone();
+    for broker in state.brokers().values() {
+        let Some(old) = broker
+            .retired_node_ids
+            .iter()
+            .map(|n| n.0)
+            .find(|n| voters.contains(n))
+        else {
+            continue;
+        };
+        let new = broker.node_id.0;
+        if !members.contains(&new) {
+            let node = BasicNode {
+                addr: broker.grpc_addr.clone(),
+            };
+            replica
+                .raft
+                .add_learner(new, node, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(topic = %replica.topic, partition = replica.partition, broker = %broker.id,
+                "replacing a lost replica with the broker's new incarnation");
+        } else if caught_up(&metrics, new) {
+            wanted.remove(&old);
+            wanted.insert(new);
+        }
+    }
+    if wanted != voters {
+        replica
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(wanted), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(topic = %replica.topic, partition = replica.partition, "replica set restored");
+    }
+    Ok(())
+}
+
+/// What this broker tells the controller about its replicas.
+fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
+    let by_node: BTreeMap<u64, BrokerId> = state
+        .brokers()
+        .values()
+        .flat_map(|b| {
+            std::iter::once((b.node_id.0, b.id))
+                .chain(b.retired_node_ids.iter().map(move |n| (n.0, b.id)))
+        })
+        .collect();
+    let partitions = inner
+        .registry
+        .partitions()
+        .into_iter()
+        .map(|(group, replica)| {
+            let metrics = replica.raft.metrics().borrow_watched().clone();
+            let leader = metrics.current_leader == Some(inner.identity.node_id);
+            if !leader {
+                return PartitionStatus {
+                    group,
+                    ..Default::default()
+                };
+            }
+            let lagging = metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|n| *n != inner.identity.node_id && !caught_up(&metrics, *n))
+                .filter_map(|n| by_node.get(&n).map(|b| b.0))
+                .collect();
+            let log_start = replica
+                .store
+                .log()
+                .read()
+                .map(|l| l.log_start_offset().0)
+                .unwrap_or(0);
+            PartitionStatus {
+                group,
+                leader: true,
+                high_watermark: replica.sm.high_watermark().borrow().0,
+                log_start_offset: log_start,
+                lagging_replicas: lagging,
+            }
+        })
+        .collect();
+    StatusReport {
+        broker_id: inner.identity.broker_id,
+        node_id: inner.identity.node_id,
+        partitions,
+    }
+}
+
+/// Sends this broker's status report to the controller about once a second.
+pub async fn report_loop(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REPORT_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let report = status_report(&inner, &inner.cluster());
+        if inner.is_controller() {
+            inner
+                .reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    BrokerId(report.broker_id),
+                    Report {
+                        at: Instant::now(),
+                        partitions: report.partitions,
+                    },
+                );
+            continue;
+        }
+        let Some((_, addr)) = inner.controller() else {
+            continue;
+        };
+        let Ok(channel) = inner.peers.channel(&addr) else {
+            continue;
+        };
+        let mut request = tonic::Request::new(report);
+        request.set_timeout(Duration::from_secs(1));
+        if let Err(status) = BrokerClient::new(channel).report_status(request).await {
+            tracing::debug!(controller = %addr, error = %status.message(), "status report not delivered");
+        }
+    }
+}
+
+/// What the controller knows of a partition from fresh reports.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionView {
+    /// The broker that reported leading it.
+    pub leader: Option<BrokerId>,
+    /// High watermark reported by the leader.
+    pub high_watermark: i64,
+    /// Log start offset reported by the leader.
+    pub log_start_offset: i64,
+    /// Replicas the leader reported as not caught up.
+    pub lagging: Vec<u32>,
+}
+
+/// The fresh reports' view of every partition, by group id; and which brokers reported lately.
+pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTreeSet<BrokerId>) {
+    let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
+    let mut views: BTreeMap<String, (Instant, PartitionView)> = BTreeMap::new();
+    let mut alive = BTreeSet::new();
+    for (broker, report) in reports.iter() {
+        if report.at.elapsed() > REPORT_FRESH {
+            continue;
+        }
+        alive.insert(*broker);
+        for p in report.partitions.iter().filter(|p| p.leader) {
+            let view = PartitionView {
+                leader: Some(*broker),
+                high_watermark: p.high_watermark,
+                log_start_offset: p.log_start_offset,
+                lagging: p.lagging_replicas.clone(),
+            };
+            match views.get(&p.group) {
+                Some((at, _)) if *at >= report.at => {}
+                _ => {
+                    views.insert(p.group.clone(), (report.at, view));
+                }
+            }
+        }
+    }
+    (views.into_iter().map(|(g, (_, v))| (g, v)).collect(), alive)
+}

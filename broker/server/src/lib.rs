@@ -1,0 +1,23 @@
+//! The Strand broker: Raft groups for the metadata and every partition replica, the gRPC
+//! server that carries their RPCs and the admin API, and the HTTP health and metrics port.
+
+mod admin_service;
+mod bootstrap;
+mod broker;
+mod broker_service;
+mod controller;
+mod convert;
+mod http;
+mod identity;
+mod meta;
+mod network;
+mod partitions;
+mod raft_service;
+mod registry;
+mod services;
+mod timing;
+
+pub use broker::{Broker, BrokerConfig, Inner, StartError, now_ms};
+pub use http::not_ready;
+pub use identity::Identity;
+pub use timing::Timing;

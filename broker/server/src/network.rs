@@ -1,0 +1,281 @@
+//! The client side of Raft between brokers: one gRPC channel per peer broker, shared by every
+//! group, and openraft's network traits on top of it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use strand_proto::raft as pb;
+use strand_proto::raft::raft_client::RaftClient;
+use strand_raft::{NodeId, Snapshot, SnapshotData, SnapshotSource, TypeConfig, Vote};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::convert;
+
+/// Bytes of a snapshot file sent in one message.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// How long connecting to a peer may take before the RPC counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// gRPC channels to peer brokers, one per address. A tonic channel multiplexes every group's
+/// RPCs over one HTTP/2 connection.
+#[derive(Clone, Default)]
+pub struct Peers {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Peers {
+    /// The channel to the broker at `addr` (host:port), created on first use; it connects lazily
+    /// and reconnects by itself.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// openraft's network factory for one group.
+pub struct GroupNetwork {
+    group: String,
+    peers: Peers,
+}
+
+impl GroupNetwork {
+    /// The network of the group named `group`.
+    pub fn new(group: String, peers: Peers) -> Self {
+        GroupNetwork { group, peers }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(
+        &mut self,
+        target: NodeId,
+        node: &openraft::impls::BasicNode,
+    ) -> PeerClient {
+        PeerClient {
+            group: self.group.clone(),
+            target,
+            client: self.peers.channel(&node.addr).ok().map(RaftClient::new),
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+/// Sends one group's Raft RPCs to one peer node.
+pub struct PeerClient {
+    group: String,
+    target: NodeId,
+    addr: String,
+    client: Option<RaftClient<Channel>>,
+}
+
+fn unreachable<E: std::fmt::Display>(addr: &str, e: E) -> Unreachable<TypeConfig> {
+    Unreachable::from_string(format!("broker at {addr}: {e}"))
+}
+
+fn rpc_error(addr: &str, status: tonic::Status) -> RPCError<TypeConfig> {
+    match status.code() {
+        // The peer does not host the group (yet) or is another incarnation: back off.
+        tonic::Code::Unavailable | tonic::Code::NotFound | tonic::Code::FailedPrecondition => {
+            RPCError::Unreachable(unreachable(addr, status.message()))
+        }
+        _ => RPCError::Network(NetworkError::from_string(format!(
+            "broker at {addr}: {}",
+            status.message()
+        ))),
+    }
+}
+
+impl PeerClient {
+    fn target(&self) -> pb::Target {
+        pb::Target {
+            group: self.group.clone(),
+            node_id: self.target,
+        }
+    }
+
+    fn client(&self) -> Result<RaftClient<Channel>, RPCError<TypeConfig>> {
+        self.client
+            .clone()
+            .ok_or_else(|| RPCError::Unreachable(unreachable(&self.addr, "not a valid address")))
+    }
+
+    async fn vote_rpc(
+        &mut self,
+        req: VoteRequest<TypeConfig>,
+        option: RPCOption,
+        pre_vote: bool,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let msg = convert::vote_request_to_pb(&req, self.target(), pre_vote);
+        let mut request = tonic::Request::new(msg);
+        request.set_timeout(option.hard_ttl());
+        let resp = self
+            .client()?
+            .vote(request)
+            .await
+            .map_err(|s| rpc_error(&self.addr, s))?;
+        convert::vote_response_from_pb(resp.into_inner())
+            .map_err(|e| RPCError::Network(NetworkError::from_string(e.to_string())))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let mut request = tonic::Request::new(convert::append_to_pb(&rpc, self.target()));
+        request.set_timeout(option.hard_ttl());
+        let resp = self
+            .client()?
+            .append_entries(request)
+            .await
+            .map_err(|s| rpc_error(&self.addr, s))?;
+        convert::append_response_from_pb(resp.into_inner())
+            .map_err(|e| RPCError::Network(NetworkError::from_string(e.to_string())))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.vote_rpc(rpc, option, false).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.vote_rpc(rpc, option, true).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let header = pb::SnapshotHeader {
+            target: Some(self.target()),
+            vote: Some(convert::vote_to_pb(&vote)),
+            meta_json: serde_json::to_vec(&snapshot.meta)
+                .map_err(|e| StreamingError::Network(NetworkError::from_string(e.to_string())))?
+                .into(),
+            next_offset: snapshot.snapshot.next_offset.0,
+            machine_state: snapshot.snapshot.machine_state.into(),
+        };
+        let spans = match snapshot.snapshot.source {
+            SnapshotSource::Local(spans) => spans,
+            SnapshotSource::Staged(_) => Vec::new(),
+        };
+        // Read the files on a blocking thread and hand chunks over a bounded channel, so at most
+        // a few chunks are in memory at once.
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::SnapshotChunk>(4);
+        let header_chunk = pb::SnapshotChunk {
+            part: Some(pb::snapshot_chunk::Part::Header(header)),
+        };
+        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if tx.blocking_send(header_chunk).is_err() {
+                return Ok(());
+            }
+            for span in spans {
+                let mut file = std::fs::File::open(&span.path)?.take(span.len);
+                loop {
+                    let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    let chunk = pb::SnapshotChunk {
+                        part: Some(pb::snapshot_chunk::Part::File(pb::FileChunk {
+                            name: span.name.clone(),
+                            data: buf.into(),
+                        })),
+                    };
+                    if tx.blocking_send(chunk).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut client = self.client().map_err(|e| match e {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+        })?;
+        let addr = self.addr.clone();
+        let send = async move { client.install_snapshot(stream).await };
+        let resp = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            resp = send => resp,
+        };
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(StreamingError::Network(NetworkError::from_string(format!(
+                    "reading snapshot files: {e}"
+                ))));
+            }
+            Err(e) => {
+                return Err(StreamingError::Network(NetworkError::from_string(
+                    e.to_string(),
+                )));
+            }
+        }
+        let resp = resp.map_err(|s| match rpc_error(&addr, s) {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+        })?;
+        let vote = convert::vote_from_pb(resp.into_inner().vote)
+            .map_err(|e| StreamingError::Network(NetworkError::from_string(e.to_string())))?;
+        Ok(SnapshotResponse::new(vote))
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let msg = pb::TransferLeaderRequest {
+            target: Some(self.target()),
+            from_leader: Some(convert::vote_to_pb(req.from_leader())),
+            to_node_id: *req.to_node_id(),
+            last_log_id: req.last_log_id().map(convert::log_id_to_pb),
+        };
+        let mut request = tonic::Request::new(msg);
+        request.set_timeout(option.hard_ttl());
+        self.client()?
+            .transfer_leader(request)
+            .await
+            .map_err(|s| rpc_error(&self.addr, s))?;
+        Ok(Ok(()))
+    }
+}

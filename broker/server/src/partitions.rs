@@ -1,0 +1,170 @@
+//! Keeps the partition replicas this broker runs in step with the applied metadata: opens the
+//! groups of partitions assigned here, starts a new partition's group on its first replica, and
+//! stops and removes replicas of deleted topics.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::impls::BasicNode;
+use strand_log::{FlushPolicy, LogConfig};
+use strand_meta::{ClusterState, Topic};
+use strand_raft::{GroupStateMachine, LogStore, NoMachine};
+
+use crate::broker::Inner;
+use crate::network::GroupNetwork;
+use crate::registry::{Group, PartitionReplica, partition_group};
+
+/// How often the manager looks again even without a metadata change (to retry failures).
+const RESYNC: Duration = Duration::from_secs(1);
+
+/// Runs until the broker shuts down.
+pub async fn run(inner: Arc<Inner>) {
+    let mut state = inner.state.clone();
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let current = state.borrow_and_update().clone();
+        sync(&inner, &current).await;
+        tokio::select! {
+            _ = state.changed() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// The directory of a partition replica.
+pub fn replica_dir(inner: &Inner, group: &str) -> PathBuf {
+    inner
+        .config
+        .data_dir
+        .join("partitions")
+        .join(group.replace('/', "-"))
+}
+
+/// The log settings of a topic's partitions. Durability comes from the group's flusher, which
+/// fsyncs before Raft counts an entry, so the log itself never syncs on append.
+fn log_config(topic: &Topic) -> LogConfig {
+    let mut config = LogConfig {
+        flush: FlushPolicy::Never,
+        ..LogConfig::default()
+    };
+    if let Some(bytes) = topic
+        .config
+        .get("segment.bytes")
+        .and_then(|v| v.parse().ok())
+    {
+        config.segment_bytes_max = bytes;
+    }
+    if let Some(ms) = topic.config.get("segment.ms").and_then(|v| v.parse().ok()) {
+        config.segment_age_max = Duration::from_millis(ms);
+    }
+    config
+}
+
+async fn sync(inner: &Inner, state: &ClusterState) {
+    let me = inner.broker_id();
+    let mut wanted = HashSet::new();
+    for (topic_id, partition, _) in state.assignments_for(me) {
+        let group = partition_group(topic_id, partition.0);
+        wanted.insert(group.clone());
+        let Some(topic) = state.topic(topic_id) else {
+            continue;
+        };
+        let replica = match inner.registry.get(&group) {
+            Some(Group::Partition(replica)) => replica,
+            _ => match open_replica(inner, topic, partition.0, &group).await {
+                Ok(replica) => replica,
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "cannot open partition replica; will retry");
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = start_group(inner, state, topic, &replica).await {
+            tracing::warn!(%group, error = %e, "cannot start partition group; will retry");
+        }
+    }
+    for (group, replica) in inner.registry.partitions() {
+        if !wanted.contains(&group) {
+            tracing::info!(%group, topic = %replica.topic, "removing replica of a deleted partition");
+            let _ = replica.raft.shutdown().await;
+            inner.registry.remove(&group);
+            let dir = replica_dir(inner, &group);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove replica directory");
+            }
+        }
+    }
+}
+
+async fn open_replica(
+    inner: &Inner,
+    topic: &Topic,
+    partition: u32,
+    group: &str,
+) -> Result<PartitionReplica, String> {
+    let dir = replica_dir(inner, group);
+    let store = LogStore::open(&dir, log_config(topic)).map_err(|e| e.to_string())?;
+    let sm = GroupStateMachine::open(&dir, store.log(), NoMachine).map_err(|e| e.to_string())?;
+    let raft = openraft::Raft::new(
+        inner.identity.node_id,
+        Arc::new(inner.config.timing.partition_config()),
+        GroupNetwork::new(group.to_string(), inner.peers.clone()),
+        store.clone(),
+        sm.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let replica = PartitionReplica {
+        raft,
+        store,
+        sm,
+        topic: topic.name.clone(),
+        partition,
+    };
+    inner
+        .registry
+        .insert(group.to_string(), Group::Partition(replica.clone()));
+    Ok(replica)
+}
+
+/// Starts a new partition's group, on the replica that was the first when it was created.
+/// Other replicas, and later incarnations of that broker, wait to be reached by the group.
+async fn start_group(
+    inner: &Inner,
+    state: &ClusterState,
+    topic: &Topic,
+    replica: &PartitionReplica,
+) -> Result<(), String> {
+    let Some(assignment) = topic.partitions.get(replica.partition as usize) else {
+        return Ok(());
+    };
+    let starts_here = assignment.initial_nodes.first().map(|n| n.0) == Some(inner.identity.node_id);
+    if !starts_here || replica.raft.is_initialized().await.unwrap_or(true) {
+        return Ok(());
+    }
+    let members: BTreeMap<u64, BasicNode> = assignment
+        .replicas
+        .iter()
+        .zip(&assignment.initial_nodes)
+        .filter_map(|(broker, node)| {
+            state.broker(*broker).map(|b| {
+                (
+                    node.0,
+                    BasicNode {
+                        addr: b.grpc_addr.clone(),
+                    },
+                )
+            })
+        })
+        .collect();
+    replica
+        .raft
+        .initialize(members)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(topic = %topic.name, partition = replica.partition, "started partition group");
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! The server side of Raft between brokers: one gRPC service carrying every group's RPCs,
+//! routed by the group id each request names.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use openraft::raft::TransferLeaderRequest;
+use strand_proto::raft as pb;
+use strand_proto::raft::raft_server::Raft as RaftRpc;
+use strand_raft::{
+    GroupStateMachine, Machine, Offset, Snapshot, SnapshotData, SnapshotMeta, SnapshotSource,
+    TypeConfig,
+};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert;
+use crate::registry::{Group, Registry};
+
+/// The Raft gRPC service of one broker.
+pub struct RaftService {
+    registry: Registry,
+    node_id: u64,
+}
+
+impl RaftService {
+    /// A service routing to the groups in `registry`, answering only for this broker's current
+    /// incarnation `node_id`.
+    pub fn new(registry: Registry, node_id: u64) -> Self {
+        RaftService { registry, node_id }
+    }
+
+    fn group(&self, target: Option<&pb::Target>) -> Result<Group, Status> {
+        let target =
+            target.ok_or_else(|| Status::invalid_argument("request names no target group"))?;
+        if target.node_id != self.node_id {
+            // A request for an earlier incarnation of this broker: this one never promised its
+            // votes or held its entries.
+            return Err(Status::failed_precondition(format!(
+                "this broker is node {}, not node {}",
+                self.node_id, target.node_id
+            )));
+        }
+        self.registry
+            .get(&target.group)
+            .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", target.group)))
+    }
+}
+
+fn bad_message(e: convert::DecodeError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn fatal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+type Raft<M> = openraft::Raft<TypeConfig, GroupStateMachine<M>>;
+
+async fn append<M: Machine>(
+    raft: &Raft<M>,
+    req: pb::AppendEntriesRequest,
+) -> Result<pb::AppendEntriesResponse, Status> {
+    let req = convert::append_from_pb(req).map_err(bad_message)?;
+    let resp = raft.append_entries(req).await.map_err(fatal)?;
+    Ok(convert::append_response_to_pb(&resp))
+}
+
+async fn vote<M: Machine>(
+    raft: &Raft<M>,
+    req: pb::VoteRequest,
+) -> Result<pb::VoteResponse, Status> {
+    let pre_vote = req.pre_vote;
+    let req = convert::vote_request_from_pb(req).map_err(bad_message)?;
+    let resp = if pre_vote {
+        raft.pre_vote(req).await.map_err(fatal)?
+    } else {
+        raft.vote(req).await.map_err(fatal)?
+    };
+    Ok(convert::vote_response_to_pb(&resp))
+}
+
+async fn install<M: Machine>(
+    raft: &Raft<M>,
+    header: pb::SnapshotHeader,
+    staged: PathBuf,
+) -> Result<pb::SnapshotResponse, Status> {
+    let vote = convert::vote_from_pb(header.vote).map_err(bad_message)?;
+    let meta: SnapshotMeta = serde_json::from_slice(&header.meta_json)
+        .map_err(|e| Status::invalid_argument(format!("snapshot metadata is not readable: {e}")))?;
+    let snapshot = Snapshot {
+        meta,
+        snapshot: SnapshotData {
+            next_offset: Offset(header.next_offset),
+            machine_state: header.machine_state.to_vec(),
+            source: SnapshotSource::Staged(staged),
+        },
+    };
+    let resp = raft
+        .install_full_snapshot(vote, snapshot)
+        .await
+        .map_err(fatal)?;
+    Ok(pb::SnapshotResponse {
+        vote: Some(convert::vote_to_pb(&resp.vote)),
+    })
+}
+
+async fn transfer<M: Machine>(
+    raft: &Raft<M>,
+    req: pb::TransferLeaderRequest,
+) -> Result<pb::Empty, Status> {
+    let from = convert::vote_from_pb(req.from_leader).map_err(bad_message)?;
+    let req = TransferLeaderRequest::new(
+        from,
+        req.to_node_id,
+        req.last_log_id.map(convert::log_id_from_pb),
+    );
+    match raft.handle_transfer_leader(req).await.map_err(fatal)? {
+        Ok(()) => Ok(pb::Empty {}),
+        Err(rejected) => Err(Status::failed_precondition(rejected.to_string())),
+    }
+}
+
+/// Writes the files of an incoming snapshot into a fresh directory beside the group's own.
+async fn receive_files(
+    dir: &Path,
+    first_file: Option<pb::FileChunk>,
+    stream: &mut Streaming<pb::SnapshotChunk>,
+) -> Result<PathBuf, Status> {
+    let staged = dir.join("snapshot-incoming");
+    let _ = std::fs::remove_dir_all(&staged);
+    std::fs::create_dir_all(&staged)
+        .map_err(|e| Status::internal(format!("{}: {e}", staged.display())))?;
+    let mut pending = first_file;
+    let mut current: Option<(String, std::fs::File)> = None;
+    loop {
+        let chunk = match pending.take() {
+            Some(chunk) => chunk,
+            None => match stream.next().await {
+                None => break,
+                Some(Ok(pb::SnapshotChunk {
+                    part: Some(pb::snapshot_chunk::Part::File(f)),
+                })) => f,
+                Some(Ok(_)) => {
+                    return Err(Status::invalid_argument(
+                        "snapshot stream holds a second header",
+                    ));
+                }
+                Some(Err(status)) => return Err(status),
+            },
+        };
+        if chunk.name.contains('/') || chunk.name.contains("..") || !chunk.name.ends_with(".log") {
+            return Err(Status::invalid_argument(format!(
+                "snapshot file name `{}` is not a segment",
+                chunk.name
+            )));
+        }
+        let io = |e: std::io::Error| {
+            Status::internal(format!("writing snapshot file {}: {e}", chunk.name))
+        };
+        if current
+            .as_ref()
+            .map(|(name, _)| name != &chunk.name)
+            .unwrap_or(true)
+        {
+            if let Some((_, file)) = current.take() {
+                file.sync_all().map_err(io)?;
+            }
+            let file = std::fs::File::create(staged.join(&chunk.name)).map_err(io)?;
+            current = Some((chunk.name.clone(), file));
+        }
+        if let Some((_, file)) = current.as_mut() {
+            file.write_all(&chunk.data).map_err(io)?;
+        }
+    }
+    if let Some((_, file)) = current {
+        file.sync_all()
+            .map_err(|e| Status::internal(e.to_string()))?;
+    }
+    Ok(staged)
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let req = request.into_inner();
+        let resp = match self.group(req.target.as_ref())? {
+            Group::Meta(raft, _) => append(&raft, req).await?,
+            Group::Partition(p) => append(&p.raft, req).await?,
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = request.into_inner();
+        let resp = match self.group(req.target.as_ref())? {
+            Group::Meta(raft, _) => vote(&raft, req).await?,
+            Group::Partition(p) => vote(&p.raft, req).await?,
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(pb::SnapshotChunk {
+                part: Some(pb::snapshot_chunk::Part::Header(h)),
+            })) => h,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "a snapshot stream must start with its header",
+                ));
+            }
+        };
+        let group = self.group(header.target.as_ref())?;
+        let resp = match group {
+            Group::Meta(raft, dir) => {
+                let staged = receive_files(&dir, None, &mut stream).await?;
+                install(&raft, header, staged).await?
+            }
+            Group::Partition(p) => {
+                let staged = receive_files(p.store.dir(), None, &mut stream).await?;
+                install(&p.raft, header, staged).await?
+            }
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let resp = match self.group(req.target.as_ref())? {
+            Group::Meta(raft, _) => transfer(&raft, req).await?,
+            Group::Partition(p) => transfer(&p.raft, req).await?,
+        };
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,105 @@
+//! The Raft groups this broker runs, by group id, for the RPC server to route to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use strand_raft::{GroupStateMachine, LogStore, NoMachine, TypeConfig};
+
+use crate::meta::MetaMachine;
+
+/// The metadata group's Raft handle.
+pub type MetaRaft = openraft::Raft<TypeConfig, GroupStateMachine<MetaMachine>>;
+/// A partition group's Raft handle.
+pub type PartitionRaft = openraft::Raft<TypeConfig, GroupStateMachine<NoMachine>>;
+
+/// The id of the metadata group.
+pub const META_GROUP: &str = "meta";
+
+/// The group id of a partition.
+pub fn partition_group(topic_id: strand_meta::TopicId, partition: u32) -> String {
+    format!("{}/{partition}", topic_id.0)
+}
+
+/// One local replica of a partition.
+#[derive(Clone)]
+pub struct PartitionReplica {
+    /// The Raft handle.
+    pub raft: PartitionRaft,
+    /// The log storage (and through it the partition log).
+    pub store: LogStore,
+    /// The state machine (high watermark).
+    pub sm: GroupStateMachine<NoMachine>,
+    /// The topic name, for the data path.
+    pub topic: String,
+    /// The partition number.
+    pub partition: u32,
+}
+
+/// A group hosted here.
+#[derive(Clone)]
+pub enum Group {
+    /// The metadata group, and its directory.
+    Meta(MetaRaft, std::path::PathBuf),
+    /// A partition.
+    Partition(PartitionReplica),
+}
+
+/// Groups by id. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Registry {
+    groups: Arc<RwLock<HashMap<String, Group>>>,
+}
+
+impl Registry {
+    /// The group with this id, if it runs here.
+    pub fn get(&self, id: &str) -> Option<Group> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Adds or replaces a group.
+    pub fn insert(&self, id: String, group: Group) {
+        self.groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, group);
+    }
+
+    /// Removes a group, returning it.
+    pub fn remove(&self, id: &str) -> Option<Group> {
+        self.groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+    }
+
+    /// Every local partition replica, by group id.
+    pub fn partitions(&self) -> Vec<(String, PartitionReplica)> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(id, g)| match g {
+                Group::Partition(p) => Some((id.clone(), p.clone())),
+                Group::Meta(..) => None,
+            })
+            .collect()
+    }
+
+    /// The local replica of `topic`/`partition`, by name.
+    pub fn partition_by_name(&self, topic: &str, partition: u32) -> Option<PartitionReplica> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find_map(|g| match g {
+                Group::Partition(p) if p.topic == topic && p.partition == partition => {
+                    Some(p.clone())
+                }
+                _ => None,
+            })
+    }
+}

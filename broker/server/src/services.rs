@@ -1,0 +1,43 @@
+//! The gRPC server of a broker: Raft, admin and broker-to-broker services on one port.
+
+use std::sync::Arc;
+
+use strand_proto::admin::admin_server::AdminServer;
+use strand_proto::broker::broker_server::BrokerServer;
+use strand_proto::raft::raft_server::RaftServer;
+
+use crate::admin_service::AdminService;
+use crate::broker::Inner;
+use crate::broker_service::BrokerService;
+use crate::raft_service::RaftService;
+
+/// Largest gRPC message a broker accepts or sends (an append of several large batches).
+const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
+
+/// Serves the broker's gRPC services on `listener` until the broker shuts down.
+pub async fn serve_grpc(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
+    let raft = RaftServer::new(RaftService::new(
+        inner.registry.clone(),
+        inner.identity.node_id,
+    ))
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let admin = AdminServer::new(AdminService::new(inner.clone()));
+    let broker = BrokerServer::new(BrokerService::new(inner.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let mut shutdown = inner.shutdown.subscribe();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(raft)
+        .add_service(admin)
+        .add_service(broker)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "gRPC server stopped");
+    }
+}

@@ -1,0 +1,281 @@
+//! In-process clusters: several brokers as tasks of one test process on loopback ports, talked
+//! to through the admin API and the internal produce/fetch path.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use strand_proto::admin::admin_client::AdminClient;
+use strand_proto::admin::{
+    CreateTopicRequest, DescribeClusterRequest, DescribeTopicRequest, TopicDescription,
+};
+use strand_proto::broker::broker_client::BrokerClient;
+use strand_proto::broker::{FetchRequest, ProduceRequest};
+use strand_server::{Broker, BrokerConfig, Timing};
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+struct Cluster {
+    configs: Vec<BrokerConfig>,
+    brokers: Vec<Option<Broker>>,
+}
+
+impl Cluster {
+    async fn start(dir: &Path, size: u32) -> Cluster {
+        let grpc: Vec<SocketAddr> = (0..size).map(|_| free_addr()).collect();
+        let seeds: Vec<String> = grpc.iter().take(3).map(|a| a.to_string()).collect();
+        let configs: Vec<BrokerConfig> = (0..size)
+            .map(|i| {
+                let http = free_addr();
+                BrokerConfig {
+                    broker_id: i,
+                    data_dir: dir.join(format!("broker-{i}")),
+                    grpc_listen: grpc[i as usize],
+                    grpc_advertised: grpc[i as usize].to_string(),
+                    kafka_advertised: format!("127.0.0.1:{}", 19092 + i),
+                    http_listen: http,
+                    http_advertised: http.to_string(),
+                    seeds: seeds.clone(),
+                    rack: None,
+                    timing: Timing::default(),
+                }
+            })
+            .collect();
+        let mut brokers = Vec::new();
+        for config in &configs {
+            brokers.push(Some(
+                Broker::start(config.clone()).await.expect("broker starts"),
+            ));
+        }
+        let cluster = Cluster { configs, brokers };
+        cluster
+            .wait_for("every broker registered", |c| async move {
+                let d = c
+                    .admin(0)
+                    .await?
+                    .describe_cluster(DescribeClusterRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (d.brokers.len() == size as usize && d.controller_id.is_some()).then_some(())
+            })
+            .await;
+        cluster
+    }
+
+    fn addr(&self, broker: u32) -> String {
+        self.configs[broker as usize].grpc_advertised.clone()
+    }
+
+    fn alive(&self) -> Vec<u32> {
+        (0..self.brokers.len() as u32)
+            .filter(|b| self.brokers[*b as usize].is_some())
+            .collect()
+    }
+
+    async fn admin(&self, broker: u32) -> Option<AdminClient<tonic::transport::Channel>> {
+        AdminClient::connect(format!("http://{}", self.addr(broker)))
+            .await
+            .ok()
+    }
+
+    async fn data(&self, broker: u32) -> Option<BrokerClient<tonic::transport::Channel>> {
+        BrokerClient::connect(format!("http://{}", self.addr(broker)))
+            .await
+            .ok()
+    }
+
+    /// Polls `check` until it returns something, failing the test after 30 s.
+    async fn wait_for<'a, T, F, Fut>(&'a self, what: &str, check: F) -> T
+    where
+        F: Fn(&'a Cluster) -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(value) = check(self).await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn describe(&self, topic: &str) -> Option<TopicDescription> {
+        for broker in self.alive() {
+            let Some(mut admin) = self.admin(broker).await else {
+                continue;
+            };
+            if let Ok(d) = admin
+                .describe_topic(DescribeTopicRequest { name: topic.into() })
+                .await
+            {
+                return Some(d.into_inner());
+            }
+        }
+        None
+    }
+
+    /// Produces one batch to the partition's current leader, retrying through leader changes.
+    async fn produce(&self, topic: &str, partition: u32, batch: Vec<u8>) -> i64 {
+        let what = format!("a produce to {topic}-{partition} to be acknowledged");
+        self.wait_for(&what, |c| {
+            let batch = batch.clone();
+            async move {
+                let d = c.describe(topic).await?;
+                let leader = d.partitions[partition as usize].leader?;
+                c.brokers.get(leader as usize)?.as_ref()?;
+                let mut client = c.data(leader).await?;
+                let req = ProduceRequest {
+                    topic: topic.into(),
+                    partition,
+                    batch: batch.into(),
+                };
+                client
+                    .produce(req)
+                    .await
+                    .ok()
+                    .map(|r| r.into_inner().base_offset)
+            }
+        })
+        .await
+    }
+
+    /// Every record value of the partition as `broker`'s replica holds it, once `count` are there.
+    async fn read_all(
+        &self,
+        broker: u32,
+        topic: &str,
+        partition: u32,
+        count: usize,
+    ) -> Vec<String> {
+        let what = format!("broker {broker} to hold {count} records of {topic}-{partition}");
+        self.wait_for(&what, |c| async move {
+            let mut client = c.data(broker).await?;
+            let req = FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset: 0,
+                max_bytes: 1 << 24,
+                max_wait_ms: 200,
+            };
+            let resp = client.fetch(req).await.ok()?.into_inner();
+            let values = values_of(&resp.batches);
+            (values.len() >= count).then_some(values)
+        })
+        .await
+    }
+
+    async fn stop(&mut self, broker: u32) {
+        if let Some(b) = self.brokers[broker as usize].take() {
+            b.shutdown().await;
+        }
+    }
+
+    async fn restart(&mut self, broker: u32) {
+        let config = self.configs[broker as usize].clone();
+        self.brokers[broker as usize] = Some(Broker::start(config).await.expect("broker restarts"));
+    }
+
+    async fn shutdown(mut self) {
+        for b in 0..self.brokers.len() as u32 {
+            self.stop(b).await;
+        }
+    }
+}
+
+fn values_of(mut bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while bytes.len() >= 12 {
+        let len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize + 12;
+        for r in strand_log::decode_records(&bytes[..len]).unwrap() {
+            out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+        bytes = &bytes[len..];
+    }
+    out
+}
+
+fn batch(values: &[String]) -> Vec<u8> {
+    let records: Vec<strand_log::RecordSpec<'_>> = values
+        .iter()
+        .map(|v| (None, Some(v.as_bytes()), 1_700_000_000_000))
+        .collect();
+    strand_log::build_batch(&records)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicated_topic_survives_a_leader_kill_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3).await;
+    let mut admin = cluster.admin(1).await.unwrap();
+    let created = admin
+        .create_topic(CreateTopicRequest {
+            name: "orders".into(),
+            partitions: 6,
+            replication_factor: 3,
+            config: Default::default(),
+        })
+        .await
+        .expect("topic created")
+        .into_inner();
+    assert_eq!(created.partitions.len(), 6);
+    assert!(created.partitions.iter().all(|p| p.replicas.len() == 3));
+
+    // Writes to every partition, acknowledged by a majority.
+    let mut acked: Vec<Vec<String>> = vec![Vec::new(); 6];
+    for p in 0..6u32 {
+        for n in 0..5 {
+            let values: Vec<String> = (0..3).map(|r| format!("p{p}-b{n}-r{r}")).collect();
+            let offset = cluster.produce("orders", p, batch(&values)).await;
+            assert_eq!(
+                offset,
+                acked[p as usize].len() as i64,
+                "offsets are contiguous"
+            );
+            acked[p as usize].extend(values);
+        }
+    }
+    // Every replica holds every acknowledged record, in order.
+    for broker in 0..3 {
+        for p in 0..6 {
+            assert_eq!(
+                cluster
+                    .read_all(broker, "orders", p, acked[p as usize].len())
+                    .await,
+                acked[p as usize]
+            );
+        }
+    }
+
+    // Kill the leader of partition 0: another replica takes writes.
+    let leader = cluster.describe("orders").await.unwrap().partitions[0]
+        .leader
+        .unwrap();
+    cluster.stop(leader).await;
+    let values: Vec<String> = (0..3).map(|r| format!("p0-after-kill-r{r}")).collect();
+    let offset = cluster.produce("orders", 0, batch(&values)).await;
+    assert_eq!(offset, acked[0].len() as i64);
+    acked[0].extend(values);
+    let new_leader = cluster.describe("orders").await.unwrap().partitions[0]
+        .leader
+        .unwrap();
+    assert_ne!(new_leader, leader);
+
+    // The killed broker comes back and catches up; nothing acknowledged is lost anywhere.
+    cluster.restart(leader).await;
+    for broker in 0..3 {
+        for p in 0..6 {
+            assert_eq!(
+                cluster
+                    .read_all(broker, "orders", p, acked[p as usize].len())
+                    .await,
+                acked[p as usize]
+            );
+        }
+    }
+    cluster.shutdown().await;
+}
