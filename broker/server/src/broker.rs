@@ -21,7 +21,7 @@ use crate::identity::{self, Identity};
 use crate::meta::{MetaMachine, Outcome, Refusal, SharedState, encode_command};
 use crate::network::{GroupNetwork, Peers};
 use crate::registry::{Group, META_GROUP, MetaRaft, Registry};
-use crate::timing::Timing;
+use crate::tuning::RaftTuning;
 
 /// How a broker is started.
 #[derive(Debug, Clone)]
@@ -44,8 +44,8 @@ pub struct BrokerConfig {
     pub seeds: Vec<String>,
     /// The broker's rack, for spreading replicas.
     pub rack: Option<String>,
-    /// Raft timings.
-    pub timing: Timing,
+    /// Raft heartbeats, election timeouts and snapshots.
+    pub tuning: RaftTuning,
 }
 
 /// Errors starting a broker.
@@ -126,7 +126,7 @@ impl Broker {
         let peers = Peers::default();
         let meta = openraft::Raft::new(
             identity.node_id,
-            Arc::new(config.timing.meta_config()),
+            Arc::new(config.tuning.meta_config()),
             GroupNetwork::new(META_GROUP.to_string(), peers.clone()),
             store,
             sm,

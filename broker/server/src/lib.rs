@@ -15,9 +15,9 @@ mod partitions;
 mod raft_service;
 mod registry;
 mod services;
-mod timing;
+mod tuning;
 
 pub use broker::{Broker, BrokerConfig, Inner, StartError, now_ms};
 pub use http::not_ready;
 pub use identity::Identity;
-pub use timing::Timing;
+pub use tuning::RaftTuning;

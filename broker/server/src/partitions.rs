@@ -110,7 +110,7 @@ async fn open_replica(
     let sm = GroupStateMachine::open(&dir, store.log(), NoMachine).map_err(|e| e.to_string())?;
     let raft = openraft::Raft::new(
         inner.identity.node_id,
-        Arc::new(inner.config.timing.partition_config()),
+        Arc::new(inner.config.tuning.partition_config()),
         GroupNetwork::new(group.to_string(), inner.peers.clone()),
         store.clone(),
         sm.clone(),

@@ -11,7 +11,7 @@ use strand_proto::admin::{
 };
 use strand_proto::broker::broker_client::BrokerClient;
 use strand_proto::broker::{FetchRequest, ProduceRequest};
-use strand_server::{Broker, BrokerConfig, Timing};
+use strand_server::{Broker, BrokerConfig, RaftTuning};
 
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -24,7 +24,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(dir: &Path, size: u32) -> Cluster {
+    async fn start(dir: &Path, size: u32, tuning: RaftTuning) -> Cluster {
         let grpc: Vec<SocketAddr> = (0..size).map(|_| free_addr()).collect();
         let seeds: Vec<String> = grpc.iter().take(3).map(|a| a.to_string()).collect();
         let configs: Vec<BrokerConfig> = (0..size)
@@ -40,7 +40,7 @@ impl Cluster {
                     http_advertised: http.to_string(),
                     seeds: seeds.clone(),
                     rack: None,
-                    timing: Timing::default(),
+                    tuning,
                 }
             })
             .collect();
@@ -210,7 +210,7 @@ fn batch(values: &[String]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicated_topic_survives_a_leader_kill_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(dir.path(), 3).await;
+    let mut cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
     let mut admin = cluster.admin(1).await.unwrap();
     let created = admin
         .create_topic(CreateTopicRequest {
@@ -272,6 +272,120 @@ async fn replicated_topic_survives_a_leader_kill_and_a_restart() {
             assert_eq!(
                 cluster
                     .read_all(broker, "orders", p, acked[p as usize].len())
+                    .await,
+                acked[p as usize]
+            );
+        }
+    }
+    cluster.shutdown().await;
+}
+
+async fn create(cluster: &Cluster, name: &str, partitions: u32) {
+    let mut admin = cluster.admin(0).await.unwrap();
+    let req = CreateTopicRequest {
+        name: name.into(),
+        partitions,
+        replication_factor: 3,
+        config: Default::default(),
+    };
+    admin.create_topic(req).await.expect("topic created");
+}
+
+async fn write_round(cluster: &Cluster, topic: &str, acked: &mut [Vec<String>], label: &str) {
+    for (p, records) in acked.iter_mut().enumerate() {
+        let values: Vec<String> = (0..2).map(|r| format!("{label}-p{p}-r{r}")).collect();
+        let offset = cluster.produce(topic, p as u32, batch(&values)).await;
+        assert_eq!(offset, records.len() as i64);
+        records.extend(values);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    // Snapshots every few entries, keeping nothing behind them: the new incarnation can only
+    // catch up by receiving a snapshot, whose log prefix is streamed as segment files.
+    let tuning = RaftTuning {
+        snapshot_every_entries: 8,
+        entries_kept_after_snapshot: 0,
+        ..RaftTuning::default()
+    };
+    let mut cluster = Cluster::start(dir.path(), 3, tuning).await;
+    create(&cluster, "ledger", 3).await;
+    let mut acked: Vec<Vec<String>> = vec![Vec::new(); 3];
+    for n in 0..20 {
+        write_round(&cluster, "ledger", &mut acked, &format!("before-{n}")).await;
+    }
+    let old = cluster
+        .admin(0)
+        .await
+        .unwrap()
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let old_node = old
+        .brokers
+        .iter()
+        .find(|b| b.broker_id == 2)
+        .unwrap()
+        .node_id;
+
+    cluster.stop(2).await;
+    std::fs::remove_dir_all(dir.path().join("broker-2")).unwrap();
+    cluster.restart(2).await;
+    let new_node = cluster
+        .wait_for(
+            "broker 2 to register as a new incarnation",
+            |c| async move {
+                let d = c
+                    .admin(0)
+                    .await?
+                    .describe_cluster(DescribeClusterRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                d.brokers
+                    .iter()
+                    .find(|b| b.broker_id == 2 && b.node_id != old_node)
+                    .map(|b| b.node_id)
+            },
+        )
+        .await;
+    assert_ne!(new_node, old_node);
+    for p in 0..3 {
+        assert_eq!(
+            cluster
+                .read_all(2, "ledger", p, acked[p as usize].len())
+                .await,
+            acked[p as usize]
+        );
+    }
+
+    // With broker 0 gone, brokers 1 and 2 are a majority of every group only if the new
+    // incarnation replaced the old one as a voter everywhere.
+    cluster
+        .wait_for(
+            "every partition led with all replicas caught up",
+            |c| async move {
+                let d = c
+                    .admin(1)
+                    .await?
+                    .describe_cluster(DescribeClusterRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (d.under_replicated_partitions == 0 && d.leaderless_partitions == 0).then_some(())
+            },
+        )
+        .await;
+    cluster.stop(0).await;
+    write_round(&cluster, "ledger", &mut acked, "after").await;
+    for broker in [1, 2] {
+        for p in 0..3 {
+            assert_eq!(
+                cluster
+                    .read_all(broker, "ledger", p, acked[p as usize].len())
                     .await,
                 acked[p as usize]
             );

@@ -1,6 +1,8 @@
 //! `strand`: the Strand command line.
 
 mod admin_cmd;
+mod broker_cmd;
+mod dev_cmd;
 mod log_cmd;
 
 use std::process::ExitCode;
@@ -17,6 +19,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker.
+    Broker(broker_cmd::BrokerArgs),
+    /// Run a local cluster of brokers on 127.0.0.1 (no Kubernetes needed).
+    Dev(dev_cmd::DevArgs),
     /// Inspect partition logs on disk.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
@@ -29,6 +35,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Broker(args) => broker_cmd::run(args),
+        Command::Dev(args) => dev_cmd::run(args),
         Command::Log(command) => log_cmd::run(command),
         Command::Topic(args) => admin_cmd::run_topic(args),
         Command::Cluster(args) => admin_cmd::run_cluster(args),

@@ -1,38 +1,46 @@
-//! Raft timings: how often leaders send heartbeats and how long followers wait before an
-//! election. Short timings fail over faster and cost more idle traffic.
+//! Raft tuning: how often leaders send heartbeats, how long followers wait before an election,
+//! and how often partitions take snapshots. Short timings fail over faster and cost more idle
+//! traffic.
 
 use std::time::Duration;
 
 use openraft::{Config, SnapshotPolicy};
 
-/// Raft timings of a broker's groups.
+/// Raft settings of a broker's groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
+pub struct RaftTuning {
     /// Interval between a leader's heartbeats to each follower.
     pub heartbeat: Duration,
     /// Shortest wait of a follower without heartbeats before it starts an election; the longest
     /// is twice this.
     pub election_min: Duration,
+    /// A partition takes a snapshot after this many entries since its last one.
+    pub snapshot_every_entries: u64,
+    /// Entries Raft keeps readable behind a snapshot, so a follower slightly behind catches up
+    /// from the log rather than by a snapshot.
+    pub entries_kept_after_snapshot: u64,
 }
 
-impl Default for Timing {
+impl Default for RaftTuning {
     fn default() -> Self {
-        Timing {
+        RaftTuning {
             heartbeat: Duration::from_millis(150),
             election_min: Duration::from_millis(600),
+            snapshot_every_entries: 10_000,
+            entries_kept_after_snapshot: 1_000,
         }
     }
 }
 
-impl Timing {
-    fn config(&self, name: &str, snapshot_every: u64) -> Config {
+impl RaftTuning {
+    fn config(&self, name: &str) -> Config {
         let config = Config {
             cluster_name: name.to_string(),
             heartbeat_interval: self.heartbeat.as_millis() as u64,
             election_timeout_min: self.election_min.as_millis() as u64,
             election_timeout_max: 2 * self.election_min.as_millis() as u64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
-            max_in_snapshot_log_to_keep: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.entries_kept_after_snapshot,
             ..Default::default()
         };
         // Only out-of-range values can fail validation; these are in range by construction.
@@ -41,11 +49,11 @@ impl Timing {
 
     /// The config of the metadata group.
     pub fn meta_config(&self) -> Config {
-        self.config("strand-metadata", 1000)
+        self.config("strand-metadata")
     }
 
     /// The config of a partition group.
     pub fn partition_config(&self) -> Config {
-        self.config("strand-partition", 10_000)
+        self.config("strand-partition")
     }
 }

@@ -1,0 +1,194 @@
+//! `strand broker`: run one broker until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+use strand_server::{Broker, BrokerConfig, RaftTuning};
+
+/// Options of `strand broker`. Every flag can also be set by the environment variable named.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Broker id. Defaults to the ordinal at the end of POD_NAME (`events-2` is broker 2), as in a
+    /// StatefulSet.
+    #[arg(long, env = "STRAND_BROKER_ID")]
+    broker_id: Option<u32>,
+    /// Directory for the broker's identity, metadata and partitions.
+    #[arg(long, env = "STRAND_DATA_DIR", default_value = "/var/lib/strand")]
+    data_dir: PathBuf,
+    /// Kafka protocol listener address.
+    #[arg(long, env = "STRAND_KAFKA_LISTEN", default_value = "0.0.0.0:9092")]
+    kafka_listen: SocketAddr,
+    /// gRPC listener address (Raft between brokers, admin API).
+    #[arg(long, env = "STRAND_GRPC_LISTEN", default_value = "0.0.0.0:9093")]
+    grpc_listen: SocketAddr,
+    /// HTTP listener address (/healthz, /readyz, /metrics).
+    #[arg(long, env = "STRAND_HTTP_LISTEN", default_value = "0.0.0.0:9644")]
+    http_listen: SocketAddr,
+    /// Host name or address other brokers and clients reach this broker at; the listeners'
+    /// ports are added to it. Defaults to 127.0.0.1.
+    #[arg(long, env = "STRAND_ADVERTISED_HOST", default_value = "127.0.0.1")]
+    advertised_host: String,
+    /// gRPC addresses (host:port) of the seed brokers, comma-separated: the brokers that form a
+    /// new cluster's metadata group. Defaults to this broker alone.
+    #[arg(long, env = "STRAND_SEEDS", value_delimiter = ',')]
+    seeds: Vec<String>,
+    /// Broker settings file (YAML).
+    #[arg(long, env = "STRAND_CONFIG")]
+    config: Option<PathBuf>,
+    /// File holding this broker's rack (written from the node's topology label on Kubernetes).
+    #[arg(long, env = "STRAND_RACK_FILE")]
+    rack_file: Option<PathBuf>,
+    /// Stop when standard input closes: used by `strand dev` so brokers never outlive it.
+    #[arg(long, hide = true)]
+    stop_when_stdin_closes: bool,
+}
+
+/// The settings file. Unknown keys are refused so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// tracing filter, e.g. `info` or `strand_server=debug`.
+    log_level: Option<String>,
+    /// Replication factor of topics created without one (by Kafka clients, later).
+    #[allow(dead_code)]
+    default_replication_factor: Option<u16>,
+    /// Raft heartbeat interval in milliseconds.
+    raft_heartbeat_ms: Option<u64>,
+    /// Shortest Raft election timeout in milliseconds.
+    raft_election_timeout_ms: Option<u64>,
+}
+
+fn read_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
+    let Some(path) = path else {
+        return Ok(Settings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read settings {}", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(Settings::default());
+    }
+    serde_saphyr::from_str(&text)
+        .with_context(|| format!("settings file {} is not valid", path.display()))
+}
+
+fn broker_id(args: &BrokerArgs) -> anyhow::Result<u32> {
+    if let Some(id) = args.broker_id {
+        return Ok(id);
+    }
+    let Ok(pod) = std::env::var("POD_NAME") else {
+        bail!(
+            "no broker id: pass --broker-id (or STRAND_BROKER_ID), or run in a pod whose POD_NAME ends in its ordinal"
+        );
+    };
+    pod.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("POD_NAME `{pod}` does not end in an ordinal; pass --broker-id"))
+}
+
+/// Waits up to a minute for a non-empty rack file: on Kubernetes the operator fills it in once
+/// the pod is scheduled.
+async fn read_rack(path: Option<&Path>) -> Option<String> {
+    let path = path?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let rack = text.trim();
+            if !rack.is_empty() {
+                return Some(rack.to_string());
+            }
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(file = %path.display(), "rack file is still empty; starting without a rack");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Runs `strand broker`.
+pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    let settings = read_settings(args.config.as_deref())?;
+    let filter = settings
+        .log_level
+        .clone()
+        .unwrap_or_else(|| "info,openraft=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let broker_id = broker_id(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args, settings, broker_id))
+}
+
+async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::Result<()> {
+    let host = &args.advertised_host;
+    let grpc_advertised = format!("{host}:{}", args.grpc_listen.port());
+    let mut tuning = RaftTuning::default();
+    if let Some(ms) = settings.raft_heartbeat_ms {
+        tuning.heartbeat = Duration::from_millis(ms);
+    }
+    if let Some(ms) = settings.raft_election_timeout_ms {
+        tuning.election_min = Duration::from_millis(ms);
+    }
+    let config = BrokerConfig {
+        broker_id,
+        data_dir: args.data_dir.clone(),
+        grpc_listen: args.grpc_listen,
+        grpc_advertised: grpc_advertised.clone(),
+        kafka_advertised: format!("{host}:{}", args.kafka_listen.port()),
+        http_listen: args.http_listen,
+        http_advertised: format!("{host}:{}", args.http_listen.port()),
+        seeds: if args.seeds.is_empty() {
+            vec![grpc_advertised]
+        } else {
+            args.seeds.clone()
+        },
+        rack: read_rack(args.rack_file.as_deref()).await,
+        tuning,
+    };
+    let broker = Broker::start(config)
+        .await
+        .context("broker did not start")?;
+    wait_for_stop(args.stop_when_stdin_closes).await;
+    tracing::info!("shutting down");
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop(stop_when_stdin_closes: bool) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return;
+        }
+    };
+    let stdin_closed = async {
+        if !stop_when_stdin_closes {
+            return std::future::pending().await;
+        }
+        // Standard input is read on a thread: it only ever ends, it never carries data.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            let _ = tx.send(());
+        });
+        let _ = rx.await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = stdin_closed => {}
+    }
+}
