@@ -154,18 +154,15 @@ async fn wait_until_up(
                 );
             }
         }
-        if let Ok(mut client) = AdminClient::connect(admin.clone()).await {
-            if let Ok(d) = client.describe_cluster(DescribeClusterRequest {}).await {
-                let d = d.into_inner();
-                let mut ids: Vec<u32> = d.brokers.iter().map(|b| b.broker_id).collect();
-                ids.sort();
-                while seen < ids.len() {
-                    println!("  broker {} registered", ids[seen]);
-                    seen += 1;
-                }
-                if d.brokers.len() == args.brokers as usize && d.controller_id.is_some() {
-                    return Ok(());
-                }
+        if let Some(d) = describe(&admin).await {
+            let mut ids: Vec<u32> = d.brokers.iter().map(|b| b.broker_id).collect();
+            ids.sort();
+            while seen < ids.len() {
+                println!("  broker {} registered", ids[seen]);
+                seen += 1;
+            }
+            if d.brokers.len() == args.brokers as usize && d.controller_id.is_some() {
+                return Ok(());
             }
         }
         if Instant::now() >= deadline {
@@ -176,6 +173,15 @@ async fn wait_until_up(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+async fn describe(admin: &str) -> Option<strand_proto::admin::ClusterDescription> {
+    let mut client = AdminClient::connect(admin.to_string()).await.ok()?;
+    let d = client
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .ok()?;
+    Some(d.into_inner())
 }
 
 async fn watch_children(children: &mut Children) -> String {
