@@ -1,0 +1,295 @@
+//! A harness for process-level tests: real `strand broker` processes on loopback ports, which a
+//! test can kill with SIGKILL and restart, plus small clients for the admin API and the internal
+//! produce/fetch path. Every process is killed when the harness is dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strand_proto::admin::admin_client::AdminClient;
+use strand_proto::admin::{
+    ClusterDescription, CreateTopicRequest, DescribeClusterRequest, DescribeTopicRequest,
+    TopicDescription,
+};
+use strand_proto::broker::broker_client::BrokerClient;
+use strand_proto::broker::{FetchRequest, ProduceRequest};
+use tonic::transport::Channel;
+
+/// The `strand` executable: `STRAND_BIN`, or the one cargo built beside this test.
+pub fn strand_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("STRAND_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/strand
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("strand"))
+        .expect("target directory");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p strand` or set STRAND_BIN",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Ports of one broker.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// Kafka listener.
+    pub kafka: u16,
+    /// gRPC listener.
+    pub grpc: u16,
+    /// HTTP listener.
+    pub http: u16,
+}
+
+/// A cluster of broker processes.
+pub struct ProcessCluster {
+    dir: tempfile::TempDir,
+    ports: Vec<Ports>,
+    children: Vec<Option<Child>>,
+}
+
+impl ProcessCluster {
+    /// Starts `size` brokers and waits until all are registered with a controller.
+    pub async fn start(size: u32) -> ProcessCluster {
+        let ports = (0..size)
+            .map(|_| Ports {
+                kafka: free_port(),
+                grpc: free_port(),
+                http: free_port(),
+            })
+            .collect();
+        let mut cluster = ProcessCluster {
+            dir: tempfile::tempdir().unwrap(),
+            ports,
+            children: (0..size).map(|_| None).collect(),
+        };
+        for b in 0..size {
+            cluster.spawn(b);
+        }
+        cluster
+            .wait_for(
+                "every broker registered",
+                Duration::from_secs(60),
+                |c| async move {
+                    let d = c.describe_cluster().await?;
+                    (d.brokers.len() == size as usize && d.controller_id.is_some()).then_some(())
+                },
+            )
+            .await;
+        cluster
+    }
+
+    /// The data directory of broker `b`.
+    pub fn data_dir(&self, b: u32) -> PathBuf {
+        self.dir.path().join(format!("broker-{b}"))
+    }
+
+    fn spawn(&mut self, b: u32) {
+        let seeds: Vec<String> = self
+            .ports
+            .iter()
+            .take(3)
+            .map(|p| format!("127.0.0.1:{}", p.grpc))
+            .collect();
+        let p = self.ports[b as usize];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("broker-{b}.log")))
+            .unwrap();
+        let child = Command::new(strand_bin())
+            .arg("broker")
+            .args(["--broker-id", &b.to_string()])
+            .arg("--data-dir")
+            .arg(self.data_dir(b))
+            .args(["--kafka-listen", &format!("127.0.0.1:{}", p.kafka)])
+            .args(["--grpc-listen", &format!("127.0.0.1:{}", p.grpc)])
+            .args(["--http-listen", &format!("127.0.0.1:{}", p.http)])
+            .args(["--seeds", &seeds.join(",")])
+            .arg("--stop-when-stdin-closes")
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("strand broker starts");
+        self.children[b as usize] = Some(child);
+    }
+
+    /// Kills broker `b` with SIGKILL.
+    pub fn kill(&mut self, b: u32) {
+        if let Some(mut child) = self.children[b as usize].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts broker `b` again on its data directory.
+    pub fn restart(&mut self, b: u32) {
+        self.spawn(b);
+    }
+
+    /// Brokers whose process runs.
+    pub fn alive(&self) -> Vec<u32> {
+        (0..self.children.len() as u32)
+            .filter(|b| self.children[*b as usize].is_some())
+            .collect()
+    }
+
+    async fn channel(&self, b: u32) -> Option<Channel> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!(
+            "http://127.0.0.1:{}",
+            self.ports[b as usize].grpc
+        ))
+        .ok()?;
+        endpoint
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .ok()
+    }
+
+    /// An admin client of broker `b`.
+    pub async fn admin(&self, b: u32) -> Option<AdminClient<Channel>> {
+        self.channel(b).await.map(AdminClient::new)
+    }
+
+    /// The cluster description, from any running broker.
+    pub async fn describe_cluster(&self) -> Option<ClusterDescription> {
+        for b in self.alive() {
+            let Some(mut admin) = self.admin(b).await else {
+                continue;
+            };
+            if let Ok(d) = admin.describe_cluster(DescribeClusterRequest {}).await {
+                return Some(d.into_inner());
+            }
+        }
+        None
+    }
+
+    /// A topic's description, from any running broker.
+    pub async fn describe(&self, topic: &str) -> Option<TopicDescription> {
+        for b in self.alive() {
+            let Some(mut admin) = self.admin(b).await else {
+                continue;
+            };
+            if let Ok(d) = admin
+                .describe_topic(DescribeTopicRequest { name: topic.into() })
+                .await
+            {
+                return Some(d.into_inner());
+            }
+        }
+        None
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, name: &str, partitions: u32, replication_factor: u32) {
+        let mut admin = self.admin(self.alive()[0]).await.expect("admin client");
+        let req = CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            config: Default::default(),
+        };
+        admin.create_topic(req).await.expect("topic created");
+    }
+
+    /// Sends one batch to the partition's leader once; the base offset if it was acknowledged.
+    pub async fn produce_once(&self, topic: &str, partition: u32, batch: Vec<u8>) -> Option<i64> {
+        let d = self.describe(topic).await?;
+        let leader = d.partitions.get(partition as usize)?.leader?;
+        self.children.get(leader as usize)?.as_ref()?;
+        let mut client = BrokerClient::new(self.channel(leader).await?);
+        let req = ProduceRequest {
+            topic: topic.into(),
+            partition,
+            batch: batch.into(),
+        };
+        client
+            .produce(req)
+            .await
+            .ok()
+            .map(|r| r.into_inner().base_offset)
+    }
+
+    /// The record values broker `b`'s replica holds, up to its high watermark.
+    pub async fn values(&self, b: u32, topic: &str, partition: u32) -> Option<Vec<String>> {
+        let mut client = BrokerClient::new(self.channel(b).await?);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let req = FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset,
+                max_bytes: 1 << 22,
+                max_wait_ms: 0,
+            };
+            let resp = client.fetch(req).await.ok()?.into_inner();
+            if resp.batches.is_empty() {
+                return Some(out);
+            }
+            let mut bytes = &resp.batches[..];
+            while bytes.len() >= 12 {
+                let len = i32::from_be_bytes(bytes[8..12].try_into().ok()?) as usize + 12;
+                for r in strand_log::decode_records(&bytes[..len]).ok()? {
+                    out.push(String::from_utf8_lossy(&r.value?).into_owned());
+                }
+                bytes = &bytes[len..];
+            }
+            offset = resp.next_offset;
+        }
+    }
+
+    /// Polls `check` until it returns something; panics with `what` after `limit`.
+    pub async fn wait_for<'a, T, F, Fut>(&'a self, what: &str, limit: Duration, check: F) -> T
+    where
+        F: Fn(&'a ProcessCluster) -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(value) = check(self).await {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what} (logs in {})",
+                self.dir.path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for b in 0..self.children.len() as u32 {
+            self.kill(b);
+        }
+    }
+}
+
+/// An uncompressed batch of records with these values.
+pub fn batch(values: &[String]) -> Vec<u8> {
+    let records: Vec<strand_log::RecordSpec<'_>> = values
+        .iter()
+        .map(|v| (None, Some(v.as_bytes()), 1_700_000_000_000))
+        .collect();
+    strand_log::build_batch(&records)
+}
