@@ -60,11 +60,17 @@ pub struct ProcessCluster {
     dir: tempfile::TempDir,
     ports: Vec<Ports>,
     children: Vec<Option<Child>>,
+    extra_args: Vec<String>,
 }
 
 impl ProcessCluster {
     /// Starts `size` brokers and waits until all are registered with a controller.
     pub async fn start(size: u32) -> ProcessCluster {
+        Self::start_with(size, &[]).await
+    }
+
+    /// Like [`ProcessCluster::start`], with extra `strand broker` arguments for every broker.
+    pub async fn start_with(size: u32, extra_args: &[&str]) -> ProcessCluster {
         let ports = (0..size)
             .map(|_| Ports {
                 kafka: free_port(),
@@ -76,6 +82,7 @@ impl ProcessCluster {
             dir: tempfile::tempdir().unwrap(),
             ports,
             children: (0..size).map(|_| None).collect(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         for b in 0..size {
             cluster.spawn(b);
@@ -121,6 +128,7 @@ impl ProcessCluster {
             .args(["--http-listen", &format!("127.0.0.1:{}", p.http)])
             .args(["--seeds", &seeds.join(",")])
             .arg("--stop-when-stdin-closes")
+            .args(&self.extra_args)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -142,6 +150,34 @@ impl ProcessCluster {
         self.spawn(b);
     }
 
+    /// Process ids of the running brokers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
+    }
+
+    /// Sends one batch to broker `b` once; the base offset if `b` leads the partition and a
+    /// majority acknowledged.
+    pub async fn produce_to(
+        &self,
+        b: u32,
+        topic: &str,
+        partition: u32,
+        batch: Vec<u8>,
+    ) -> Option<i64> {
+        self.children.get(b as usize)?.as_ref()?;
+        let mut client = BrokerClient::new(self.channel(b).await?);
+        let req = ProduceRequest {
+            topic: topic.into(),
+            partition,
+            batch: batch.into(),
+        };
+        client
+            .produce(req)
+            .await
+            .ok()
+            .map(|r| r.into_inner().base_offset)
+    }
+
     /// Brokers whose process runs.
     pub fn alive(&self) -> Vec<u32> {
         (0..self.children.len() as u32)
@@ -157,7 +193,7 @@ impl ProcessCluster {
         .ok()?;
         endpoint
             .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
             .connect()
             .await
             .ok()

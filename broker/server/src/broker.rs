@@ -165,6 +165,7 @@ impl Broker {
         tasks.spawn(crate::partitions::run(inner.clone()));
         tasks.spawn(crate::controller::run(inner.clone()));
         tasks.spawn(crate::controller::report_loop(inner.clone()));
+        tasks.spawn(crate::heartbeat::run(inner.clone()));
         Ok(Broker { inner, tasks })
     }
 

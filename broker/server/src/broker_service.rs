@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::async_runtime::WatchReceiver;
 use strand_meta::{BrokerId, Command};
 use strand_proto::broker as pb;
 use strand_proto::broker::broker_server::Broker as BrokerRpc;
@@ -100,14 +101,23 @@ impl BrokerRpc for BrokerService {
         strand_log::BatchHeader::parse(&req.batch)
             .and_then(|_| strand_log::verify_crc(&req.batch))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match replica.raft.client_write(Batch(req.batch)).await {
-            Ok(resp) => Ok(Response::new(pb::ProduceResponse {
-                base_offset: resp.data.base_offset.0,
+        match replica.write(Batch(req.batch)).await {
+            Ok(applied) => Ok(Response::new(pb::ProduceResponse {
+                base_offset: applied.base_offset.0,
             })),
-            Err(e) => Err(Status::failed_precondition(format!(
-                "not the leader of {}-{}: {e}",
-                req.topic, req.partition
-            ))),
+            Err(e) => {
+                let metrics = replica.raft.metrics().borrow_watched().clone();
+                let leader = metrics
+                    .current_leader
+                    .and_then(|n| Inner::broker_of_node(&self.inner.cluster(), n));
+                Err(Status::failed_precondition(format!(
+                    "{}-{} not written here: {e} (this replica is {:?}, leader: {})",
+                    req.topic,
+                    req.partition,
+                    metrics.state,
+                    leader.map_or("unknown".to_string(), |b| format!("broker {b}"))
+                )))
+            }
         }
     }
 

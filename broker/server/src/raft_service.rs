@@ -236,6 +236,14 @@ impl RaftRpc for RaftService {
         Ok(Response::new(resp))
     }
 
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatBatch>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        crate::heartbeat::deliver(&self.registry, self.node_id, request.into_inner()).await;
+        Ok(Response::new(pb::Empty {}))
+    }
+
     async fn transfer_leader(
         &self,
         request: Request<pb::TransferLeaderRequest>,

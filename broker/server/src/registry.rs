@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use openraft::async_runtime::WatchReceiver;
 use strand_raft::{GroupStateMachine, LogStore, NoMachine, TypeConfig};
 
 use crate::meta::MetaMachine;
@@ -33,6 +34,45 @@ pub struct PartitionReplica {
     pub topic: String,
     /// The partition number.
     pub partition: u32,
+}
+
+/// Attempts at a write whose leader lease lapsed, each after renewing it.
+const LEASE_RENEWALS_MAX: u32 = 3;
+
+impl PartitionReplica {
+    /// Writes one batch through Raft and returns what applying it produced (its base offset).
+    ///
+    /// An idle partition's leader hears no acknowledgements, because its heartbeats are sent
+    /// coalesced per broker (see `heartbeat.rs`), so its quorum lease lapses; a write then
+    /// renews the lease with one Raft heartbeat round and goes on.
+    pub async fn write(
+        &self,
+        batch: strand_raft::Batch,
+    ) -> Result<
+        strand_raft::Applied,
+        openraft::error::RaftError<TypeConfig, openraft::error::ClientWriteError<TypeConfig>>,
+    > {
+        use openraft::error::{ClientWriteError, ForwardReason, RaftError};
+        let mut renewals = 0;
+        loop {
+            match self.raft.client_write(batch.clone()).await {
+                Ok(resp) => return Ok(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired && renewals < LEASE_RENEWALS_MAX =>
+                {
+                    renewals += 1;
+                    let mut metrics = self.raft.metrics();
+                    let before = metrics.borrow_watched().last_quorum_acked;
+                    let _ = self.raft.trigger().heartbeat().await;
+                    let renewed = metrics.wait_until(|m: &openraft::RaftMetrics<TypeConfig>| {
+                        m.last_quorum_acked != before
+                    });
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), renewed).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// A group hosted here.

@@ -52,8 +52,12 @@ impl RaftTuning {
         self.config("strand-metadata")
     }
 
-    /// The config of a partition group.
+    /// The config of a partition group. Its heartbeats are sent coalesced per peer broker
+    /// (see `heartbeat.rs`), so openraft sends none of its own.
     pub fn partition_config(&self) -> Config {
-        self.config("strand-partition")
+        Config {
+            enable_heartbeat: false,
+            ..self.config("strand-partition")
+        }
     }
 }

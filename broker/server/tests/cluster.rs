@@ -25,6 +25,13 @@ struct Cluster {
 
 impl Cluster {
     async fn start(dir: &Path, size: u32, tuning: RaftTuning) -> Cluster {
+        // STRAND_TEST_LOG=<filter> shows the brokers' logs, e.g. `info,openraft=warn`.
+        if let Ok(filter) = std::env::var("STRAND_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let grpc: Vec<SocketAddr> = (0..size).map(|_| free_addr()).collect();
         let seeds: Vec<String> = grpc.iter().take(3).map(|a| a.to_string()).collect();
         let configs: Vec<BrokerConfig> = (0..size)

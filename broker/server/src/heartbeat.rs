@@ -1,0 +1,125 @@
+//! Coalesced heartbeats for partition groups. openraft's own heartbeats would be one RPC per
+//! group and follower every interval; with hundreds of partitions that is thousands of idle
+//! calls a second. Instead each broker sends, every interval, one message per peer broker with
+//! a heartbeat for every group it leads that the peer follows; the peer hands each one to its
+//! group as an empty AppendEntries, which resets the follower's election timer and carries the
+//! commit index. The metadata group keeps openraft's own heartbeats.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use openraft::async_runtime::WatchReceiver;
+use openraft::raft::AppendEntriesRequest;
+use strand_proto::raft as pb;
+use strand_proto::raft::raft_client::RaftClient;
+
+use crate::broker::Inner;
+use crate::convert;
+use crate::registry::{Group, PartitionReplica, Registry};
+
+/// Sends this broker's coalesced heartbeats until it shuts down.
+pub async fn run(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    let interval = inner.config.tuning.heartbeat;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let (batches, lagging) = collect(&inner);
+        // A follower behind its leader needs replication, which openraft's own heartbeat
+        // (re)starts after a failed send; idle groups whose followers are caught up need none.
+        for replica in lagging {
+            let _ = replica.raft.trigger().heartbeat().await;
+        }
+        let sends = batches.into_iter().map(|(addr, items)| {
+            let inner = inner.clone();
+            async move {
+                let Ok(channel) = inner.peers.channel(&addr) else { return };
+                let mut request = tonic::Request::new(pb::HeartbeatBatch { items });
+                request.set_timeout(interval * 2);
+                if let Err(status) = RaftClient::new(channel).heartbeat(request).await {
+                    tracing::trace!(peer = %addr, error = %status.message(), "heartbeats not delivered");
+                }
+            }
+        });
+        join_all(sends).await;
+    }
+}
+
+/// This broker's heartbeats, grouped by the address of the broker they go to; and the groups it
+/// leads that have a follower behind.
+fn collect(
+    inner: &Inner,
+) -> (
+    BTreeMap<String, Vec<pb::GroupHeartbeat>>,
+    Vec<PartitionReplica>,
+) {
+    let me = inner.identity.node_id;
+    let mut batches: BTreeMap<String, Vec<pb::GroupHeartbeat>> = BTreeMap::new();
+    let mut lagging = Vec::new();
+    for (group, replica) in inner.registry.partitions() {
+        let metrics = replica.raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(me) || !metrics.vote.committed {
+            continue;
+        }
+        let matched = metrics.replication.clone().unwrap_or_default();
+        let last = metrics.last_log_index;
+        if matched
+            .values()
+            .any(|m| m.as_ref().map(|id| id.index) < last)
+        {
+            lagging.push(replica.clone());
+        }
+        for (node, info) in metrics.membership_config.membership().nodes() {
+            if *node == me {
+                continue;
+            }
+            batches
+                .entry(info.addr.clone())
+                .or_default()
+                .push(pb::GroupHeartbeat {
+                    target: Some(pb::Target {
+                        group: group.clone(),
+                        node_id: *node,
+                    }),
+                    vote: Some(convert::vote_to_pb(&metrics.vote)),
+                    prev_log_id: matched
+                        .get(node)
+                        .cloned()
+                        .flatten()
+                        .as_ref()
+                        .map(convert::log_id_to_pb),
+                    leader_commit: metrics.local_committed.as_ref().map(convert::log_id_to_pb),
+                });
+        }
+    }
+    (batches, lagging)
+}
+
+/// Hands each heartbeat of a batch to its group, all at once.
+pub async fn deliver(registry: &Registry, node_id: u64, batch: pb::HeartbeatBatch) {
+    let deliveries = batch.items.into_iter().filter_map(|item| {
+        let target = item.target.as_ref()?;
+        if target.node_id != node_id {
+            return None;
+        }
+        let Some(Group::Partition(replica)) = registry.get(&target.group) else {
+            return None;
+        };
+        let vote = convert::vote_from_pb(item.vote).ok()?;
+        let request = AppendEntriesRequest {
+            vote,
+            prev_log_id: item.prev_log_id.map(convert::log_id_from_pb),
+            entries: Vec::new(),
+            leader_commit: item.leader_commit.map(convert::log_id_from_pb),
+        };
+        Some(async move {
+            // A refusal (a higher vote, a log conflict) needs nothing here: the leader learns
+            // it from its next real append.
+            let _ = replica.raft.append_entries(request).await;
+        })
+    });
+    join_all(deliveries).await;
+}
