@@ -100,6 +100,8 @@ pub struct Inner {
     pub reports: Mutex<HashMap<BrokerId, Report>>,
     /// Set when the broker shuts down.
     pub shutdown: watch::Sender<bool>,
+    /// When each local partition replica last heard from its leader.
+    pub contacts: crate::elections::Contacts,
 }
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
@@ -157,6 +159,7 @@ impl Broker {
             state,
             reports: Mutex::new(HashMap::new()),
             shutdown,
+            contacts: Default::default(),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));
@@ -166,6 +169,7 @@ impl Broker {
         tasks.spawn(crate::controller::run(inner.clone()));
         tasks.spawn(crate::controller::report_loop(inner.clone()));
         tasks.spawn(crate::heartbeat::run(inner.clone()));
+        tasks.spawn(crate::elections::run(inner.clone()));
         Ok(Broker { inner, tasks })
     }
 

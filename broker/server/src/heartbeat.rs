@@ -16,7 +16,7 @@ use strand_proto::raft::raft_client::RaftClient;
 
 use crate::broker::Inner;
 use crate::convert;
-use crate::registry::{Group, PartitionReplica, Registry};
+use crate::registry::{Group, PartitionReplica};
 
 /// Sends this broker's coalesced heartbeats until it shuts down.
 pub async fn run(inner: Arc<Inner>) {
@@ -99,16 +99,20 @@ fn collect(
 }
 
 /// Hands each heartbeat of a batch to its group, all at once.
-pub async fn deliver(registry: &Registry, node_id: u64, batch: pb::HeartbeatBatch) {
+pub async fn deliver(inner: &Inner, batch: pb::HeartbeatBatch) {
+    let node_id = inner.identity.node_id;
     let deliveries = batch.items.into_iter().filter_map(|item| {
         let target = item.target.as_ref()?;
         if target.node_id != node_id {
             return None;
         }
-        let Some(Group::Partition(replica)) = registry.get(&target.group) else {
+        let Some(Group::Partition(replica)) = inner.registry.get(&target.group) else {
             return None;
         };
         let vote = convert::vote_from_pb(item.vote).ok()?;
+        inner
+            .contacts
+            .touch(&target.group, inner.config.tuning.election_min);
         let request = AppendEntriesRequest {
             vote,
             prev_log_id: item.prev_log_id.map(convert::log_id_from_pb),

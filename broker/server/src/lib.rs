@@ -7,6 +7,7 @@ mod broker;
 mod broker_service;
 mod controller;
 mod convert;
+mod elections;
 mod heartbeat;
 mod http;
 mod identity;

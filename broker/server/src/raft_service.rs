@@ -14,20 +14,27 @@ use strand_raft::{
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use std::sync::Arc;
+
+use crate::broker::Inner;
 use crate::convert;
 use crate::registry::{Group, Registry};
 
 /// The Raft gRPC service of one broker.
 pub struct RaftService {
+    inner: Arc<Inner>,
     registry: Registry,
     node_id: u64,
 }
 
 impl RaftService {
-    /// A service routing to the groups in `registry`, answering only for this broker's current
-    /// incarnation `node_id`.
-    pub fn new(registry: Registry, node_id: u64) -> Self {
-        RaftService { registry, node_id }
+    /// A service routing to the broker's groups, answering only for its current incarnation.
+    pub fn new(inner: Arc<Inner>) -> Self {
+        RaftService {
+            registry: inner.registry.clone(),
+            node_id: inner.identity.node_id,
+            inner,
+        }
     }
 
     fn group(&self, target: Option<&pb::Target>) -> Result<Group, Status> {
@@ -189,7 +196,16 @@ impl RaftRpc for RaftService {
         let req = request.into_inner();
         let resp = match self.group(req.target.as_ref())? {
             Group::Meta(raft, _) => append(&raft, req).await?,
-            Group::Partition(p) => append(&p.raft, req).await?,
+            Group::Partition(p) => {
+                if req.vote.as_ref().is_some_and(|v| v.committed)
+                    && let Some(target) = &req.target
+                {
+                    self.inner
+                        .contacts
+                        .touch(&target.group, self.inner.config.tuning.election_min);
+                }
+                append(&p.raft, req).await?
+            }
         };
         Ok(Response::new(resp))
     }
@@ -240,7 +256,7 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::HeartbeatBatch>,
     ) -> Result<Response<pb::Empty>, Status> {
-        crate::heartbeat::deliver(&self.registry, self.node_id, request.into_inner()).await;
+        crate::heartbeat::deliver(&self.inner, request.into_inner()).await;
         Ok(Response::new(pb::Empty {}))
     }
 

@@ -16,12 +16,9 @@ const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 /// Serves the broker's gRPC services on `listener` until the broker shuts down.
 pub async fn serve_grpc(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
-    let raft = RaftServer::new(RaftService::new(
-        inner.registry.clone(),
-        inner.identity.node_id,
-    ))
-    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let raft = RaftServer::new(RaftService::new(inner.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let admin = AdminServer::new(AdminService::new(inner.clone()));
     let broker = BrokerServer::new(BrokerService::new(inner.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)

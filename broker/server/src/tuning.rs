@@ -25,7 +25,7 @@ impl Default for RaftTuning {
     fn default() -> Self {
         RaftTuning {
             heartbeat: Duration::from_millis(150),
-            election_min: Duration::from_millis(600),
+            election_min: Duration::from_millis(500),
             snapshot_every_entries: 10_000,
             entries_kept_after_snapshot: 1_000,
         }
@@ -53,10 +53,12 @@ impl RaftTuning {
     }
 
     /// The config of a partition group. Its heartbeats are sent coalesced per peer broker
-    /// (see `heartbeat.rs`), so openraft sends none of its own.
+    /// (`heartbeat.rs`) and its election timer is one task per broker (`elections.rs`), so
+    /// openraft runs neither per group.
     pub fn partition_config(&self) -> Config {
         Config {
             enable_heartbeat: false,
+            enable_tick: false,
             ..self.config("strand-partition")
         }
     }

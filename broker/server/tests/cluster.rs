@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{
-    CreateTopicRequest, DescribeClusterRequest, DescribeTopicRequest, TopicDescription,
+    AdminError, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
+    DescribeTopicRequest, ErrorReason, TopicDescription, UpdateTopicRequest,
 };
 use strand_proto::broker::broker_client::BrokerClient;
 use strand_proto::broker::{FetchRequest, ProduceRequest};
@@ -398,5 +400,139 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
             );
         }
     }
+    cluster.shutdown().await;
+}
+
+fn admin_reason(status: &tonic::Status) -> (ErrorReason, String) {
+    let details = AdminError::decode(status.details()).expect("admin error details");
+    (
+        ErrorReason::try_from(details.reason).unwrap(),
+        details.config_key,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_api_refuses_bad_requests_with_typed_errors_and_manages_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
+    // Any broker answers: those that are not the controller pass calls on.
+    let mut admin = cluster.admin(2).await.unwrap();
+    let request =
+        |name: &str, partitions, replication_factor, config: &[(&str, &str)]| CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+    admin
+        .create_topic(request("events", 3, 3, &[("retention.ms", "60000")]))
+        .await
+        .expect("created");
+
+    let exists = admin
+        .create_topic(request("events", 3, 3, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(exists.code(), tonic::Code::AlreadyExists);
+    assert_eq!(admin_reason(&exists).0, ErrorReason::TopicExists);
+    let bad_config = admin
+        .create_topic(request("other", 1, 1, &[("retention.ms", "soon")]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_config.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        admin_reason(&bad_config),
+        (ErrorReason::InvalidConfig, "retention.ms".to_string())
+    );
+    let unknown_key = admin
+        .create_topic(request("other", 1, 1, &[("retention.days", "3")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        admin_reason(&unknown_key),
+        (ErrorReason::InvalidConfig, "retention.days".to_string())
+    );
+    let too_many = admin
+        .create_topic(request("other", 1, 5, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(admin_reason(&too_many).0, ErrorReason::NotEnoughBrokers);
+    assert!(
+        too_many.message().contains('5') && too_many.message().contains('3'),
+        "{}",
+        too_many.message()
+    );
+    let bad_name = admin
+        .create_topic(request("no spaces", 1, 1, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(admin_reason(&bad_name).0, ErrorReason::InvalidTopicName);
+
+    // Partitions only grow; config changes show in the description.
+    let grown = admin
+        .update_topic(UpdateTopicRequest {
+            name: "events".into(),
+            partitions: Some(5),
+            set_config: [("cleanup.policy".to_string(), "compact".to_string())].into(),
+            remove_config: vec!["retention.ms".into()],
+        })
+        .await
+        .expect("updated")
+        .into_inner();
+    assert_eq!(grown.partitions.len(), 5);
+    assert_eq!(
+        grown.config.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    assert!(!grown.config.contains_key("retention.ms"));
+    let shrink = UpdateTopicRequest {
+        name: "events".into(),
+        partitions: Some(2),
+        ..Default::default()
+    };
+    let shrink = admin.update_topic(shrink).await.unwrap_err();
+    assert_eq!(admin_reason(&shrink).0, ErrorReason::InvalidPartitions);
+    let offset = cluster
+        .produce("events", 4, batch(&["new partition".to_string()]))
+        .await;
+    assert_eq!(offset, 0);
+
+    // Deleting removes every replica; deleting again is not an error.
+    let deleted = admin
+        .delete_topic(DeleteTopicRequest {
+            name: "events".into(),
+            topic_id: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(deleted.into_inner().deleted);
+    let again = admin
+        .delete_topic(DeleteTopicRequest {
+            name: "events".into(),
+            topic_id: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(!again.into_inner().deleted);
+    let gone = admin
+        .describe_topic(DescribeTopicRequest {
+            name: "events".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(admin_reason(&gone).0, ErrorReason::UnknownTopic);
+    cluster
+        .wait_for("every replica directory removed", |_| async {
+            let left = (0..3).any(|b| {
+                std::fs::read_dir(dir.path().join(format!("broker-{b}/partitions")))
+                    .map(|entries| entries.count() > 0)
+                    .unwrap_or(false)
+            });
+            (!left).then_some(())
+        })
+        .await;
     cluster.shutdown().await;
 }

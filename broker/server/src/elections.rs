@@ -1,0 +1,96 @@
+//! Election timers of partition groups. openraft would run a timer task per group ticking
+//! several times per heartbeat interval; with hundreds of groups that is thousands of wake-ups a
+//! second doing nothing. Instead one task per broker watches when each local follower last heard
+//! from a leader (an append or a coalesced heartbeat) and asks the group to start an election
+//! (with a pre-vote first) once that is longer ago than its randomized election timeout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+
+use crate::broker::Inner;
+
+/// How often the timers are checked.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// When each group last heard from a leader, and when it may start an election.
+#[derive(Default)]
+pub struct Contacts {
+    deadlines: Mutex<HashMap<String, Instant>>,
+}
+
+impl Contacts {
+    /// Records contact from a leader: the group's election deadline moves out again.
+    pub fn touch(&self, group: &str, timeout: Duration) {
+        let deadline = Instant::now() + randomized(group, timeout);
+        let mut deadlines = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+        match deadlines.get_mut(group) {
+            Some(d) => *d = deadline,
+            None => {
+                deadlines.insert(group.to_string(), deadline);
+            }
+        }
+    }
+
+    fn due(&self, group: &str, timeout: Duration) -> bool {
+        let mut deadlines = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = *deadlines
+            .entry(group.to_string())
+            .or_insert_with(|| Instant::now() + randomized(group, timeout));
+        Instant::now() >= deadline
+    }
+
+    fn forget_missing(&self, present: &[String]) {
+        let mut deadlines = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+        deadlines.retain(|g, _| present.contains(g));
+    }
+}
+
+/// The election timeout of a group: between `timeout` and twice it, different per group and
+/// per call so replicas of a group rarely stand at once.
+fn randomized(group: &str, timeout: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let spread = RandomState::new().hash_one(group) % 1000;
+    timeout + timeout.mul_f64(spread as f64 / 1000.0)
+}
+
+/// Runs the timers until the broker shuts down.
+pub async fn run(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    let timeout = inner.config.tuning.election_min;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let partitions = inner.registry.partitions();
+        let me = inner.identity.node_id;
+        for (group, replica) in &partitions {
+            let (state, voter) = {
+                let metrics = replica.raft.metrics();
+                let m = metrics.borrow_watched();
+                (
+                    m.state,
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|v| v == me),
+                )
+            };
+            if state == ServerState::Leader || !voter {
+                continue;
+            }
+            if inner.contacts.due(group, timeout) {
+                // The deadline moves out first, so a failed election is retried only after
+                // another timeout.
+                inner.contacts.touch(group, timeout);
+                let _ = replica.raft.trigger().elect(true).await;
+            }
+        }
+        let present: Vec<String> = partitions.into_iter().map(|(g, _)| g).collect();
+        inner.contacts.forget_missing(&present);
+    }
+}
