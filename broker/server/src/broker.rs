@@ -214,7 +214,8 @@ impl Inner {
 
     /// The controller's node id and gRPC address, when known.
     pub fn controller(&self) -> Option<(u64, String)> {
-        let metrics = self.meta.metrics().borrow_watched().clone();
+        let watch = self.meta.metrics();
+        let metrics = watch.borrow_watched();
         let leader = metrics.current_leader?;
         let addr = metrics
             .membership_config

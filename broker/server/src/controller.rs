@@ -124,10 +124,23 @@ async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result
 /// On a partition leader: a replica whose broker came back as a new incarnation (empty disk)
 /// is replaced by that incarnation: added as a learner, and swapped in once caught up.
 async fn replace_retired(replica: &PartitionReplica, state: &ClusterState) -> Result<(), String> {
-    let metrics = replica.raft.metrics().borrow_watched().clone();
-    let membership = metrics.membership_config.membership().clone();
-    let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let retired = retired_nodes(state);
+    let (members, voters, caught_up_nodes) = {
+        let watch = replica.raft.metrics();
+        let metrics = watch.borrow_watched();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        if voters.is_disjoint(&retired) {
+            return Ok(());
+        }
+        let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        let caught: BTreeSet<u64> = members
+            .iter()
+            .copied()
+            .filter(|n| caught_up(&metrics, *n))
+            .collect();
+        (members, voters, caught)
+    };
     let mut wanted = voters.clone();
     for broker in state.brokers().values() {
         let Some(old) = broker
@@ -150,7 +163,7 @@ async fn replace_retired(replica: &PartitionReplica, state: &ClusterState) -> Re
                 .map_err(|e| e.to_string())?;
             tracing::info!(topic = %replica.topic, partition = replica.partition, broker = %broker.id,
                 "replacing a lost replica with the broker's new incarnation");
-        } else if caught_up(&metrics, new) {
+        } else if caught_up_nodes.contains(&new) {
             wanted.remove(&old);
             wanted.insert(new);
         }
@@ -181,7 +194,8 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
         .partitions()
         .into_iter()
         .map(|(group, replica)| {
-            let metrics = replica.raft.metrics().borrow_watched().clone();
+            let watch = replica.raft.metrics();
+            let metrics = watch.borrow_watched();
             let leader = metrics.current_leader == Some(inner.identity.node_id);
             if !leader {
                 return PartitionStatus {

@@ -4,7 +4,7 @@
 //! from a leader (an append or a coalesced heartbeat) and asks the group to start an election
 //! (with a pre-vote first) once that is longer ago than its randomized election timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,28 @@ const CHECK_EVERY: Duration = Duration::from_millis(50);
 #[derive(Default)]
 pub struct Contacts {
     deadlines: Mutex<HashMap<String, Instant>>,
+    /// Per group: the commit index last handed to it and when.
+    delivered: Mutex<HashMap<String, (Option<(u64, u64)>, Instant)>>,
 }
 
 impl Contacts {
+    /// Records a coalesced heartbeat; returns whether the group itself should get it: when the
+    /// commit index moved, or when the last one it got is `timeout` old (openraft's follower
+    /// lease, which keeps a live leader's followers from voting for others, lasts twice that).
+    pub fn heard(&self, group: &str, commit: Option<(u64, u64)>, timeout: Duration) -> bool {
+        self.touch(group, timeout);
+        let now = Instant::now();
+        let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        let due = match delivered.get(group) {
+            Some((last_commit, at)) => *last_commit != commit || now.duration_since(*at) >= timeout,
+            None => true,
+        };
+        if due {
+            delivered.insert(group.to_string(), (commit, now));
+        }
+        due
+    }
+
     /// Records contact from a leader: the group's election deadline moves out again.
     pub fn touch(&self, group: &str, timeout: Duration) {
         let deadline = Instant::now() + randomized(group, timeout);
@@ -43,9 +62,11 @@ impl Contacts {
         Instant::now() >= deadline
     }
 
-    fn forget_missing(&self, present: &[String]) {
+    fn forget_missing(&self, present: &HashSet<String>) {
         let mut deadlines = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
         deadlines.retain(|g, _| present.contains(g));
+        let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        delivered.retain(|g, _| present.contains(g));
     }
 }
 
@@ -90,7 +111,7 @@ pub async fn run(inner: Arc<Inner>) {
                 let _ = replica.raft.trigger().elect(true).await;
             }
         }
-        let present: Vec<String> = partitions.into_iter().map(|(g, _)| g).collect();
+        let present: HashSet<String> = partitions.into_iter().map(|(g, _)| g).collect();
         inner.contacts.forget_missing(&present);
     }
 }

@@ -3,7 +3,9 @@
 //! calls a second. Instead each broker sends, every interval, one message per peer broker with
 //! a heartbeat for every group it leads that the peer follows; the peer hands each one to its
 //! group as an empty AppendEntries, which resets the follower's election timer and carries the
-//! commit index. The metadata group keeps openraft's own heartbeats.
+//! commit index. A group is only handed a heartbeat when its commit index moved or its view of
+//! the leader's lease needs renewing; the others just move the broker's election timer
+//! (`elections.rs`). The metadata group keeps openraft's own heartbeats.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,18 +62,21 @@ fn collect(
     let mut batches: BTreeMap<String, Vec<pb::GroupHeartbeat>> = BTreeMap::new();
     let mut lagging = Vec::new();
     for (group, replica) in inner.registry.partitions() {
-        let metrics = replica.raft.metrics().borrow_watched().clone();
+        let watch = replica.raft.metrics();
+        let metrics = watch.borrow_watched();
         if metrics.current_leader != Some(me) || !metrics.vote.committed {
             continue;
         }
-        let matched = metrics.replication.clone().unwrap_or_default();
-        let last = metrics.last_log_index;
+        let empty = BTreeMap::new();
+        let matched = metrics.replication.as_ref().unwrap_or(&empty);
         if matched
             .values()
-            .any(|m| m.as_ref().map(|id| id.index) < last)
+            .any(|m| m.as_ref().map(|id| id.index) < metrics.last_log_index)
         {
             lagging.push(replica.clone());
         }
+        let vote = convert::vote_to_pb(&metrics.vote);
+        let leader_commit = metrics.local_committed.as_ref().map(convert::log_id_to_pb);
         for (node, info) in metrics.membership_config.membership().nodes() {
             if *node == me {
                 continue;
@@ -84,14 +89,14 @@ fn collect(
                         group: group.clone(),
                         node_id: *node,
                     }),
-                    vote: Some(convert::vote_to_pb(&metrics.vote)),
+                    vote: Some(vote),
                     prev_log_id: matched
                         .get(node)
                         .cloned()
                         .flatten()
                         .as_ref()
                         .map(convert::log_id_to_pb),
-                    leader_commit: metrics.local_committed.as_ref().map(convert::log_id_to_pb),
+                    leader_commit,
                 });
         }
     }

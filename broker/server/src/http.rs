@@ -42,7 +42,8 @@ pub fn not_ready(inner: &Inner) -> Option<String> {
         .partitions()
         .into_iter()
         .filter(|(_, r)| {
-            let m = r.raft.metrics().borrow_watched().clone();
+            let watch = r.raft.metrics();
+            let m = watch.borrow_watched();
             m.current_leader.is_none()
                 || m.last_applied.map(|l| l.index) < m.local_committed.map(|c| c.index)
         })

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::impls::BasicNode;
 use strand_log::{FlushPolicy, LogConfig};
 use strand_meta::{ClusterState, Topic};
@@ -142,7 +143,17 @@ async fn start_group(
         return Ok(());
     };
     let starts_here = assignment.initial_nodes.first().map(|n| n.0) == Some(inner.identity.node_id);
-    if !starts_here || replica.raft.is_initialized().await.unwrap_or(true) {
+    // A group with a membership is running; asking openraft would cost a call per second each.
+    let has_members = replica
+        .raft
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .next()
+        .is_some();
+    if !starts_here || has_members || replica.raft.is_initialized().await.unwrap_or(true) {
         return Ok(());
     }
     let members: BTreeMap<u64, BasicNode> = assignment
