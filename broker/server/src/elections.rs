@@ -16,12 +16,15 @@ use crate::broker::Inner;
 /// How often the timers are checked.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
+/// The commit index (term, index) last handed to a group, and when.
+type Delivered = (Option<(u64, u64)>, Instant);
+
 /// When each group last heard from a leader, and when it may start an election.
 #[derive(Default)]
 pub struct Contacts {
     deadlines: Mutex<HashMap<String, Instant>>,
     /// Per group: the commit index last handed to it and when.
-    delivered: Mutex<HashMap<String, (Option<(u64, u64)>, Instant)>>,
+    delivered: Mutex<HashMap<String, Delivered>>,
 }
 
 impl Contacts {
