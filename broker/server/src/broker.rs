@@ -136,7 +136,7 @@ impl Broker {
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
         let registry = Registry::default();
-        registry.insert(META_GROUP.to_string(), Group::Meta(meta.clone(), meta_dir));
+        registry.insert(META_GROUP, Group::Meta(meta.clone(), meta_dir));
         let grpc = tokio::net::TcpListener::bind(config.grpc_listen)
             .await
             .map_err(|source| StartError::Listen {

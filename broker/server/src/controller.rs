@@ -199,7 +199,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
             let leader = metrics.current_leader == Some(inner.identity.node_id);
             if !leader {
                 return PartitionStatus {
-                    group,
+                    group: group.to_string(),
                     ..Default::default()
                 };
             }
@@ -217,7 +217,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 .map(|l| l.log_start_offset().0)
                 .unwrap_or(0);
             PartitionStatus {
-                group,
+                group: group.to_string(),
                 leader: true,
                 high_watermark: replica.sm.high_watermark().borrow().0,
                 log_start_offset: log_start,

@@ -14,7 +14,9 @@ use openraft::async_runtime::WatchReceiver;
 use crate::broker::Inner;
 
 /// How often the timers are checked.
-const CHECK_EVERY: Duration = Duration::from_millis(50);
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How many checks pass between clean-ups of groups no longer hosted here.
+const CHECKS_PER_CLEANUP: u32 = 50;
 
 /// The commit index (term, index) last handed to a group, and when.
 type Delivered = (Option<(u64, u64)>, Instant);
@@ -58,11 +60,16 @@ impl Contacts {
     }
 
     fn due(&self, group: &str, timeout: Duration) -> bool {
+        let now = Instant::now();
         let mut deadlines = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
-        let deadline = *deadlines
-            .entry(group.to_string())
-            .or_insert_with(|| Instant::now() + randomized(group, timeout));
-        Instant::now() >= deadline
+        match deadlines.get(group) {
+            Some(deadline) => now >= *deadline,
+            None => {
+                // First seen: a new replica waits a full timeout for a leader to appear.
+                deadlines.insert(group.to_string(), now + randomized(group, timeout));
+                false
+            }
+        }
     }
 
     fn forget_missing(&self, present: &HashSet<String>) {
@@ -85,6 +92,7 @@ fn randomized(group: &str, timeout: Duration) -> Duration {
 pub async fn run(inner: Arc<Inner>) {
     let mut stop = inner.shutdown.subscribe();
     let timeout = inner.config.tuning.election_min;
+    let mut checks = 0u32;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
@@ -114,7 +122,10 @@ pub async fn run(inner: Arc<Inner>) {
                 let _ = replica.raft.trigger().elect(true).await;
             }
         }
-        let present: HashSet<String> = partitions.into_iter().map(|(g, _)| g).collect();
-        inner.contacts.forget_missing(&present);
+        checks += 1;
+        if checks.is_multiple_of(CHECKS_PER_CLEANUP) {
+            let present: HashSet<String> = partitions.iter().map(|(g, _)| g.to_string()).collect();
+            inner.contacts.forget_missing(&present);
+        }
     }
 }

@@ -56,7 +56,7 @@ fn collect(
     inner: &Inner,
 ) -> (
     BTreeMap<String, Vec<pb::GroupHeartbeat>>,
-    Vec<PartitionReplica>,
+    Vec<Arc<PartitionReplica>>,
 ) {
     let me = inner.identity.node_id;
     let mut batches: BTreeMap<String, Vec<pb::GroupHeartbeat>> = BTreeMap::new();
@@ -86,7 +86,7 @@ fn collect(
                 .or_default()
                 .push(pb::GroupHeartbeat {
                     target: Some(pb::Target {
-                        group: group.clone(),
+                        group: group.to_string(),
                         node_id: *node,
                     }),
                     vote: Some(vote),

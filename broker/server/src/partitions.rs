@@ -88,7 +88,7 @@ async fn sync(inner: &Inner, state: &ClusterState) {
         }
     }
     for (group, replica) in inner.registry.partitions() {
-        if !wanted.contains(&group) {
+        if !wanted.contains(&*group) {
             tracing::info!(%group, topic = %replica.topic, "removing replica of a deleted partition");
             let _ = replica.raft.shutdown().await;
             inner.registry.remove(&group);
@@ -105,7 +105,7 @@ async fn open_replica(
     topic: &Topic,
     partition: u32,
     group: &str,
-) -> Result<PartitionReplica, String> {
+) -> Result<Arc<PartitionReplica>, String> {
     let dir = replica_dir(inner, group);
     let store = LogStore::open(&dir, log_config(topic)).map_err(|e| e.to_string())?;
     let sm = GroupStateMachine::open(&dir, store.log(), NoMachine).map_err(|e| e.to_string())?;
@@ -118,16 +118,16 @@ async fn open_replica(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let replica = PartitionReplica {
+    let replica = Arc::new(PartitionReplica {
         raft,
         store,
         sm,
         topic: topic.name.clone(),
         partition,
-    };
+    });
     inner
         .registry
-        .insert(group.to_string(), Group::Partition(replica.clone()));
+        .insert(group, Group::Partition(replica.clone()));
     Ok(replica)
 }
 

@@ -81,13 +81,13 @@ pub enum Group {
     /// The metadata group, and its directory.
     Meta(MetaRaft, std::path::PathBuf),
     /// A partition.
-    Partition(PartitionReplica),
+    Partition(Arc<PartitionReplica>),
 }
 
 /// Groups by id. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Registry {
-    groups: Arc<RwLock<HashMap<String, Group>>>,
+    groups: Arc<RwLock<HashMap<Arc<str>, Group>>>,
 }
 
 impl Registry {
@@ -101,11 +101,11 @@ impl Registry {
     }
 
     /// Adds or replaces a group.
-    pub fn insert(&self, id: String, group: Group) {
+    pub fn insert(&self, id: &str, group: Group) {
         self.groups
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, group);
+            .insert(Arc::from(id), group);
     }
 
     /// Removes a group, returning it.
@@ -116,8 +116,9 @@ impl Registry {
             .remove(id)
     }
 
-    /// Every local partition replica, by group id.
-    pub fn partitions(&self) -> Vec<(String, PartitionReplica)> {
+    /// Every local partition replica, by group id. Cheap: the timers call it several times a
+    /// second, so it copies only reference counts.
+    pub fn partitions(&self) -> Vec<(Arc<str>, Arc<PartitionReplica>)> {
         self.groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -130,7 +131,7 @@ impl Registry {
     }
 
     /// The local replica of `topic`/`partition`, by name.
-    pub fn partition_by_name(&self, topic: &str, partition: u32) -> Option<PartitionReplica> {
+    pub fn partition_by_name(&self, topic: &str, partition: u32) -> Option<Arc<PartitionReplica>> {
         self.groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
