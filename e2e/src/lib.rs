@@ -193,7 +193,7 @@ impl ProcessCluster {
         .ok()?;
         endpoint
             .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(20))
             .connect()
             .await
             .ok()

@@ -15,6 +15,8 @@ use crate::broker::Inner;
 
 /// How often the timers are checked.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// The shortest wait before a follower stands again after standing (the longest is twice it).
+const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// How many checks pass between clean-ups of groups no longer hosted here.
 const CHECKS_PER_CLEANUP: u32 = 50;
 
@@ -116,9 +118,9 @@ pub async fn run(inner: Arc<Inner>) {
                 continue;
             }
             if inner.contacts.due(group, timeout) {
-                // The deadline moves out first, so a failed election is retried only after
-                // another timeout.
-                inner.contacts.touch(group, timeout);
+                // A failed attempt (the other followers still count the old leader's lease) is
+                // retried soon, not a whole timeout later; a leader's contact pushes it out.
+                inner.contacts.touch(group, RETRY_AFTER);
                 let _ = replica.raft.trigger().elect(true).await;
             }
         }
