@@ -209,7 +209,7 @@ impl Inner {
 
     /// Whether this broker leads the metadata group (is the controller).
     pub fn is_controller(&self) -> bool {
-        self.meta.metrics().borrow_watched().current_leader == Some(self.identity.node_id)
+        self.meta.metrics().borrow_watched().state == openraft::ServerState::Leader
     }
 
     /// The controller's node id and gRPC address, when known.
@@ -217,6 +217,10 @@ impl Inner {
         let watch = self.meta.metrics();
         let metrics = watch.borrow_watched();
         let leader = metrics.current_leader?;
+        // After a restart a former controller still holds its own vote without leading.
+        if leader == self.identity.node_id && metrics.state != openraft::ServerState::Leader {
+            return None;
+        }
         let addr = metrics
             .membership_config
             .membership()

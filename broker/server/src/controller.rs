@@ -41,9 +41,7 @@ pub async fn run(inner: Arc<Inner>) {
             tracing::debug!(error = %e, "metadata membership change not done yet");
         }
         for (group, replica) in inner.registry.partitions() {
-            if replica.raft.metrics().borrow_watched().current_leader
-                != Some(inner.identity.node_id)
-            {
+            if replica.raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
                 continue;
             }
             if let Err(e) = replace_retired(&replica, &state).await {
@@ -196,7 +194,8 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
         .map(|(group, replica)| {
             let watch = replica.raft.metrics();
             let metrics = watch.borrow_watched();
-            let leader = metrics.current_leader == Some(inner.identity.node_id);
+            // A restarted leader keeps its vote, so only the state says it leads now.
+            let leader = metrics.state == openraft::ServerState::Leader;
             if !leader {
                 return PartitionStatus {
                     group: group.to_string(),

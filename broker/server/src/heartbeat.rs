@@ -64,7 +64,7 @@ fn collect(
     for (group, replica) in inner.registry.partitions() {
         let watch = replica.raft.metrics();
         let metrics = watch.borrow_watched();
-        if metrics.current_leader != Some(me) || !metrics.vote.committed {
+        if metrics.state != openraft::ServerState::Leader || !metrics.vote.committed {
             continue;
         }
         let empty = BTreeMap::new();

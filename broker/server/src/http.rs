@@ -68,9 +68,7 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> String {
     let partitions = inner.registry.partitions();
     let leaders = partitions
         .iter()
-        .filter(|(_, r)| {
-            r.raft.metrics().borrow_watched().current_leader == Some(inner.identity.node_id)
-        })
+        .filter(|(_, r)| r.raft.metrics().borrow_watched().state == openraft::ServerState::Leader)
         .count();
     let replicas: prometheus_client::metrics::gauge::Gauge = Default::default();
     replicas.set(partitions.len() as i64);
