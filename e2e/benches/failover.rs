@@ -35,13 +35,20 @@ fn main() {
                 .await;
             // Make sure the leader really leads before timing.
             let value = vec![format!("before-{kill}")];
-            let settled = tokio::time::timeout(Duration::from_secs(20), async {
-                while cluster.produce_to(leader, "failover", p, batch(&value)).await.is_none() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut last_error = String::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match cluster.try_produce_to(leader, "failover", p, batch(&value)).await {
+                    Ok(_) => break,
+                    Err(e) => last_error = e,
                 }
-            });
-            if settled.await.is_err() {
-                println!("kill {:>2}: partition {p}: broker {leader} took no write for 20 s; round skipped", kill + 1);
+                if Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if Instant::now() > deadline {
+                println!("kill {:>2}: partition {p}: broker {leader} took no write for 20 s ({last_error}); round skipped", kill + 1);
                 skipped += 1;
                 continue;
             }

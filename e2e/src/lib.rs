@@ -164,18 +164,39 @@ impl ProcessCluster {
         partition: u32,
         batch: Vec<u8>,
     ) -> Option<i64> {
-        self.children.get(b as usize)?.as_ref()?;
-        let mut client = BrokerClient::new(self.channel(b).await?);
+        self.try_produce_to(b, topic, partition, batch).await.ok()
+    }
+
+    /// Like [`ProcessCluster::produce_to`], with the reason when the batch was not acknowledged.
+    pub async fn try_produce_to(
+        &self,
+        b: u32,
+        topic: &str,
+        partition: u32,
+        batch: Vec<u8>,
+    ) -> Result<i64, String> {
+        if self
+            .children
+            .get(b as usize)
+            .and_then(Option::as_ref)
+            .is_none()
+        {
+            return Err(format!("broker {b} is not running"));
+        }
+        let channel = self
+            .channel(b)
+            .await
+            .ok_or_else(|| format!("broker {b} is not reachable"))?;
         let req = ProduceRequest {
             topic: topic.into(),
             partition,
             batch: batch.into(),
         };
-        client
+        let resp = BrokerClient::new(channel)
             .produce(req)
             .await
-            .ok()
-            .map(|r| r.into_inner().base_offset)
+            .map_err(|s| s.message().to_string())?;
+        Ok(resp.into_inner().base_offset)
     }
 
     /// Brokers whose process runs.
