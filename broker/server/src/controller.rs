@@ -221,6 +221,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 high_watermark: replica.sm.high_watermark().borrow().0,
                 log_start_offset: log_start,
                 lagging_replicas: lagging,
+                term: metrics.vote.leader_id.term,
             }
         })
         .collect();
@@ -284,7 +285,7 @@ pub struct PartitionView {
 /// The fresh reports' view of every partition, by group id; and which brokers reported lately.
 pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTreeSet<BrokerId>) {
     let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
-    let mut views: BTreeMap<String, (Instant, PartitionView)> = BTreeMap::new();
+    let mut views: BTreeMap<String, ((u64, Instant), PartitionView)> = BTreeMap::new();
     let mut alive = BTreeSet::new();
     for (broker, report) in reports.iter() {
         if report.at.elapsed() > REPORT_FRESH {
@@ -298,10 +299,12 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
                 log_start_offset: p.log_start_offset,
                 lagging: p.lagging_replicas.clone(),
             };
+            // The claim with the highest term wins; within a term, the latest report.
+            let rank = (p.term, report.at);
             match views.get(&p.group) {
-                Some((at, _)) if *at >= report.at => {}
+                Some((best, _)) if *best >= rank => {}
                 _ => {
-                    views.insert(p.group.clone(), (report.at, view));
+                    views.insert(p.group.clone(), (rank, view));
                 }
             }
         }
