@@ -17,6 +17,9 @@ use crate::broker::Inner;
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// The shortest wait before a follower stands again after standing (the longest is twice it).
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// How many timeouts a follower whose leader's broker is alive waits without hearing of its
+/// own group before it stands anyway.
+const LEADER_ALIVE_PATIENCE: u32 = 4;
 /// How many checks pass between clean-ups of groups no longer hosted here.
 const CHECKS_PER_CLEANUP: u32 = 50;
 
@@ -29,9 +32,25 @@ pub struct Contacts {
     deadlines: Mutex<HashMap<String, Instant>>,
     /// Per group: the commit index last handed to it and when.
     delivered: Mutex<HashMap<String, Delivered>>,
+    /// Per leader node: when its broker's last heartbeat message arrived.
+    leaders: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Contacts {
+    /// Records that a heartbeat message from the broker of leader node `leader` arrived.
+    pub fn leader_alive(&self, leader: u64) {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
+        leaders.insert(leader, Instant::now());
+    }
+
+    /// Whether the broker of leader node `leader` sent heartbeats within `timeout`.
+    fn leader_heard(&self, leader: u64, timeout: Duration) -> bool {
+        let leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
+        leaders
+            .get(&leader)
+            .is_some_and(|at| at.elapsed() < timeout)
+    }
+
     /// Records a coalesced heartbeat; returns whether the group itself should get it: when the
     /// commit index moved, or when the last one it got is `timeout` old (openraft's follower
     /// lease, which keeps a live leader's followers from voting for others, lasts twice that).
@@ -74,6 +93,14 @@ impl Contacts {
         }
     }
 
+    /// Whether the group's election deadline passed more than `extra` ago.
+    fn overdue(&self, group: &str, extra: Duration) -> bool {
+        let deadlines = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
+        deadlines
+            .get(group)
+            .is_some_and(|d| Instant::now() >= *d + extra)
+    }
+
     fn forget_missing(&self, present: &HashSet<String>) {
         let mut deadlines = self.deadlines.lock().unwrap_or_else(|p| p.into_inner());
         deadlines.retain(|g, _| present.contains(g));
@@ -103,7 +130,7 @@ pub async fn run(inner: Arc<Inner>) {
         let partitions = inner.registry.partitions();
         let me = inner.identity.node_id;
         for (group, replica) in &partitions {
-            let (state, voter) = {
+            let (state, voter, leader) = {
                 let metrics = replica.raft.metrics();
                 let m = metrics.borrow_watched();
                 (
@@ -112,17 +139,32 @@ pub async fn run(inner: Arc<Inner>) {
                         .membership()
                         .voter_ids()
                         .any(|v| v == me),
+                    m.current_leader.filter(|l| *l != me),
                 )
             };
             if state == ServerState::Leader || !voter {
                 continue;
             }
-            if inner.contacts.due(group, timeout) {
-                // A failed attempt (the other followers still count the old leader's lease) is
-                // retried soon, not a whole timeout later; a leader's contact pushes it out.
-                inner.contacts.touch(group, RETRY_AFTER);
-                let _ = replica.raft.trigger().elect(true).await;
+            if !inner.contacts.due(group, timeout) {
+                continue;
             }
+            // While the leader's broker keeps sending heartbeats it is alive: a follower that
+            // missed its group's own heartbeat (it just restarted, say) must not depose it, and
+            // an idle leader would grant the vote, having no quorum acknowledgements to show.
+            // Still, a group that hears nothing of its own for several timeouts stands anyway:
+            // its leader may have stepped down while its broker lives on.
+            if let Some(leader) = leader
+                && inner.contacts.leader_heard(leader, timeout)
+                && !inner
+                    .contacts
+                    .overdue(group, timeout * LEADER_ALIVE_PATIENCE)
+            {
+                continue;
+            }
+            // A failed attempt (the other followers still count the old leader's lease) is
+            // retried soon, not a whole timeout later; a leader's contact pushes it out.
+            inner.contacts.touch(group, RETRY_AFTER);
+            let _ = replica.raft.trigger().elect(true).await;
         }
         checks += 1;
         if checks.is_multiple_of(CHECKS_PER_CLEANUP) {

@@ -106,6 +106,14 @@ fn collect(
 /// Hands each heartbeat of a batch to its group, all at once.
 pub async fn deliver(inner: &Inner, batch: pb::HeartbeatBatch) {
     let node_id = inner.identity.node_id;
+    let senders: std::collections::BTreeSet<u64> = batch
+        .items
+        .iter()
+        .filter_map(|i| i.vote.as_ref().map(|v| v.node_id))
+        .collect();
+    for leader in senders {
+        inner.contacts.leader_alive(leader);
+    }
     let deliveries = batch.items.into_iter().filter_map(|item| {
         let target = item.target.as_ref()?;
         if target.node_id != node_id {
