@@ -12,6 +12,7 @@ use strand_raft::{Batch, Offset};
 use tonic::{Request, Response, Status};
 
 use crate::broker::{Inner, Report};
+use crate::registry::PartitionReplica;
 
 /// Longest a fetch may wait for new data.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -27,6 +28,14 @@ impl BrokerService {
     /// The service of the broker `inner`.
     pub fn new(inner: Arc<Inner>) -> Self {
         BrokerService { inner }
+    }
+
+    /// The local replica of `topic`-`partition`.
+    fn replica(&self, topic: &str, partition: u32) -> Result<Arc<PartitionReplica>, Status> {
+        self.inner
+            .registry
+            .partition_by_name(topic, partition)
+            .ok_or_else(|| Status::not_found(format!("{topic}-{partition} is not hosted here")))
     }
 }
 
@@ -88,16 +97,7 @@ impl BrokerRpc for BrokerService {
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         let req = request.into_inner();
-        let replica = self
-            .inner
-            .registry
-            .partition_by_name(&req.topic, req.partition)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "{}-{} is not hosted here",
-                    req.topic, req.partition
-                ))
-            })?;
+        let replica = self.replica(&req.topic, req.partition)?;
         strand_log::BatchHeader::parse(&req.batch)
             .and_then(|_| strand_log::verify_crc(&req.batch))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -126,16 +126,7 @@ impl BrokerRpc for BrokerService {
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
         let req = request.into_inner();
-        let replica = self
-            .inner
-            .registry
-            .partition_by_name(&req.topic, req.partition)
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "{}-{} is not hosted here",
-                    req.topic, req.partition
-                ))
-            })?;
+        let replica = self.replica(&req.topic, req.partition)?;
         let mut watermark = replica.sm.high_watermark();
         let deadline =
             Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms)).min(FETCH_WAIT_MAX);

@@ -140,6 +140,13 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
     if let Some(ms) = settings.raft_election_timeout_ms {
         tuning.election_min = Duration::from_millis(ms);
     }
+    if tuning.heartbeat.is_zero() || tuning.heartbeat >= tuning.election_min {
+        bail!(
+            "raft_heartbeat_ms ({} ms) must be above zero and below raft_election_timeout_ms ({} ms)",
+            tuning.heartbeat.as_millis(),
+            tuning.election_min.as_millis()
+        );
+    }
     let config = BrokerConfig {
         broker_id,
         data_dir: args.data_dir.clone(),
