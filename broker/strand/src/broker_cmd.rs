@@ -53,7 +53,8 @@ pub struct BrokerArgs {
 struct Settings {
     /// tracing filter, e.g. `info` or `strand_server=debug`.
     log_level: Option<String>,
-    /// Replication factor of topics created without one (by Kafka clients, later).
+    /// Replication factor for topics that Kafka clients create without naming one. Accepted
+    /// because the operator writes it, but unused until the Kafka listener auto-creates topics.
     #[allow(dead_code)]
     default_replication_factor: Option<u16>,
     /// Raft heartbeat interval in milliseconds.
