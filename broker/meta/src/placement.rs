@@ -79,8 +79,8 @@ impl Slot<'_> {
 /// and counts are updated after each, so later partitions see earlier ones. For each
 /// partition, every kind of broker (by leader count, replica count and rack) is tried as the
 /// preferred leader; followers are then taken one by one, from racks the partition does not
-/// use yet while any remain, the broker with the fewest replicas (then the fewest followers)
-/// first. The leader that leaves replica, leader and follower counts most even wins.
+/// use yet while any remain and then from the racks it uses least, the broker with the fewest
+/// replicas (then the fewest followers) first. The leader that leaves replica, leader and follower counts most even wins.
 ///
 /// Followers count as well as leaders and replicas because a broker that leads little but
 /// follows much cannot have both its replica and its leader counts even once later topics
@@ -129,30 +129,149 @@ pub fn place_new_partitions(
     let rack_count = slots.iter().map(|s| s.rack).collect::<BTreeSet<_>>().len();
 
     let mut placed = Vec::with_capacity(partitions as usize);
-    for _ in 0..partitions {
-        let chosen = place_one(&slots, rf, rack_count);
+    for turn in 0..partitions as usize {
+        let chosen = place_one(&slots, rf, rack_count, turn);
         for (position, &i) in chosen.iter().enumerate() {
             slots[i].replicas += 1;
             if position == 0 {
                 slots[i].leaders += 1;
             }
         }
-        placed.push(chosen.iter().map(|&i| slots[i].id).collect());
+        placed.push(chosen);
     }
-    Ok(placed)
+    even_out_leaders(&mut slots, &mut placed);
+    Ok(placed
+        .iter()
+        .map(|chosen| chosen.iter().map(|&i| slots[i].id).collect())
+        .collect())
+}
+
+/// Moves preferred leadership of the new partitions between their replicas until every broker
+/// leads its target: the total split evenly, the spare leaders going to the brokers with the
+/// most replicas so that follower counts come out even as well.
+///
+/// Placing one partition at a time cannot see that an early choice of leader leaves no good
+/// choice later; this pass fixes that with augmenting paths (a broker over its target hands a
+/// partition to another of its replicas, which may hand one of its own on, until a broker under
+/// its target takes one), so it reaches the targets whenever the replica sets allow. Existing
+/// partitions are never touched, and a broker it cannot relieve keeps what it has.
+fn even_out_leaders(slots: &mut [Slot<'_>], placed: &mut [Vec<usize>]) {
+    let n = slots.len();
+    let total: u64 = slots.iter().map(|s| s.leaders).sum();
+    let (base, spare) = (total / n as u64, (total % n as u64) as usize);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(slots[i].replicas),
+            std::cmp::Reverse(slots[i].leaders),
+            slots[i].id,
+        )
+    });
+    let mut target = vec![base; n];
+    for &i in order.iter().take(spare) {
+        target[i] += 1;
+    }
+    let mut stuck = vec![false; n];
+    while let Some(over) = (0..n).find(|&i| !stuck[i] && slots[i].leaders > target[i]) {
+        match augmenting_path(slots, placed, &target, over) {
+            Some(path) => {
+                for (partition, new_leader) in path {
+                    let replicas = &mut placed[partition];
+                    let at = replicas
+                        .iter()
+                        .position(|&r| r == new_leader)
+                        .expect("a path only names replicas of the partition");
+                    slots[replicas[0]].leaders -= 1;
+                    slots[new_leader].leaders += 1;
+                    replicas.swap(0, at);
+                }
+            }
+            None => stuck[over] = true,
+        }
+    }
+}
+
+/// A chain of (partition, new leader) hand-overs from `from` to a broker under its target, or
+/// `None` when no broker under its target can be reached. Breadth first, so the chain is short.
+fn augmenting_path(
+    slots: &[Slot<'_>],
+    placed: &[Vec<usize>],
+    target: &[u64],
+    from: usize,
+) -> Option<Vec<(usize, usize)>> {
+    let mut led_by: Vec<Vec<usize>> = vec![Vec::new(); slots.len()];
+    for (partition, replicas) in placed.iter().enumerate() {
+        led_by[replicas[0]].push(partition);
+    }
+    // For each reached broker, the partition and broker it was reached through.
+    let mut came_from: Vec<Option<(usize, usize)>> = vec![None; slots.len()];
+    let mut reached = vec![false; slots.len()];
+    reached[from] = true;
+    let mut queue = std::collections::VecDeque::from([from]);
+    while let Some(broker) = queue.pop_front() {
+        for &partition in &led_by[broker] {
+            for &next in &placed[partition][1..] {
+                if reached[next] {
+                    continue;
+                }
+                reached[next] = true;
+                came_from[next] = Some((partition, broker));
+                if slots[next].leaders < target[next] {
+                    let mut path = Vec::new();
+                    let mut at = next;
+                    while let Some((partition, previous)) = came_from[at] {
+                        path.push((partition, at));
+                        at = previous;
+                    }
+                    // Hand over from the start of the chain, so each partition still has one
+                    // leader at every step.
+                    path.reverse();
+                    return Some(path);
+                }
+                queue.push_back(next);
+            }
+        }
+    }
+    None
+}
+
+/// Replicas, leaders and brokers in each rack.
+type RackTotals<'a> = BTreeMap<Option<&'a str>, (u64, u64, u64)>;
+
+fn rack_totals<'a>(slots: &[Slot<'a>]) -> RackTotals<'a> {
+    let mut totals = RackTotals::new();
+    for slot in slots {
+        let (replicas, leaders, brokers) = totals.entry(slot.rack).or_default();
+        *replicas += slot.replicas;
+        *leaders += slot.leaders;
+        *brokers += 1;
+    }
+    totals
+}
+
+/// A count per broker in a rack, scaled by a million so racks of different sizes compare as
+/// integers.
+fn per_broker(count: u64, brokers: u64) -> u64 {
+    count.saturating_mul(1_000_000) / brokers.max(1)
 }
 
 /// The slots of one new partition, leader first.
-fn place_one(slots: &[Slot<'_>], rf: usize, rack_count: usize) -> Vec<usize> {
+fn place_one(slots: &[Slot<'_>], rf: usize, rack_count: usize, turn: usize) -> Vec<usize> {
+    let racks = rack_totals(slots);
+    let rack_load: BTreeMap<Option<&str>, u64> = racks
+        .iter()
+        .map(|(&rack, &(replicas, _, brokers))| (rack, per_broker(replicas, brokers)))
+        .collect();
     // Brokers alike in counts and rack lead to the same outcome, so one of each kind (the
     // lowest id, as slots are sorted by id) is enough to try.
     let mut kinds = BTreeSet::new();
     (0..slots.len())
         .filter(|&i| kinds.insert((slots[i].leaders, slots[i].replicas, slots[i].rack)))
         .map(|leader| {
-            let chosen = with_followers(slots, leader, rf, rack_count);
+            let chosen = with_followers(slots, &rack_load, leader, rf, rack_count, turn);
             let key = (
-                evenness_after(slots, &chosen),
+                evenness_after(slots, &racks, &chosen),
+                rack_load[&slots[leader].rack],
                 slots[leader].leaders,
                 slots[leader].replicas,
                 slots[leader].id,
@@ -164,9 +283,18 @@ fn place_one(slots: &[Slot<'_>], rf: usize, rack_count: usize) -> Vec<usize> {
         .expect("at least rf >= 1 active brokers")
 }
 
-/// `leader` followed by `rf - 1` followers: fresh racks first while any remain, then the
-/// fewest replicas, then the fewest followers, then the lowest id.
-fn with_followers(slots: &[Slot<'_>], leader: usize, rf: usize, rack_count: usize) -> Vec<usize> {
+/// `leader` followed by `rf - 1` followers: fresh racks first while any remain, then the racks
+/// this partition uses least (so a partition with more replicas than racks spreads them
+/// round-robin, and no rack fills up ahead of the others), then the fewest replicas, then the
+/// emptier rack, then the fewest followers, then the lowest id.
+fn with_followers(
+    slots: &[Slot<'_>],
+    rack_load: &BTreeMap<Option<&str>, u64>,
+    leader: usize,
+    rf: usize,
+    rack_count: usize,
+    turn: usize,
+) -> Vec<usize> {
     let mut chosen = vec![leader];
     while chosen.len() < rf {
         // A partition has few replicas, so a vector beats a set here.
@@ -174,10 +302,23 @@ fn with_followers(slots: &[Slot<'_>], leader: usize, rf: usize, rack_count: usiz
         used.sort_unstable();
         used.dedup();
         let fresh_rack_left = used.len() < rack_count;
+        let in_rack =
+            |rack: Option<&str>| chosen.iter().filter(|&&c| slots[c].rack == rack).count();
         let follower = (0..slots.len())
             .filter(|i| !chosen.contains(i))
             .filter(|&i| !fresh_rack_left || !used.contains(&slots[i].rack))
-            .min_by_key(|&i| (slots[i].replicas, slots[i].followers(), slots[i].id))
+            .min_by_key(|&i| {
+                let slot = &slots[i];
+                let rack = rack_load[&slot.rack];
+                let rotated = (i + slots.len() - turn % slots.len()) % slots.len();
+                (
+                    in_rack(slot.rack),
+                    slot.replicas,
+                    rack,
+                    slot.followers(),
+                    rotated,
+                )
+            })
             .expect("rf <= active brokers leaves a candidate for every replica");
         chosen.push(follower);
     }
@@ -186,9 +327,15 @@ fn with_followers(slots: &[Slot<'_>], leader: usize, rf: usize, rack_count: usiz
 
 /// How uneven replica, leader and follower counts would be with `chosen` placed, smaller is
 /// better: each spread (max - min) counted as at least 1, since within one is the goal, then
-/// their sum.
-fn evenness_after(slots: &[Slot<'_>], chosen: &[usize]) -> (u64, u64, u64, u64) {
-    let mut spans = [Span::default(); 3];
+/// how far apart the racks' replicas and leaders per broker are (a partition with fewer
+/// replicas than racks must go to the emptier ones, or later partitions that cover every rack
+/// can never even the racks out), then the sum of the three spreads.
+fn evenness_after(
+    slots: &[Slot<'_>],
+    racks: &RackTotals<'_>,
+    chosen: &[usize],
+) -> (u64, u64, u64, u64, u64) {
+    let mut spans = [Span::default(); 5];
     for (i, slot) in slots.iter().enumerate() {
         let position = chosen.iter().position(|&c| c == i);
         let replicas = slot.replicas + u64::from(position.is_some());
@@ -197,8 +344,14 @@ fn evenness_after(slots: &[Slot<'_>], chosen: &[usize]) -> (u64, u64, u64, u64) 
         spans[1].add(leaders);
         spans[2].add(replicas - leaders.min(replicas));
     }
-    let [r, l, f] = spans.map(|s| s.max - s.min);
-    (r.max(1), l.max(1), f.max(1), r + l + f)
+    for (rack, &(replicas, leaders, brokers)) in racks {
+        let added = chosen.iter().filter(|&&c| slots[c].rack == *rack).count() as u64;
+        let led = u64::from(slots[chosen[0]].rack == *rack);
+        spans[3].add(per_broker(replicas + added, brokers));
+        spans[4].add(per_broker(leaders + led, brokers));
+    }
+    let [r, l, f, rack_r, rack_l] = spans.map(|s| s.max - s.min);
+    (r.max(1), l.max(1), f.max(1), rack_r + rack_l, r + l + f)
 }
 
 #[derive(Clone, Copy)]

@@ -148,13 +148,20 @@ proptest! {
             };
             check_rules(&brokers, &placed, partitions, rf);
             add_load(&mut load, &placed);
-            // With uneven racks, spreading racks must win over spreading brokers.
-            if !matches!(racks, Racks::Uneven(_)) {
+            // With uneven racks, spreading racks must win over spreading brokers. With even
+            // racks, the rack rule fixes which brokers a partition may use, and placing one
+            // topic at a time (without knowing the next) keeps counts within two, not one.
+            let allowed = match racks {
+                Racks::None => Some(1),
+                Racks::Even(_) => Some(2),
+                Racks::Uneven(_) => None,
+            };
+            if let Some(allowed) = allowed {
                 let at = |id: &BrokerId| load.get(id).copied().unwrap_or_default();
                 let replicas = spread(active.iter().map(|id| at(id).replicas));
                 let leaders = spread(active.iter().map(|id| at(id).leaders));
-                prop_assert!(replicas <= 1, "replica spread {} in {:?}", replicas, load);
-                prop_assert!(leaders <= 1, "leader spread {} in {:?}", leaders, load);
+                prop_assert!(replicas <= allowed, "replica spread {} in {:?}", replicas, load);
+                prop_assert!(leaders <= allowed, "leader spread {} in {:?}", leaders, load);
             }
         }
         for broker in brokers.iter().filter(|b| b.state != BrokerState::Active) {
