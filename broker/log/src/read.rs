@@ -6,7 +6,7 @@ use crate::batch;
 use crate::entry::SEGMENT_HEADER_LEN;
 use crate::error::{LogError, Result};
 use crate::log::{Batches, Entry, Log, corrupt_unless_clean};
-use crate::types::{EntryKind, Index, Offset};
+use crate::types::{EntryKind, Index, Offset, Term};
 
 impl Log {
     /// The segment that holds `index`, by position in `segments`.
@@ -109,6 +109,37 @@ impl Log {
             }
         }
         Ok(out)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch: the largest term at most `term` that has entries, and the
+    /// offset where it ends (the first offset of the next term's entries, or the log end
+    /// offset when it is the last term). `None` when every entry has a larger term.
+    pub fn term_end(&self, term: Term) -> Result<Option<(Term, Offset)>> {
+        let Some(at) = self
+            .segments
+            .iter()
+            .position(|s| s.last_term.is_some_and(|t| t > term))
+        else {
+            return Ok(self
+                .last_entry()
+                .map(|(_, last)| (last, self.next_offset())));
+        };
+        let mut before = self.segments[..at].iter().rev().find_map(|s| s.last_term);
+        let mut end = None;
+        let segment = &self.segments[at];
+        let scanned = segment.scan(SEGMENT_HEADER_LEN as u64, |_, header, _| {
+            if header.term > term {
+                end = Some(header.first_offset);
+                return ControlFlow::Break(());
+            }
+            before = Some(header.term);
+            ControlFlow::Continue(())
+        })?;
+        corrupt_unless_clean(segment, scanned)?;
+        Ok(match (before, end) {
+            (Some(before), Some(end)) => Some((before, end)),
+            _ => None,
+        })
     }
 
     /// The first offset below `max_offset` whose record timestamp is ≥ `timestamp`, with that

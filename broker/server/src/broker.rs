@@ -36,6 +36,10 @@ pub struct BrokerConfig {
     pub grpc_advertised: String,
     /// host:port Kafka clients will use (recorded in metadata).
     pub kafka_advertised: String,
+    /// Address the Kafka listener binds.
+    pub kafka_listen: SocketAddr,
+    /// How the Kafka listener behaves.
+    pub kafka: KafkaSettings,
     /// Address the HTTP server (/healthz, /readyz, /metrics) listens on.
     pub http_listen: SocketAddr,
     /// host:port of the HTTP server, recorded in metadata.
@@ -46,6 +50,29 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// Raft heartbeats, election timeouts and snapshots.
     pub tuning: RaftTuning,
+}
+
+/// Kafka listener settings.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `auto.create.topics.enable`: Metadata for an unknown topic creates it.
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of an automatically created topic or of a CreateTopics
+    /// request that leaves the count to the broker.
+    pub default_partitions: u32,
+    /// `default.replication.factor`: likewise for the replication factor; capped at the
+    /// number of active brokers when a topic is created automatically.
+    pub default_replication_factor: u16,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            auto_create_topics: false,
+            default_partitions: 1,
+            default_replication_factor: 3,
+        }
+    }
 }
 
 /// Errors starting a broker.
@@ -102,6 +129,8 @@ pub struct Inner {
     pub shutdown: watch::Sender<bool>,
     /// When each local partition replica last heard from its leader.
     pub contacts: crate::elections::Contacts,
+    /// The controller's latest view of leaders and live brokers.
+    pub views: crate::views::SharedViews,
 }
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
@@ -143,6 +172,12 @@ impl Broker {
                 addr: config.grpc_listen,
                 source,
             })?;
+        let kafka = tokio::net::TcpListener::bind(config.kafka_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.kafka_listen,
+                source,
+            })?;
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -160,10 +195,12 @@ impl Broker {
             reports: Mutex::new(HashMap::new()),
             shutdown,
             contacts: Default::default(),
+            views: Default::default(),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));
         tasks.spawn(crate::http::serve(inner.clone(), http));
+        tasks.spawn(crate::kafka::serve(inner.clone(), kafka));
         tasks.spawn(crate::bootstrap::run(inner.clone()));
         tasks.spawn(crate::partitions::run(inner.clone()));
         tasks.spawn(crate::controller::run(inner.clone()));

@@ -176,6 +176,6 @@ impl BrokerRpc for BrokerService {
                     partitions: report.partitions,
                 },
             );
-        Ok(Response::new(pb::StatusReply {}))
+        Ok(Response::new(crate::controller::status_reply(&self.inner)))
     }
 }

@@ -253,6 +253,7 @@ pub async fn report_loop(inner: Arc<Inner>) {
                         partitions: report.partitions,
                     },
                 );
+            inner.views.replace(&status_reply(&inner));
             continue;
         }
         let Some((_, addr)) = inner.controller() else {
@@ -263,8 +264,11 @@ pub async fn report_loop(inner: Arc<Inner>) {
         };
         let mut request = tonic::Request::new(report);
         request.set_timeout(Duration::from_secs(1));
-        if let Err(status) = BrokerClient::new(channel).report_status(request).await {
-            tracing::debug!(controller = %addr, error = %status.message(), "status report not delivered");
+        match BrokerClient::new(channel).report_status(request).await {
+            Ok(reply) => inner.views.replace(reply.get_ref()),
+            Err(status) => {
+                tracing::debug!(controller = %addr, error = %status.message(), "status report not delivered");
+            }
         }
     }
 }
@@ -280,6 +284,27 @@ pub struct PartitionView {
     pub log_start_offset: i64,
     /// Replicas the leader reported as not caught up.
     pub lagging: Vec<u32>,
+    /// The leader's term.
+    pub term: u64,
+}
+
+/// The controller's reply to a status report: its view of leaders and live brokers.
+pub fn status_reply(inner: &Inner) -> strand_proto::broker::StatusReply {
+    let (views, alive) = partition_views(inner);
+    strand_proto::broker::StatusReply {
+        leaders: views
+            .into_iter()
+            .filter_map(|(group, view)| {
+                Some(strand_proto::broker::PartitionLeader {
+                    group,
+                    broker_id: view.leader?.0,
+                    term: view.term,
+                    lagging_replicas: view.lagging,
+                })
+            })
+            .collect(),
+        alive_brokers: alive.into_iter().map(|b| b.0).collect(),
+    }
 }
 
 /// The fresh reports' view of every partition, by group id; and which brokers reported lately.
@@ -298,6 +323,7 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
                 high_watermark: p.high_watermark,
                 log_start_offset: p.log_start_offset,
                 lagging: p.lagging_replicas.clone(),
+                term: p.term,
             };
             // The claim with the highest term wins; within a term, the latest report.
             let rank = (p.term, report.at);

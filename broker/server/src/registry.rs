@@ -75,6 +75,58 @@ impl PartitionReplica {
     }
 }
 
+/// A write handed to Raft, in order, whose outcome is still to come.
+pub struct Submitted {
+    replica: PartitionReplica,
+    batch: strand_raft::Batch,
+    outcome: tokio::sync::oneshot::Receiver<
+        Result<
+            openraft::raft::ClientWriteResponse<TypeConfig>,
+            openraft::error::ClientWriteError<TypeConfig>,
+        >,
+    >,
+}
+
+impl PartitionReplica {
+    /// Hands a batch to Raft and returns once it is queued, so batches submitted one after the
+    /// other are appended in that order; [`Submitted::applied`] waits for the commit.
+    pub async fn submit(&self, batch: strand_raft::Batch) -> Result<Submitted, String> {
+        let (responder, outcome) = openraft::impls::ProgressResponder::complete_only();
+        self.raft
+            .write(batch.clone())
+            .responder(responder)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Submitted {
+            replica: self.clone(),
+            batch,
+            outcome,
+        })
+    }
+}
+
+impl Submitted {
+    /// What applying the batch produced, once it is committed. A batch refused because the
+    /// leader's lease lapsed is written again through [`PartitionReplica::write`], which
+    /// renews the lease first.
+    pub async fn applied(self) -> Result<strand_raft::Applied, String> {
+        use openraft::error::{ClientWriteError, ForwardReason};
+        match self.outcome.await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(ClientWriteError::ForwardToLeader(f)))
+                if f.reason == ForwardReason::LeaseExpired =>
+            {
+                self.replica
+                    .write(self.batch)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the partition's raft group stopped".to_string()),
+        }
+    }
+}
+
 /// A group hosted here.
 #[derive(Clone)]
 pub enum Group {

@@ -35,6 +35,7 @@ impl Cluster {
                 .try_init();
         }
         let grpc: Vec<SocketAddr> = (0..size).map(|_| free_addr()).collect();
+        let kafka: Vec<SocketAddr> = (0..size).map(|_| free_addr()).collect();
         let seeds: Vec<String> = grpc.iter().take(3).map(|a| a.to_string()).collect();
         let configs: Vec<BrokerConfig> = (0..size)
             .map(|i| {
@@ -44,7 +45,9 @@ impl Cluster {
                     data_dir: dir.join(format!("broker-{i}")),
                     grpc_listen: grpc[i as usize],
                     grpc_advertised: grpc[i as usize].to_string(),
-                    kafka_advertised: format!("127.0.0.1:{}", 19092 + i),
+                    kafka_advertised: kafka[i as usize].to_string(),
+                    kafka_listen: kafka[i as usize],
+                    kafka: Default::default(),
                     http_listen: http,
                     http_advertised: http.to_string(),
                     seeds: seeds.clone(),

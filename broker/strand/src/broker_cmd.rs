@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
-use strand_server::{Broker, BrokerConfig, RaftTuning};
+use strand_server::{Broker, BrokerConfig, KafkaSettings, RaftTuning};
 
 /// Options of `strand broker`. Every flag can also be set by the environment variable named.
 #[derive(Debug, Args)]
@@ -42,6 +42,10 @@ pub struct BrokerArgs {
     /// File holding this broker's rack (written from the node's topology label on Kubernetes).
     #[arg(long, env = "STRAND_RACK_FILE")]
     rack_file: Option<PathBuf>,
+    /// Create topics that Kafka clients ask for and that do not exist (Kafka's
+    /// `auto.create.topics.enable`); overrides the settings file.
+    #[arg(long, env = "STRAND_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
     /// Stop when standard input closes: used by `strand dev` so brokers never outlive it.
     #[arg(long, hide = true)]
     stop_when_stdin_closes: bool,
@@ -53,10 +57,14 @@ pub struct BrokerArgs {
 struct Settings {
     /// tracing filter, e.g. `info` or `strand_server=debug`.
     log_level: Option<String>,
-    /// Replication factor for topics that Kafka clients create without naming one. Accepted
-    /// because the operator writes it, but unused until the Kafka listener auto-creates topics.
-    #[allow(dead_code)]
+    /// Replication factor for topics that Kafka clients create without naming one (capped at
+    /// the number of active brokers for automatically created topics). Default 3.
     default_replication_factor: Option<u16>,
+    /// Partitions of topics that Kafka clients create without naming a count. Default 1.
+    default_partitions: Option<u32>,
+    /// `auto.create.topics.enable`: Kafka Metadata requests for unknown topics create them.
+    /// Default false.
+    auto_create_topics: Option<bool>,
     /// Raft heartbeat interval in milliseconds.
     raft_heartbeat_ms: Option<u64>,
     /// Shortest Raft election timeout in milliseconds.
@@ -148,12 +156,30 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             tuning.election_min.as_millis()
         );
     }
+    let defaults = KafkaSettings::default();
+    let kafka = KafkaSettings {
+        auto_create_topics: args
+            .auto_create_topics
+            .or(settings.auto_create_topics)
+            .unwrap_or(defaults.auto_create_topics),
+        default_partitions: settings
+            .default_partitions
+            .unwrap_or(defaults.default_partitions),
+        default_replication_factor: settings
+            .default_replication_factor
+            .unwrap_or(defaults.default_replication_factor),
+    };
+    if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
+        bail!("default_partitions and default_replication_factor must be at least 1");
+    }
     let config = BrokerConfig {
         broker_id,
         data_dir: args.data_dir.clone(),
         grpc_listen: args.grpc_listen,
         grpc_advertised: grpc_advertised.clone(),
         kafka_advertised: format!("{host}:{}", args.kafka_listen.port()),
+        kafka_listen: args.kafka_listen,
+        kafka,
         http_listen: args.http_listen,
         http_advertised: format!("{host}:{}", args.http_listen.port()),
         seeds: if args.seeds.is_empty() {

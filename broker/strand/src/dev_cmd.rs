@@ -93,6 +93,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
             .arg("--data-dir")
             .arg(dir.join(format!("broker-{i}")))
             .args(["--kafka-listen", &format!("127.0.0.1:{kafka}")])
+            .args(["--auto-create-topics", "true"])
             .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
             .args(["--http-listen", &format!("127.0.0.1:{http}")])
             .args(["--advertised-host", "127.0.0.1"])

@@ -1,0 +1,261 @@
+//! Kafka's topic administration, served through the same code as the gRPC admin API.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+use prost::Message;
+use strand_proto::admin::admin_server::Admin;
+use strand_proto::admin::{self as pb, ErrorReason};
+use tonic::Request;
+
+use super::Context;
+use crate::admin_service::AdminService;
+
+/// A refused admin call: the Kafka error and the message for the client.
+pub type Refused = (ResponseError, String);
+
+/// The Kafka error for an admin API status.
+pub fn refused(status: &tonic::Status) -> Refused {
+    let reason = if status.details().is_empty() {
+        None
+    } else {
+        pb::AdminError::decode(status.details())
+            .ok()
+            .and_then(|e| ErrorReason::try_from(e.reason).ok())
+    };
+    let code = match reason {
+        Some(ErrorReason::TopicExists) => ResponseError::TopicAlreadyExists,
+        Some(ErrorReason::UnknownTopic) => ResponseError::UnknownTopicOrPartition,
+        Some(ErrorReason::InvalidTopicName) => ResponseError::InvalidTopicException,
+        Some(ErrorReason::InvalidConfig) => ResponseError::InvalidConfig,
+        Some(ErrorReason::NotEnoughBrokers) => ResponseError::InvalidReplicationFactor,
+        Some(ErrorReason::InvalidPartitions) => ResponseError::InvalidPartitions,
+        Some(ErrorReason::InvalidReplicationFactor) => ResponseError::InvalidReplicationFactor,
+        Some(ErrorReason::NotController) | Some(ErrorReason::Unavailable) => {
+            ResponseError::NotController
+        }
+        Some(ErrorReason::Unspecified) | None => match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                ResponseError::RequestTimedOut
+            }
+            _ => ResponseError::UnknownServerError,
+        },
+    };
+    (code, status.message().to_string())
+}
+
+fn service(ctx: &Context) -> AdminService {
+    AdminService::new(ctx.inner.clone())
+}
+
+/// Creates a topic; partitions and replication factor default to the broker's settings, the
+/// replication factor capped at the number of active brokers.
+pub async fn create_topic(
+    ctx: &Context,
+    name: &str,
+    partitions: Option<u32>,
+    replication_factor: Option<u16>,
+    config: BTreeMap<String, String>,
+) -> Result<(), Refused> {
+    let settings = &ctx.inner.config.kafka;
+    let replication_factor = replication_factor.unwrap_or_else(|| {
+        let active = ctx
+            .state()
+            .brokers()
+            .values()
+            .filter(|b| b.state == strand_meta::BrokerState::Active)
+            .count();
+        let active = u16::try_from(active).unwrap_or(u16::MAX).max(1);
+        settings.default_replication_factor.min(active)
+    });
+    service(ctx)
+        .create_topic(Request::new(pb::CreateTopicRequest {
+            name: name.to_string(),
+            partitions: partitions.unwrap_or(settings.default_partitions),
+            replication_factor: u32::from(replication_factor),
+            config: config.into_iter().collect(),
+        }))
+        .await
+        .map(|_| ())
+        .map_err(|s| refused(&s))
+}
+
+fn message(text: impl Into<String>) -> Option<kafka_protocol::protocol::StrBytes> {
+    Some(kafka_protocol::protocol::StrBytes::from_string(text.into()))
+}
+
+/// CreateTopics: each topic through the admin API's create. `-1` partitions or replication
+/// factor take the broker's defaults; explicit replica assignments are refused (placement is
+/// Strand's); `validate_only` checks without creating.
+pub async fn create_topics(
+    ctx: Context,
+    req: kafka_protocol::messages::CreateTopicsRequest,
+    _version: i16,
+) -> kafka_protocol::messages::CreateTopicsResponse {
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let name = topic.name.0.to_string();
+        let base = CreatableTopicResult::default()
+            .with_name(topic.name.clone())
+            .with_num_partitions(-1)
+            .with_replication_factor(-1);
+        let config: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect();
+        let partitions = match topic.num_partitions {
+            -1 => None,
+            n => Some(u32::try_from(n).unwrap_or(0)),
+        };
+        let replication_factor = match topic.replication_factor {
+            -1 => None,
+            n => Some(u16::try_from(n).unwrap_or(0)),
+        };
+        let outcome = if !topic.assignments.is_empty() {
+            Err((
+                ResponseError::InvalidRequest,
+                "manual replica assignments are not accepted; Strand places replicas".to_string(),
+            ))
+        } else if req.validate_only {
+            validate_new_topic(&ctx, &name, partitions, replication_factor, &config)
+        } else {
+            create_topic(&ctx, &name, partitions, replication_factor, config).await
+        };
+        results.push(match outcome {
+            Ok(()) => {
+                let state = ctx.state();
+                match state.topic_by_name(&name) {
+                    Some(t) => base
+                        .with_topic_id(t.id.0)
+                        .with_num_partitions(t.partitions.len() as i32)
+                        .with_replication_factor(t.replication_factor as i16),
+                    None => base,
+                }
+            }
+            Err((code, text)) => base
+                .with_error_code(code.code())
+                .with_error_message(message(text)),
+        });
+    }
+    kafka_protocol::messages::CreateTopicsResponse::default().with_topics(results)
+}
+
+fn validate_new_topic(
+    ctx: &Context,
+    name: &str,
+    partitions: Option<u32>,
+    replication_factor: Option<u16>,
+    config: &BTreeMap<String, String>,
+) -> Result<(), Refused> {
+    let state = ctx.state();
+    if state.topic_by_name(name).is_some() {
+        return Err((
+            ResponseError::TopicAlreadyExists,
+            format!("topic `{name}` already exists"),
+        ));
+    }
+    if partitions == Some(0) {
+        return Err((
+            ResponseError::InvalidPartitions,
+            "a topic needs at least 1 partition".into(),
+        ));
+    }
+    let active = state
+        .brokers()
+        .values()
+        .filter(|b| b.state == strand_meta::BrokerState::Active)
+        .count();
+    if let Some(rf) = replication_factor
+        && (rf == 0 || usize::from(rf) > active)
+    {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            format!("replication factor {rf} needs {rf} active brokers, but {active} are active"),
+        ));
+    }
+    strand_meta::validate_topic_config(config)
+        .map(|_| ())
+        .map_err(|e| (ResponseError::InvalidConfig, format!("invalid config: {e}")))
+}
+
+/// DeleteTopics, by name (topic ids arrive only in versions not spoken here).
+pub async fn delete_topics(
+    ctx: Context,
+    req: kafka_protocol::messages::DeleteTopicsRequest,
+    _version: i16,
+) -> kafka_protocol::messages::DeleteTopicsResponse {
+    use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+    let mut names: Vec<kafka_protocol::messages::TopicName> = req.topic_names;
+    names.extend(req.topics.into_iter().filter_map(|t| t.name));
+    let mut results = Vec::with_capacity(names.len());
+    for name in names {
+        let outcome = service(&ctx)
+            .delete_topic(Request::new(pb::DeleteTopicRequest {
+                name: name.0.to_string(),
+                topic_id: String::new(),
+            }))
+            .await;
+        let base = DeletableTopicResult::default().with_name(Some(name));
+        results.push(match outcome {
+            Ok(_) => base,
+            Err(status) => {
+                let (code, text) = refused(&status);
+                base.with_error_code(code.code())
+                    .with_error_message(message(text))
+            }
+        });
+    }
+    kafka_protocol::messages::DeleteTopicsResponse::default().with_responses(results)
+}
+
+/// CreatePartitions: grows a topic to `count` partitions.
+pub async fn create_partitions(
+    ctx: Context,
+    req: kafka_protocol::messages::CreatePartitionsRequest,
+    _version: i16,
+) -> kafka_protocol::messages::CreatePartitionsResponse {
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let name = topic.name.0.to_string();
+        let current = ctx.state().topic_by_name(&name).map(|t| t.partitions.len());
+        let outcome = match (current, u32::try_from(topic.count)) {
+            (None, _) => Err((
+                ResponseError::UnknownTopicOrPartition,
+                format!("unknown topic `{name}`"),
+            )),
+            (_, Err(_)) => Err((
+                ResponseError::InvalidPartitions,
+                "partition count must be positive".into(),
+            )),
+            (Some(_), Ok(_)) if topic.assignments.is_some() => Err((
+                ResponseError::InvalidRequest,
+                "manual replica assignments are not accepted; Strand places replicas".into(),
+            )),
+            (Some(now), Ok(count)) if count as usize <= now => Err((
+                ResponseError::InvalidPartitions,
+                format!("topic `{name}` has {now} partitions; it can only grow"),
+            )),
+            (Some(_), Ok(_)) if req.validate_only => Ok(()),
+            (Some(_), Ok(count)) => service(&ctx)
+                .update_topic(Request::new(pb::UpdateTopicRequest {
+                    name: name.clone(),
+                    partitions: Some(count),
+                    ..Default::default()
+                }))
+                .await
+                .map(|_| ())
+                .map_err(|s| refused(&s)),
+        };
+        let base = CreatePartitionsTopicResult::default().with_name(topic.name);
+        results.push(match outcome {
+            Ok(()) => base,
+            Err((code, text)) => base
+                .with_error_code(code.code())
+                .with_error_message(message(text)),
+        });
+    }
+    kafka_protocol::messages::CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,364 @@
+//! The Kafka protocol listener: frames, request headers and dispatch to the handlers.
+//!
+//! Each connection has a reader and a writer. The reader decodes one request at a time and
+//! starts its handler; the part of a handler whose order matters (a produce handing its
+//! batches to Raft) runs before the next request is read, and the rest (waiting for the
+//! commit, long-polling a fetch) runs concurrently. The writer sends responses strictly in
+//! request order, so clients may pipeline. A malformed frame or request closes the
+//! connection, as Kafka brokers do; everything else is answered with a Kafka error code.
+
+mod admin;
+mod fetch;
+mod metadata;
+mod produce;
+mod versions;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::broker::Inner;
+
+/// The largest request accepted (Kafka's `socket.request.max.bytes` default).
+pub const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
+/// Responses queued per connection before the reader waits for the writer.
+const IN_FLIGHT_MAX: usize = 64;
+
+/// A response still being produced; `None` when the request gets no response (acks=0).
+type Pending = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
+
+/// Serves Kafka clients on `listener` until the broker shuts down.
+pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(connection(inner.clone(), stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka listener cannot accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Why a connection is closed.
+#[derive(Debug, thiserror::Error)]
+enum Closed {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("request of {0} bytes is over the limit of {MAX_REQUEST_BYTES}")]
+    TooLarge(i64),
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+async fn connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
+    let mut shutdown = inner.shutdown.subscribe();
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<(i32, ApiKey, i16, Pending)>(IN_FLIGHT_MAX);
+    let write = async move {
+        let mut out = BytesMut::new();
+        while let Some((correlation_id, api_key, version, pending)) = rx.recv().await {
+            let Some(response) = pending.await else {
+                continue;
+            };
+            out.clear();
+            out.put_i32(0);
+            if let Err(e) = encode_response(&mut out, correlation_id, api_key, version, &response) {
+                tracing::error!(?api_key, version, error = %e, "cannot encode a kafka response");
+                return;
+            }
+            let len = (out.len() - 4) as i32;
+            out[..4].copy_from_slice(&len.to_be_bytes());
+            if writer.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    };
+    let read = async move {
+        let context = Context { inner };
+        while let Some(frame) = read_frame(&mut reader).await? {
+            let (header, api_key, request) = decode_request(frame)?;
+            let version = header.request_api_version;
+            tracing::trace!(%peer, ?api_key, version, correlation = header.correlation_id, "kafka request");
+            let (pending, reply_version) = match request {
+                Decoded::Request(request) => (context.dispatch(&header, *request).await, version),
+                // ApiVersions answers a version it does not speak in the v0 layout.
+                Decoded::UnsupportedApiVersions => {
+                    let response = versions::unsupported_version();
+                    (Box::pin(async move { Some(response) }) as Pending, 0)
+                }
+            };
+            if tx
+                .send((header.correlation_id, api_key, reply_version, pending))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok::<(), Closed>(())
+    };
+    // The writer ends once the reader has ended and every queued response is sent.
+    let outcome = tokio::select! {
+        (read, ()) = async { tokio::join!(read, write) } => read,
+        _ = shutdown.changed() => Ok(()),
+    };
+    match outcome {
+        Err(Closed::Io(e)) => tracing::debug!(%peer, error = %e, "kafka connection failed"),
+        Err(e) => tracing::warn!(%peer, error = %e, "closing kafka connection"),
+        Ok(()) => {}
+    }
+}
+
+/// Reads one size-prefixed frame; `None` at a clean end of stream.
+async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<Bytes>, Closed> {
+    let size = match reader.read_i32().await {
+        Ok(size) => size,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if size < 0 || size as usize > MAX_REQUEST_BYTES {
+        return Err(Closed::TooLarge(i64::from(size)));
+    }
+    let mut frame = vec![0u8; size as usize];
+    reader.read_exact(&mut frame).await?;
+    Ok(Some(Bytes::from(frame)))
+}
+
+enum Decoded {
+    Request(Box<RequestKind>),
+    /// An ApiVersions request of a version this broker does not speak: answered, not closed.
+    UnsupportedApiVersions,
+}
+
+/// Splits a frame into its header and request. An unknown API, an unsupported version (other
+/// than of ApiVersions) or bytes that do not decode close the connection.
+fn decode_request(mut frame: Bytes) -> Result<(RequestHeader, ApiKey, Decoded), Closed> {
+    if frame.len() < 8 {
+        return Err(Closed::Malformed(format!(
+            "a request header needs 8 bytes, got {}",
+            frame.len()
+        )));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api_key =
+        ApiKey::try_from(key).map_err(|_| Closed::Malformed(format!("unknown api key {key}")))?;
+    if !versions::supported(api_key, version) {
+        if matches!(api_key, ApiKey::ApiVersions) {
+            // Only the correlation id is needed, and the v0 header always carries it.
+            let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            let header = RequestHeader::default()
+                .with_request_api_key(key)
+                .with_request_api_version(version)
+                .with_correlation_id(correlation_id);
+            return Ok((header, api_key, Decoded::UnsupportedApiVersions));
+        }
+        return Err(Closed::Malformed(format!(
+            "{api_key:?} version {version} is not supported"
+        )));
+    }
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+        .map_err(|e| Closed::Malformed(format!("{api_key:?} v{version} header: {e}")))?;
+    let request = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| Closed::Malformed(format!("{api_key:?} v{version}: {e}")))?;
+    if frame.has_remaining() {
+        tracing::debug!(
+            ?api_key,
+            version,
+            left = frame.remaining(),
+            "request has trailing bytes"
+        );
+    }
+    Ok((header, api_key, Decoded::Request(Box::new(request))))
+}
+
+fn encode_response(
+    out: &mut BytesMut,
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    response: &ResponseKind,
+) -> Result<(), String> {
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(out, api_key.response_header_version(version))
+        .map_err(|e| e.to_string())?;
+    response.encode(out, version).map_err(|e| e.to_string())
+}
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+/// The leader of a partition as this broker knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Leadership {
+    /// The leading broker, when known.
+    pub leader: Option<strand_meta::BrokerId>,
+    /// Its Raft term, which is the partition's leader epoch.
+    pub epoch: i32,
+}
+
+impl Context {
+    fn state(&self) -> crate::meta::SharedState {
+        self.inner.cluster()
+    }
+
+    /// Who leads `topic`/`partition`: the local replica's view when this broker holds one,
+    /// else the cluster-wide view the controller last shared.
+    fn leadership(&self, topic_id: strand_meta::TopicId, partition: u32) -> Leadership {
+        use openraft::async_runtime::WatchReceiver;
+        let group = crate::registry::partition_group(topic_id, partition);
+        if let Some(crate::registry::Group::Partition(replica)) = self.inner.registry.get(&group) {
+            let metrics = replica.raft.metrics().borrow_watched().clone();
+            let leader = metrics
+                .current_leader
+                .and_then(|n| Inner::broker_of_node(&self.state(), n));
+            return Leadership {
+                leader,
+                epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+            };
+        }
+        match self.inner.views.get(&group) {
+            Some(view) => Leadership {
+                leader: Some(view.leader),
+                epoch: i32::try_from(view.term).unwrap_or(i32::MAX),
+            },
+            None => Leadership {
+                leader: None,
+                epoch: -1,
+            },
+        }
+    }
+
+    /// The replicas caught up with the leader (Kafka's ISR), from the controller's view.
+    fn in_sync(
+        &self,
+        topic_id: strand_meta::TopicId,
+        partition: u32,
+        replicas: &[strand_meta::BrokerId],
+    ) -> Vec<strand_meta::BrokerId> {
+        let group = crate::registry::partition_group(topic_id, partition);
+        let lagging = self
+            .inner
+            .views
+            .get(&group)
+            .map(|v| v.lagging)
+            .unwrap_or_default();
+        replicas
+            .iter()
+            .filter(|b| !lagging.contains(b) && self.broker_alive(**b))
+            .copied()
+            .collect()
+    }
+
+    /// Whether a broker reports to the controller.
+    fn broker_alive(&self, broker: strand_meta::BrokerId) -> bool {
+        self.inner.views.alive(broker)
+    }
+
+    /// The local replica of `topic`/`partition` if it leads; the Kafka error otherwise.
+    fn leader_replica(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<crate::registry::PartitionReplica>, i32), ResponseError> {
+        use openraft::async_runtime::WatchReceiver;
+        let state = self.state();
+        let Some(meta) = state.topic_by_name(topic) else {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        };
+        let Ok(index) = u32::try_from(partition) else {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        };
+        if index as usize >= meta.partitions.len() {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        let group = crate::registry::partition_group(meta.id, index);
+        let Some(crate::registry::Group::Partition(replica)) = self.inner.registry.get(&group)
+        else {
+            return Err(ResponseError::NotLeaderOrFollower);
+        };
+        let metrics = replica.raft.metrics().borrow_watched().clone();
+        if metrics.state != openraft::ServerState::Leader
+            || metrics.current_leader != Some(self.inner.identity.node_id)
+        {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        Ok((
+            replica,
+            i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+        ))
+    }
+
+    /// Checks a client's idea of the leader epoch (`-1` means it has none).
+    fn check_epoch(client: i32, ours: i32) -> Result<(), ResponseError> {
+        match client {
+            -1 => Ok(()),
+            e if e < ours => Err(ResponseError::FencedLeaderEpoch),
+            e if e > ours => Err(ResponseError::UnknownLeaderEpoch),
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts handling a request and returns its response to come. The ordered part (a
+    /// produce handing batches to Raft) is done when this returns.
+    async fn dispatch(&self, header: &RequestHeader, request: RequestKind) -> Pending {
+        let version = header.request_api_version;
+        let ctx = self.clone();
+        macro_rules! later {
+            ($kind:ident, $e:expr) => {
+                Box::pin(async move { Some(ResponseKind::$kind($e.await)) }) as Pending
+            };
+        }
+        match request {
+            RequestKind::ApiVersions(_) => Box::pin(async move { Some(versions::api_versions()) }),
+            RequestKind::Metadata(req) => later!(Metadata, metadata::metadata(ctx, req, version)),
+            RequestKind::Produce(req) => produce::produce(ctx, req, version).await,
+            RequestKind::Fetch(req) => later!(Fetch, fetch::fetch(ctx, req, version)),
+            RequestKind::ListOffsets(req) => {
+                later!(ListOffsets, fetch::list_offsets(ctx, req, version))
+            }
+            RequestKind::OffsetForLeaderEpoch(req) => later!(
+                OffsetForLeaderEpoch,
+                fetch::offset_for_leader_epoch(ctx, req, version)
+            ),
+            RequestKind::CreateTopics(req) => {
+                later!(CreateTopics, admin::create_topics(ctx, req, version))
+            }
+            RequestKind::DeleteTopics(req) => {
+                later!(DeleteTopics, admin::delete_topics(ctx, req, version))
+            }
+            RequestKind::CreatePartitions(req) => {
+                later!(
+                    CreatePartitions,
+                    admin::create_partitions(ctx, req, version)
+                )
+            }
+            other => {
+                // `versions::supported` lets through only the requests handled above.
+                tracing::error!(request = ?std::mem::discriminant(&other), "no handler");
+                Box::pin(async { None })
+            }
+        }
+    }
+}

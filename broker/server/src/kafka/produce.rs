@@ -1,0 +1,188 @@
+//! Produce: batches checked, handed to their partitions' Raft groups in request order, and
+//! answered once committed (acks=1 is served as acks=all; acks=0 gets no answer).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use strand_log::BatchHeader;
+
+use super::{Context, Pending};
+use crate::registry::Submitted;
+
+/// One partition's part of the answer, before or after the commit.
+enum Slot {
+    Done(PartitionProduceResponse),
+    Waiting {
+        index: i32,
+        log_start_offset: i64,
+        submitted: Submitted,
+    },
+}
+
+fn error_response(
+    index: i32,
+    error: ResponseError,
+    message: impl Into<String>,
+) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(StrBytes::from_string(message.into())))
+}
+
+fn failed(index: i32, error: ResponseError, message: impl Into<String>) -> Slot {
+    Slot::Done(error_response(index, error, message))
+}
+
+/// Checks a partition's records: exactly one RecordBatch v2 with a good CRC, within the
+/// topic's `max.message.bytes`.
+fn check(
+    records: Option<&Bytes>,
+    max_message_bytes: u32,
+) -> Result<BatchHeader, (ResponseError, String)> {
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err((ResponseError::InvalidRecord, "no records".into()));
+    };
+    if records.len() > max_message_bytes as usize {
+        return Err((
+            ResponseError::MessageTooLarge,
+            format!(
+                "batch of {} bytes is over the topic's max.message.bytes of {max_message_bytes}",
+                records.len()
+            ),
+        ));
+    }
+    let header = BatchHeader::parse(records).map_err(|e| match e {
+        strand_log::BatchError::Magic(_) => {
+            (ResponseError::UnsupportedForMessageFormat, e.to_string())
+        }
+        _ => (ResponseError::CorruptMessage, e.to_string()),
+    })?;
+    strand_log::verify_crc(records).map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    if header.is_transactional_or_control() {
+        return Err((
+            ResponseError::InvalidRecord,
+            "transactional and control batches are not supported".into(),
+        ));
+    }
+    Ok(header)
+}
+
+/// Starts a produce: every batch is checked and handed to Raft before this returns.
+pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending {
+    let _ = version;
+    let acks = req.acks;
+    if !matches!(acks, -1..=1) {
+        let response = answer_all(&req, ResponseError::InvalidRequiredAcks);
+        return Box::pin(async move { Some(ResponseKind::Produce(response)) });
+    }
+    let state = ctx.state();
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let max_message_bytes = state
+            .topic_by_name(&name)
+            .and_then(|t| strand_meta::validate_topic_config(&t.config).ok())
+            .map_or(1_048_588, |c| c.max_message_bytes);
+        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let index = data.index;
+            let replica = match ctx.leader_replica(&name, index) {
+                Ok((replica, _)) => replica,
+                Err(e) => {
+                    slots.push(failed(index, e, format!("{name}-{index} is not led here")));
+                    continue;
+                }
+            };
+            if let Err((e, message)) = check(data.records.as_ref(), max_message_bytes) {
+                slots.push(failed(index, e, message));
+                continue;
+            }
+            let batch = strand_raft::Batch(data.records.unwrap_or_default());
+            let log_start_offset = replica
+                .store
+                .log()
+                .read()
+                .map(|l| l.log_start_offset().0)
+                .unwrap_or(-1);
+            match replica.submit(batch).await {
+                Ok(submitted) => slots.push(Slot::Waiting {
+                    index,
+                    log_start_offset,
+                    submitted,
+                }),
+                Err(message) => {
+                    slots.push(failed(index, ResponseError::NotLeaderOrFollower, message))
+                }
+            }
+        }
+        topics.push((topic.name, slots));
+    }
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
+    Box::pin(async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, slots) in topics {
+            let mut partitions = Vec::with_capacity(slots.len());
+            for slot in slots {
+                partitions.push(match slot {
+                    Slot::Done(done) => done,
+                    Slot::Waiting {
+                        index,
+                        log_start_offset,
+                        submitted,
+                    } => match tokio::time::timeout(timeout, submitted.applied()).await {
+                        Ok(Ok(applied)) => PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(applied.base_offset.0)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(log_start_offset),
+                        Ok(Err(message)) => {
+                            error_response(index, ResponseError::NotLeaderOrFollower, message)
+                        }
+                        Err(_) => error_response(
+                            index,
+                            ResponseError::RequestTimedOut,
+                            format!(
+                                "not committed within the request's {} ms",
+                                timeout.as_millis()
+                            ),
+                        ),
+                    },
+                });
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(partitions),
+            );
+        }
+        (acks != 0)
+            .then(|| ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+    })
+}
+
+/// Every partition of the request answered with one error.
+fn answer_all(req: &ProduceRequest, error: ResponseError) -> ProduceResponse {
+    ProduceResponse::default().with_responses(
+        req.topic_data
+            .iter()
+            .map(|t| {
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| error_response(p.index, error, error.to_string()))
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
