@@ -230,7 +230,12 @@ impl AdminService {
         self.propose(Command::CreateTopic {
             topic_id: TopicId(uuid::Uuid::new_v4()),
             name: req.name.clone(),
-            kind: TopicKind::User,
+            // The one internal topic Strand creates, when the first consumer group needs it.
+            kind: if req.name == crate::kafka::groups::OFFSETS_TOPIC {
+                TopicKind::Internal
+            } else {
+                TopicKind::User
+            },
             replication_factor,
             config,
             assignments,

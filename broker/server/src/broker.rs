@@ -131,6 +131,8 @@ pub struct Inner {
     pub contacts: crate::elections::Contacts,
     /// The controller's latest view of leaders and live brokers.
     pub views: crate::views::SharedViews,
+    /// Consumer groups this broker coordinates.
+    pub groups: crate::kafka::groups::Groups,
 }
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
@@ -196,6 +198,7 @@ impl Broker {
             shutdown,
             contacts: Default::default(),
             views: Default::default(),
+            groups: Default::default(),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));

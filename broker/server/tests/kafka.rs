@@ -261,3 +261,144 @@ fn murmur2_matches_kafkas_test_vectors() {
         assert_eq!(murmur2(key.as_bytes()) as i32, expected, "{key:?}");
     }
 }
+
+/// Produces `count` keyed records to `topic` and waits for every acknowledgement.
+fn produce_blocking(config: &ClientConfig, topic: &str, count: usize, tag: &str) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        config.clone().set("acks", "all").create().unwrap();
+    for i in 0..count {
+        let key = format!("{tag}-{i}");
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&key).payload(&key)) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    eprintln!("produce: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn group_member(config: &ClientConfig, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = config
+        .clone()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// Polls every consumer in turn until `done` holds, collecting (partition, offset, key).
+fn poll_until(
+    consumers: &[&BaseConsumer],
+    seen: &mut Vec<(i32, i64, String)>,
+    what: &str,
+    mut done: impl FnMut(&[&BaseConsumer], &[(i32, i64, String)]) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !done(consumers, seen) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        for consumer in consumers {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+                seen.push((m.partition(), m.offset(), key));
+            }
+        }
+    }
+}
+
+fn assigned(consumer: &BaseConsumer) -> Vec<i32> {
+    consumer
+        .assignment()
+        .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+fn covers_all(consumers: &[&BaseConsumer], partitions: i32) -> bool {
+    let mut all: Vec<i32> = consumers.iter().flat_map(|c| assigned(c)).collect();
+    all.sort_unstable();
+    consumers.iter().all(|c| !assigned(c).is_empty()) && all == (0..partitions).collect::<Vec<_>>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_group_splits_partitions_takes_over_and_resumes_from_commits() {
+    use rdkafka::consumer::CommitMode;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), false).await;
+    cluster.create_topic("orders", 6).await;
+    let config = cluster.config();
+    tokio::task::spawn_blocking(move || {
+        produce_blocking(&config, "orders", 600, "first");
+        let a = group_member(&config, "billing", "orders");
+        let b = group_member(&config, "billing", "orders");
+        let c = group_member(&config, "billing", "orders");
+        let mut seen = Vec::new();
+        // Three members split six partitions, none shared, none left out.
+        poll_until(
+            &[&a, &b, &c],
+            &mut seen,
+            "three members to share six partitions",
+            |cs, _| covers_all(cs, 6),
+        );
+        poll_until(&[&a, &b, &c], &mut seen, "600 records", |_, seen| {
+            seen.len() >= 600
+        });
+        for consumer in [&a, &b, &c] {
+            assert!(!assigned(consumer).is_empty());
+            consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        }
+        // One member leaves; the other two take over its partitions.
+        drop(c);
+        poll_until(&[&a, &b], &mut seen, "two members to take over", |cs, _| {
+            covers_all(cs, 6)
+        });
+        produce_blocking(&config, "orders", 60, "second");
+        poll_until(&[&a, &b], &mut seen, "60 more records", |_, seen| {
+            seen.len() >= 660
+        });
+        for consumer in [&a, &b] {
+            consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        }
+        let mut keys: Vec<&str> = seen.iter().map(|(_, _, k)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 660, "every record read exactly once");
+        assert_eq!(seen.len(), 660, "no record read twice");
+        // Everyone stops; a restarted group resumes after what was committed.
+        drop(a);
+        drop(b);
+        produce_blocking(&config, "orders", 30, "third");
+        let restarted = group_member(&config, "billing", "orders");
+        let mut after = Vec::new();
+        poll_until(
+            &[&restarted],
+            &mut after,
+            "the 30 records after the commits",
+            |_, seen| seen.len() >= 30,
+        );
+        // Give a re-delivery the chance to show before checking there is none.
+        poll_until(&[&restarted], &mut after, "a quiet second", {
+            let until = std::time::Instant::now() + Duration::from_secs(1);
+            move |_, _| std::time::Instant::now() >= until
+        });
+        assert_eq!(after.len(), 30, "{after:?}");
+        assert!(
+            after.iter().all(|(_, _, k)| k.starts_with("third-")),
+            "{after:?}"
+        );
+    })
+    .await
+    .unwrap();
+    cluster.shutdown().await;
+}

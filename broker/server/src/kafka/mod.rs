@@ -9,6 +9,7 @@
 
 mod admin;
 mod fetch;
+pub mod groups;
 mod metadata;
 mod produce;
 mod versions;
@@ -39,6 +40,13 @@ type Pending = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
 /// Serves Kafka clients on `listener` until the broker shuts down.
 pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
     let mut shutdown = inner.shutdown.subscribe();
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    tokio::spawn(groups::run(Context {
+        inner: inner.clone(),
+        peer: local,
+    }));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -91,7 +99,7 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
         }
     };
     let read = async move {
-        let context = Context { inner };
+        let context = Context { inner, peer };
         while let Some(frame) = read_frame(&mut reader).await? {
             let (header, api_key, request) = decode_request(frame)?;
             let version = header.request_api_version;
@@ -207,6 +215,8 @@ fn encode_response(
 #[derive(Clone)]
 pub struct Context {
     inner: Arc<Inner>,
+    /// The client's address.
+    peer: SocketAddr,
 }
 
 /// The leader of a partition as this broker knows it.
@@ -342,6 +352,37 @@ impl Context {
                 OffsetForLeaderEpoch,
                 fetch::offset_for_leader_epoch(ctx, req, version)
             ),
+            RequestKind::FindCoordinator(req) => {
+                later!(FindCoordinator, groups::find_coordinator(ctx, req, version))
+            }
+            RequestKind::JoinGroup(req) => {
+                let client_id = header
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                later!(JoinGroup, groups::join_group(ctx, req, version, client_id))
+            }
+            RequestKind::SyncGroup(req) => later!(SyncGroup, groups::sync_group(ctx, req, version)),
+            RequestKind::Heartbeat(req) => later!(Heartbeat, groups::heartbeat(ctx, req, version)),
+            RequestKind::LeaveGroup(req) => {
+                later!(LeaveGroup, groups::leave_group(ctx, req, version))
+            }
+            RequestKind::OffsetCommit(req) => {
+                later!(OffsetCommit, groups::offset_commit(ctx, req, version))
+            }
+            RequestKind::OffsetFetch(req) => {
+                later!(OffsetFetch, groups::offset_fetch(ctx, req, version))
+            }
+            RequestKind::ListGroups(req) => {
+                later!(ListGroups, groups::list_groups(ctx, req, version))
+            }
+            RequestKind::DescribeGroups(req) => {
+                later!(DescribeGroups, groups::describe_groups(ctx, req, version))
+            }
+            RequestKind::DeleteGroups(req) => {
+                later!(DeleteGroups, groups::delete_groups(ctx, req, version))
+            }
             RequestKind::CreateTopics(req) => {
                 later!(CreateTopics, admin::create_topics(ctx, req, version))
             }
