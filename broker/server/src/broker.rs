@@ -133,6 +133,8 @@ pub struct Inner {
     pub views: crate::views::SharedViews,
     /// Consumer groups this broker coordinates.
     pub groups: crate::kafka::groups::Groups,
+    /// Producer ids this broker may hand out, from a block the controller allocated.
+    pub producer_ids: Mutex<std::ops::Range<u64>>,
 }
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
@@ -199,6 +201,7 @@ impl Broker {
             contacts: Default::default(),
             views: Default::default(),
             groups: Default::default(),
+            producer_ids: Mutex::new(0..0),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));
@@ -216,6 +219,16 @@ impl Broker {
     /// The broker's shared parts.
     pub fn inner(&self) -> &Arc<Inner> {
         &self.inner
+    }
+
+    /// Whether this broker's replica of `topic`/`partition` leads it.
+    pub fn leads(&self, topic: &str, partition: u32) -> bool {
+        self.inner
+            .registry
+            .partition_by_name(topic, partition)
+            .is_some_and(|r| {
+                r.raft.metrics().borrow_watched().state == openraft::ServerState::Leader
+            })
     }
 
     /// Stops the broker: servers, tasks, and every Raft group.

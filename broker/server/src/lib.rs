@@ -15,6 +15,7 @@ mod kafka;
 mod meta;
 mod network;
 mod partitions;
+mod producers;
 mod raft_service;
 mod registry;
 mod services;

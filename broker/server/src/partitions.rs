@@ -11,7 +11,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::impls::BasicNode;
 use strand_log::{FlushPolicy, LogConfig};
 use strand_meta::{ClusterState, Topic};
-use strand_raft::{GroupStateMachine, LogStore, NoMachine};
+use strand_raft::{GroupStateMachine, LogStore};
 
 use crate::broker::Inner;
 use crate::network::GroupNetwork;
@@ -108,7 +108,9 @@ async fn open_replica(
 ) -> Result<Arc<PartitionReplica>, String> {
     let dir = replica_dir(inner, group);
     let store = LogStore::open(&dir, log_config(topic)).map_err(|e| e.to_string())?;
-    let sm = GroupStateMachine::open(&dir, store.log(), NoMachine).map_err(|e| e.to_string())?;
+    let producers = crate::producers::ProducerState::default();
+    let sm =
+        GroupStateMachine::open(&dir, store.log(), producers.clone()).map_err(|e| e.to_string())?;
     let raft = openraft::Raft::new(
         inner.identity.node_id,
         Arc::new(inner.config.tuning.partition_config()),
@@ -122,6 +124,7 @@ async fn open_replica(
         raft,
         store,
         sm,
+        producers,
         topic: topic.name.clone(),
         partition,
     });

@@ -4,14 +4,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use openraft::async_runtime::WatchReceiver;
-use strand_raft::{GroupStateMachine, LogStore, NoMachine, TypeConfig};
+use strand_raft::{GroupStateMachine, LogStore, TypeConfig};
+
+use crate::producers::ProducerState;
 
 use crate::meta::MetaMachine;
 
 /// The metadata group's Raft handle.
 pub type MetaRaft = openraft::Raft<TypeConfig, GroupStateMachine<MetaMachine>>;
 /// A partition group's Raft handle.
-pub type PartitionRaft = openraft::Raft<TypeConfig, GroupStateMachine<NoMachine>>;
+pub type PartitionRaft = openraft::Raft<TypeConfig, GroupStateMachine<ProducerState>>;
 
 /// The id of the metadata group.
 pub const META_GROUP: &str = "meta";
@@ -28,8 +30,10 @@ pub struct PartitionReplica {
     pub raft: PartitionRaft,
     /// The log storage (and through it the partition log).
     pub store: LogStore,
-    /// The state machine (high watermark).
-    pub sm: GroupStateMachine<NoMachine>,
+    /// The state machine (high watermark, idempotent producers).
+    pub sm: GroupStateMachine<ProducerState>,
+    /// The idempotent producers' state, shared with the state machine.
+    pub producers: ProducerState,
     /// The topic name, for the data path.
     pub topic: String,
     /// The partition number.

@@ -30,8 +30,9 @@ impl rdkafka::ClientContext for Printing {
 
 /// Three brokers in this process.
 struct Cluster {
-    brokers: Vec<Broker>,
+    brokers: Vec<Option<Broker>>,
     bootstrap: String,
+    kafka: Vec<SocketAddr>,
 }
 
 impl Cluster {
@@ -82,7 +83,11 @@ impl Cluster {
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        Cluster { brokers, bootstrap }
+        Cluster {
+            brokers: brokers.into_iter().map(Some).collect(),
+            bootstrap,
+            kafka,
+        }
     }
 
     fn config(&self) -> ClientConfig {
@@ -115,8 +120,26 @@ impl Cluster {
         panic!("topic {name} was never created");
     }
 
+    /// Stops the broker leading `topic`/`partition`, once one leads it.
+    async fn kill_leader(&mut self, topic: &str, partition: u32) -> usize {
+        for _ in 0..100 {
+            let leader = self
+                .brokers
+                .iter()
+                .position(|b| b.as_ref().is_some_and(|b| b.leads(topic, partition)));
+            if let Some(i) = leader {
+                if let Some(broker) = self.brokers[i].take() {
+                    broker.shutdown().await;
+                }
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{topic}-{partition} has no leader");
+    }
+
     async fn shutdown(self) {
-        for broker in self.brokers {
+        for broker in self.brokers.into_iter().flatten() {
             broker.shutdown().await;
         }
     }
@@ -400,5 +423,324 @@ async fn consumer_group_splits_partitions_takes_over_and_resumes_from_commits() 
     })
     .await
     .unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotent_producer_across_a_leader_kill_writes_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), false).await;
+    cluster.create_topic("payments", 1).await;
+    let producer: FutureProducer = cluster
+        .config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    let total = 3000usize;
+    let sending = tokio::spawn(async move {
+        let mut deliveries = Vec::with_capacity(total);
+        for i in 0..total {
+            let key = format!("payment-{i}");
+            let record = FutureRecord::to("payments").key(&key).payload(&key);
+            deliveries.push(producer.send_result(record).unwrap());
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let mut failed = Vec::new();
+        for delivery in deliveries {
+            if let Err((e, _)) = delivery.await.unwrap() {
+                failed.push(e.to_string());
+            }
+        }
+        failed
+    });
+    // Kill the leader while records are in flight.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = cluster.kill_leader("payments", 0).await;
+    eprintln!("stopped broker {killed}, the leader");
+    let failed = sending.await.unwrap();
+    assert!(failed.is_empty(), "records not delivered: {failed:?}");
+    let config = cluster.config();
+    let got = tokio::task::spawn_blocking(move || read_back(&config, "payments", 1, total))
+        .await
+        .unwrap();
+    // Nothing more than the records sent: give a duplicate the chance to arrive.
+    let mut config = cluster.config();
+    let again = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config
+            .set("group.id", "count")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset("payments", 0, Offset::OffsetTail(1))
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let (_, high) = consumer
+            .fetch_watermarks("payments", 0, Duration::from_secs(10))
+            .unwrap();
+        high
+    })
+    .await
+    .unwrap();
+    let mut keys: Vec<String> = got
+        .iter()
+        .map(|(_, _, k, _)| String::from_utf8(k.clone().unwrap()).unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), total, "every record arrived");
+    assert_eq!(again, total as i64, "the log holds each record once");
+    cluster.shutdown().await;
+}
+
+/// A client that speaks the Kafka wire format directly, for what librdkafka will not send.
+mod wire {
+    use bytes::{Buf, BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct Conn {
+        stream: TcpStream,
+        correlation: i32,
+    }
+
+    impl Conn {
+        pub async fn open(addr: std::net::SocketAddr) -> Conn {
+            Conn {
+                stream: TcpStream::connect(addr).await.unwrap(),
+                correlation: 0,
+            }
+        }
+
+        /// Sends raw bytes as one frame.
+        pub async fn send_frame(&mut self, body: &[u8]) -> std::io::Result<()> {
+            self.stream
+                .write_all(&(body.len() as i32).to_be_bytes())
+                .await?;
+            self.stream.write_all(body).await
+        }
+
+        /// Reads one frame; `None` when the broker closed the connection.
+        pub async fn read_frame(&mut self) -> Option<Bytes> {
+            let size = self.stream.read_i32().await.ok()?;
+            let mut body = vec![0; size as usize];
+            self.stream.read_exact(&mut body).await.ok()?;
+            Some(Bytes::from(body))
+        }
+
+        pub async fn call<Req: Encodable, Resp: Decodable>(
+            &mut self,
+            key: ApiKey,
+            version: i16,
+            request: &Req,
+        ) -> Resp {
+            self.correlation += 1;
+            let mut buf = BytesMut::new();
+            RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(self.correlation)
+                .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+                .encode(&mut buf, key.request_header_version(version))
+                .unwrap();
+            request.encode(&mut buf, version).unwrap();
+            self.send_frame(&buf).await.unwrap();
+            let mut frame = self.read_frame().await.expect("a response");
+            let header =
+                ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+            assert_eq!(header.correlation_id, self.correlation);
+            let response = Resp::decode(&mut frame, version).unwrap();
+            assert!(!frame.has_remaining());
+            response
+        }
+    }
+
+    /// One idempotent batch of `count` records.
+    pub fn idempotent_batch(producer_id: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
+        use kafka_protocol::records::*;
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i64::from(i),
+                sequence: first_seq + i,
+                timestamp: 1_700_000_000_000,
+                key: Some(Bytes::from(format!("k{}", first_seq + i))),
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        let mut out = BytesMut::new();
+        out.put(buf);
+        out.freeze()
+    }
+}
+
+async fn produce_raw(
+    conn: &mut wire::Conn,
+    topic: &str,
+    batch: bytes::Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch)),
+                ]),
+        ]);
+    let response: ProduceResponse = conn.call(ApiKey::Produce, 9, &request).await;
+    response.responses[0].partition_responses[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_idempotent_batch_is_written_once_and_gaps_are_refused() {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::{
+        ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), false).await;
+    cluster.create_topic("ledger", 1).await;
+    let leader = loop {
+        if let Some(i) = cluster
+            .brokers
+            .iter()
+            .position(|b| b.as_ref().is_some_and(|b| b.leads("ledger", 0)))
+        {
+            break i;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
+    let init: InitProducerIdResponse = conn
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    let id = init.producer_id.0;
+    assert!(id >= 0);
+
+    let first = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 0, 0, 3)).await;
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+    // The same batch again (a retry whose answer was lost): same offset, nothing written.
+    let retry = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 0, 0, 3)).await;
+    assert_eq!((retry.error_code, retry.base_offset), (0, 0));
+    let next = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 0, 3, 2)).await;
+    assert_eq!((next.error_code, next.base_offset), (0, 3));
+    // A gap in the sequence is refused, and so is an older epoch.
+    let gap = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 0, 9, 1)).await;
+    assert_eq!(
+        gap.error_code,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    let bumped = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 1, 0, 1)).await;
+    assert_eq!((bumped.error_code, bumped.base_offset), (0, 5));
+    let old = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 0, 5, 1)).await;
+    assert_eq!(old.error_code, ResponseError::InvalidProducerEpoch.code());
+    let after = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 1, 1, 1)).await;
+    assert_eq!((after.error_code, after.base_offset), (0, 6));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_request_bytes_get_an_answer_or_a_closed_connection_never_a_crash() {
+    use bytes::Buf;
+    use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), true).await;
+    let addr = cluster.kafka[0];
+    // Frames: a known API and version followed by random bytes, or random bytes alone.
+    let keys: Vec<i16> = (0..=75).collect();
+    let strategy = (
+        proptest::sample::select(keys),
+        -1i16..16,
+        proptest::collection::vec(any::<u8>(), 0..300),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        ..Config::default()
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        runner.run(&strategy, |(key, version, body, with_header)| {
+            runtime.block_on(async {
+                let mut frame = Vec::new();
+                if with_header {
+                    frame.extend_from_slice(&key.to_be_bytes());
+                    frame.extend_from_slice(&version.to_be_bytes());
+                    frame.extend_from_slice(&7i32.to_be_bytes());
+                    frame.extend_from_slice(&(-1i16).to_be_bytes());
+                }
+                frame.extend_from_slice(&body);
+                let mut conn = wire::Conn::open(addr).await;
+                conn.send_frame(&frame).await.ok();
+                let answer = tokio::time::timeout(Duration::from_secs(10), conn.read_frame()).await;
+                // Either a response with our correlation id or a closed connection; never
+                // silence.
+                match answer {
+                    Ok(Some(mut response)) if with_header => {
+                        prop_assert!(response.len() >= 4);
+                        prop_assert_eq!(response.get_i32(), 7);
+                    }
+                    Ok(_) => {}
+                    Err(_) => prop_assert!(false, "no answer and no close for {key} v{version}"),
+                }
+                // The broker still serves a well-formed request.
+                let mut fresh = wire::Conn::open(addr).await;
+                let versions: ApiVersionsResponse = fresh
+                    .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+                    .await;
+                prop_assert_eq!(versions.error_code, 0);
+                Ok(())
+            })
+        })
+    })
+    .await
+    .unwrap();
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
     cluster.shutdown().await;
 }

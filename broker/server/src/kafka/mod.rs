@@ -383,6 +383,9 @@ impl Context {
             RequestKind::DeleteGroups(req) => {
                 later!(DeleteGroups, groups::delete_groups(ctx, req, version))
             }
+            RequestKind::InitProducerId(req) => {
+                later!(InitProducerId, produce::init_producer_id(ctx, req, version))
+            }
             RequestKind::CreateTopics(req) => {
                 later!(CreateTopics, admin::create_topics(ctx, req, version))
             }

@@ -11,7 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use strand_log::BatchHeader;
 
 use super::{Context, Pending};
-use crate::registry::Submitted;
+use crate::producers::{ProducerState, Verdict};
+use crate::registry::{PartitionReplica, Submitted};
 
 /// One partition's part of the answer, before or after the commit.
 enum Slot {
@@ -20,6 +21,8 @@ enum Slot {
         index: i32,
         log_start_offset: i64,
         submitted: Submitted,
+        /// The idempotent producer whose in-flight batches are forgotten if this one fails.
+        producer: Option<(ProducerState, i64)>,
     },
 }
 
@@ -75,6 +78,42 @@ fn check(
     Ok(header)
 }
 
+/// Checks an idempotent producer's batch: a retry of a written batch is answered with its
+/// offset, a gap or an old epoch is refused, and anything else is reserved and written.
+fn check_idempotent(
+    replica: &PartitionReplica,
+    header: &BatchHeader,
+    index: i32,
+) -> Result<(), Box<Slot>> {
+    use openraft::async_runtime::WatchReceiver;
+    let metrics = replica.raft.metrics().borrow_watched().clone();
+    // Until this leader has applied its own first entry, earlier leaders' batches may still be
+    // unapplied, and a retry of one of them would not be recognised.
+    if metrics.last_applied.map(|l| l.leader_id.term) != Some(metrics.current_term) {
+        return Err(Box::new(failed(
+            index,
+            ResponseError::NotLeaderOrFollower,
+            "the new leader is still applying earlier entries",
+        )));
+    }
+    match replica.producers.check(metrics.current_term, header) {
+        Verdict::Append => Ok(()),
+        Verdict::Duplicate(base_offset) => Err(Box::new(Slot::Done(
+            PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(base_offset)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1),
+        ))),
+        Verdict::InFlight => Err(Box::new(failed(
+            index,
+            ResponseError::RequestTimedOut,
+            "an earlier attempt of this batch is still being replicated",
+        ))),
+        Verdict::Refused(e) => Err(Box::new(failed(index, e, e.to_string()))),
+    }
+}
+
 /// Starts a produce: every batch is checked and handed to Raft before this returns.
 pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending {
     let _ = version;
@@ -101,8 +140,17 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                     continue;
                 }
             };
-            if let Err((e, message)) = check(data.records.as_ref(), max_message_bytes) {
-                slots.push(failed(index, e, message));
+            let header = match check(data.records.as_ref(), max_message_bytes) {
+                Ok(header) => header,
+                Err((e, message)) => {
+                    slots.push(failed(index, e, message));
+                    continue;
+                }
+            };
+            if header.producer_id >= 0
+                && let Err(done) = check_idempotent(&replica, &header, index)
+            {
+                slots.push(*done);
                 continue;
             }
             let batch = strand_raft::Batch(data.records.unwrap_or_default());
@@ -117,8 +165,11 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                     index,
                     log_start_offset,
                     submitted,
+                    producer: (header.producer_id >= 0)
+                        .then(|| (replica.producers.clone(), header.producer_id)),
                 }),
                 Err(message) => {
+                    replica.producers.forget_in_flight(header.producer_id);
                     slots.push(failed(index, ResponseError::NotLeaderOrFollower, message))
                 }
             }
@@ -137,6 +188,7 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                         index,
                         log_start_offset,
                         submitted,
+                        producer,
                     } => match tokio::time::timeout(timeout, submitted.applied()).await {
                         Ok(Ok(applied)) => PartitionProduceResponse::default()
                             .with_index(index)
@@ -144,6 +196,9 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(log_start_offset),
                         Ok(Err(message)) => {
+                            if let Some((producers, id)) = producer {
+                                producers.forget_in_flight(id);
+                            }
                             error_response(index, ResponseError::NotLeaderOrFollower, message)
                         }
                         Err(_) => error_response(
@@ -185,4 +240,92 @@ fn answer_all(req: &ProduceRequest, error: ResponseError) -> ProduceResponse {
             })
             .collect(),
     )
+}
+
+/// Producer ids a broker takes from the controller at a time.
+const PRODUCER_ID_BLOCK: u64 = 1000;
+
+/// InitProducerId: a new producer id with epoch 0, or (v3+) the caller's id with its epoch
+/// bumped. Transactions are not supported, so a transactional id is refused.
+pub async fn init_producer_id(
+    ctx: Context,
+    req: kafka_protocol::messages::InitProducerIdRequest,
+    _version: i16,
+) -> kafka_protocol::messages::InitProducerIdResponse {
+    use kafka_protocol::messages::{InitProducerIdResponse, ProducerId};
+    let failed = |e: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
+        return failed(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    if req.producer_id.0 >= 0 {
+        return match req.producer_epoch.checked_add(1) {
+            Some(epoch) if req.producer_epoch >= 0 => InitProducerIdResponse::default()
+                .with_producer_id(req.producer_id)
+                .with_producer_epoch(epoch),
+            // An exhausted epoch starts over with a new id.
+            _ => match next_producer_id(&ctx).await {
+                Ok(id) => InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(id as i64))
+                    .with_producer_epoch(0),
+                Err(e) => failed(e),
+            },
+        };
+    }
+    match next_producer_id(&ctx).await {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id as i64))
+            .with_producer_epoch(0),
+        Err(e) => failed(e),
+    }
+}
+
+/// The next producer id from this broker's block, taking a new block from the controller
+/// when it is used up.
+async fn next_producer_id(ctx: &Context) -> Result<u64, ResponseError> {
+    {
+        let mut ids = ctx
+            .inner
+            .producer_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = ids.next() {
+            return Ok(id);
+        }
+    }
+    let outcome = ctx
+        .inner
+        .propose(
+            &strand_meta::Command::AllocateProducerIds {
+                count: PRODUCER_ID_BLOCK,
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|refusal| {
+            tracing::warn!(message = %refusal.message, "cannot allocate producer ids");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+    let crate::meta::Outcome::Done {
+        first_producer_id: Some(first),
+        ..
+    } = outcome
+    else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    let mut ids = ctx
+        .inner
+        .producer_ids
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    *ids = first + 1..first + PRODUCER_ID_BLOCK;
+    Ok(first)
 }
