@@ -1,6 +1,7 @@
 //! Reconcile tests against a mock API server (tower-test) and a fake Strand cluster behind the
 //! admin trait: what the reconcilers write to Kubernetes and ask of the cluster.
 
+mod cluster;
 mod mock;
 
 use std::sync::Arc;

@@ -11,8 +11,8 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use strand_operator::admin::{AdminApi, AdminError};
 use strand_proto::admin::{
-    ClusterDescription, CreateTopicRequest, ErrorReason, PartitionDescription, TopicDescription,
-    UpdateTopicRequest,
+    BrokerDescription, ClusterDescription, CreateTopicRequest, ErrorReason, PartitionDescription,
+    TopicDescription, UpdateTopicRequest,
 };
 
 /// How long a test waits for anything before failing instead of hanging.
@@ -74,6 +74,12 @@ fn answer(state: &mut ApiState, call: &Call) -> (StatusCode, Value) {
                 Some(path) => (path.to_owned(), true),
                 None => (call.path.clone(), false),
             };
+            let apply = call.content_type == "application/apply-patch+yaml";
+            if apply && !status && !state.objects.contains_key(&object_path) {
+                // Server-side apply creates what does not exist yet.
+                state.objects.insert(object_path.clone(), call.body.clone());
+                return (StatusCode::CREATED, call.body.clone());
+            }
             let Some(object) = state.objects.get_mut(&object_path) else {
                 return not_found();
             };
@@ -204,6 +210,15 @@ impl AdminApi for FakeCluster {
         Ok(ClusterDescription {
             cluster_id: state.cluster_id.clone(),
             controller_id: Some(0),
+            brokers: (0..state.brokers)
+                .map(|i| BrokerDescription {
+                    broker_id: i,
+                    state: "active".into(),
+                    grpc_address: format!("main-{i}.main-brokers.default.svc:9093"),
+                    alive: true,
+                    ..BrokerDescription::default()
+                })
+                .collect(),
             ..ClusterDescription::default()
         })
     }

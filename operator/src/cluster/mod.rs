@@ -1,0 +1,182 @@
+//! The Cluster reconciler: applies the builders' five objects by server-side apply with one
+//! field manager, and reports status from the broker pods and the admin API's
+//! DescribeCluster. A scale-down is refused (the StatefulSet keeps its size) until brokers can
+//! be drained.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, instrument};
+
+use crate::admin::AdminApi;
+use crate::conditions::{Standing, is_true};
+use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
+use crate::crd::Cluster;
+use crate::crd::condition::STALLED;
+use crate::desired::{ClusterNames, desired, label_selector};
+use plan::{Described, Pods};
+
+/// How often a Ready Cluster's status is refreshed from its pods and brokers.
+const RESYNC: Duration = Duration::from_secs(60);
+/// How soon a Cluster that is getting there is looked at again.
+const PROGRESS: Duration = Duration::from_secs(10);
+
+/// Reconciles one Cluster.
+#[instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace()))]
+pub async fn reconcile<A: AdminApi>(
+    cluster: Arc<Cluster>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action, Error> {
+    ctx.metrics.reconciled("Cluster");
+    if is_paused(&*cluster) {
+        info!("paused by annotation");
+        return Ok(Action::await_change());
+    }
+    if cluster.meta().deletion_timestamp.is_some() {
+        // Garbage collection removes what the Cluster owns.
+        return Ok(Action::await_change());
+    }
+    let names = ClusterNames::of(&cluster)?;
+    let namespace = names.namespace().to_owned();
+    let mut objects = desired(&cluster)?;
+
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = stateful_sets
+        .get_opt(&names.stateful_set())
+        .await?
+        .and_then(|s| s.spec)
+        .and_then(|s| s.replicas);
+    let (replicas, stall) = plan::replicas(&cluster, current);
+    if let Some(spec) = objects.stateful_set.spec.as_mut() {
+        spec.replicas = Some(replicas);
+    }
+
+    apply(&ctx, &namespace, &objects.config_map).await?;
+    apply(&ctx, &namespace, &objects.headless_service).await?;
+    apply(&ctx, &namespace, &objects.client_service).await?;
+    apply(&ctx, &namespace, &objects.stateful_set).await?;
+    apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
+
+    let pods = count_pods(&ctx, &namespace, names.cluster()).await?;
+    let described = if pods.ready == 0 {
+        Described::NotAsked
+    } else {
+        match ctx.admin.describe_cluster(&names.admin_address()).await {
+            Ok(description) => Described::Answer(description),
+            Err(error) => Described::Failed(error.to_string()),
+        }
+    };
+    let standing = stall.unwrap_or_else(|| plan::standing(&cluster, pods, &described));
+    let requeue = match standing {
+        Standing::Ready { .. } | Standing::Stalled { .. } => RESYNC,
+        Standing::Reconciling { .. } => PROGRESS,
+    };
+    let status = plan::status(
+        &cluster,
+        &names,
+        pods,
+        &described,
+        &standing,
+        Timestamp::now(),
+    );
+    let old = cluster.status.clone().unwrap_or_default();
+    if let Standing::Stalled { reason, message } = &standing {
+        let already = is_true(&old.conditions, STALLED).is_some_and(|c| c.reason == *reason);
+        if !already {
+            ctx.publish(
+                &*cluster,
+                EventType::Warning,
+                reason,
+                "Reconcile",
+                message.clone(),
+            )
+            .await;
+        }
+    }
+    if status != old {
+        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": Cluster::api_version(&()),
+            "kind": Cluster::kind(&()),
+            "status": status,
+        });
+        clusters
+            .patch_status(
+                names.cluster(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+    ctx.backoff.succeeded(&*cluster);
+    Ok(Action::requeue(requeue))
+}
+
+/// What an error leaves the Cluster to do: wait out a backoff that grows per Cluster.
+pub fn error_policy<A: AdminApi>(
+    cluster: Arc<Cluster>,
+    error: &Error,
+    ctx: Arc<Context<A>>,
+) -> Action {
+    ctx.metrics.failed("Cluster");
+    let delay = ctx.backoff.failed(&*cluster);
+    tracing::warn!(cluster = %cluster.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Server-side applies `object` with the operator's field manager, taking over fields another
+/// manager set: the operator is the one owner of what a Cluster owns.
+async fn apply<K, A>(ctx: &Context<A>, namespace: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn count_pods<A>(ctx: &Context<A>, namespace: &str, cluster: &str) -> Result<Pods, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&label_selector(cluster)))
+        .await?;
+    let ready = list
+        .items
+        .iter()
+        .filter(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|conditions| {
+                    conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+        })
+        .count();
+    Ok(Pods {
+        total: i32::try_from(list.items.len()).unwrap_or(i32::MAX),
+        ready: i32::try_from(ready).unwrap_or(i32::MAX),
+    })
+}
