@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod context;
 pub mod crd;
 pub mod desired;
+pub mod http;
 pub mod metrics;
 pub mod topic;
 pub mod topic_config;
