@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -18,14 +18,14 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::admin::AdminApi;
 use crate::conditions::{Standing, is_true};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
 use crate::crd::Cluster;
 use crate::crd::condition::STALLED;
-use crate::desired::{ClusterNames, desired, label_selector};
+use crate::desired::{ClusterNames, RACK_ANNOTATION, desired, label_selector};
 use plan::{Described, Pods};
 
 /// How often a Ready Cluster's status is refreshed from its pods and brokers.
@@ -69,7 +69,11 @@ pub async fn reconcile<A: AdminApi>(
     apply(&ctx, &namespace, &objects.stateful_set).await?;
     apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
 
-    let pods = count_pods(&ctx, &namespace, names.cluster()).await?;
+    let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
+    if let Some(rack) = &cluster.spec.rack {
+        label_racks(&ctx, &namespace, &rack.topology_key, &broker_pods).await?;
+    }
+    let pods = count(&broker_pods);
     let described = if pods.ready == 0 {
         Described::NotAsked
     } else {
@@ -156,13 +160,16 @@ where
     Ok(())
 }
 
-async fn count_pods<A>(ctx: &Context<A>, namespace: &str, cluster: &str) -> Result<Pods, Error> {
+async fn list_pods<A>(ctx: &Context<A>, namespace: &str, cluster: &str) -> Result<Vec<Pod>, Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let list = pods
         .list(&ListParams::default().labels(&label_selector(cluster)))
         .await?;
-    let ready = list
-        .items
+    Ok(list.items)
+}
+
+fn count(pods: &[Pod]) -> Pods {
+    let ready = pods
         .iter()
         .filter(|pod| {
             pod.status
@@ -175,8 +182,54 @@ async fn count_pods<A>(ctx: &Context<A>, namespace: &str, cluster: &str) -> Resu
                 })
         })
         .count();
-    Ok(Pods {
-        total: i32::try_from(list.items.len()).unwrap_or(i32::MAX),
+    Pods {
+        total: i32::try_from(pods.len()).unwrap_or(i32::MAX),
         ready: i32::try_from(ready).unwrap_or(i32::MAX),
-    })
+    }
+}
+
+/// Copies the rack of each scheduled broker pod's node (the value of its `topology_key`
+/// label) into the pod's rack annotation, which the broker reads through the downward API:
+/// the downward API cannot read node labels. A pod that already has it is left alone, since a
+/// pod never moves to another node.
+async fn label_racks<A>(
+    ctx: &Context<A>,
+    namespace: &str,
+    topology_key: &str,
+    pods: &[Pod],
+) -> Result<(), Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    for pod in pods {
+        if pod.annotations().contains_key(RACK_ANNOTATION) {
+            continue;
+        }
+        let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        let Some(node) = nodes.get_opt(node_name).await? else {
+            continue;
+        };
+        let Some(rack) = node.labels().get(topology_key) else {
+            warn!(
+                node = node_name,
+                topology_key, "node has no rack label; the broker starts without a rack"
+            );
+            continue;
+        };
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod.name_any(), "annotations": {RACK_ANNOTATION: rack}},
+        });
+        pod_api
+            .patch(
+                &pod.name_any(),
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        info!(pod = %pod.name_any(), %rack, "rack annotation set");
+    }
+    Ok(())
 }

@@ -157,3 +157,49 @@ async fn a_scale_down_is_refused_and_the_statefulset_keeps_its_size() {
     assert_eq!(cluster_writes.len(), 1);
     assert!(cluster_writes[0].path.ends_with("/status"));
 }
+
+#[tokio::test]
+async fn a_rack_aware_cluster_copies_the_node_rack_onto_its_pods() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    let mut cluster = cluster_object();
+    cluster["spec"]["rack"] = json!({"topologyKey": "topology.kubernetes.io/zone"});
+    let mut scheduled = pod(0, false);
+    scheduled["spec"] = json!({"nodeName": "node-a", "containers": []});
+    let mut labelled = pod(1, false);
+    labelled["spec"] = json!({"nodeName": "node-b", "containers": []});
+    labelled["metadata"]["annotations"] = json!({"strand.dev/rack": "zone-b"});
+    let pending = pod(2, false);
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "zone-a"}},
+    });
+    let pod_path = format!("{PODS_PATH}/main-0");
+    let (calls, state) = reconcile_cluster(
+        cluster,
+        vec![
+            (
+                PODS_PATH.to_owned(),
+                pod_list(vec![scheduled.clone(), labelled, pending]),
+            ),
+            ("/api/v1/nodes/node-a".to_owned(), node),
+            (pod_path.clone(), scheduled),
+        ],
+        &admin,
+    )
+    .await;
+    let rack_calls: Vec<String> = lines(&calls)
+        .into_iter()
+        .filter(|l| l.contains("/nodes/") || l.contains("/pods/"))
+        .collect();
+    assert_eq!(
+        rack_calls,
+        [
+            "GET /api/v1/nodes/node-a".to_owned(),
+            format!("PATCH {pod_path}")
+        ]
+    );
+    assert_eq!(
+        state.objects[&pod_path]["metadata"]["annotations"]["strand.dev/rack"],
+        "zone-a"
+    );
+}
