@@ -67,12 +67,14 @@ impl Standing {
         };
         let build = |type_: &str, on: bool| {
             let status = if on { "True" } else { "False" };
-            let (reason, message) = if on {
-                (self.reason().to_owned(), self.message().to_owned())
+            // Every condition carries the standing's reason, which the API server requires
+            // to be non-empty. Ready carries the message even when false, since "why not
+            // ready" is what `kubectl wait` and Argo CD show.
+            let reason = self.reason().to_owned();
+            let message = if on || type_ == READY {
+                self.message().to_owned()
             } else {
-                // The condition that is off names the one that is on, so every condition
-                // still carries a reason the API server accepts.
-                (self.reason().to_owned(), String::new())
+                String::new()
             };
             let last_transition_time = previous
                 .iter()
@@ -137,5 +139,8 @@ mod tests {
         // Stalled was False and stays False.
         assert_eq!(time_of(&next, STALLED), Time(t0));
         assert_eq!(is_true(&next, READY).unwrap().reason, "TopicReady");
+        let ready_false = first.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(ready_false.status, "False");
+        assert_eq!(ready_false.message, "creating");
     }
 }
