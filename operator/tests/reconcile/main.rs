@@ -3,6 +3,7 @@
 
 mod cluster;
 mod mock;
+mod real_broker;
 
 use std::sync::Arc;
 
