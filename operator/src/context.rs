@@ -39,6 +39,9 @@ pub enum Error {
     /// Adding or removing the Topic finalizer failed, or the cleanup before it.
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The object has no name; objects read from the API server always have one.
+    #[error("object has no name")]
+    MissingName,
     /// The object has no namespace; Strand's resources are namespaced.
     #[error("object {0} has no namespace")]
     MissingNamespace(String),

@@ -84,7 +84,7 @@ async fn apply<A: AdminApi>(
     ctx: &Context<A>,
 ) -> Result<Action, Error> {
     let Some(name) = topic.kafka_name().map(str::to_owned) else {
-        return Err(Error::MissingNamespace(topic.name_any()));
+        return Err(Error::MissingName);
     };
     let Some(cluster) = live_cluster(topic, namespace, ctx).await? else {
         let stall = Stall {
