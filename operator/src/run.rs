@@ -12,9 +12,8 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use strand_operator::admin::GrpcAdmin;
 use strand_operator::context::Context;
@@ -179,24 +178,14 @@ async fn lead(
         .watches(
             Api::<Cluster>::all(client.clone()),
             watcher::Config::default(),
-            move |cluster: Cluster| {
-                let namespace = cluster.namespace();
-                let name = cluster.name_any();
-                topic_store
-                    .state()
-                    .into_iter()
-                    .filter(|topic| {
-                        topic.namespace() == namespace && topic.spec.cluster_ref.name == name
-                    })
-                    .map(|topic| ObjectRef::from_obj(&*topic))
-                    .collect::<Vec<_>>()
-            },
+            move |cluster: Cluster| topic::topics_of(&cluster, &topic_store.state()),
         )
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(topic::reconcile, topic::error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let broker_pods = watcher::Config::default().labels("app.kubernetes.io/name=strand");
+    let broker_pods = watcher::Config::default()
+        .labels("app.kubernetes.io/name=strand,app.kubernetes.io/component=broker");
     let clusters = Controller::new(
         Api::<Cluster>::all(client.clone()),
         watcher::Config::default(),
@@ -207,9 +196,7 @@ async fn lead(
         watcher::Config::default(),
     )
     .watches(Api::<Pod>::all(client), broker_pods, |pod: Pod| {
-        // Broker pods carry their Cluster's name in the instance label.
-        let cluster = pod.labels().get("app.kubernetes.io/instance")?.clone();
-        Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
+        cluster::cluster_of_pod(&pod)
     })
     .graceful_shutdown_on(stop.clone().cancelled_owned())
     .run(cluster::reconcile, cluster::error_policy, ctx)

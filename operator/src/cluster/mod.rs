@@ -14,6 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -128,6 +129,21 @@ pub async fn reconcile<A: AdminApi>(
     Ok(Action::requeue(requeue))
 }
 
+/// The Cluster a broker pod belongs to, by its instance label; `None` for other pods.
+pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<Cluster>> {
+    let labels = pod.labels();
+    let is_broker = labels.get("app.kubernetes.io/name").map(String::as_str) == Some("strand")
+        && labels
+            .get("app.kubernetes.io/component")
+            .map(String::as_str)
+            == Some("broker");
+    if !is_broker {
+        return None;
+    }
+    let cluster = labels.get("app.kubernetes.io/instance")?;
+    Some(ObjectRef::new(cluster).within(&pod.namespace()?))
+}
+
 /// What an error leaves the Cluster to do: wait out a backoff that grows per Cluster.
 pub fn error_policy<A: AdminApi>(
     cluster: Arc<Cluster>,
@@ -232,4 +248,25 @@ async fn label_racks<A>(
         info!(pod = %pod.name_any(), %rack, "rack annotation set");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::selector_labels;
+
+    #[test]
+    fn broker_pods_map_to_their_cluster_and_other_pods_to_none() {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some("streaming".to_owned());
+        pod.metadata.labels = Some(selector_labels("events"));
+        let cluster = cluster_of_pod(&pod).unwrap();
+        assert_eq!(
+            (cluster.name.as_str(), cluster.namespace.as_deref()),
+            ("events", Some("streaming"))
+        );
+        pod.metadata.labels =
+            Some([("app.kubernetes.io/instance".to_owned(), "events".to_owned())].into());
+        assert!(cluster_of_pod(&pod).is_none());
+    }
 }

@@ -12,6 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use strand_proto::admin::TopicDescription;
@@ -57,6 +58,18 @@ pub async fn reconcile<A: AdminApi>(
     .await
     .map_err(|error| Error::Finalizer(Box::new(error)))?;
     Ok(action)
+}
+
+/// The Topics that name `cluster`, among `topics`: the ones to look at again when it appears,
+/// changes or goes.
+pub fn topics_of(cluster: &Cluster, topics: &[Arc<Topic>]) -> Vec<ObjectRef<Topic>> {
+    let namespace = cluster.namespace();
+    let name = cluster.name_any();
+    topics
+        .iter()
+        .filter(|topic| topic.namespace() == namespace && topic.spec.cluster_ref.name == name)
+        .map(|topic| ObjectRef::from_obj(&**topic))
+        .collect()
 }
 
 /// What an error leaves the Topic to do: wait out a backoff that grows per Topic.
@@ -272,4 +285,41 @@ async fn cleanup<A: AdminApi>(
     let deleted = ctx.admin.delete_topic(&address, name, &topic_id).await?;
     info!(deleted, "topic deleted");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(namespace: &str, name: &str, cluster: &str) -> Arc<Topic> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "strand.dev/v1alpha1", "kind": "Topic",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"clusterRef": {"name": cluster}, "partitions": 1, "replicationFactor": 1},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_cluster_change_requeues_only_its_own_topics() {
+        let cluster: Cluster = serde_json::from_value(json!({
+            "apiVersion": "strand.dev/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "main", "namespace": "a"},
+            "spec": {"replicas": 1, "image": "strand", "storage": {"size": "1Gi"}},
+        }))
+        .unwrap();
+        let topics = [
+            topic("a", "orders", "main"),
+            topic("a", "other", "second"),
+            topic("b", "same-name-elsewhere", "main"),
+            topic("a", "payments", "main"),
+        ];
+        let names: Vec<String> = topics_of(&cluster, &topics)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["orders", "payments"]);
+    }
 }
