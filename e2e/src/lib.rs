@@ -199,6 +199,11 @@ impl ProcessCluster {
         Ok(resp.into_inner().base_offset)
     }
 
+    /// The admin gRPC address of broker `b`, as `strand --server` takes it.
+    pub fn grpc_address(&self, b: u32) -> String {
+        format!("127.0.0.1:{}", self.ports[b as usize].grpc)
+    }
+
     /// Brokers whose process runs.
     pub fn alive(&self) -> Vec<u32> {
         (0..self.children.len() as u32)

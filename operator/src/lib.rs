@@ -1,9 +1,17 @@
 //! Strand's Kubernetes operator: the `Cluster` and `Topic` resources and the objects that run a
 //! Cluster's brokers.
 //!
-//! Everything here is pure: types, schemas and builders that return objects. Talking to the
-//! API server and to the brokers' admin API belongs to the reconcilers.
+//! Types, schemas and builders (`crd`, `desired`, `topic_config`) are pure; the reconcilers
+//! (`topic`, `cluster`) are thin shells that talk to the API server and, through `admin`, to
+//! the brokers' admin API.
 
+pub mod admin;
+pub mod cluster;
+pub mod conditions;
+pub mod context;
 pub mod crd;
 pub mod desired;
+pub mod http;
+pub mod metrics;
+pub mod topic;
 pub mod topic_config;

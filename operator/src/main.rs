@@ -1,5 +1,7 @@
 //! `strand-operator`: the Strand Kubernetes operator's command line.
 
+mod run;
+
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +18,8 @@ struct Args {
 enum Command {
     /// Print the CustomResourceDefinitions of Cluster and Topic as YAML.
     Crd,
+    /// Run the operator: the Cluster and Topic controllers under leader election.
+    Run(run::RunArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,6 +28,7 @@ fn main() -> anyhow::Result<()> {
             let yaml = strand_operator::crd::all_to_yaml()?;
             std::io::stdout().lock().write_all(yaml.as_bytes())?;
         }
+        Command::Run(args) => run::run(args)?,
     }
     Ok(())
 }

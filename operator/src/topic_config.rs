@@ -1,213 +1,16 @@
-//! The Kafka topic configuration Strand accepts: known keys, typed values and their bounds.
+//! The Kafka topic configuration a `Topic` resource declares, as typed values with a schema.
 //!
-//! This module knows nothing of Kubernetes. The `Topic` resource embeds [`TopicConfig`], whose
-//! schema lets the API server reject bad values at apply time; `strand apply -f` and
-//! `strand topic` check the same rules with [`TopicConfig::validate`] and [`check_entry`]
-//! without a cluster. [`KEYS`] is the one table of rules: the typed struct's schema is tested
-//! against it, so the two cannot drift apart.
+//! The rules (known keys, bounds, allowed values) are not here: [`KEYS`], [`check_entry`] and
+//! [`ConfigError`] are `strand-meta`'s, the same table the metadata group enforces. The
+//! `Topic` resource embeds [`TopicConfig`], whose schema lets the API server reject bad values
+//! at apply time; a test holds the schema to the table, so the two cannot drift apart.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// What a value of one config key may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueKind {
-    /// A decimal integer within `min..=max`.
-    Int {
-        /// Smallest accepted value.
-        min: i64,
-        /// Largest accepted value.
-        max: i64,
-    },
-    /// Exactly one of these strings.
-    OneOf(&'static [&'static str]),
-}
-
-/// One known topic config key and the values it accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeySpec {
-    /// The Kafka name of the key, such as `retention.ms`.
-    pub name: &'static str,
-    /// The values the key accepts.
-    pub kind: ValueKind,
-}
-
-const I32_MAX: i64 = i32::MAX as i64;
-
-/// Every topic config key Strand accepts, in Kafka's spelling, sorted by name.
-///
-/// Minimums follow Kafka's own: `-1` means "unlimited" for the retention keys, and a segment
-/// must hold at least one record batch header (14 bytes).
-pub const KEYS: &[KeySpec] = &[
-    KeySpec {
-        name: "cleanup.policy",
-        kind: ValueKind::OneOf(&["delete", "compact", "compact,delete"]),
-    },
-    KeySpec {
-        name: "compression.type",
-        kind: ValueKind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
-    },
-    KeySpec {
-        name: "delete.retention.ms",
-        kind: ValueKind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-    },
-    KeySpec {
-        name: "flush.ms",
-        kind: ValueKind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-    },
-    KeySpec {
-        name: "max.message.bytes",
-        kind: ValueKind::Int {
-            min: 0,
-            max: I32_MAX,
-        },
-    },
-    KeySpec {
-        name: "message.timestamp.type",
-        kind: ValueKind::OneOf(&["CreateTime", "LogAppendTime"]),
-    },
-    KeySpec {
-        name: "min.compaction.lag.ms",
-        kind: ValueKind::Int {
-            min: 0,
-            max: i64::MAX,
-        },
-    },
-    KeySpec {
-        name: "retention.bytes",
-        kind: ValueKind::Int {
-            min: -1,
-            max: i64::MAX,
-        },
-    },
-    KeySpec {
-        name: "retention.ms",
-        kind: ValueKind::Int {
-            min: -1,
-            max: i64::MAX,
-        },
-    },
-    KeySpec {
-        name: "segment.bytes",
-        kind: ValueKind::Int {
-            min: 14,
-            max: I32_MAX,
-        },
-    },
-    KeySpec {
-        name: "segment.ms",
-        kind: ValueKind::Int {
-            min: 1,
-            max: i64::MAX,
-        },
-    },
-];
-
-/// Why one config entry was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// The key is not in [`KEYS`].
-    #[error("unknown topic config key `{key}`")]
-    UnknownKey {
-        /// The key as given.
-        key: String,
-    },
-    /// The value is not one of the strings the key accepts.
-    #[error("`{key}` must be one of {}, not `{value}`", quoted(allowed))]
-    NotOneOf {
-        /// The key.
-        key: String,
-        /// The value as given.
-        value: String,
-        /// The accepted values.
-        allowed: &'static [&'static str],
-    },
-    /// The value is not a decimal integer.
-    #[error("`{key}` must be an integer, not `{value}`")]
-    NotInteger {
-        /// The key.
-        key: String,
-        /// The value as given.
-        value: String,
-    },
-    /// The integer is outside the key's bounds.
-    #[error("`{key}` must be between {min} and {max}, not {value}")]
-    OutOfRange {
-        /// The key.
-        key: String,
-        /// The value as given.
-        value: i64,
-        /// Smallest accepted value.
-        min: i64,
-        /// Largest accepted value.
-        max: i64,
-    },
-}
-
-impl ConfigError {
-    /// The config key the error is about.
-    pub fn key(&self) -> &str {
-        match self {
-            ConfigError::UnknownKey { key }
-            | ConfigError::NotOneOf { key, .. }
-            | ConfigError::NotInteger { key, .. }
-            | ConfigError::OutOfRange { key, .. } => key,
-        }
-    }
-}
-
-fn quoted(allowed: &[&str]) -> String {
-    allowed
-        .iter()
-        .map(|a| format!("`{a}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The rules for `key`, if Strand knows it.
-pub fn key_spec(key: &str) -> Option<&'static KeySpec> {
-    KEYS.iter().find(|spec| spec.name == key)
-}
-
-/// Checks one `key=value` entry in Kafka's string form, as `strand topic alter --config` and
-/// the admin API carry them.
-pub fn check_entry(key: &str, value: &str) -> Result<(), ConfigError> {
-    let spec = key_spec(key).ok_or_else(|| ConfigError::UnknownKey {
-        key: key.to_owned(),
-    })?;
-    match spec.kind {
-        ValueKind::OneOf(allowed) if allowed.contains(&value) => Ok(()),
-        ValueKind::OneOf(allowed) => Err(ConfigError::NotOneOf {
-            key: key.to_owned(),
-            value: value.to_owned(),
-            allowed,
-        }),
-        ValueKind::Int { min, max } => {
-            let parsed: i64 = value.parse().map_err(|_| ConfigError::NotInteger {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            })?;
-            if (min..=max).contains(&parsed) {
-                Ok(())
-            } else {
-                Err(ConfigError::OutOfRange {
-                    key: key.to_owned(),
-                    value: parsed,
-                    min,
-                    max,
-                })
-            }
-        }
-    }
-}
+pub use strand_meta::{ConfigError, KEYS, KeySpec, ValueKind, check_entry, key_spec};
 
 /// `cleanup.policy`: what happens to old segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -310,6 +113,14 @@ pub struct TopicConfig {
     )]
     #[schemars(range(min = 0))]
     pub min_compaction_lag_ms: Option<i64>,
+    /// Replicas that must hold a record before it counts as written with `acks=all`.
+    #[serde(
+        rename = "min.insync.replicas",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1))]
+    pub min_insync_replicas: Option<i32>,
     /// Bytes kept per partition before old segments are deleted; `-1` for no limit.
     #[serde(
         rename = "retention.bytes",

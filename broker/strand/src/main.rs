@@ -1,6 +1,7 @@
 //! `strand`: the Strand command line.
 
 mod admin_cmd;
+mod apply_cmd;
 mod broker_cmd;
 mod dev_cmd;
 mod log_cmd;
@@ -30,6 +31,8 @@ enum Command {
     Topic(admin_cmd::TopicArgs),
     /// Describe the cluster through the admin API.
     Cluster(admin_cmd::ClusterArgs),
+    /// Create or change the topics that Topic YAML declares, through the admin API.
+    Apply(apply_cmd::ApplyArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Log(command) => log_cmd::run(command),
         Command::Topic(args) => admin_cmd::run_topic(args),
         Command::Cluster(args) => admin_cmd::run_cluster(args),
+        Command::Apply(args) => apply_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

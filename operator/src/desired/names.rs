@@ -88,6 +88,16 @@ impl ClusterNames {
             .collect()
     }
 
+    /// The admin gRPC address the operator calls, as a URL: the headless Service, whose name
+    /// resolves to every broker pod; any broker passes an admin call on to the controller.
+    pub fn admin_address(&self) -> String {
+        format!(
+            "http://{}.{}.svc:{GRPC_PORT}",
+            self.headless_service(),
+            self.namespace
+        )
+    }
+
     /// `host:port` Kafka clients in the cluster bootstrap from.
     pub fn bootstrap_servers(&self) -> String {
         format!(

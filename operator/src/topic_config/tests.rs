@@ -91,12 +91,3 @@ fn string_entries_are_checked_against_the_table() {
         ]
     );
 }
-
-#[test]
-fn key_table_is_sorted_and_unique() {
-    let names: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    let mut sorted = names.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    assert_eq!(names, sorted);
-}

@@ -25,7 +25,7 @@ use error::CliError;
 
 /// The admin API address used when neither `--server` nor `STRAND_SERVER` is given: broker 0
 /// of `strand dev`.
-const DEFAULT_SERVER: &str = "127.0.0.1:9093";
+pub(crate) const DEFAULT_SERVER: &str = "127.0.0.1:9093";
 
 /// How long to wait for the TCP and HTTP/2 handshake before telling the user.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,15 +59,15 @@ pub struct ConnectArgs {
 }
 
 /// A connected admin client, remembering the address for error messages.
-struct Admin {
-    client: AdminClient<Channel>,
+pub(crate) struct Admin {
+    pub(crate) client: AdminClient<Channel>,
     server: String,
 }
 
 impl Admin {
     /// Connects eagerly, so an unreachable address is reported as such rather than as a
     /// failed call.
-    async fn connect(server: &str) -> Result<Self, CliError> {
+    pub(crate) async fn connect(server: &str) -> Result<Self, CliError> {
         let endpoint = endpoint(server)?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
@@ -82,7 +82,10 @@ impl Admin {
     }
 
     /// The answer of a call, or the error a person can act on.
-    fn answer<T>(&self, result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, CliError> {
+    pub(crate) fn answer<T>(
+        &self,
+        result: Result<tonic::Response<T>, tonic::Status>,
+    ) -> Result<T, CliError> {
         result
             .map(tonic::Response::into_inner)
             .map_err(|status| error::from_status(&self.server, &status))
@@ -105,7 +108,7 @@ fn endpoint(server: &str) -> Result<Endpoint, CliError> {
 
 /// Runs one command's async body on a runtime of its own: the CLI makes a single call, so a
 /// current-thread runtime is enough.
-fn block_on<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(body: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

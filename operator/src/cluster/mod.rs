@@ -1,0 +1,272 @@
+//! The Cluster reconciler: applies the builders' five objects by server-side apply with one
+//! field manager, and reports status from the broker pods and the admin API's
+//! DescribeCluster. A scale-down is refused (the StatefulSet keeps its size) until brokers can
+//! be drained.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::admin::AdminApi;
+use crate::conditions::{Standing, is_true};
+use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
+use crate::crd::Cluster;
+use crate::crd::condition::STALLED;
+use crate::desired::{ClusterNames, RACK_ANNOTATION, desired, label_selector};
+use plan::{Described, Pods};
+
+/// How often a Ready Cluster's status is refreshed from its pods and brokers.
+const RESYNC: Duration = Duration::from_secs(60);
+/// How soon a Cluster that is getting there is looked at again.
+const PROGRESS: Duration = Duration::from_secs(10);
+
+/// Reconciles one Cluster.
+#[instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace()))]
+pub async fn reconcile<A: AdminApi>(
+    cluster: Arc<Cluster>,
+    ctx: Arc<Context<A>>,
+) -> Result<Action, Error> {
+    ctx.metrics.reconciled("Cluster");
+    if is_paused(&*cluster) {
+        info!("paused by annotation");
+        return Ok(Action::await_change());
+    }
+    if cluster.meta().deletion_timestamp.is_some() {
+        // Garbage collection removes what the Cluster owns.
+        return Ok(Action::await_change());
+    }
+    let names = ClusterNames::of(&cluster)?;
+    let namespace = names.namespace().to_owned();
+    let mut objects = desired(&cluster)?;
+
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = stateful_sets
+        .get_opt(&names.stateful_set())
+        .await?
+        .and_then(|s| s.spec)
+        .and_then(|s| s.replicas);
+    let (replicas, stall) = plan::replicas(&cluster, current);
+    if let Some(spec) = objects.stateful_set.spec.as_mut() {
+        spec.replicas = Some(replicas);
+    }
+
+    apply(&ctx, &namespace, &objects.config_map).await?;
+    apply(&ctx, &namespace, &objects.headless_service).await?;
+    apply(&ctx, &namespace, &objects.client_service).await?;
+    apply(&ctx, &namespace, &objects.stateful_set).await?;
+    apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
+
+    let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
+    if let Some(rack) = &cluster.spec.rack {
+        label_racks(&ctx, &namespace, &rack.topology_key, &broker_pods).await?;
+    }
+    let pods = count(&broker_pods);
+    let described = if pods.ready == 0 {
+        Described::NotAsked
+    } else {
+        match ctx.admin.describe_cluster(&names.admin_address()).await {
+            Ok(description) => Described::Answer(description),
+            Err(error) => Described::Failed(error.to_string()),
+        }
+    };
+    let standing = stall.unwrap_or_else(|| plan::standing(&cluster, pods, &described));
+    let requeue = match standing {
+        Standing::Ready { .. } | Standing::Stalled { .. } => RESYNC,
+        Standing::Reconciling { .. } => PROGRESS,
+    };
+    let status = plan::status(
+        &cluster,
+        &names,
+        pods,
+        &described,
+        &standing,
+        Timestamp::now(),
+    );
+    let old = cluster.status.clone().unwrap_or_default();
+    if let Standing::Stalled { reason, message } = &standing {
+        let already = is_true(&old.conditions, STALLED).is_some_and(|c| c.reason == *reason);
+        if !already {
+            ctx.publish(
+                &*cluster,
+                EventType::Warning,
+                reason,
+                "Reconcile",
+                message.clone(),
+            )
+            .await;
+        }
+    }
+    if status != old {
+        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": Cluster::api_version(&()),
+            "kind": Cluster::kind(&()),
+            "status": status,
+        });
+        clusters
+            .patch_status(
+                names.cluster(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+    ctx.backoff.succeeded(&*cluster);
+    Ok(Action::requeue(requeue))
+}
+
+/// The Cluster a broker pod belongs to, by its instance label; `None` for other pods.
+pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<Cluster>> {
+    let labels = pod.labels();
+    let is_broker = labels.get("app.kubernetes.io/name").map(String::as_str) == Some("strand")
+        && labels
+            .get("app.kubernetes.io/component")
+            .map(String::as_str)
+            == Some("broker");
+    if !is_broker {
+        return None;
+    }
+    let cluster = labels.get("app.kubernetes.io/instance")?;
+    Some(ObjectRef::new(cluster).within(&pod.namespace()?))
+}
+
+/// What an error leaves the Cluster to do: wait out a backoff that grows per Cluster.
+pub fn error_policy<A: AdminApi>(
+    cluster: Arc<Cluster>,
+    error: &Error,
+    ctx: Arc<Context<A>>,
+) -> Action {
+    ctx.metrics.failed("Cluster");
+    let delay = ctx.backoff.failed(&*cluster);
+    tracing::warn!(cluster = %cluster.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Server-side applies `object` with the operator's field manager, taking over fields another
+/// manager set: the operator is the one owner of what a Cluster owns.
+async fn apply<K, A>(ctx: &Context<A>, namespace: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn list_pods<A>(ctx: &Context<A>, namespace: &str, cluster: &str) -> Result<Vec<Pod>, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&label_selector(cluster)))
+        .await?;
+    Ok(list.items)
+}
+
+fn count(pods: &[Pod]) -> Pods {
+    let ready = pods
+        .iter()
+        .filter(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|conditions| {
+                    conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+        })
+        .count();
+    Pods {
+        total: i32::try_from(pods.len()).unwrap_or(i32::MAX),
+        ready: i32::try_from(ready).unwrap_or(i32::MAX),
+    }
+}
+
+/// Copies the rack of each scheduled broker pod's node (the value of its `topology_key`
+/// label) into the pod's rack annotation, which the broker reads through the downward API:
+/// the downward API cannot read node labels. A pod that already has it is left alone, since a
+/// pod never moves to another node.
+async fn label_racks<A>(
+    ctx: &Context<A>,
+    namespace: &str,
+    topology_key: &str,
+    pods: &[Pod],
+) -> Result<(), Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    for pod in pods {
+        if pod.annotations().contains_key(RACK_ANNOTATION) {
+            continue;
+        }
+        let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        let Some(node) = nodes.get_opt(node_name).await? else {
+            continue;
+        };
+        let Some(rack) = node.labels().get(topology_key) else {
+            warn!(
+                node = node_name,
+                topology_key, "node has no rack label; the broker starts without a rack"
+            );
+            continue;
+        };
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod.name_any(), "annotations": {RACK_ANNOTATION: rack}},
+        });
+        pod_api
+            .patch(
+                &pod.name_any(),
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        info!(pod = %pod.name_any(), %rack, "rack annotation set");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::selector_labels;
+
+    #[test]
+    fn broker_pods_map_to_their_cluster_and_other_pods_to_none() {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some("streaming".to_owned());
+        pod.metadata.labels = Some(selector_labels("events"));
+        let cluster = cluster_of_pod(&pod).unwrap();
+        assert_eq!(
+            (cluster.name.as_str(), cluster.namespace.as_deref()),
+            ("events", Some("streaming"))
+        );
+        pod.metadata.labels =
+            Some([("app.kubernetes.io/instance".to_owned(), "events".to_owned())].into());
+        assert!(cluster_of_pod(&pod).is_none());
+    }
+}

@@ -1,0 +1,205 @@
+//! The Cluster reconciler against the mock API server: the five objects by server-side apply,
+//! status from pods and DescribeCluster, and a refused scale-down.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use strand_operator::cluster;
+use strand_operator::context::Context;
+use strand_operator::crd::Cluster;
+use strand_operator::metrics::Metrics;
+
+use super::mock::{self, ApiState, Call, DEADLINE, FakeCluster};
+use super::{CLUSTER_PATH, EVENTS_PATH, cluster_object, condition, lines};
+
+const NS: &str = "/namespaces/default";
+const PODS_PATH: &str = "/api/v1/namespaces/default/pods";
+
+fn owned_paths() -> [String; 5] {
+    [
+        format!("/api/v1{NS}/configmaps/main-config"),
+        format!("/api/v1{NS}/services/main-brokers"),
+        format!("/api/v1{NS}/services/main-bootstrap"),
+        format!("/apis/apps/v1{NS}/statefulsets/main"),
+        format!("/apis/policy/v1{NS}/poddisruptionbudgets/main"),
+    ]
+}
+
+fn pod(ordinal: u32, ready: bool) -> Value {
+    json!({
+        "metadata": {"name": format!("main-{ordinal}"), "namespace": "default"},
+        "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+    })
+}
+
+fn pod_list(pods: Vec<Value>) -> Value {
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods})
+}
+
+async fn reconcile_cluster(
+    cluster: Value,
+    objects: Vec<(String, Value)>,
+    admin: &FakeCluster,
+) -> (Vec<Call>, ApiState) {
+    let mut state = ApiState::default();
+    state
+        .objects
+        .insert(CLUSTER_PATH.to_owned(), cluster.clone());
+    state.objects.extend(objects);
+    let (client, server) = mock::client(state);
+    let ctx = Arc::new(Context::new(client, admin.clone(), Metrics::default()));
+    let cluster: Cluster = serde_json::from_value(cluster).unwrap();
+    tokio::time::timeout(DEADLINE, cluster::reconcile(Arc::new(cluster), ctx))
+        .await
+        .expect("reconcile finishes")
+        .unwrap();
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("the mock api server stops once the client is gone")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_cluster_creates_the_five_objects_by_server_side_apply() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    let (calls, state) = reconcile_cluster(
+        cluster_object(),
+        vec![(PODS_PATH.to_owned(), pod_list(vec![]))],
+        &admin,
+    )
+    .await;
+    let statefulset = format!("/apis/apps/v1{NS}/statefulsets/main");
+    let mut expected = vec![format!("GET {statefulset}")];
+    expected.extend(owned_paths().iter().map(|p| format!("PATCH {p}")));
+    expected.push(format!("GET {PODS_PATH}"));
+    expected.push(format!("PATCH {CLUSTER_PATH}/status"));
+    assert_eq!(lines(&calls), expected);
+    for call in calls.iter().filter(|c| c.method == "PATCH") {
+        assert_eq!(
+            call.content_type, "application/apply-patch+yaml",
+            "{}",
+            call.path
+        );
+        assert!(
+            call.query.contains("fieldManager=strand-operator"),
+            "{}: {}",
+            call.path,
+            call.query
+        );
+        assert!(call.query.contains("force=true"), "{}", call.query);
+    }
+    for path in owned_paths() {
+        let object = &state.objects[&path];
+        assert_eq!(
+            object["metadata"]["ownerReferences"][0]["uid"], "c-uid",
+            "{path} is owned by the Cluster"
+        );
+    }
+    assert_eq!(state.objects[&statefulset]["spec"]["replicas"], 3);
+    let stored = &state.objects[CLUSTER_PATH];
+    assert_eq!(condition(stored, "Reconciling")["status"], "True");
+    assert_eq!(
+        condition(stored, "Reconciling")["reason"],
+        "BrokersNotReady"
+    );
+    assert_eq!(
+        stored["status"]["bootstrapServers"],
+        "main-bootstrap.default.svc:9092"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_with_ready_brokers_reports_them_and_is_ready() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    let pods = pod_list((0..3).map(|i| pod(i, true)).collect());
+    let (_, state) =
+        reconcile_cluster(cluster_object(), vec![(PODS_PATH.to_owned(), pods)], &admin).await;
+    let stored = &state.objects[CLUSTER_PATH];
+    assert_eq!(condition(stored, "Ready")["status"], "True", "{stored}");
+    assert_eq!(stored["status"]["readyReplicas"], 3);
+    assert_eq!(stored["status"]["controllerId"], 0);
+    assert_eq!(stored["status"]["brokers"][1]["pod"], "main-1");
+    assert_eq!(stored["status"]["brokers"][1]["state"], "Active");
+}
+
+#[tokio::test]
+async fn a_scale_down_is_refused_and_the_statefulset_keeps_its_size() {
+    let admin = FakeCluster::new("cluster-1", 5);
+    let statefulset = format!("/apis/apps/v1{NS}/statefulsets/main");
+    let existing = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "main", "namespace": "default"},
+        "spec": {"replicas": 5, "serviceName": "main-brokers", "selector": {},
+                 "template": {"metadata": {}, "spec": {"containers": []}}},
+    });
+    let pods = pod_list((0..5).map(|i| pod(i, true)).collect());
+    let (calls, state) = reconcile_cluster(
+        cluster_object(),
+        vec![
+            (statefulset.clone(), existing),
+            (PODS_PATH.to_owned(), pods),
+        ],
+        &admin,
+    )
+    .await;
+    assert_eq!(state.objects[&statefulset]["spec"]["replicas"], 5);
+    let stored = &state.objects[CLUSTER_PATH];
+    let stalled = condition(stored, "Stalled");
+    assert_eq!(stalled["status"], "True");
+    assert_eq!(stalled["reason"], "ScaleDownNeedsDraining");
+    let event = calls.iter().find(|c| c.path == EVENTS_PATH).unwrap();
+    assert_eq!(event.body["type"], "Warning");
+    // The spec is never written: the Cluster object itself gets only a status patch.
+    let cluster_writes: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.path.starts_with(CLUSTER_PATH) && c.is_write())
+        .collect();
+    assert_eq!(cluster_writes.len(), 1);
+    assert!(cluster_writes[0].path.ends_with("/status"));
+}
+
+#[tokio::test]
+async fn a_rack_aware_cluster_copies_the_node_rack_onto_its_pods() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    let mut cluster = cluster_object();
+    cluster["spec"]["rack"] = json!({"topologyKey": "topology.kubernetes.io/zone"});
+    let mut scheduled = pod(0, false);
+    scheduled["spec"] = json!({"nodeName": "node-a", "containers": []});
+    let mut labelled = pod(1, false);
+    labelled["spec"] = json!({"nodeName": "node-b", "containers": []});
+    labelled["metadata"]["annotations"] = json!({"strand.dev/rack": "zone-b"});
+    let pending = pod(2, false);
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "zone-a"}},
+    });
+    let pod_path = format!("{PODS_PATH}/main-0");
+    let (calls, state) = reconcile_cluster(
+        cluster,
+        vec![
+            (
+                PODS_PATH.to_owned(),
+                pod_list(vec![scheduled.clone(), labelled, pending]),
+            ),
+            ("/api/v1/nodes/node-a".to_owned(), node),
+            (pod_path.clone(), scheduled),
+        ],
+        &admin,
+    )
+    .await;
+    let rack_calls: Vec<String> = lines(&calls)
+        .into_iter()
+        .filter(|l| l.contains("/nodes/") || l.contains("/pods/"))
+        .collect();
+    assert_eq!(
+        rack_calls,
+        [
+            "GET /api/v1/nodes/node-a".to_owned(),
+            format!("PATCH {pod_path}")
+        ]
+    );
+    assert_eq!(
+        state.objects[&pod_path]["metadata"]["annotations"]["strand.dev/rack"],
+        "zone-a"
+    );
+}
