@@ -65,12 +65,15 @@ fn free_addr() -> SocketAddr {
 async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
     let grpc = free_addr();
     let http = free_addr();
+    let kafka = free_addr();
     let broker = Broker::start(BrokerConfig {
         broker_id: 0,
         data_dir: dir.join("broker-0"),
         grpc_listen: grpc,
         grpc_advertised: grpc.to_string(),
-        kafka_advertised: "127.0.0.1:19092".to_owned(),
+        kafka_advertised: kafka.to_string(),
+        kafka_listen: kafka,
+        kafka: Default::default(),
         http_listen: http,
         http_advertised: http.to_string(),
         seeds: vec![grpc.to_string()],
