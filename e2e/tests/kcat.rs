@@ -1,0 +1,140 @@
+//! kcat (librdkafka's command-line client) against `strand dev`: 10,000 keyed records in, and
+//! the same records out, in order per partition.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `strand dev`, stopped when dropped (its brokers stop when it does).
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kcat() -> Command {
+    let mut command = Command::new("kcat");
+    command.stderr(Stdio::inherit());
+    command
+}
+
+#[test]
+fn kcat_produces_and_consumes_ten_thousand_keyed_records_against_strand_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    // Below the ephemeral port range, spread by process id so parallel runs do not collide.
+    let port_base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    let mut child = Command::new(strand_e2e::strand_bin())
+        .args([
+            "dev",
+            "--brokers",
+            "3",
+            "--port-base",
+            &port_base.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("strand dev starts");
+    let stdout = child.stdout.take().unwrap();
+    let dev = Dev(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("strand dev: {line}");
+            if line.starts_with("Strand is up") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("strand dev reports it is up");
+    let bootstrap: Vec<String> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", port_base + 10 * i))
+        .collect();
+    let bootstrap = bootstrap.join(",");
+    let admin = format!("127.0.0.1:{}", port_base + 1);
+    let created = Command::new(strand_e2e::strand_bin())
+        .args(["topic", "create", "smoke", "--partitions", "3"])
+        .args(["--replication-factor", "3", "--server", &admin])
+        .status()
+        .unwrap();
+    assert!(created.success(), "strand topic create failed");
+
+    let input: Vec<(String, String)> = (0..10_000)
+        .map(|i| (format!("key-{}", i % 101), format!("value-{i:05}")))
+        .collect();
+    let mut producer = kcat()
+        .args(["-P", "-b", &bootstrap, "-t", "smoke", "-K", ":"])
+        .args(["-X", "acks=all", "-X", "broker.address.family=v4"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed (apt-get install kcat)");
+    {
+        let mut stdin = producer.stdin.take().unwrap();
+        for (key, value) in &input {
+            writeln!(stdin, "{key}:{value}").unwrap();
+        }
+    }
+    assert!(producer.wait().unwrap().success(), "kcat -P failed");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let output = loop {
+        let output = kcat()
+            .args(["-C", "-b", &bootstrap, "-t", "smoke", "-e", "-q"])
+            .args(["-X", "broker.address.family=v4"])
+            .args(["-f", "%p\t%o\t%k\t%s\n"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "kcat -C failed");
+        let text = String::from_utf8(output.stdout).unwrap();
+        if text.lines().count() >= input.len() || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Per partition: offsets from 0 without a gap, and each key's values in the order sent.
+    let mut partitions: BTreeMap<u32, Vec<(u64, String, String)>> = BTreeMap::new();
+    for line in output.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 4, "unexpected line {line:?}");
+        partitions
+            .entry(fields[0].parse().unwrap())
+            .or_default()
+            .push((
+                fields[1].parse().unwrap(),
+                fields[2].to_string(),
+                fields[3].to_string(),
+            ));
+    }
+    let mut read = Vec::new();
+    let mut partition_of_key = BTreeMap::new();
+    for (partition, records) in &partitions {
+        for (expected, (offset, key, value)) in records.iter().enumerate() {
+            assert_eq!(*offset, expected as u64, "partition {partition}");
+            let first = partition_of_key.entry(key.clone()).or_insert(*partition);
+            assert_eq!(first, partition, "key {key} on two partitions");
+            read.push((key.clone(), value.clone()));
+        }
+    }
+    assert_eq!(read.len(), input.len(), "records read back");
+    for key in partition_of_key.keys() {
+        let sent: Vec<&String> = input
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .collect();
+        let got: Vec<&String> = read
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(got, sent, "values of {key} in the order sent");
+    }
+    drop(dev);
+}
