@@ -269,6 +269,27 @@ impl Default for TopicConfig {
     }
 }
 
+/// Kafka's default value of a topic config key, in Kafka's string form: what a topic without
+/// the key behaves as (see [`TopicConfig::default`]).
+pub fn default_value(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "cleanup.policy" => "delete",
+        "compression.type" => "producer",
+        "delete.retention.ms" => "86400000",
+        // Kafka's default is Long.MAX_VALUE: no forced fsync; Strand fsyncs every append anyway.
+        "flush.ms" => "9223372036854775807",
+        "max.message.bytes" => "1048588",
+        "message.timestamp.type" => "CreateTime",
+        "min.compaction.lag.ms" => "0",
+        "min.insync.replicas" => "1",
+        "retention.bytes" => "-1",
+        "retention.ms" => "604800000",
+        "segment.bytes" => "1073741824",
+        "segment.ms" => "604800000",
+        _ => return None,
+    })
+}
+
 /// Checks every entry of a topic config in Kafka's string form and returns the typed config,
 /// with Kafka's defaults for absent keys. The first broken rule, in key order, is the error.
 pub fn validate_topic_config(

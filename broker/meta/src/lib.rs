@@ -22,7 +22,7 @@ pub use command::{
 };
 pub use config::{
     CleanupPolicy, CompressionType, ConfigError, KEYS, KeySpec, TimestampType, TopicConfig,
-    ValueKind, check_entry, key_spec, validate_topic_config,
+    ValueKind, check_entry, default_value, key_spec, validate_topic_config,
 };
 pub use ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
 pub use placement::{Load, PlacementBroker, PlacementError, place_new_partitions};

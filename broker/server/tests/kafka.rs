@@ -744,3 +744,83 @@ async fn random_request_bytes_get_an_answer_or_a_closed_connection_never_a_crash
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topic_configs_are_described_and_altered_and_the_cluster_is_described() {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), false).await;
+    cluster.create_topic("settings", 1).await;
+    let mut conn = wire::Conn::open(cluster.kafka[2]).await;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let alter = |op: i8, value: Option<&str>| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("settings"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_config_operation(op)
+                        .with_value(value.map(s)),
+                ]),
+        ])
+    };
+    let describe = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("settings"))
+            .with_configuration_keys(Some(vec![s("retention.ms")])),
+    ]);
+    let retention = |r: &DescribeConfigsResponse| {
+        let c = &r.results[0].configs[0];
+        (c.value.as_ref().map(|v| v.to_string()), c.config_source)
+    };
+
+    let before: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    assert_eq!(retention(&before), (Some("604800000".into()), 5));
+    let set: IncrementalAlterConfigsResponse = conn
+        .call(
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &alter(0, Some("3600000")),
+        )
+        .await;
+    assert_eq!(
+        set.responses[0].error_code, 0,
+        "{:?}",
+        set.responses[0].error_message
+    );
+    let after: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    assert_eq!(retention(&after), (Some("3600000".into()), 1));
+    let bad: IncrementalAlterConfigsResponse = conn
+        .call(ApiKey::IncrementalAlterConfigs, 1, &alter(0, Some("soon")))
+        .await;
+    assert_eq!(
+        bad.responses[0].error_code,
+        ResponseError::InvalidConfig.code()
+    );
+    let removed: IncrementalAlterConfigsResponse = conn
+        .call(ApiKey::IncrementalAlterConfigs, 1, &alter(1, None))
+        .await;
+    assert_eq!(removed.responses[0].error_code, 0);
+    let reverted: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &describe).await;
+    assert_eq!(retention(&reverted), (Some("604800000".into()), 5));
+
+    let described: DescribeClusterResponse = conn
+        .call(
+            ApiKey::DescribeCluster,
+            0,
+            &DescribeClusterRequest::default(),
+        )
+        .await;
+    assert_eq!(described.brokers.len(), 3);
+    assert!(described.controller_id.0 >= 0);
+    cluster.shutdown().await;
+}

@@ -122,3 +122,19 @@ fn bad_values_name_the_key_and_what_is_allowed() {
         assert_eq!(err.to_string(), message);
     }
 }
+
+#[test]
+fn every_key_has_a_default_that_is_the_typed_default() {
+    for spec in strand_meta::KEYS {
+        let value = strand_meta::default_value(spec.name)
+            .unwrap_or_else(|| panic!("{} has no default", spec.name));
+        strand_meta::check_entry(spec.name, value).unwrap();
+        let explicit =
+            std::collections::BTreeMap::from([(spec.name.to_string(), value.to_string())]);
+        let typed = strand_meta::validate_topic_config(&explicit).unwrap();
+        // flush.ms's default means "never forced", which the typed config spells as None.
+        if spec.name != "flush.ms" {
+            assert_eq!(typed, TopicConfig::default(), "{}", spec.name);
+        }
+    }
+}

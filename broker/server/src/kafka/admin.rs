@@ -259,3 +259,226 @@ pub async fn create_partitions(
     }
     kafka_protocol::messages::CreatePartitionsResponse::default().with_results(results)
 }
+
+/// Kafka's resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Kafka's config sources.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// DescribeConfigs: a topic's keys (set, or Kafka's default), and the broker settings that
+/// shape what Kafka clients see.
+pub async fn describe_configs(
+    ctx: Context,
+    req: kafka_protocol::messages::DescribeConfigsRequest,
+    _version: i16,
+) -> kafka_protocol::messages::DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult, DescribeConfigsResult,
+    };
+    let state = ctx.state();
+    let entry = |name: &str, value: String, source: i8, read_only: bool| {
+        DescribeConfigsResourceResult::default()
+            .with_name(kafka_protocol::protocol::StrBytes::from_string(
+                name.to_string(),
+            ))
+            .with_value(message(value))
+            .with_config_source(source)
+            .with_read_only(read_only)
+    };
+    let results =
+        req.resources
+            .iter()
+            .map(|resource| {
+                let wanted = |key: &str| {
+                    resource
+                        .configuration_keys
+                        .as_ref()
+                        .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| &**k == key))
+                };
+                let base = DescribeConfigsResult::default()
+                    .with_resource_type(resource.resource_type)
+                    .with_resource_name(resource.resource_name.clone());
+                match resource.resource_type {
+                RESOURCE_TOPIC => match state.topic_by_name(&resource.resource_name) {
+                    None => base
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_message(message(format!(
+                            "unknown topic `{}`",
+                            &*resource.resource_name
+                        ))),
+                    Some(topic) => base.with_configs(
+                        strand_meta::KEYS
+                            .iter()
+                            .filter(|k| wanted(k.name))
+                            .map(|k| match topic.config.get(k.name) {
+                                Some(v) => entry(k.name, v.clone(), SOURCE_TOPIC, false),
+                                None => entry(
+                                    k.name,
+                                    strand_meta::default_value(k.name)
+                                        .unwrap_or_default()
+                                        .to_string(),
+                                    SOURCE_DEFAULT,
+                                    false,
+                                ),
+                            })
+                            .collect(),
+                    ),
+                },
+                RESOURCE_BROKER => {
+                    let settings = &ctx.inner.config.kafka;
+                    let configs = [
+                        ("auto.create.topics.enable", settings.auto_create_topics.to_string()),
+                        (
+                            "default.replication.factor",
+                            settings.default_replication_factor.to_string(),
+                        ),
+                        ("num.partitions", settings.default_partitions.to_string()),
+                    ]
+                    .into_iter()
+                    .filter(|(k, _)| wanted(k))
+                    .map(|(k, v)| entry(k, v, SOURCE_STATIC_BROKER, true))
+                    .collect();
+                    base.with_configs(configs)
+                }
+                other => base
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(message(format!(
+                        "resource type {other} has no configs here; topics (2) and brokers (4) do"
+                    ))),
+            }
+            })
+            .collect();
+    kafka_protocol::messages::DescribeConfigsResponse::default().with_results(results)
+}
+
+/// IncrementalAlterConfigs for topics: SET and DELETE, through the admin API's update.
+pub async fn incremental_alter_configs(
+    ctx: Context,
+    req: kafka_protocol::messages::IncrementalAlterConfigsRequest,
+    _version: i16,
+) -> kafka_protocol::messages::IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for resource in &req.resources {
+        let name = resource.resource_name.to_string();
+        let outcome = match resource.resource_type {
+            RESOURCE_TOPIC => alter_topic_config(&ctx, &name, resource, req.validate_only).await,
+            RESOURCE_BROKER => Err((
+                ResponseError::InvalidRequest,
+                "broker settings come from the broker's settings file and flags".to_string(),
+            )),
+            other => Err((
+                ResponseError::InvalidRequest,
+                format!("resource type {other} has no configs here"),
+            )),
+        };
+        let base = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        responses.push(match outcome {
+            Ok(()) => base,
+            Err((code, text)) => base
+                .with_error_code(code.code())
+                .with_error_message(message(text)),
+        });
+    }
+    kafka_protocol::messages::IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+async fn alter_topic_config(
+    ctx: &Context,
+    name: &str,
+    resource: &kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), Refused> {
+    let Some(topic) = ctx.state().topic_by_name(name).cloned() else {
+        return Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("unknown topic `{name}`"),
+        ));
+    };
+    let mut set = BTreeMap::new();
+    let mut remove = Vec::new();
+    for config in &resource.configs {
+        let key = config.name.to_string();
+        match (config.config_operation, &config.value) {
+            (0, Some(value)) => {
+                set.insert(key, value.to_string());
+            }
+            (0, None) => {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("`{key}` is set without a value"),
+                ));
+            }
+            (1, _) => remove.push(key),
+            (op, _) => {
+                return Err((
+                    ResponseError::InvalidConfig,
+                    format!("operation {op} on `{key}`: only SET (0) and DELETE (1) are supported"),
+                ));
+            }
+        }
+    }
+    if validate_only {
+        let mut merged = topic.config.clone();
+        for key in &remove {
+            merged.remove(key);
+        }
+        merged.extend(set);
+        return strand_meta::validate_topic_config(&merged)
+            .map(|_| ())
+            .map_err(|e| (ResponseError::InvalidConfig, format!("invalid config: {e}")));
+    }
+    service(ctx)
+        .update_topic(Request::new(pb::UpdateTopicRequest {
+            name: name.to_string(),
+            partitions: None,
+            set_config: set.into_iter().collect(),
+            remove_config: remove,
+        }))
+        .await
+        .map(|_| ())
+        .map_err(|s| refused(&s))
+}
+
+/// DescribeCluster: the brokers and the controller.
+pub async fn describe_cluster(
+    ctx: Context,
+    _req: kafka_protocol::messages::DescribeClusterRequest,
+    _version: i16,
+) -> kafka_protocol::messages::DescribeClusterResponse {
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    let state = ctx.state();
+    let brokers = state
+        .brokers()
+        .values()
+        .filter(|b| b.state != strand_meta::BrokerState::Decommissioned)
+        .map(|b| {
+            let (host, port) = super::metadata::host_port(&b.kafka_addr);
+            DescribeClusterBroker::default()
+                .with_broker_id(kafka_protocol::messages::BrokerId(b.id.0 as i32))
+                .with_host(kafka_protocol::protocol::StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(
+                    b.rack
+                        .clone()
+                        .map(kafka_protocol::protocol::StrBytes::from_string),
+                )
+        })
+        .collect();
+    kafka_protocol::messages::DescribeClusterResponse::default()
+        .with_cluster_id(kafka_protocol::protocol::StrBytes::from_string(
+            state
+                .cluster_id()
+                .map(|c| c.0.to_string())
+                .unwrap_or_default(),
+        ))
+        .with_controller_id(kafka_protocol::messages::BrokerId(
+            super::metadata::controller_id(&ctx),
+        ))
+        .with_brokers(brokers)
+}

@@ -386,6 +386,16 @@ impl Context {
             RequestKind::InitProducerId(req) => {
                 later!(InitProducerId, produce::init_producer_id(ctx, req, version))
             }
+            RequestKind::DescribeConfigs(req) => {
+                later!(DescribeConfigs, admin::describe_configs(ctx, req, version))
+            }
+            RequestKind::IncrementalAlterConfigs(req) => later!(
+                IncrementalAlterConfigs,
+                admin::incremental_alter_configs(ctx, req, version)
+            ),
+            RequestKind::DescribeCluster(req) => {
+                later!(DescribeCluster, admin::describe_cluster(ctx, req, version))
+            }
             RequestKind::CreateTopics(req) => {
                 later!(CreateTopics, admin::create_topics(ctx, req, version))
             }

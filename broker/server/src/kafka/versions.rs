@@ -50,11 +50,11 @@ const APIS: &[Api] = &[
     api(ApiKey::DeleteTopics, 1, 5),
     api(ApiKey::InitProducerId, 0, 4),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
-    // api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
-    // api(ApiKey::IncrementalAlterConfigs, 0, 1),
-    // api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// Whether requests of this API and version are accepted.
