@@ -2,6 +2,7 @@
 
 mod admin_cmd;
 mod apply_cmd;
+mod bench_cmd;
 mod broker_cmd;
 mod dev_cmd;
 mod log_cmd;
@@ -33,6 +34,8 @@ enum Command {
     Cluster(admin_cmd::ClusterArgs),
     /// Create or change the topics that Topic YAML declares, through the admin API.
     Apply(apply_cmd::ApplyArgs),
+    /// Measure a cluster with Kafka clients: produce or consume load, throughput and latency.
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Topic(args) => admin_cmd::run_topic(args),
         Command::Cluster(args) => admin_cmd::run_cluster(args),
         Command::Apply(args) => apply_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

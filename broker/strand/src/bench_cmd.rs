@@ -1,0 +1,489 @@
+//! `strand bench produce|consume`: a Kafka-protocol load generator built on librdkafka, the
+//! client most non-JVM applications use, so it measures what applications would see.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+/// Options of `strand bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Produce records as fast as asked (or flat out) and report throughput and latency.
+    Produce(ProduceArgs),
+    /// Read a topic from the start with one consumer and report throughput.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Kafka bootstrap servers.
+    #[arg(
+        short = 'b',
+        long,
+        default_value = "127.0.0.1:9092",
+        env = "STRAND_BOOTSTRAP"
+    )]
+    bootstrap_servers: String,
+    /// Topic to use.
+    #[arg(short, long, default_value = "strand-bench")]
+    topic: String,
+    /// Output of the final report.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Acks {
+    /// No acknowledgement.
+    #[value(name = "0")]
+    None,
+    /// The leader's (served as all by Strand).
+    #[value(name = "1")]
+    Leader,
+    /// Every in-sync replica's.
+    All,
+}
+
+#[derive(Debug, Args)]
+struct ProduceArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Partitions of the topic when it has to be created.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Replication factor of the topic when it has to be created.
+    #[arg(long, default_value_t = 3)]
+    replication_factor: i32,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Distinct record keys, cycled through; 0 sends records without keys.
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
+    #[arg(long, value_enum, default_value_t = Acks::All)]
+    acks: Acks,
+    /// Compression codec: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Records per second across all producers; 0 is flat out.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to produce, in seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Producer clients, each with its own connections.
+    #[arg(long, default_value_t = 1)]
+    producers: u32,
+}
+
+#[derive(Debug, Args)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Longest time to read, in seconds; reading stops earlier at the end of the topic.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+}
+
+/// The final report of a run.
+#[derive(Debug, Serialize)]
+struct Report {
+    #[serde(skip)]
+    output: Output,
+    mode: &'static str,
+    topic: String,
+    seconds: f64,
+    records: u64,
+    bytes: u64,
+    mb_per_second: f64,
+    records_per_second: f64,
+    errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<Latency>,
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl Latency {
+    fn of(histogram: &Histogram<u64>) -> Latency {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Latency {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p999: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+        }
+    }
+}
+
+const MB: f64 = 1_000_000.0;
+
+/// Runs `strand bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = match args.what {
+        BenchCommand::Produce(args) => runtime.block_on(produce(args))?,
+        BenchCommand::Consume(args) => consume(args)?,
+    };
+    print_report(&report)
+}
+
+fn print_report(report: &Report) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match report.output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, report)?;
+            writeln!(out)?;
+        }
+        Output::Text => {
+            writeln!(
+                out,
+                "{}: {} records, {:.1} MB in {:.1} s: {:.1} MB/s, {:.0} records/s, {} errors",
+                report.mode,
+                report.records,
+                report.bytes as f64 / MB,
+                report.seconds,
+                report.mb_per_second,
+                report.records_per_second,
+                report.errors
+            )?;
+            if let Some(l) = &report.latency_ms {
+                writeln!(
+                    out,
+                    "latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                    l.p50, l.p99, l.p999, l.max
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn client_config(common: &Common) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &common.bootstrap_servers);
+    config
+}
+
+/// Creates the topic unless it exists.
+async fn ensure_topic(args: &ProduceArgs) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(&args.common)
+        .create()
+        .context("cannot create a Kafka admin client")?;
+    let topic = NewTopic::new(
+        &args.common.topic,
+        args.partitions,
+        TopicReplication::Fixed(args.replication_factor),
+    );
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .context("cannot reach the cluster to create the topic")?;
+    for result in results {
+        match result {
+            Ok(_) => eprintln!(
+                "created topic {} ({} partitions, RF {})",
+                args.common.topic, args.partitions, args.replication_factor
+            ),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!("cannot create topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Counts shared by the producers and the progress line.
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    bytes: u64,
+    errors: u64,
+    latency: Option<Histogram<u64>>,
+}
+
+async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
+    if args.producers == 0 {
+        bail!("--producers must be at least 1");
+    }
+    ensure_topic(&args).await?;
+    let acks = match args.acks {
+        Acks::None => "0",
+        Acks::Leader => "1",
+        Acks::All => "all",
+    };
+    let tally = Arc::new(Mutex::new(Tally {
+        latency: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        ..Default::default()
+    }));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.duration);
+    let value: Arc<Vec<u8>> = Arc::new((0..args.record_size).map(|i| (i % 251) as u8).collect());
+    let mut tasks = Vec::new();
+    for p in 0..args.producers {
+        let producer: FutureProducer = client_config(&args.common)
+            .set("acks", acks)
+            .set("compression.codec", &args.compression)
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .create()
+            .context("cannot create a Kafka producer")?;
+        let topic = args.common.topic.clone();
+        let value = value.clone();
+        let tally = tally.clone();
+        let keys = args.keys;
+        let per_producer_rate = args.rate / u64::from(args.producers);
+        tasks.push(tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+            let collect = {
+                let tally = tally.clone();
+                tokio::spawn(async move {
+                    while let Some((sent, size, delivery)) = rx.recv().await {
+                        let delivery: rdkafka::producer::DeliveryFuture = delivery;
+                        let result = delivery.await;
+                        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                        match result {
+                            Ok(Ok(_)) => {
+                                t.records += 1;
+                                t.bytes += size;
+                                let micros = (Instant::elapsed(&sent).as_micros() as u64).max(1);
+                                if let Some(h) = t.latency.as_mut() {
+                                    let _ = h.record(micros);
+                                }
+                            }
+                            _ => t.errors += 1,
+                        }
+                    }
+                })
+            };
+            let mut n: u64 = u64::from(p) << 40;
+            let mut next_tick = Instant::now();
+            let per_tick = per_producer_rate.div_ceil(100).max(1);
+            while Instant::now() < until {
+                if per_producer_rate > 0 {
+                    let now = Instant::now();
+                    if now < next_tick {
+                        tokio::time::sleep(next_tick - now).await;
+                    }
+                    next_tick += Duration::from_millis(10);
+                }
+                let batch = if per_producer_rate > 0 {
+                    per_tick
+                } else {
+                    1000
+                };
+                for _ in 0..batch {
+                    let key = (keys > 0).then(|| format!("key-{}", n % keys));
+                    n += 1;
+                    let mut record = FutureRecord::<String, [u8]>::to(&topic).payload(&value[..]);
+                    if let Some(key) = &key {
+                        record = record.key(key);
+                    }
+                    let size = value.len() as u64 + key.as_ref().map_or(0, |k| k.len() as u64);
+                    let mut record = record;
+                    let delivery = loop {
+                        match producer.send_result(record) {
+                            Ok(delivery) => break delivery,
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                r,
+                            )) => {
+                                record = r;
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                            Err((e, _)) => {
+                                eprintln!("produce: {e}");
+                                return;
+                            }
+                        }
+                    };
+                    if tx.send((Instant::now(), size, delivery)).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            drop(tx);
+            let _ = collect.await;
+        }));
+    }
+    let progress = progress_line(tally.clone(), started, true);
+    for task in tasks {
+        task.await?;
+    }
+    progress.abort();
+    eprintln!();
+    let elapsed = started.elapsed().as_secs_f64();
+    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Report {
+        output: args.common.output,
+        mode: "produce",
+        topic: args.common.topic.clone(),
+        seconds: elapsed,
+        records: t.records,
+        bytes: t.bytes,
+        mb_per_second: t.bytes as f64 / MB / elapsed,
+        records_per_second: t.records as f64 / elapsed,
+        errors: t.errors,
+        latency_ms: t
+            .latency
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(Latency::of),
+    })
+}
+
+/// Prints a progress line on standard error every second.
+fn progress_line(
+    tally: Arc<Mutex<Tally>>,
+    started: Instant,
+    latency: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = (0u64, Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let rate = (t.bytes - last.0) as f64 / MB / now.duration_since(last.1).as_secs_f64();
+            last = (t.bytes, now);
+            let p99 = t
+                .latency
+                .as_ref()
+                .filter(|h| latency && !h.is_empty())
+                .map(|h| format!(", p99 {:.1} ms", h.value_at_quantile(0.99) as f64 / 1000.0))
+                .unwrap_or_default();
+            eprint!(
+                "\r{:>4.0} s  {} records  {:.1} MB/s now{}  {} errors   ",
+                started.elapsed().as_secs_f64(),
+                t.records,
+                rate,
+                p99,
+                t.errors
+            );
+            let _ = std::io::stderr().flush();
+        }
+    })
+}
+
+fn consume(args: ConsumeArgs) -> anyhow::Result<Report> {
+    let consumer: BaseConsumer = client_config(&args.common)
+        .set("group.id", "strand-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .set("queued.max.messages.kbytes", "1048576")
+        .create()
+        .context("cannot create a Kafka consumer")?;
+    let topic = &args.common.topic;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("cannot read the topic's metadata")?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic {topic} has no partitions (does it exist?)");
+    }
+    let mut ends = std::collections::BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .with_context(|| format!("cannot read the end of partition {p}"))?;
+        if high > low {
+            ends.insert(*p, high);
+        }
+        assignment.add_partition_offset(topic, *p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let progress = runtime.enter();
+    let line = progress_line(tally.clone(), started, false);
+    let until = started + Duration::from_secs(args.duration);
+    let mut pending = ends.clone();
+    let handle = std::thread::spawn({
+        let tally = tally.clone();
+        move || {
+            while !pending.is_empty() && Instant::now() < until {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        let size =
+                            m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len);
+                        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                        t.records += 1;
+                        t.bytes += size as u64;
+                        if pending
+                            .get(&m.partition())
+                            .is_some_and(|end| m.offset() + 1 >= *end)
+                        {
+                            pending.remove(&m.partition());
+                        }
+                    }
+                    Some(Err(_)) => tally.lock().unwrap_or_else(|p| p.into_inner()).errors += 1,
+                    None => {}
+                }
+            }
+        }
+    });
+    runtime.block_on(async {
+        while !handle.is_finished() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    line.abort();
+    drop(progress);
+    eprintln!();
+    let elapsed = started.elapsed().as_secs_f64();
+    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Report {
+        output: args.common.output,
+        mode: "consume",
+        topic: topic.clone(),
+        seconds: elapsed,
+        records: t.records,
+        bytes: t.bytes,
+        mb_per_second: t.bytes as f64 / MB / elapsed,
+        records_per_second: t.records as f64 / elapsed,
+        errors: t.errors,
+        latency_ms: None,
+    })
+}
