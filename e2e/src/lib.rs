@@ -355,3 +355,61 @@ pub fn batch(values: &[String]) -> Vec<u8> {
         .collect();
     strand_log::build_batch(&records)
 }
+
+/// `strand dev` as a child process, stopped (with its brokers) when dropped.
+pub struct DevCluster {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// gRPC address of broker 0, for the admin API.
+    pub admin: String,
+}
+
+impl DevCluster {
+    /// Starts `strand dev --brokers N` and waits until it reports that it is up.
+    pub fn start(brokers: u16) -> DevCluster {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        // Below the ephemeral port range, spread by process id so parallel runs do not collide.
+        let port_base = 20_000 + (std::process::id() % 500) as u16 * 20;
+        let mut child = Command::new(strand_bin())
+            .args(["dev", "--brokers", &brokers.to_string()])
+            .args(["--port-base", &port_base.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("strand dev starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("strand dev: {line}");
+                if line.starts_with("Strand is up") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let dev = DevCluster {
+            child,
+            _dir: dir,
+            bootstrap: (0..brokers)
+                .map(|i| format!("127.0.0.1:{}", port_base + 10 * i))
+                .collect::<Vec<_>>()
+                .join(","),
+            admin: format!("127.0.0.1:{}", port_base + 1),
+        };
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("strand dev reports it is up");
+        dev
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

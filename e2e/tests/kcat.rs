@@ -2,19 +2,9 @@
 //! the same records out, in order per partition.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// `strand dev`, stopped when dropped (its brokers stop when it does).
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn kcat() -> Command {
     let mut command = Command::new("kcat");
@@ -24,41 +14,9 @@ fn kcat() -> Command {
 
 #[test]
 fn kcat_produces_and_consumes_ten_thousand_keyed_records_against_strand_dev() {
-    let dir = tempfile::tempdir().unwrap();
-    // Below the ephemeral port range, spread by process id so parallel runs do not collide.
-    let port_base = 20_000 + (std::process::id() % 500) as u16 * 20;
-    let mut child = Command::new(strand_e2e::strand_bin())
-        .args([
-            "dev",
-            "--brokers",
-            "3",
-            "--port-base",
-            &port_base.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("strand dev starts");
-    let stdout = child.stdout.take().unwrap();
-    let dev = Dev(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("strand dev: {line}");
-            if line.starts_with("Strand is up") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .expect("strand dev reports it is up");
-    let bootstrap: Vec<String> = (0..3)
-        .map(|i| format!("127.0.0.1:{}", port_base + 10 * i))
-        .collect();
-    let bootstrap = bootstrap.join(",");
-    let admin = format!("127.0.0.1:{}", port_base + 1);
+    let dev = strand_e2e::DevCluster::start(3);
+    let bootstrap = dev.bootstrap.clone();
+    let admin = dev.admin.clone();
     let created = Command::new(strand_e2e::strand_bin())
         .args(["topic", "create", "smoke", "--partitions", "3"])
         .args(["--replication-factor", "3", "--server", &admin])
