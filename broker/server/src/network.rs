@@ -139,6 +139,9 @@ impl PeerClient {
     }
 }
 
+/// The shortest time an AppendEntries call may take before it counts as failed.
+const APPEND_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = SnapshotData;
 
@@ -148,7 +151,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let mut request = tonic::Request::new(convert::append_to_pb(&rpc, self.target()));
-        request.set_timeout(option.hard_ttl());
+        // openraft gives appends the heartbeat interval; a payload of large record batches
+        // written and fsynced by a busy follower takes longer, and timing it out only makes
+        // the leader send it again.
+        request.set_timeout(option.hard_ttl().max(APPEND_TIMEOUT_MIN));
         let resp = self
             .client()?
             .append_entries(request)

@@ -59,6 +59,9 @@ impl RaftTuning {
         Config {
             enable_heartbeat: false,
             enable_tick: false,
+            // Entries are whole record batches of up to `max.message.bytes` (1 MiB by
+            // default): 32 of them keep an AppendEntries well under the gRPC message limit.
+            max_payload_entries: 32,
             ..self.config("strand-partition")
         }
     }

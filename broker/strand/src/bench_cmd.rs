@@ -267,23 +267,40 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
         let per_producer_rate = args.rate / u64::from(args.producers);
         tasks.push(tokio::spawn(async move {
             let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+            // Deliveries are awaited as they complete, not in send order, so a slow partition
+            // does not inflate the latency recorded for the others.
             let collect = {
                 let tally = tally.clone();
                 tokio::spawn(async move {
-                    while let Some((sent, size, delivery)) = rx.recv().await {
-                        let delivery: rdkafka::producer::DeliveryFuture = delivery;
-                        let result = delivery.await;
-                        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                        match result {
-                            Ok(Ok(_)) => {
-                                t.records += 1;
-                                t.bytes += size;
-                                let micros = (Instant::elapsed(&sent).as_micros() as u64).max(1);
-                                if let Some(h) = t.latency.as_mut() {
-                                    let _ = h.record(micros);
+                    use futures_util::StreamExt;
+                    let mut waiting = futures_util::stream::FuturesUnordered::new();
+                    let mut open = true;
+                    while open || !waiting.is_empty() {
+                        tokio::select! {
+                            next = rx.recv(), if open => match next {
+                                Some((sent, size, delivery)) => {
+                                    let delivery: rdkafka::producer::DeliveryFuture = delivery;
+                                    waiting.push(async move {
+                                        let result = delivery.await;
+                                        (sent, size, matches!(result, Ok(Ok(_))))
+                                    });
+                                }
+                                None => open = false,
+                            },
+                            Some((sent, size, ok)) = waiting.next() => {
+                                let sent: Instant = sent;
+                                let micros = (sent.elapsed().as_micros() as u64).max(1);
+                                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                                if ok {
+                                    t.records += 1;
+                                    t.bytes += size;
+                                    if let Some(h) = t.latency.as_mut() {
+                                        let _ = h.record(micros);
+                                    }
+                                } else {
+                                    t.errors += 1;
                                 }
                             }
-                            _ => t.errors += 1,
                         }
                     }
                 })
