@@ -149,6 +149,27 @@ impl Latency {
 
 const MB: f64 = 1_000_000.0;
 
+impl Report {
+    fn of(common: &Common, mode: &'static str, seconds: f64, t: &Tally) -> Report {
+        Report {
+            output: common.output,
+            mode,
+            topic: common.topic.clone(),
+            seconds,
+            records: t.records,
+            bytes: t.bytes,
+            mb_per_second: t.bytes as f64 / MB / seconds,
+            records_per_second: t.records as f64 / seconds,
+            errors: t.errors,
+            latency_ms: t
+                .latency
+                .as_ref()
+                .filter(|h| !h.is_empty())
+                .map(Latency::of),
+        }
+    }
+}
+
 /// Runs `strand bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -364,22 +385,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
     eprintln!();
     let elapsed = started.elapsed().as_secs_f64();
     let t = tally.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(Report {
-        output: args.common.output,
-        mode: "produce",
-        topic: args.common.topic.clone(),
-        seconds: elapsed,
-        records: t.records,
-        bytes: t.bytes,
-        mb_per_second: t.bytes as f64 / MB / elapsed,
-        records_per_second: t.records as f64 / elapsed,
-        errors: t.errors,
-        latency_ms: t
-            .latency
-            .as_ref()
-            .filter(|h| !h.is_empty())
-            .map(Latency::of),
-    })
+    Ok(Report::of(&args.common, "produce", elapsed, &t))
 }
 
 /// Prints a progress line on standard error every second.
@@ -491,16 +497,5 @@ fn consume(args: ConsumeArgs) -> anyhow::Result<Report> {
     eprintln!();
     let elapsed = started.elapsed().as_secs_f64();
     let t = tally.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(Report {
-        output: args.common.output,
-        mode: "consume",
-        topic: topic.clone(),
-        seconds: elapsed,
-        records: t.records,
-        bytes: t.bytes,
-        mb_per_second: t.bytes as f64 / MB / elapsed,
-        records_per_second: t.records as f64 / elapsed,
-        errors: t.errors,
-        latency_ms: None,
-    })
+    Ok(Report::of(&args.common, "consume", elapsed, &t))
 }

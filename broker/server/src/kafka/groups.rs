@@ -915,25 +915,6 @@ pub async fn offset_commit(
     _version: i16,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
-    let answer = |code: i16| -> Vec<offset_commit_response::OffsetCommitResponseTopic> {
-        req.topics
-            .iter()
-            .map(|t| {
-                offset_commit_response::OffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                offset_commit_response::OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect()
-    };
     let checked = (|| {
         let (replica, term, partition) = coordinator(&ctx, &group_id)?;
         let groups = ctx
@@ -963,7 +944,7 @@ pub async fn offset_commit(
     })();
     let (replica, term, partition) = match checked {
         Ok(found) => found,
-        Err(e) => return OffsetCommitResponse::default().with_topics(answer(e.code())),
+        Err(e) => return commit_answer(&req, |_, _| e.code()),
     };
     let mut records = Vec::new();
     let mut too_large = BTreeSet::new();
@@ -991,25 +972,34 @@ pub async fn offset_commit(
         }
     }
     let written = write_offsets(&ctx, &replica, term, partition, records).await;
+    commit_answer(&req, |topic, p| {
+        if too_large.contains(&(topic.to_string(), p)) {
+            ResponseError::OffsetMetadataTooLarge.code()
+        } else {
+            written.err().map_or(0, |e| e.code())
+        }
+    })
+}
+
+/// The OffsetCommit answer, every partition with the error code `code(topic, partition)`.
+fn commit_answer(
+    req: &OffsetCommitRequest,
+    code: impl Fn(&str, i32) -> i16,
+) -> OffsetCommitResponse {
+    use offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
     let topics = req
         .topics
         .iter()
         .map(|t| {
-            offset_commit_response::OffsetCommitResponseTopic::default()
+            OffsetCommitResponseTopic::default()
                 .with_name(t.name.clone())
                 .with_partitions(
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let code =
-                                if too_large.contains(&(t.name.0.to_string(), p.partition_index)) {
-                                    ResponseError::OffsetMetadataTooLarge.code()
-                                } else {
-                                    written.err().map_or(0, |e| e.code())
-                                };
-                            offset_commit_response::OffsetCommitResponsePartition::default()
+                            OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(code)
+                                .with_error_code(code(&t.name.0, p.partition_index))
                         })
                         .collect(),
                 )
