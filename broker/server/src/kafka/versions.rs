@@ -34,7 +34,8 @@ const APIS: &[Api] = &[
         max: 9,
     },
     api(ApiKey::Fetch, 4, 12),
-    api(ApiKey::ListOffsets, 1, 7),
+    // v7 adds the max-timestamp lookup (-3), which is not implemented.
+    api(ApiKey::ListOffsets, 1, 6),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::OffsetCommit, 2, 8),
     api(ApiKey::OffsetFetch, 1, 7),
