@@ -36,12 +36,28 @@ pub fn strand_bin() -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port nothing listens on, for a broker a test is about to start.
+///
+/// Ports come from below Linux's ephemeral range (32768 and up), counting up from a point set
+/// by the process id: a port the kernel hands out for `:0` can be taken by any outgoing
+/// connection before the broker binds it, while these are only ever chosen here.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 20_000;
+    let start = (std::process::id() % 400) * 50;
+    loop {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// [`free_port`] as a loopback address.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// Ports of one broker.

@@ -29,7 +29,10 @@ fn kcat_produces_and_consumes_ten_thousand_keyed_records_against_strand_dev() {
         .collect();
     let mut producer = kcat()
         .args(["-P", "-b", &bootstrap, "-t", "smoke", "-K", ":"])
-        .args(["-X", "acks=all", "-X", "broker.address.family=v4"])
+        // Idempotence keeps each partition in send order across retries (a leader still
+        // settling right after the topic is created makes the first sends retry).
+        .args(["-X", "acks=all", "-X", "enable.idempotence=true"])
+        .args(["-X", "broker.address.family=v4"])
         .stdin(Stdio::piped())
         .spawn()
         .expect("kcat is installed (apt-get install kcat)");

@@ -16,8 +16,7 @@ use strand_proto::broker::{FetchRequest, ProduceRequest};
 use strand_server::{Broker, BrokerConfig, RaftTuning};
 
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    strand_e2e::free_addr()
 }
 
 struct Cluster {

@@ -15,8 +15,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use strand_server::{Broker, BrokerConfig, KafkaSettings, RaftTuning};
 
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    strand_e2e::free_addr()
 }
 
 /// Prints librdkafka's log lines (shown with STRAND_TEST_RDKAFKA_DEBUG).

@@ -58,8 +58,7 @@ impl AdminApi for Redirect {
 }
 
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    strand_e2e::free_addr()
 }
 
 async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
