@@ -266,6 +266,18 @@ pub struct Groups {
     offsets: Mutex<HashMap<u32, OffsetCache>>,
 }
 
+impl Groups {
+    /// The groups and their members.
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The offsets of every `__consumer_offsets` partition led here.
+    fn offsets(&self) -> std::sync::MutexGuard<'_, HashMap<u32, OffsetCache>> {
+        self.offsets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Expires members whose sessions lapsed and completes rebalances that are due.
 pub async fn run(ctx: Context) {
     let mut shutdown = ctx.inner.shutdown.subscribe();
@@ -275,12 +287,7 @@ pub async fn run(ctx: Context) {
             _ = shutdown.changed() => return,
         }
         let now = Instant::now();
-        let mut groups = ctx
-            .inner
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut groups = ctx.inner.groups.members();
         for group in groups.values_mut() {
             group.pending.retain(|_, expires| *expires > now);
             let expired: Vec<String> = group
@@ -440,12 +447,7 @@ pub async fn join_group(
     let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
     let now = Instant::now();
     let (member_id, mut changed, seen) = {
-        let mut groups = ctx
-            .inner
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut groups = ctx.inner.groups.members();
         let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
         if group.state != State::Empty
             && group.protocol_type.as_deref() != Some(protocol_type.as_str())
@@ -549,12 +551,7 @@ pub async fn join_group(
     let _ = seen;
     loop {
         {
-            let groups = ctx
-                .inner
-                .groups
-                .groups
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let groups = ctx.inner.groups.members();
             let Some(group) = groups.get(&group_id) else {
                 return failed(ResponseError::UnknownMemberId, &member_id);
             };
@@ -607,12 +604,7 @@ pub async fn sync_group(ctx: Context, req: SyncGroupRequest, _version: i16) -> S
     }
     let member_id = req.member_id.to_string();
     let mut changed = {
-        let mut groups = ctx
-            .inner
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut groups = ctx.inner.groups.members();
         let Some(group) = groups.get_mut(&group_id) else {
             return failed(ResponseError::UnknownMemberId);
         };
@@ -653,12 +645,7 @@ pub async fn sync_group(ctx: Context, req: SyncGroupRequest, _version: i16) -> S
         {
             return failed(ResponseError::RebalanceInProgress);
         }
-        let groups = ctx
-            .inner
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let groups = ctx.inner.groups.members();
         let Some(group) = groups.get(&group_id) else {
             return failed(ResponseError::UnknownMemberId);
         };
@@ -687,12 +674,7 @@ pub async fn heartbeat(ctx: Context, req: HeartbeatRequest, _version: i16) -> He
     let code = (|| {
         let group_id = req.group_id.0.to_string();
         coordinator(&ctx, &group_id)?;
-        let mut groups = ctx
-            .inner
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut groups = ctx.inner.groups.members();
         let group = groups
             .get_mut(&group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
@@ -732,12 +714,7 @@ pub async fn leave_group(ctx: Context, req: LeaveGroupRequest, version: i16) -> 
         vec![(req.member_id.to_string(), None)]
     };
     let now = Instant::now();
-    let mut groups = ctx
-        .inner
-        .groups
-        .groups
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut groups = ctx.inner.groups.members();
     let mut results = Vec::new();
     for (member_id, instance) in leaving {
         let code = match groups.get_mut(&group_id) {
@@ -785,12 +762,7 @@ fn with_offsets<T>(
     f: impl FnOnce(&mut OffsetCache) -> T,
 ) -> Result<T, ResponseError> {
     use std::collections::hash_map::Entry;
-    let mut caches = ctx
-        .inner
-        .groups
-        .offsets
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut caches = ctx.inner.groups.offsets();
     let cache = match caches.entry(partition) {
         Entry::Occupied(e) if e.get().term == term => e.into_mut(),
         Entry::Occupied(mut e) => {
@@ -917,12 +889,7 @@ pub async fn offset_commit(
     let group_id = req.group_id.0.to_string();
     let checked = (|| {
         let (replica, term, partition) = coordinator(&ctx, &group_id)?;
-        let groups = ctx
-            .inner
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let groups = ctx.inner.groups.members();
         let group = groups.get(&group_id);
         let generation = req.generation_id_or_member_epoch;
         if generation >= 0 {
@@ -1101,24 +1068,14 @@ pub async fn offset_fetch(
 fn known_groups(ctx: &Context) -> BTreeMap<String, (String, &'static str)> {
     let mut out = BTreeMap::new();
     {
-        let caches = ctx
-            .inner
-            .groups
-            .offsets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let caches = ctx.inner.groups.offsets();
         for cache in caches.values() {
             for group in cache.groups.keys() {
                 out.insert(group.clone(), ("consumer".to_string(), State::Empty.name()));
             }
         }
     }
-    let groups = ctx
-        .inner
-        .groups
-        .groups
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let groups = ctx.inner.groups.members();
     for (id, group) in groups.iter() {
         if group.members.is_empty() && !out.contains_key(id) {
             continue;
@@ -1172,12 +1129,7 @@ pub async fn describe_groups(
             if let Err(e) = coordinator(&ctx, &name) {
                 return base.with_error_code(e.code());
             }
-            let groups = ctx
-                .inner
-                .groups
-                .groups
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let groups = ctx.inner.groups.members();
             match groups.get(&name) {
                 Some(group) if !group.members.is_empty() => base
                     .with_group_state(text(group.state.name()))
@@ -1244,12 +1196,7 @@ pub async fn delete_groups(
 async fn delete_group(ctx: &Context, name: &str) -> Result<(), ResponseError> {
     let (replica, term, partition) = coordinator(ctx, name)?;
     {
-        let groups = ctx
-            .inner
-            .groups
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let groups = ctx.inner.groups.members();
         if groups.get(name).is_some_and(|g| !g.members.is_empty()) {
             return Err(ResponseError::NonEmptyGroup);
         }
@@ -1257,14 +1204,7 @@ async fn delete_group(ctx: &Context, name: &str) -> Result<(), ResponseError> {
     let offsets = with_offsets(ctx, &replica, term, partition, |cache| {
         cache.groups.get(name).cloned()
     })?;
-    let existed = ctx
-        .inner
-        .groups
-        .groups
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(name)
-        .is_some();
+    let existed = ctx.inner.groups.members().remove(name).is_some();
     let Some(offsets) = offsets else {
         return if existed {
             Ok(())

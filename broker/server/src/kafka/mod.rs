@@ -239,13 +239,14 @@ impl Context {
         use openraft::async_runtime::WatchReceiver;
         let group = crate::registry::partition_group(topic_id, partition);
         if let Some(crate::registry::Group::Partition(replica)) = self.inner.registry.get(&group) {
-            let metrics = replica.raft.metrics().borrow_watched().clone();
-            let leader = metrics
-                .current_leader
-                .and_then(|n| Inner::broker_of_node(&self.state(), n));
+            let (leader, term) = {
+                let watch = replica.raft.metrics();
+                let metrics = watch.borrow_watched();
+                (metrics.current_leader, metrics.current_term)
+            };
             return Leadership {
-                leader,
-                epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+                leader: leader.and_then(|n| Inner::broker_of_node(&self.state(), n)),
+                epoch: i32::try_from(term).unwrap_or(i32::MAX),
             };
         }
         match self.inner.views.get(&group) {
@@ -308,16 +309,20 @@ impl Context {
         else {
             return Err(ResponseError::NotLeaderOrFollower);
         };
-        let metrics = replica.raft.metrics().borrow_watched().clone();
-        if metrics.state != openraft::ServerState::Leader
-            || metrics.current_leader != Some(self.inner.identity.node_id)
-        {
+        // Read in place: this runs for every partition of every produce and fetch.
+        let (leads, term) = {
+            let watch = replica.raft.metrics();
+            let metrics = watch.borrow_watched();
+            (
+                metrics.state == openraft::ServerState::Leader
+                    && metrics.current_leader == Some(self.inner.identity.node_id),
+                metrics.current_term,
+            )
+        };
+        if !leads {
             return Err(ResponseError::NotLeaderOrFollower);
         }
-        Ok((
-            replica,
-            i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
-        ))
+        Ok((replica, i32::try_from(term).unwrap_or(i32::MAX)))
     }
 
     /// Checks a client's idea of the leader epoch (`-1` means it has none).

@@ -86,17 +86,24 @@ fn check_idempotent(
     index: i32,
 ) -> Result<(), Box<Slot>> {
     use openraft::async_runtime::WatchReceiver;
-    let metrics = replica.raft.metrics().borrow_watched().clone();
+    let (applied_term, term) = {
+        let watch = replica.raft.metrics();
+        let metrics = watch.borrow_watched();
+        (
+            metrics.last_applied.map(|l| l.leader_id.term),
+            metrics.current_term,
+        )
+    };
     // Until this leader has applied its own first entry, earlier leaders' batches may still be
     // unapplied, and a retry of one of them would not be recognised.
-    if metrics.last_applied.map(|l| l.leader_id.term) != Some(metrics.current_term) {
+    if applied_term != Some(term) {
         return Err(Box::new(failed(
             index,
             ResponseError::NotLeaderOrFollower,
             "the new leader is still applying earlier entries",
         )));
     }
-    match replica.producers.check(metrics.current_term, header) {
+    match replica.producers.check(term, header) {
         Verdict::Append => Ok(()),
         Verdict::Duplicate(base_offset) => Err(Box::new(Slot::Done(
             PartitionProduceResponse::default()
