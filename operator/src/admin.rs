@@ -76,6 +76,9 @@ impl AdminError {
                 ErrorReason::InvalidPartitions => "InvalidPartitions",
                 ErrorReason::InvalidReplicationFactor => "InvalidReplicationFactor",
                 ErrorReason::Unavailable => "ClusterUnavailable",
+                ErrorReason::UnknownBroker => "UnknownBroker",
+                ErrorReason::UnknownPartition => "UnknownPartition",
+                ErrorReason::BrokerState => "BrokerState",
             },
         }
     }

@@ -69,6 +69,20 @@ impl ClusterState {
             Command::SetBrokerState { broker_id, state } => {
                 self.set_broker_state(*broker_id, *state)?
             }
+            Command::ReassignPartition {
+                topic_id,
+                partition,
+                replicas,
+            } => self.reassign_partition(*topic_id, *partition, replicas)?,
+            Command::FinishReassignment {
+                topic_id,
+                partition,
+                replicas,
+            } => self.finish_reassignment(*topic_id, *partition, replicas)?,
+            Command::SetReplicationFactor {
+                topic_id,
+                replication_factor,
+            } => self.set_replication_factor(*topic_id, *replication_factor)?,
             Command::AllocateProducerIds { count } => self.allocate_producer_ids(*count)?,
         };
         self.version += 1;
@@ -324,6 +338,131 @@ impl ClusterState {
         })
     }
 
+    fn existing_partition(
+        &self,
+        topic_id: TopicId,
+        partition: PartitionId,
+    ) -> Result<(&Topic, &PartitionAssignment), CommandError> {
+        let topic = self.existing_topic(topic_id)?;
+        let assignment = topic.partitions.get(partition.0 as usize).ok_or_else(|| {
+            CommandError::UnknownPartition {
+                topic: topic.name.clone(),
+                partition,
+            }
+        })?;
+        Ok((topic, assignment))
+    }
+
+    fn reassign_partition(
+        &mut self,
+        topic_id: TopicId,
+        partition: PartitionId,
+        replicas: &[BrokerId],
+    ) -> Result<Applied, CommandError> {
+        let (_, current) = self.existing_partition(topic_id, partition)?;
+        if replicas.is_empty() {
+            return Err(CommandError::NoReplicas { partition });
+        }
+        let mut seen = BTreeSet::new();
+        for &broker_id in replicas {
+            if !seen.insert(broker_id) {
+                return Err(CommandError::DuplicateReplica {
+                    partition,
+                    broker_id,
+                });
+            }
+            let broker =
+                self.brokers
+                    .get(&broker_id)
+                    .ok_or(CommandError::ReplicaOnUnknownBroker {
+                        partition,
+                        broker_id,
+                    })?;
+            // A replica may stay on a draining broker (a reorder while it drains); only new
+            // replicas need an active one.
+            let new = !current.hosts().any(|b| b == broker_id);
+            if new && broker.state != BrokerState::Active {
+                return Err(CommandError::ReplicaOnInactiveBroker {
+                    partition,
+                    broker_id,
+                    state: broker.state,
+                });
+            }
+        }
+        let leaving: Vec<BrokerId> = current
+            .hosts()
+            .filter(|b| !seen.contains(b))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let Some(assignment) = self
+            .topics
+            .get_mut(&topic_id)
+            .and_then(|t| t.partitions.get_mut(partition.0 as usize))
+        {
+            assignment.replicas = replicas.to_vec();
+            assignment.leaving = leaving.clone();
+            assignment.initial_nodes.clear();
+        }
+        Ok(Applied::PartitionReassigned {
+            topic_id,
+            partition,
+            leaving,
+        })
+    }
+
+    fn finish_reassignment(
+        &mut self,
+        topic_id: TopicId,
+        partition: PartitionId,
+        replicas: &[BrokerId],
+    ) -> Result<Applied, CommandError> {
+        let (topic, current) = self.existing_partition(topic_id, partition)?;
+        if current.replicas != replicas {
+            return Err(CommandError::StaleReassignment {
+                topic: topic.name.clone(),
+                partition,
+                current: current.replicas.clone(),
+                reported: replicas.to_vec(),
+            });
+        }
+        let mut released = Vec::new();
+        if let Some(assignment) = self
+            .topics
+            .get_mut(&topic_id)
+            .and_then(|t| t.partitions.get_mut(partition.0 as usize))
+        {
+            released = std::mem::take(&mut assignment.leaving);
+        }
+        Ok(Applied::ReassignmentFinished {
+            topic_id,
+            partition,
+            released,
+        })
+    }
+
+    fn set_replication_factor(
+        &mut self,
+        topic_id: TopicId,
+        replication_factor: u16,
+    ) -> Result<Applied, CommandError> {
+        let previous = self.existing_topic(topic_id)?.replication_factor;
+        if replication_factor == 0 {
+            return Err(CommandError::ZeroReplicationFactor);
+        }
+        let available = self.active_broker_count();
+        if replication_factor != previous && usize::from(replication_factor) > available {
+            return Err(CommandError::NotEnoughBrokers {
+                needed: replication_factor,
+                available,
+            });
+        }
+        if let Some(topic) = self.topics.get_mut(&topic_id) {
+            topic.replication_factor = replication_factor;
+        }
+        Ok(Applied::ReplicationFactorSet { topic_id, previous })
+    }
+
     fn allocate_producer_ids(&mut self, count: u64) -> Result<Applied, CommandError> {
         if count == 0 || count > MAX_PRODUCER_ID_BLOCK {
             return Err(CommandError::InvalidProducerIdCount {
@@ -399,6 +538,7 @@ impl ClusterState {
             checked.push(PartitionAssignment {
                 replicas: replicas.clone(),
                 initial_nodes,
+                leaving: Vec::new(),
             });
         }
         Ok(checked)

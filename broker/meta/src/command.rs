@@ -95,6 +95,35 @@ pub enum Command {
         /// Its new state.
         state: BrokerState,
     },
+    /// Gives a partition a new replica list: a replica move, a replication-factor change or a
+    /// new preference order. Brokers dropped from the list keep their replica, as leaving,
+    /// until [`Command::FinishReassignment`]; brokers added must be active.
+    ReassignPartition {
+        /// The topic.
+        topic_id: TopicId,
+        /// The partition.
+        partition: PartitionId,
+        /// The new replicas, in preference order.
+        replicas: Vec<BrokerId>,
+    },
+    /// The partition's group has exactly `replicas` as voters: the leaving replicas are
+    /// released. Refused when the replica list has changed since.
+    FinishReassignment {
+        /// The topic.
+        topic_id: TopicId,
+        /// The partition.
+        partition: PartitionId,
+        /// The replica list the group reached.
+        replicas: Vec<BrokerId>,
+    },
+    /// Changes a topic's replication factor. The partitions' replica lists follow by
+    /// reassignment.
+    SetReplicationFactor {
+        /// The topic.
+        topic_id: TopicId,
+        /// Replicas per partition from now on.
+        replication_factor: u16,
+    },
     /// Reserves a block of producer ids for idempotent producers.
     AllocateProducerIds {
         /// How many ids.
@@ -167,6 +196,31 @@ pub enum Applied {
         previous: BrokerState,
         /// Its state now.
         state: BrokerState,
+    },
+    /// A partition's replica list changed.
+    PartitionReassigned {
+        /// The topic.
+        topic_id: TopicId,
+        /// The partition.
+        partition: PartitionId,
+        /// Brokers now leaving it.
+        leaving: Vec<BrokerId>,
+    },
+    /// A partition's reassignment finished; the leaving brokers may drop their replicas.
+    ReassignmentFinished {
+        /// The topic.
+        topic_id: TopicId,
+        /// The partition.
+        partition: PartitionId,
+        /// Brokers that left.
+        released: Vec<BrokerId>,
+    },
+    /// A topic's replication factor changed.
+    ReplicationFactorSet {
+        /// The topic.
+        topic_id: TopicId,
+        /// The previous factor.
+        previous: u16,
     },
     /// A block of producer ids was reserved.
     ProducerIdsAllocated {
@@ -417,6 +471,34 @@ pub enum CommandError {
         broker_id: BrokerId,
         /// Its state.
         state: BrokerState,
+    },
+    /// The topic has no such partition.
+    #[error("topic `{topic}` has no partition {partition}")]
+    UnknownPartition {
+        /// The topic's name.
+        topic: String,
+        /// The partition asked for.
+        partition: PartitionId,
+    },
+    /// A replica list without replicas.
+    #[error("partition {partition} needs at least one replica")]
+    NoReplicas {
+        /// The partition.
+        partition: PartitionId,
+    },
+    /// A reassignment was reported finished for a replica list the partition no longer has.
+    #[error(
+        "partition {partition} of topic `{topic}` is being reassigned to {current:?}, not {reported:?}"
+    )]
+    StaleReassignment {
+        /// The topic's name.
+        topic: String,
+        /// The partition.
+        partition: PartitionId,
+        /// Its replica list now.
+        current: Vec<BrokerId>,
+        /// The list reported finished.
+        reported: Vec<BrokerId>,
     },
     /// A producer-id block of zero, or larger than [`MAX_PRODUCER_ID_BLOCK`].
     #[error("a producer id block must hold 1 to {max} ids, not {count}")]

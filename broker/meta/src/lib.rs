@@ -12,6 +12,7 @@ mod command;
 mod config;
 mod ids;
 mod placement;
+mod planner;
 mod query;
 mod state;
 
@@ -26,5 +27,6 @@ pub use config::{
 };
 pub use ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
 pub use placement::{Load, PlacementBroker, PlacementError, place_new_partitions};
+pub use planner::{LeaderTransfer, Plan, PlanBroker, PlanPartition, PlanState, ReplicaMove, plan};
 pub use query::{BrokerSummary, ClusterDescription};
 pub use state::{Broker, BrokerState, ClusterState, PartitionAssignment, Topic, TopicKind};

@@ -124,8 +124,8 @@ impl ClusterState {
         }
     }
 
-    /// The partitions a broker hosts a replica of, with their replica lists, in topic-id and
-    /// partition order: what the broker must run locally.
+    /// The partitions a broker hosts a replica of (listed or leaving), with their replica
+    /// lists, in topic-id and partition order: what the broker must run locally.
     pub fn assignments_for(&self, broker: BrokerId) -> Vec<(TopicId, PartitionId, Vec<BrokerId>)> {
         self.topics
             .values()
@@ -134,7 +134,7 @@ impl ClusterState {
                     .partitions
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| p.replicas.contains(&broker))
+                    .filter(|(_, p)| p.hosts().any(|b| b == broker))
                     .map(|(n, p)| (topic.id, PartitionId(n as u32), p.replicas.clone()))
             })
             .collect()

@@ -72,14 +72,31 @@ pub struct PartitionAssignment {
     /// The node ids (incarnations) of the replicas when the partition was created. The first of
     /// them starts the partition's Raft group; a later incarnation of that broker must not,
     /// because the group already exists on the other replicas.
+    ///
+    /// Emptied by the first reassignment: by then the group has run, and a broker that starts
+    /// hosting the partition later must be brought in by the group's leader.
     #[serde(default)]
     pub initial_nodes: Vec<NodeId>,
+    /// Brokers dropped from `replicas` by a reassignment that is not finished: they keep their
+    /// replica until the partition's group has exactly `replicas` as voters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaving: Vec<BrokerId>,
 }
 
 impl PartitionAssignment {
     /// The broker that should lead this partition when it is up.
     pub fn preferred_leader(&self) -> Option<BrokerId> {
         self.replicas.first().copied()
+    }
+
+    /// Whether a reassignment of this partition is under way.
+    pub fn is_moving(&self) -> bool {
+        !self.leaving.is_empty()
+    }
+
+    /// Every broker that hosts a replica now: the replica list, then the leaving ones.
+    pub fn hosts(&self) -> impl Iterator<Item = BrokerId> + '_ {
+        self.replicas.iter().chain(&self.leaving).copied()
     }
 }
 

@@ -1,13 +1,14 @@
 //! The admin API (`strand.admin.v1`): served by the controller; any other broker passes calls
 //! on to it, so a client may use any broker's address.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
 use strand_meta::{
-    Command, Topic, TopicId, TopicKind, place_new_partitions, validate_topic_config,
+    BrokerId, BrokerState, Command, PartitionId, Topic, TopicId, TopicKind, place_new_partitions,
+    validate_topic_config,
 };
 use strand_proto::admin as pb;
 use strand_proto::admin::ErrorReason;
@@ -27,13 +28,18 @@ use crate::registry::partition_group;
 const PATIENCE: Duration = Duration::from_secs(10);
 /// How long a new topic's description waits for its partitions to have leaders.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long TransferLeadership waits for the new leader to be reported.
+const TRANSFER_WAIT: Duration = Duration::from_secs(10);
 
 /// Turns a refusal into a status carrying an `AdminError`: the one place this mapping lives.
 pub fn status_of(refusal: Refusal) -> Status {
     let reason = ErrorReason::try_from(refusal.reason).unwrap_or(ErrorReason::Unspecified);
     let code = match reason {
         ErrorReason::TopicExists => tonic::Code::AlreadyExists,
-        ErrorReason::UnknownTopic => tonic::Code::NotFound,
+        ErrorReason::UnknownTopic | ErrorReason::UnknownBroker | ErrorReason::UnknownPartition => {
+            tonic::Code::NotFound
+        }
+        ErrorReason::BrokerState => tonic::Code::FailedPrecondition,
         ErrorReason::InvalidTopicName
         | ErrorReason::InvalidConfig
         | ErrorReason::InvalidPartitions
@@ -148,6 +154,7 @@ impl AdminService {
                         leader: view.leader.map(|b| b.0),
                         high_watermark: view.high_watermark,
                         log_start_offset: view.log_start_offset,
+                        leaving: assignment.leaving.iter().map(|b| b.0).collect(),
                     }
                 })
                 .collect(),
@@ -271,6 +278,22 @@ impl AdminService {
                 .await?;
             }
         }
+        if let Some(rf) = req.replication_factor
+            && rf != u32::from(topic.replication_factor)
+        {
+            let replication_factor = u16::try_from(rf).map_err(|_| {
+                status_of(Refusal::new(
+                    ErrorReason::InvalidReplicationFactor,
+                    format!("replication factor {rf} is too large"),
+                ))
+            })?;
+            self.propose(Command::SetReplicationFactor {
+                topic_id: topic.id,
+                replication_factor,
+            })
+            .await?;
+            self.inner.balancer.request();
+        }
         if !req.set_config.is_empty() || !req.remove_config.is_empty() {
             self.propose(Command::AlterTopicConfig {
                 topic_id: topic.id,
@@ -338,21 +361,301 @@ impl AdminService {
             brokers: state
                 .brokers()
                 .values()
-                .map(|b| pb::BrokerDescription {
-                    broker_id: b.id.0,
-                    node_id: b.node_id.0,
-                    state: b.state.to_string(),
-                    kafka_address: b.kafka_addr.clone(),
-                    grpc_address: b.grpc_addr.clone(),
-                    rack: b.rack.clone(),
-                    leader_count: leaders.get(&b.id.0).copied().unwrap_or(0),
-                    replica_count: load.get(&b.id).map(|l| l.replicas as u32).unwrap_or(0),
-                    alive: alive.contains(&b.id),
+                .map(|b| {
+                    let leaving = state
+                        .topics()
+                        .flat_map(|t| &t.partitions)
+                        .filter(|a| a.leaving.contains(&b.id))
+                        .count();
+                    pb::BrokerDescription {
+                        broker_id: b.id.0,
+                        node_id: b.node_id.0,
+                        state: b.state.to_string(),
+                        kafka_address: b.kafka_addr.clone(),
+                        grpc_address: b.grpc_addr.clone(),
+                        rack: b.rack.clone(),
+                        leader_count: leaders.get(&b.id.0).copied().unwrap_or(0),
+                        replica_count: load.get(&b.id).map(|l| l.replicas as u32).unwrap_or(0),
+                        alive: alive.contains(&b.id),
+                        leaving_count: leaving as u32,
+                    }
                 })
                 .collect(),
             under_replicated_partitions: under_replicated,
             leaderless_partitions: leaderless,
         }
+    }
+}
+
+impl AdminService {
+    fn broker_description(&self, id: u32) -> Result<pb::BrokerDescription, Status> {
+        self.describe_cluster_here()
+            .brokers
+            .into_iter()
+            .find(|b| b.broker_id == id)
+            .ok_or_else(|| unknown_broker(id))
+    }
+
+    async fn decommission_here(&self, id: u32) -> Result<pb::BrokerDescription, Status> {
+        let state = self.inner.cluster();
+        let broker = state
+            .broker(BrokerId(id))
+            .ok_or_else(|| unknown_broker(id))?;
+        if broker.state == BrokerState::Active {
+            let active = state
+                .brokers()
+                .values()
+                .filter(|b| b.state == BrokerState::Active && b.id != broker.id)
+                .count();
+            if let Some(topic) = state
+                .topics()
+                .filter(|t| usize::from(t.replication_factor) > active)
+                .max_by_key(|t| t.replication_factor)
+            {
+                return Err(status_of(Refusal::new(
+                    ErrorReason::BrokerState,
+                    format!(
+                        "decommissioning broker {id} would leave {active} active brokers, but topic `{}` has replication factor {}; add a broker or lower that topic's replication factor first",
+                        topic.name, topic.replication_factor
+                    ),
+                )));
+            }
+            self.propose(Command::SetBrokerState {
+                broker_id: broker.id,
+                state: BrokerState::Draining,
+            })
+            .await?;
+            self.inner.balancer.request();
+        }
+        self.broker_description(id)
+    }
+
+    async fn recommission_here(&self, id: u32) -> Result<pb::BrokerDescription, Status> {
+        let state = self.inner.cluster();
+        let broker = state
+            .broker(BrokerId(id))
+            .ok_or_else(|| unknown_broker(id))?;
+        if broker.state != BrokerState::Active {
+            self.propose(Command::SetBrokerState {
+                broker_id: broker.id,
+                state: BrokerState::Active,
+            })
+            .await?;
+            self.inner.balancer.request();
+        }
+        self.broker_description(id)
+    }
+
+    fn rebalance_here(&self, dry_run: bool) -> pb::RebalancePlan {
+        let state = self.inner.cluster();
+        let (plan, _) = crate::balance::current_plan(&self.inner, &state);
+        if !dry_run {
+            self.inner.balancer.request();
+        }
+        pb::RebalancePlan {
+            moves: plan.moves.iter().map(|m| move_pb(&state, m)).collect(),
+            leader_transfers: plan
+                .leader_transfers
+                .iter()
+                .map(|t| transfer_pb(&state, t))
+                .collect(),
+            bytes_to_move: plan.bytes_moved(),
+        }
+    }
+
+    fn rebalance_status_here(&self) -> pb::RebalanceProgress {
+        let state = self.inner.cluster();
+        let (plan, input) = crate::balance::current_plan(&self.inner, &state);
+        let (views, _) = partition_views(&self.inner);
+        let mut in_progress = Vec::new();
+        for topic in state.topics() {
+            for (p, a) in topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.is_moving())
+            {
+                let size = views
+                    .get(&partition_group(topic.id, p as u32))
+                    .map_or(0, |v| v.size_bytes);
+                in_progress.push(pb::ReplicaMove {
+                    topic: topic.name.clone(),
+                    partition: p as u32,
+                    from: a.hosts().map(|b| b.0).collect(),
+                    to: a.replicas.iter().map(|b| b.0).collect(),
+                    bytes: size,
+                });
+            }
+        }
+        let moving: BTreeSet<(String, u32)> = in_progress
+            .iter()
+            .map(|m| (m.topic.clone(), m.partition))
+            .collect();
+        let pending: Vec<pb::ReplicaMove> = plan
+            .moves
+            .iter()
+            .map(|m| move_pb(&state, m))
+            .filter(|m| !moving.contains(&(m.topic.clone(), m.partition)))
+            .collect();
+        let draining: Vec<pb::BrokerDrain> = state
+            .brokers()
+            .values()
+            .filter(|b| b.state == BrokerState::Draining)
+            .map(|b| {
+                let left = state.assignments_for(b.id).len() as u32;
+                let on_the_way = |m: &pb::ReplicaMove| m.from.contains(&b.id.0);
+                let stuck = left > 0
+                    && !in_progress.iter().any(on_the_way)
+                    && !pending.iter().any(on_the_way);
+                pb::BrokerDrain {
+                    broker_id: b.id.0,
+                    replicas_left: left,
+                    blocked: if stuck && input.unreachable.is_empty() {
+                        "no active broker can take its remaining replicas: add brokers or lower replication factors".to_string()
+                    } else {
+                        String::new()
+                    },
+                }
+            })
+            .collect();
+        let balanced = in_progress.is_empty() && pending.is_empty() && draining.is_empty();
+        let mut summary = Vec::new();
+        if !input.unreachable.is_empty() {
+            let ids: Vec<String> = input.unreachable.iter().map(|b| b.to_string()).collect();
+            summary.push(format!(
+                "waiting: broker {} unreachable (replicas move elsewhere after {} s)",
+                ids.join(", "),
+                self.inner.config.balancing.broker_failure_timeout.as_secs()
+            ));
+        }
+        if !in_progress.is_empty() {
+            summary.push(format!("{} partitions moving", in_progress.len()));
+        }
+        if !pending.is_empty() {
+            summary.push(format!("{} moves planned", pending.len()));
+        }
+        for d in &draining {
+            summary.push(format!(
+                "broker {} draining: {} replicas left{}",
+                d.broker_id,
+                d.replicas_left,
+                if d.blocked.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", d.blocked)
+                }
+            ));
+        }
+        if !plan.leader_transfers.is_empty() {
+            summary.push(format!(
+                "{} partitions led by another broker than their preferred leader",
+                plan.leader_transfers.len()
+            ));
+        }
+        if summary.is_empty() {
+            summary.push("balanced".to_string());
+        }
+        pb::RebalanceProgress {
+            in_progress,
+            pending,
+            leader_transfers: plan
+                .leader_transfers
+                .iter()
+                .map(|t| transfer_pb(&state, t))
+                .collect(),
+            draining,
+            balanced,
+            summary: summary.join("; "),
+        }
+    }
+
+    async fn transfer_here(
+        &self,
+        req: pb::TransferLeadershipRequest,
+    ) -> Result<pb::TopicDescription, Status> {
+        let topic = self.topic(&req.topic)?;
+        let assignment = topic
+            .partitions
+            .get(req.partition as usize)
+            .ok_or_else(|| {
+                status_of(Refusal::new(
+                    ErrorReason::UnknownPartition,
+                    format!(
+                        "topic `{}` has {} partitions; there is no partition {}",
+                        topic.name,
+                        topic.partitions.len(),
+                        req.partition
+                    ),
+                ))
+            })?;
+        let to = BrokerId(req.broker_id);
+        if !assignment.replicas.contains(&to) {
+            return Err(status_of(Refusal::new(
+                ErrorReason::BrokerState,
+                format!(
+                    "broker {to} holds no replica of {}/{}; its replicas are on brokers {:?}",
+                    topic.name,
+                    req.partition,
+                    assignment.replicas.iter().map(|b| b.0).collect::<Vec<_>>()
+                ),
+            )));
+        }
+        if assignment.replicas[0] != to {
+            let mut replicas = vec![to];
+            replicas.extend(assignment.replicas.iter().filter(|b| **b != to));
+            self.propose(Command::ReassignPartition {
+                topic_id: topic.id,
+                partition: PartitionId(req.partition),
+                replicas,
+            })
+            .await?;
+        }
+        let group = partition_group(topic.id, req.partition);
+        let deadline = Instant::now() + TRANSFER_WAIT;
+        while Instant::now() < deadline {
+            let (views, _) = partition_views(&self.inner);
+            if views.get(&group).and_then(|v| v.leader) == Some(to) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(self.describe(&self.topic(&req.topic)?))
+    }
+}
+
+fn unknown_broker(id: u32) -> Status {
+    status_of(Refusal::new(
+        ErrorReason::UnknownBroker,
+        format!("no broker {id} is registered in this cluster"),
+    ))
+}
+
+fn topic_name(state: &strand_meta::ClusterState, id: TopicId) -> String {
+    state
+        .topic(id)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| id.0.to_string())
+}
+
+fn move_pb(state: &strand_meta::ClusterState, m: &strand_meta::ReplicaMove) -> pb::ReplicaMove {
+    pb::ReplicaMove {
+        topic: topic_name(state, m.topic),
+        partition: m.partition,
+        from: m.from.iter().map(|b| b.0).collect(),
+        to: m.to.iter().map(|b| b.0).collect(),
+        bytes: m.bytes,
+    }
+}
+
+fn transfer_pb(
+    state: &strand_meta::ClusterState,
+    t: &strand_meta::LeaderTransfer,
+) -> pb::LeaderTransfer {
+    pb::LeaderTransfer {
+        topic: topic_name(state, t.topic),
+        partition: t.partition,
+        from: t.from.map(|b| b.0),
+        to: t.to.0,
     }
 }
 
@@ -434,6 +737,60 @@ impl Admin for AdminService {
             request,
             describe_cluster,
             Ok::<_, Status>(self.describe_cluster_here())
+        )
+    }
+
+    async fn decommission_broker(
+        &self,
+        request: Request<pb::DecommissionBrokerRequest>,
+    ) -> Result<Response<pb::BrokerDescription>, Status> {
+        routed!(self, request, decommission_broker, {
+            let id = request.into_inner().broker_id;
+            self.decommission_here(id).await
+        })
+    }
+
+    async fn recommission_broker(
+        &self,
+        request: Request<pb::RecommissionBrokerRequest>,
+    ) -> Result<Response<pb::BrokerDescription>, Status> {
+        routed!(self, request, recommission_broker, {
+            let id = request.into_inner().broker_id;
+            self.recommission_here(id).await
+        })
+    }
+
+    async fn rebalance(
+        &self,
+        request: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<pb::RebalancePlan>, Status> {
+        routed!(self, request, rebalance, {
+            let dry_run = request.into_inner().dry_run;
+            Ok::<_, Status>(self.rebalance_here(dry_run))
+        })
+    }
+
+    async fn rebalance_status(
+        &self,
+        request: Request<pb::RebalanceStatusRequest>,
+    ) -> Result<Response<pb::RebalanceProgress>, Status> {
+        routed!(
+            self,
+            request,
+            rebalance_status,
+            Ok::<_, Status>(self.rebalance_status_here())
+        )
+    }
+
+    async fn transfer_leadership(
+        &self,
+        request: Request<pb::TransferLeadershipRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        routed!(
+            self,
+            request,
+            transfer_leadership,
+            self.transfer_here(request.into_inner()).await
         )
     }
 }

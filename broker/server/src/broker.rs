@@ -50,6 +50,8 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// Raft heartbeats, election timeouts and snapshots.
     pub tuning: RaftTuning,
+    /// How the cluster balances replicas and leaders (the controller's settings count).
+    pub balancing: crate::balance::BalancingSettings,
 }
 
 /// Kafka listener settings.
@@ -135,7 +137,12 @@ pub struct Inner {
     pub groups: crate::kafka::groups::Groups,
     /// Producer ids this broker may hand out, from a block the controller allocated.
     pub producer_ids: Mutex<std::ops::Range<u64>>,
+    /// Balancing's memory: the controller's executor and leadership hand-overs.
+    pub balancer: crate::balance::Balancer,
 }
+
+/// How long a stopping broker waits for its leaderships to be taken over.
+const HAND_OVER_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
 pub struct Broker {
@@ -202,6 +209,7 @@ impl Broker {
             views: Default::default(),
             groups: Default::default(),
             producer_ids: Mutex::new(0..0),
+            balancer: Default::default(),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));
@@ -231,8 +239,15 @@ impl Broker {
             })
     }
 
-    /// Stops the broker: servers, tasks, and every Raft group.
-    pub async fn shutdown(mut self) {
+    /// Stops the broker: hands its leaderships to other replicas (waiting up to 10 s), then
+    /// stops servers, tasks and every Raft group.
+    pub async fn shutdown(self) {
+        crate::balance::hand_over_all(&self.inner, HAND_OVER_PATIENCE).await;
+        self.stop().await;
+    }
+
+    /// Stops the broker at once, as a crash would, without handing leadership over.
+    pub async fn stop(mut self) {
         self.inner.shutdown.send_replace(true);
         for (_, replica) in self.inner.registry.partitions() {
             let _ = replica.raft.shutdown().await;

@@ -15,7 +15,6 @@ use strand_proto::broker::{PartitionStatus, StatusReport};
 use strand_raft::TypeConfig;
 
 use crate::broker::{Inner, Report};
-use crate::registry::PartitionReplica;
 
 /// How often membership is checked.
 const TICK: Duration = Duration::from_millis(300);
@@ -25,28 +24,32 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 pub const REPORT_FRESH: Duration = Duration::from_secs(3);
 /// A follower this many entries behind its leader is not caught up.
 const CAUGHT_UP_ENTRIES: u64 = 100;
+/// How often the controller takes a balancing step.
+const BALANCE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the duties of the controller and of partition leaders until the broker shuts down.
 pub async fn run(inner: Arc<Inner>) {
     let mut stop = inner.shutdown.subscribe();
+    let mut last_balance = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let state = inner.cluster();
-        if inner.is_controller()
-            && let Err(e) = keep_metadata_membership(&inner, &state).await
-        {
-            tracing::debug!(error = %e, "metadata membership change not done yet");
+        if inner.is_controller() {
+            if let Err(e) = keep_metadata_membership(&inner, &state).await {
+                tracing::debug!(error = %e, "metadata membership change not done yet");
+            }
+            if last_balance.elapsed() >= BALANCE_EVERY {
+                last_balance = Instant::now();
+                crate::balance::execute(&inner, &state).await;
+            }
+        } else {
+            crate::balance::not_controller(&inner);
         }
         for (group, replica) in inner.registry.partitions() {
-            if replica.raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
-                continue;
-            }
-            if let Err(e) = replace_retired(&replica, &state).await {
-                tracing::debug!(%group, error = %e, "replica replacement not done yet");
-            }
+            crate::balance::keep_group(&inner, &state, &group, &replica);
         }
     }
 }
@@ -59,7 +62,8 @@ fn retired_nodes(state: &ClusterState) -> BTreeSet<u64> {
         .collect()
 }
 
-fn caught_up(metrics: &openraft::RaftMetrics<TypeConfig>, node: u64) -> bool {
+/// Whether `node` has matched the leader's log to within [`CAUGHT_UP_ENTRIES`].
+pub fn caught_up(metrics: &openraft::RaftMetrics<TypeConfig>, node: u64) -> bool {
     let last = metrics.last_log_index.unwrap_or(0);
     metrics
         .replication
@@ -119,64 +123,6 @@ async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result
     Ok(())
 }
 
-/// On a partition leader: a replica whose broker came back as a new incarnation (empty disk)
-/// is replaced by that incarnation: added as a learner, and swapped in once caught up.
-async fn replace_retired(replica: &PartitionReplica, state: &ClusterState) -> Result<(), String> {
-    let retired = retired_nodes(state);
-    let (members, voters, caught_up_nodes) = {
-        let watch = replica.raft.metrics();
-        let metrics = watch.borrow_watched();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        if voters.is_disjoint(&retired) {
-            return Ok(());
-        }
-        let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
-        let caught: BTreeSet<u64> = members
-            .iter()
-            .copied()
-            .filter(|n| caught_up(&metrics, *n))
-            .collect();
-        (members, voters, caught)
-    };
-    let mut wanted = voters.clone();
-    for broker in state.brokers().values() {
-        let Some(old) = broker
-            .retired_node_ids
-            .iter()
-            .map(|n| n.0)
-            .find(|n| voters.contains(n))
-        else {
-            continue;
-        };
-        let new = broker.node_id.0;
-        if !members.contains(&new) {
-            let node = BasicNode {
-                addr: broker.grpc_addr.clone(),
-            };
-            replica
-                .raft
-                .add_learner(new, node, false)
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(topic = %replica.topic, partition = replica.partition, broker = %broker.id,
-                "replacing a lost replica with the broker's new incarnation");
-        } else if caught_up_nodes.contains(&new) {
-            wanted.remove(&old);
-            wanted.insert(new);
-        }
-    }
-    if wanted != voters {
-        replica
-            .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(wanted), false)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(topic = %replica.topic, partition = replica.partition, "replica set restored");
-    }
-    Ok(())
-}
-
 /// What this broker tells the controller about its replicas.
 fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
     let by_node: BTreeMap<u64, BrokerId> = state
@@ -209,12 +155,15 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 .filter(|n| *n != inner.identity.node_id && !caught_up(&metrics, *n))
                 .filter_map(|n| by_node.get(&n).map(|b| b.0))
                 .collect();
-            let log_start = replica
+            let (log_start, size_bytes) = replica
                 .store
                 .log()
                 .read()
-                .map(|l| l.log_start_offset().0)
-                .unwrap_or(0);
+                .map(|l| (l.log_start_offset().0, l.size_bytes()))
+                .unwrap_or((0, 0));
+            let membership = metrics.membership_config.membership();
+            let voter_nodes = membership.voter_ids().collect();
+
             PartitionStatus {
                 group: group.to_string(),
                 leader: true,
@@ -222,6 +171,8 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 log_start_offset: log_start,
                 lagging_replicas: lagging,
                 term: metrics.vote.leader_id.term,
+                voter_nodes,
+                size_bytes,
             }
         })
         .collect();
@@ -286,6 +237,10 @@ pub struct PartitionView {
     pub lagging: Vec<u32>,
     /// The leader's term.
     pub term: u64,
+    /// Node ids of the group's voters.
+    pub voter_nodes: Vec<u64>,
+    /// Bytes of the leader's log.
+    pub size_bytes: u64,
 }
 
 /// The controller's reply to a status report: its view of leaders and live brokers.
@@ -324,6 +279,8 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
                 log_start_offset: p.log_start_offset,
                 lagging: p.lagging_replicas.clone(),
                 term: p.term,
+                voter_nodes: p.voter_nodes.clone(),
+                size_bytes: p.size_bytes,
             };
             // The claim with the highest term wins; within a term, the latest report.
             let rank = (p.term, report.at);

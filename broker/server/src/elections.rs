@@ -127,6 +127,10 @@ pub async fn run(inner: Arc<Inner>) {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        // A stopping broker hands its leaderships away; it must not take any back.
+        if inner.balancer.is_leaving() {
+            continue;
+        }
         let partitions = inner.registry.partitions();
         let me = inner.identity.node_id;
         for (group, replica) in &partitions {

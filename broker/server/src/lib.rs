@@ -2,6 +2,7 @@
 //! server that carries their RPCs and the admin API, and the HTTP health and metrics port.
 
 mod admin_service;
+mod balance;
 mod bootstrap;
 mod broker;
 mod broker_service;
@@ -22,6 +23,7 @@ mod services;
 mod tuning;
 mod views;
 
+pub use balance::BalancingSettings;
 pub use broker::{Broker, BrokerConfig, Inner, KafkaSettings, StartError, now_ms};
 pub use http::not_ready;
 pub use identity::Identity;

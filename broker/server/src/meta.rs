@@ -63,9 +63,12 @@ pub fn refusal(error: &CommandError) -> Refusal {
         E::NoPartitions { .. } | E::PartitionsMustIncrease { .. } | E::TooManyPartitions { .. } => {
             ErrorReason::InvalidPartitions
         }
-        E::ZeroReplicationFactor | E::WrongReplicaCount { .. } => {
+        E::ZeroReplicationFactor | E::WrongReplicaCount { .. } | E::NoReplicas { .. } => {
             ErrorReason::InvalidReplicationFactor
         }
+        E::UnknownBroker { .. } => ErrorReason::UnknownBroker,
+        E::UnknownPartition { .. } => ErrorReason::UnknownPartition,
+        E::BrokerHostsReplicas { .. } | E::DuplicateReplica { .. } => ErrorReason::BrokerState,
         E::NotEnoughBrokers { .. }
         | E::ReplicaOnUnknownBroker { .. }
         | E::ReplicaOnInactiveBroker { .. } => ErrorReason::NotEnoughBrokers,

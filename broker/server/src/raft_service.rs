@@ -264,6 +264,11 @@ impl RaftRpc for RaftService {
         &self,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        if self.inner.balancer.is_leaving() {
+            return Err(Status::unavailable(
+                "this broker is stopping and takes no leadership",
+            ));
+        }
         let req = request.into_inner();
         let resp = match self.group(req.target.as_ref())? {
             Group::Meta(raft, _) => transfer(&raft, req).await?,

@@ -52,6 +52,7 @@ impl Cluster {
                     seeds: seeds.clone(),
                     rack: None,
                     tuning,
+                    balancing: Default::default(),
                 }
             })
             .collect();
@@ -182,7 +183,7 @@ impl Cluster {
 
     async fn stop(&mut self, broker: u32) {
         if let Some(b) = self.brokers[broker as usize].take() {
-            b.shutdown().await;
+            b.stop().await;
         }
     }
 

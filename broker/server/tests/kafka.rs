@@ -64,6 +64,7 @@ impl Cluster {
                 seeds: seeds.clone(),
                 rack: None,
                 tuning: RaftTuning::default(),
+                balancing: Default::default(),
             };
             brokers.push(Broker::start(config).await.unwrap());
         }
@@ -128,7 +129,7 @@ impl Cluster {
                 .position(|b| b.as_ref().is_some_and(|b| b.leads(topic, partition)));
             if let Some(i) = leader {
                 if let Some(broker) = self.brokers[i].take() {
-                    broker.shutdown().await;
+                    broker.stop().await;
                 }
                 return i;
             }
@@ -139,7 +140,7 @@ impl Cluster {
 
     async fn shutdown(self) {
         for broker in self.brokers.into_iter().flatten() {
-            broker.shutdown().await;
+            broker.stop().await;
         }
     }
 }

@@ -203,20 +203,18 @@ fn plan(desired: &DesiredTopic, observed: Option<&TopicDescription>) -> anyhow::
             desired.partitions
         );
     }
-    if desired.replication_factor != observed.replication_factor {
-        bail!(
-            "{}: topic {name} has replication factor {} and the file asks for {}; changing it \
-             is not supported yet",
-            desired.source,
-            observed.replication_factor,
-            desired.replication_factor
-        );
-    }
     let mut request = UpdateTopicRequest {
         name: name.clone(),
         ..UpdateTopicRequest::default()
     };
     let mut changes = Vec::new();
+    if desired.replication_factor != observed.replication_factor {
+        request.replication_factor = Some(desired.replication_factor);
+        changes.push(format!(
+            "replication factor {} → {} (replicas move in the background)",
+            observed.replication_factor, desired.replication_factor
+        ));
+    }
     if desired.partitions > actual {
         request.partitions = Some(desired.partitions);
         changes.push(format!("partitions {actual} → {}", desired.partitions));

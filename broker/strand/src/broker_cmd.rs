@@ -7,7 +7,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
-use strand_server::{Broker, BrokerConfig, KafkaSettings, RaftTuning};
+use strand_server::{BalancingSettings, Broker, BrokerConfig, KafkaSettings, RaftTuning};
+
+use crate::admin_cmd::BrokerAdminCommand;
+
+/// `strand broker`: runs a broker, or with a subcommand changes a broker's state in the
+/// cluster through the admin API.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BrokerCommandArgs {
+    /// Decommission or recommission a broker instead of running one.
+    #[command(subcommand)]
+    pub command: Option<BrokerAdminCommand>,
+    /// How to run the broker.
+    #[command(flatten)]
+    pub run: BrokerArgs,
+}
 
 /// Options of `strand broker`. Every flag can also be set by the environment variable named.
 #[derive(Debug, Args)]
@@ -69,6 +84,15 @@ struct Settings {
     raft_heartbeat_ms: Option<u64>,
     /// Shortest Raft election timeout in milliseconds.
     raft_election_timeout_ms: Option<u64>,
+    /// Move replicas automatically when brokers join, drain or fail. Default true.
+    auto_balance: Option<bool>,
+    /// Hand leadership to each partition's preferred replica. Default true.
+    leader_balancing: Option<bool>,
+    /// Replica moves in flight at once across the cluster. Default 2.
+    max_concurrent_moves: Option<usize>,
+    /// How long a broker may be unreachable before its replicas are re-created on other
+    /// brokers, in milliseconds. Default 300000 (5 minutes).
+    broker_failure_timeout_ms: Option<u64>,
 }
 
 fn read_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
@@ -172,6 +196,22 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
     if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
         bail!("default_partitions and default_replication_factor must be at least 1");
     }
+    let mut balancing = BalancingSettings::default();
+    if let Some(auto) = settings.auto_balance {
+        balancing.auto = auto;
+    }
+    if let Some(on) = settings.leader_balancing {
+        balancing.leader_balancing = on;
+    }
+    if let Some(n) = settings.max_concurrent_moves {
+        if n == 0 {
+            bail!("max_concurrent_moves must be at least 1");
+        }
+        balancing.max_concurrent_moves = n;
+    }
+    if let Some(ms) = settings.broker_failure_timeout_ms {
+        balancing.broker_failure_timeout = Duration::from_millis(ms);
+    }
     let config = BrokerConfig {
         broker_id,
         data_dir: args.data_dir.clone(),
@@ -189,6 +229,7 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         },
         rack: read_rack(args.rack_file.as_deref()).await,
         tuning,
+        balancing,
     };
     let broker = Broker::start(config)
         .await

@@ -21,8 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a broker.
-    Broker(broker_cmd::BrokerArgs),
+    /// Run a broker, or decommission / recommission one.
+    Broker(broker_cmd::BrokerCommandArgs),
     /// Run a local cluster of brokers on 127.0.0.1 (no Kubernetes needed).
     Dev(dev_cmd::DevArgs),
     /// Inspect partition logs on disk.
@@ -41,7 +41,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Broker(args) => broker_cmd::run(args),
+        Command::Broker(args) => match args.command {
+            Some(command) => admin_cmd::run_broker_admin(command),
+            None => broker_cmd::run(args.run),
+        },
         Command::Dev(args) => dev_cmd::run(args),
         Command::Log(command) => log_cmd::run(command),
         Command::Topic(args) => admin_cmd::run_topic(args),

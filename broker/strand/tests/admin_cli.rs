@@ -133,11 +133,11 @@ fn topic_describe_json_lists_every_partition() {
             "config": {"cleanup.policy": "delete", "retention.ms": "86400000"},
             "partitions": [
                 {"partition": 0, "leader": 1, "replicas": [1, 2, 3],
-                 "high_watermark": 42, "log_start_offset": 0},
+                 "high_watermark": 42, "log_start_offset": 0, "leaving": []},
                 {"partition": 1, "leader": 2, "replicas": [2, 3, 1],
-                 "high_watermark": 142, "log_start_offset": 1},
+                 "high_watermark": 142, "log_start_offset": 1, "leaving": []},
                 {"partition": 2, "leader": null, "replicas": [3, 1, 2],
-                 "high_watermark": 242, "log_start_offset": 2},
+                 "high_watermark": 242, "log_start_offset": 2, "leaving": []},
             ],
         })
     );
@@ -165,6 +165,7 @@ fn topic_describe_yaml_has_the_json_fields() {
               - 3
               high_watermark: 42
               log_start_offset: 0
+              leaving: []
             - partition: 1
               leader: 2
               replicas:
@@ -173,6 +174,7 @@ fn topic_describe_yaml_has_the_json_fields() {
               - 1
               high_watermark: 142
               log_start_offset: 1
+              leaving: []
             - partition: 2
               leader: null
               replicas:
@@ -181,6 +183,7 @@ fn topic_describe_yaml_has_the_json_fields() {
               - 2
               high_watermark: 242
               log_start_offset: 2
+              leaving: []
         "#]],
     );
 }
@@ -280,10 +283,11 @@ fn cluster_describe_table_shows_brokers_and_the_controller() {
         &["cluster", "describe"],
         expect![[r#"
             Cluster: test-cluster  Controller: broker 1  Under-replicated partitions: 1  Leaderless partitions: 1
-            BROKER  STATE     ADDRESS               ADMIN                 RACK    LEADERS  REPLICAS  ALIVE
-            0       active    broker-0.strand:9092  broker-0.strand:9093  zone-a  1        3         yes
-            1       active    broker-1.strand:9092  broker-1.strand:9093  zone-b  2        3         yes
-            2       draining  broker-2.strand:9092  broker-2.strand:9093  -       3        3         no
+            BROKER  STATE     ADDRESS               ADMIN                 RACK    LEADERS  REPLICAS  LEAVING  ALIVE
+            0       active    broker-0.strand:9092  broker-0.strand:9093  zone-a  1        3         0        yes
+            1       active    broker-1.strand:9092  broker-1.strand:9093  zone-b  2        3         0        yes
+            2       draining  broker-2.strand:9092  broker-2.strand:9093  -       3        3         1        no
+            Balancing: broker 2 draining: 1 replicas left
         "#]],
     );
 }
@@ -301,10 +305,49 @@ fn cluster_describe_json_lists_brokers_and_the_controller_id() {
         json!({
             "broker_id": 0, "node_id": 1000, "state": "active",
             "kafka_address": "broker-0.strand:9092", "grpc_address": "broker-0.strand:9093",
-            "rack": "zone-a", "leader_count": 1, "replica_count": 3, "alive": true,
+            "rack": "zone-a", "leader_count": 1, "replica_count": 3, "leaving_count": 0,
+            "alive": true,
         })
     );
+    assert_eq!(cluster["balancing"], "broker 2 draining: 1 replicas left");
     assert_eq!(cluster["brokers"][2]["rack"], serde_json::Value::Null);
+}
+
+#[test]
+fn rebalance_dry_run_prints_the_plan() {
+    check(
+        &Fixture::start(),
+        &["cluster", "rebalance", "--dry-run"],
+        expect![[r#"
+            1 replica moves (4096 bytes to copy), 1 leader transfers
+            TOPIC   PARTITION  FROM   TO     BYTES
+            orders  2          3,1,2  3,1,0  4096
+            TOPIC   PARTITION  LEADER  NEW LEADER
+            orders  2          -       3
+        "#]],
+    );
+}
+
+#[test]
+fn decommission_without_waiting_reports_the_draining_broker() {
+    let run = Fixture::start().strand(&["broker", "decommission", "2", "--no-wait"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "broker 2 is draining; its replicas move to other brokers\n"
+    );
+}
+
+#[test]
+fn decommissioning_an_unknown_broker_is_explained() {
+    let run = Fixture::start().strand(&["broker", "decommission", "9", "--no-wait"]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr
+            .starts_with("error: no broker 9 is registered in this cluster"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

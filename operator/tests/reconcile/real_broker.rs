@@ -78,6 +78,7 @@ async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
         seeds: vec![grpc.to_string()],
         rack: None,
         tuning: RaftTuning::default(),
+        balancing: Default::default(),
     })
     .await
     .expect("broker starts");

@@ -1,7 +1,9 @@
 //! Encoding commands and snapshots: round trips, and malformed bytes refused without a panic.
 
 use proptest::prelude::*;
-use strand_meta::{BrokerId, BrokerState, ClusterState, CodecError, Command, MAX_COMMAND_BYTES};
+use strand_meta::{
+    BrokerId, BrokerState, ClusterState, CodecError, Command, MAX_COMMAND_BYTES, PartitionId,
+};
 
 use super::{cluster, config, create_topic, register, topic_id};
 
@@ -29,6 +31,20 @@ fn sample_commands() -> Vec<Command> {
             state: BrokerState::Draining,
         },
         Command::AllocateProducerIds { count: 1000 },
+        Command::ReassignPartition {
+            topic_id: topic_id(1),
+            partition: PartitionId(2),
+            replicas: vec![BrokerId(3), BrokerId(1)],
+        },
+        Command::FinishReassignment {
+            topic_id: topic_id(1),
+            partition: PartitionId(2),
+            replicas: vec![BrokerId(3), BrokerId(1)],
+        },
+        Command::SetReplicationFactor {
+            topic_id: topic_id(1),
+            replication_factor: 3,
+        },
     ]
 }
 

@@ -34,6 +34,9 @@ pub fn refused(status: &tonic::Status) -> Refused {
         Some(ErrorReason::NotController) | Some(ErrorReason::Unavailable) => {
             ResponseError::NotController
         }
+        Some(ErrorReason::UnknownBroker) => ResponseError::BrokerNotAvailable,
+        Some(ErrorReason::UnknownPartition) => ResponseError::UnknownTopicOrPartition,
+        Some(ErrorReason::BrokerState) => ResponseError::InvalidRequest,
         Some(ErrorReason::Unspecified) | None => match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                 ResponseError::RequestTimedOut
@@ -439,6 +442,7 @@ async fn alter_topic_config(
             partitions: None,
             set_config: set.into_iter().collect(),
             remove_config: remove,
+            replication_factor: None,
         }))
         .await
         .map(|_| ())

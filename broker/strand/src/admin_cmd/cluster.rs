@@ -1,9 +1,13 @@
-//! `strand cluster describe`: brokers, their states and load, and the controller.
+//! `strand cluster describe`: brokers, their states and load, the controller and what
+//! balancing is doing; `strand cluster rebalance` is in `balance.rs`.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use strand_proto::admin::{BrokerDescription, ClusterDescription, DescribeClusterRequest};
+use strand_proto::admin::{
+    BrokerDescription, ClusterDescription, DescribeClusterRequest, RebalanceStatusRequest,
+};
 
+use super::balance::{RebalanceArgs, run_rebalance};
 use super::output::{self, Table};
 use super::{Admin, ConnectArgs, block_on};
 
@@ -23,6 +27,9 @@ enum ClusterCommand {
     /// Show the brokers, their states, leader and replica counts, and the controller.
     #[command(after_help = CLUSTER_JSON_HELP)]
     Describe,
+    /// Move replicas and leaders until every broker holds a fair share; shows progress until
+    /// done. With --dry-run, only print the plan.
+    Rebalance(RebalanceArgs),
 }
 
 /// Help text listing the JSON fields of [`ClusterView`].
@@ -32,6 +39,7 @@ JSON/YAML output (-o json|yaml), one object:
   controller_id                number, or null while no controller is known
   under_replicated_partitions  number
   leaderless_partitions        number
+  balancing                    string: what balancing is doing, e.g. balanced
   brokers                      array, sorted by broker_id, of:
     broker_id                  number
     node_id                    number (the broker's Raft node id for this incarnation)
@@ -40,7 +48,8 @@ JSON/YAML output (-o json|yaml), one object:
     grpc_address               string (the admin API address)
     rack                       string, or null
     leader_count               number
-    replica_count              number
+    replica_count              number (replicas assigned to it)
+    leaving_count              number (replicas it still hosts that are moving away)
     alive                      boolean";
 
 /// `cluster describe` output; field names are a public interface for scripts.
@@ -50,6 +59,7 @@ struct ClusterView {
     controller_id: Option<u32>,
     under_replicated_partitions: u32,
     leaderless_partitions: u32,
+    balancing: String,
     brokers: Vec<BrokerView>,
 }
 
@@ -64,11 +74,12 @@ struct BrokerView {
     rack: Option<String>,
     leader_count: u32,
     replica_count: u32,
+    leaving_count: u32,
     alive: bool,
 }
 
-impl From<ClusterDescription> for ClusterView {
-    fn from(cluster: ClusterDescription) -> Self {
+impl ClusterView {
+    fn new(cluster: ClusterDescription, balancing: String) -> Self {
         let mut brokers: Vec<BrokerView> =
             cluster.brokers.into_iter().map(BrokerView::from).collect();
         brokers.sort_by_key(|b| b.broker_id);
@@ -77,6 +88,7 @@ impl From<ClusterDescription> for ClusterView {
             controller_id: cluster.controller_id,
             under_replicated_partitions: cluster.under_replicated_partitions,
             leaderless_partitions: cluster.leaderless_partitions,
+            balancing,
             brokers,
         }
     }
@@ -93,6 +105,7 @@ impl From<BrokerDescription> for BrokerView {
             rack: broker.rack,
             leader_count: broker.leader_count,
             replica_count: broker.replica_count,
+            leaving_count: broker.leaving_count,
             alive: broker.alive,
         }
     }
@@ -108,9 +121,16 @@ pub fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 .client
                 .describe_cluster(DescribeClusterRequest {})
                 .await;
-            let cluster = ClusterView::from(admin.answer(answer)?);
+            let description = admin.answer(answer)?;
+            let answer = admin
+                .client
+                .rebalance_status(RebalanceStatusRequest {})
+                .await;
+            let balancing = admin.answer(answer)?.summary;
+            let cluster = ClusterView::new(description, balancing);
             output::print(connect.output, &cluster, cluster_table)
         }),
+        ClusterCommand::Rebalance(args) => run_rebalance(connect, args),
     }
 }
 
@@ -128,7 +148,7 @@ fn cluster_table(cluster: &ClusterView) -> String {
         cluster.leaderless_partitions
     );
     let mut table = Table::new(&[
-        "BROKER", "STATE", "ADDRESS", "ADMIN", "RACK", "LEADERS", "REPLICAS", "ALIVE",
+        "BROKER", "STATE", "ADDRESS", "ADMIN", "RACK", "LEADERS", "REPLICAS", "LEAVING", "ALIVE",
     ]);
     for broker in &cluster.brokers {
         table.row(vec![
@@ -139,10 +159,12 @@ fn cluster_table(cluster: &ClusterView) -> String {
             broker.rack.clone().unwrap_or_else(|| "-".to_owned()),
             broker.leader_count.to_string(),
             broker.replica_count.to_string(),
+            broker.leaving_count.to_string(),
             if broker.alive { "yes" } else { "no" }.to_owned(),
         ]);
     }
     out.push_str(&table.render());
+    out.push_str(&format!("Balancing: {}\n", cluster.balancing));
     out
 }
 
@@ -163,6 +185,7 @@ mod tests {
             rack: rack.map(str::to_owned),
             leader_count: 2,
             replica_count: 6,
+            leaving_count: 0,
             alive,
         };
         let cluster = ClusterDescription {
@@ -174,10 +197,14 @@ mod tests {
         };
         expect![[r#"
             Cluster: c-1  Controller: none  Under-replicated partitions: 3  Leaderless partitions: 0
-            BROKER  STATE   ADDRESS  ADMIN    RACK    LEADERS  REPLICAS  ALIVE
-            0       active  b0:9092  b0:9093  zone-a  2        6         yes
-            1       active  b1:9092  b1:9093  -       2        6         no
+            BROKER  STATE   ADDRESS  ADMIN    RACK    LEADERS  REPLICAS  LEAVING  ALIVE
+            0       active  b0:9092  b0:9093  zone-a  2        6         0        yes
+            1       active  b1:9092  b1:9093  -       2        6         0        no
+            Balancing: balanced
         "#]]
-        .assert_eq(&cluster_table(&ClusterView::from(cluster)));
+        .assert_eq(&cluster_table(&ClusterView::new(
+            cluster,
+            "balanced".into(),
+        )));
     }
 }

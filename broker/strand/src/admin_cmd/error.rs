@@ -113,6 +113,15 @@ fn hint_for(admin: &AdminError) -> Option<String> {
             "the cluster cannot serve this right now (for example while it elects a controller); retry shortly"
                 .to_owned()
         }
+        ErrorReason::UnknownBroker => {
+            "`strand cluster describe` lists the brokers and their ids".to_owned()
+        }
+        ErrorReason::UnknownPartition => {
+            "`strand topic describe NAME` lists the topic's partitions".to_owned()
+        }
+        ErrorReason::BrokerState => {
+            "`strand cluster describe` shows each broker's state and load".to_owned()
+        }
     };
     Some(hint)
 }

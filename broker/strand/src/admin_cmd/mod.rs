@@ -3,6 +3,7 @@
 //! Each command parses and checks its arguments, makes one call, and prints the answer as a
 //! table, JSON or YAML. Nothing here knows how the cluster works beyond what the API says.
 
+mod balance;
 mod cluster;
 mod config_arg;
 mod error;
@@ -17,6 +18,7 @@ use clap::Args;
 use strand_proto::admin::admin_client::AdminClient;
 use tonic::transport::{Channel, Endpoint};
 
+pub use balance::{BrokerAdminCommand, run_broker_admin};
 pub use cluster::{ClusterArgs, run_cluster};
 pub use output::OutputFormat;
 pub use topic::{TopicArgs, run_topic};

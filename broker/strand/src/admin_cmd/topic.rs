@@ -51,7 +51,9 @@ enum TopicCommand {
         /// Topic name.
         name: String,
     },
-    /// Add partitions or change settings of a topic; prints it as `describe` does.
+    /// Add partitions, change the replication factor or change settings of a topic; prints it
+    /// as `describe` does. A new replication factor is reached by moving replicas in the
+    /// background (`strand cluster describe` shows progress).
     #[command(after_help = TOPIC_JSON_HELP)]
     Alter {
         /// Topic name.
@@ -59,6 +61,9 @@ enum TopicCommand {
         /// New total number of partitions; it can only grow.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         partitions: Option<u32>,
+        /// New number of replicas of each partition.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        replication_factor: Option<u32>,
         /// Set a topic setting as KEY=VALUE; repeat for several.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_setting)]
         config: Vec<ConfigSetting>,
@@ -116,9 +121,16 @@ impl TryFrom<TopicCommand> for Request {
             TopicCommand::Alter {
                 name,
                 partitions,
+                replication_factor,
                 config,
                 delete_config,
-            } => Self::Alter(alter_request(name, partitions, config, delete_config)?),
+            } => Self::Alter(alter_request(
+                name,
+                partitions,
+                replication_factor,
+                config,
+                delete_config,
+            )?),
             TopicCommand::Delete { name } => Self::Delete(DeleteTopicRequest {
                 name,
                 topic_id: String::new(),
@@ -130,12 +142,17 @@ impl TryFrom<TopicCommand> for Request {
 fn alter_request(
     name: String,
     partitions: Option<u32>,
+    replication_factor: Option<u32>,
     config: Vec<ConfigSetting>,
     delete_config: Vec<String>,
 ) -> anyhow::Result<UpdateTopicRequest> {
-    if partitions.is_none() && config.is_empty() && delete_config.is_empty() {
+    if partitions.is_none()
+        && replication_factor.is_none()
+        && config.is_empty()
+        && delete_config.is_empty()
+    {
         anyhow::bail!(
-            "nothing to alter: pass --partitions, --config KEY=VALUE or --delete-config KEY"
+            "nothing to alter: pass --partitions, --replication-factor, --config KEY=VALUE or --delete-config KEY"
         );
     }
     let set_config = settings_map(config)?;
@@ -152,6 +169,7 @@ fn alter_request(
         partitions,
         set_config,
         remove_config: delete_config,
+        replication_factor,
     })
 }
 
@@ -198,7 +216,7 @@ mod tests {
 
     #[test]
     fn alter_without_changes_is_refused() {
-        let error = alter_request("t".into(), None, Vec::new(), Vec::new()).unwrap_err();
+        let error = alter_request("t".into(), None, None, Vec::new(), Vec::new()).unwrap_err();
         assert!(error.to_string().starts_with("nothing to alter"), "{error}");
     }
 
@@ -208,7 +226,8 @@ mod tests {
             key: "retention.ms".into(),
             value: "1".into(),
         }];
-        let error = alter_request("t".into(), None, set, vec!["retention.ms".into()]).unwrap_err();
+        let error =
+            alter_request("t".into(), None, None, set, vec!["retention.ms".into()]).unwrap_err();
         assert!(error.to_string().contains("`retention.ms`"), "{error}");
     }
 }

@@ -32,6 +32,8 @@ pub struct PartitionView {
     pub replicas: Vec<u32>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// Brokers whose replicas are moving away (they keep them until the move finishes).
+    pub leaving: Vec<u32>,
 }
 
 /// `topic list`: a summary per topic, sorted by name.
@@ -70,7 +72,8 @@ JSON/YAML output (-o json|yaml), one object:
     leader            number, or null while the partition has no leader
     replicas          array of broker ids, the preferred leader first
     high_watermark    number
-    log_start_offset  number";
+    log_start_offset  number
+    leaving           array of broker ids whose replicas are moving away";
 
 /// Help text listing the JSON fields of [`TopicListView`].
 pub const TOPIC_LIST_JSON_HELP: &str = "\
@@ -114,6 +117,7 @@ impl From<PartitionDescription> for PartitionView {
             replicas: partition.replicas,
             high_watermark: partition.high_watermark,
             log_start_offset: partition.log_start_offset,
+            leaving: partition.leaving,
         }
     }
 }
@@ -172,6 +176,15 @@ pub fn topic_table(topic: &TopicView) -> String {
         ]);
     }
     out.push_str(&table.render());
+    let moving: Vec<String> = topic
+        .partitions
+        .iter()
+        .filter(|p| !p.leaving.is_empty())
+        .map(|p| format!("{} (leaving {})", p.partition, id_list(&p.leaving)))
+        .collect();
+    if !moving.is_empty() {
+        out.push_str(&format!("Moving: {}\n", moving.join(", ")));
+    }
     out
 }
 
@@ -218,6 +231,7 @@ mod tests {
             leader,
             high_watermark: 1200,
             log_start_offset: 7,
+            leaving: vec![],
         }
     }
 

@@ -143,7 +143,7 @@ fn changes_are_listed_one_per_line() {
 }
 
 #[test]
-fn a_matching_topic_is_unchanged_and_impossible_changes_are_refused() {
+fn a_matching_topic_is_unchanged_and_fewer_partitions_are_refused() {
     let orders = parse("t.yaml", ORDERS).unwrap().remove(0);
     let same = described(
         6,
@@ -153,10 +153,27 @@ fn a_matching_topic_is_unchanged_and_impossible_changes_are_refused() {
     let more = described(8, &[]);
     let error = plan(&orders, Some(&more)).unwrap_err().to_string();
     assert!(error.contains("partitions can only grow"), "{error}");
-    let mut rf = described(6, &[]);
+}
+
+#[test]
+fn a_new_replication_factor_is_an_update() {
+    let orders = parse("t.yaml", ORDERS).unwrap().remove(0);
+    let mut rf = described(
+        6,
+        &[("retention.ms", "604800000"), ("compression.type", "zstd")],
+    );
     rf.replication_factor = 1;
-    let error = plan(&orders, Some(&rf)).unwrap_err().to_string();
-    assert!(error.contains("replication factor 1"), "{error}");
+    let Step::Update(request, changes) = plan(&orders, Some(&rf)).unwrap() else {
+        panic!("a replication factor change is an update");
+    };
+    assert_eq!(request.replication_factor, Some(orders.replication_factor));
+    assert_eq!(
+        changes,
+        [format!(
+            "replication factor 1 → {} (replicas move in the background)",
+            orders.replication_factor
+        )]
+    );
 }
 
 #[test]

@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use prost::Message as _;
 use strand_proto::admin::admin_server::{Admin, AdminServer};
 use strand_proto::admin::{
-    AdminError, BrokerDescription, ClusterDescription, CreateTopicRequest, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeClusterRequest, DescribeTopicRequest, ErrorReason,
-    ListTopicsRequest, ListTopicsResponse, PartitionDescription, TopicDescription,
-    UpdateTopicRequest,
+    AdminError, BrokerDescription, BrokerDrain, ClusterDescription, CreateTopicRequest,
+    DecommissionBrokerRequest, DeleteTopicRequest, DeleteTopicResponse, DescribeClusterRequest,
+    DescribeTopicRequest, ErrorReason, LeaderTransfer, ListTopicsRequest, ListTopicsResponse,
+    PartitionDescription, RebalancePlan, RebalanceProgress, RebalanceRequest,
+    RebalanceStatusRequest, RecommissionBrokerRequest, ReplicaMove, TopicDescription,
+    TransferLeadershipRequest, UpdateTopicRequest,
 };
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -46,6 +48,7 @@ fn partition(partition: u32, leader: Option<u32>, replicas: Vec<u32>) -> Partiti
         leader,
         high_watermark: 100 * i64::from(partition) + 42,
         log_start_offset: i64::from(partition),
+        leaving: vec![],
     }
 }
 
@@ -90,6 +93,7 @@ fn broker(broker_id: u32, rack: Option<&str>, alive: bool) -> BrokerDescription 
         leader_count: broker_id + 1,
         replica_count: 3,
         alive,
+        leaving_count: u32::from(!alive),
     }
 }
 
@@ -149,6 +153,7 @@ impl Admin for FakeAdmin {
                     leader: Some(1),
                     high_watermark: 0,
                     log_start_offset: 0,
+                    leaving: vec![],
                 })
                 .collect(),
         }))
@@ -224,6 +229,85 @@ impl Admin for FakeAdmin {
             under_replicated_partitions: 1,
             leaderless_partitions: 1,
         }))
+    }
+
+    async fn decommission_broker(
+        &self,
+        request: Request<DecommissionBrokerRequest>,
+    ) -> Result<Response<BrokerDescription>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match request.into_inner().broker_id {
+            2 => Ok(Response::new(broker(2, None, false))),
+            id => Err(admin_error(
+                Code::NotFound,
+                AdminError {
+                    reason: ErrorReason::UnknownBroker.into(),
+                    message: format!("no broker {id} is registered in this cluster"),
+                    ..AdminError::default()
+                },
+            )),
+        }
+    }
+
+    async fn recommission_broker(
+        &self,
+        request: Request<RecommissionBrokerRequest>,
+    ) -> Result<Response<BrokerDescription>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(broker(
+            request.into_inner().broker_id,
+            None,
+            true,
+        )))
+    }
+
+    /// A plan moving one replica of `orders`/2 from broker 2 to broker 0.
+    async fn rebalance(
+        &self,
+        _request: Request<RebalanceRequest>,
+    ) -> Result<Response<RebalancePlan>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(RebalancePlan {
+            moves: vec![ReplicaMove {
+                topic: "orders".into(),
+                partition: 2,
+                from: vec![3, 1, 2],
+                to: vec![3, 1, 0],
+                bytes: 4096,
+            }],
+            leader_transfers: vec![LeaderTransfer {
+                topic: "orders".into(),
+                partition: 2,
+                from: None,
+                to: 3,
+            }],
+            bytes_to_move: 4096,
+        }))
+    }
+
+    /// Broker 2 draining with one replica left; nothing else moving.
+    async fn rebalance_status(
+        &self,
+        _request: Request<RebalanceStatusRequest>,
+    ) -> Result<Response<RebalanceProgress>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(RebalanceProgress {
+            draining: vec![BrokerDrain {
+                broker_id: 2,
+                replicas_left: 1,
+                blocked: String::new(),
+            }],
+            summary: "broker 2 draining: 1 replicas left".into(),
+            ..RebalanceProgress::default()
+        }))
+    }
+
+    async fn transfer_leadership(
+        &self,
+        _request: Request<TransferLeadershipRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(orders()))
     }
 }
 
