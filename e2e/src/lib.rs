@@ -153,6 +153,53 @@ impl ProcessCluster {
         self.children[b as usize] = Some(child);
     }
 
+    /// Starts one more broker (the next id, on new ports) that joins the running cluster.
+    pub fn add_broker(&mut self) -> u32 {
+        let b = self.ports.len() as u32;
+        self.ports.push(Ports {
+            kafka: free_port(),
+            grpc: free_port(),
+            http: free_port(),
+        });
+        self.children.push(None);
+        self.spawn(b);
+        b
+    }
+
+    /// Stops broker `b` with SIGTERM, as Kubernetes stops a pod, and waits for it to exit
+    /// (killing it after 30 s).
+    pub fn terminate(&mut self, b: u32) {
+        let Some(mut child) = self.children[b as usize].take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The Kafka bootstrap servers of the running brokers.
+    pub fn bootstrap(&self) -> String {
+        self.alive()
+            .iter()
+            .map(|b| format!("127.0.0.1:{}", self.ports[*b as usize].kafka))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A directory that lives as long as the cluster, for test files such as settings.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Kills broker `b` with SIGKILL.
     pub fn kill(&mut self, b: u32) {
         if let Some(mut child) = self.children[b as usize].take() {

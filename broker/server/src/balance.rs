@@ -527,7 +527,8 @@ pub async fn hand_over_all(inner: &Inner, patience: Duration) {
         let leading = handed
             .iter()
             .any(|r| r.raft.metrics().borrow_watched().state == openraft::ServerState::Leader);
-        if !leading && !(meta_handed && inner.is_controller()) {
+        let still_controller = meta_handed && inner.is_controller();
+        if !leading && !still_controller {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -143,8 +143,14 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
             // A restarted leader keeps its vote, so only the state says it leads now.
             let leader = metrics.state == openraft::ServerState::Leader;
             if !leader {
+                // Who this follower hears from: a new leader is known from its followers'
+                // reports before its own arrives.
+                let me = inner.identity.node_id;
+                let leader_node = metrics.current_leader.filter(|l| *l != me);
                 return PartitionStatus {
                     group: group.to_string(),
+                    term: leader_node.map_or(0, |_| metrics.vote.leader_id.term),
+                    leader_node,
                     ..Default::default()
                 };
             }
@@ -173,6 +179,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 term: metrics.vote.leader_id.term,
                 voter_nodes,
                 size_bytes,
+                leader_node: None,
             }
         })
         .collect();
@@ -264,17 +271,18 @@ pub fn status_reply(inner: &Inner) -> strand_proto::broker::StatusReply {
 
 /// The fresh reports' view of every partition, by group id; and which brokers reported lately.
 pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTreeSet<BrokerId>) {
+    let state = inner.cluster();
     let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
     let mut views: BTreeMap<String, ((u64, Instant), PartitionView)> = BTreeMap::new();
-    let mut alive = BTreeSet::new();
-    for (broker, report) in reports.iter() {
-        if report.at.elapsed() > REPORT_FRESH {
-            continue;
-        }
-        alive.insert(*broker);
+    let fresh: Vec<(&BrokerId, &Report)> = reports
+        .iter()
+        .filter(|(_, r)| r.at.elapsed() <= REPORT_FRESH)
+        .collect();
+    let alive: BTreeSet<BrokerId> = fresh.iter().map(|(b, _)| **b).collect();
+    for (broker, report) in &fresh {
         for p in report.partitions.iter().filter(|p| p.leader) {
             let view = PartitionView {
-                leader: Some(*broker),
+                leader: Some(**broker),
                 high_watermark: p.high_watermark,
                 log_start_offset: p.log_start_offset,
                 lagging: p.lagging_replicas.clone(),
@@ -290,6 +298,31 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
                     views.insert(p.group.clone(), (rank, view));
                 }
             }
+        }
+    }
+    // A follower's word for a leader of a newer term than any leader reported itself (its
+    // own report is on its way), when that leader's broker reports at all.
+    for (_, report) in &fresh {
+        for p in &report.partitions {
+            let Some(leader) = p
+                .leader_node
+                .and_then(|n| Inner::broker_of_node(&state, n))
+                .filter(|b| alive.contains(b))
+            else {
+                continue;
+            };
+            if views
+                .get(&p.group)
+                .is_some_and(|((term, _), _)| *term >= p.term)
+            {
+                continue;
+            }
+            let view = PartitionView {
+                leader: Some(leader),
+                term: p.term,
+                ..PartitionView::default()
+            };
+            views.insert(p.group.clone(), ((p.term, report.at), view));
         }
     }
     (views.into_iter().map(|(g, (_, v))| (g, v)).collect(), alive)

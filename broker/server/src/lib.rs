@@ -28,4 +28,5 @@ pub use broker::{Broker, BrokerConfig, Inner, KafkaSettings, StartError, now_ms}
 pub use http::not_ready;
 pub use identity::Identity;
 pub use kafka::MAX_REQUEST_BYTES;
+pub use meta::{Outcome, Refusal};
 pub use tuning::RaftTuning;

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use strand_meta::{BrokerId, Command, PartitionId, TopicId};
+use strand_proto::admin::TransferLeadershipRequest;
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{
     AdminError, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
@@ -13,7 +15,7 @@ use strand_proto::admin::{
 };
 use strand_proto::broker::broker_client::BrokerClient;
 use strand_proto::broker::{FetchRequest, ProduceRequest};
-use strand_server::{Broker, BrokerConfig, RaftTuning};
+use strand_server::{BalancingSettings, Broker, BrokerConfig, RaftTuning};
 
 fn free_addr() -> SocketAddr {
     strand_e2e::free_addr()
@@ -26,6 +28,15 @@ struct Cluster {
 
 impl Cluster {
     async fn start(dir: &Path, size: u32, tuning: RaftTuning) -> Cluster {
+        Self::start_with(dir, size, tuning, BalancingSettings::default()).await
+    }
+
+    async fn start_with(
+        dir: &Path,
+        size: u32,
+        tuning: RaftTuning,
+        balancing: BalancingSettings,
+    ) -> Cluster {
         // STRAND_TEST_LOG=<filter> shows the brokers' logs, e.g. `info,openraft=warn`.
         if let Ok(filter) = std::env::var("STRAND_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -52,7 +63,7 @@ impl Cluster {
                     seeds: seeds.clone(),
                     rack: None,
                     tuning,
-                    balancing: Default::default(),
+                    balancing,
                 }
             })
             .collect();
@@ -292,6 +303,116 @@ async fn replicated_topic_survives_a_leader_kill_and_a_restart() {
     cluster.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_moves_to_another_broker_and_leadership_follows_the_preferred_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the reassignment made here moves replicas.
+    let balancing = BalancingSettings {
+        auto: false,
+        ..BalancingSettings::default()
+    };
+    let cluster = Cluster::start_with(dir.path(), 4, RaftTuning::default(), balancing).await;
+    create(&cluster, "moving", 1).await;
+    let before = cluster.describe("moving").await.unwrap();
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        let values: Vec<String> = (0..3).map(|r| format!("before-b{n}-r{r}")).collect();
+        cluster.produce("moving", 0, batch(&values)).await;
+        acked.extend(values);
+    }
+
+    // Swap the preferred replica for the broker that holds none.
+    let old = before.partitions[0].replicas.clone();
+    let newcomer = (0..4).find(|b| !old.contains(b)).unwrap();
+    let mut new = old.clone();
+    new[0] = newcomer;
+    let topic_id = TopicId(before.topic_id.parse().unwrap());
+    let outcome = cluster.brokers[newcomer as usize]
+        .as_ref()
+        .unwrap()
+        .inner()
+        .propose(
+            &Command::ReassignPartition {
+                topic_id,
+                partition: PartitionId(0),
+                replicas: new.iter().copied().map(BrokerId).collect(),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("reassignment proposed");
+    assert!(
+        matches!(outcome, strand_server::Outcome::Done { .. }),
+        "{outcome:?}"
+    );
+
+    // The move finishes: the new replica holds everything, the old one is gone, and the
+    // preferred replica leads.
+    cluster
+        .wait_for("the move to finish with the new replica leading", |c| {
+            let new = new.clone();
+            async move {
+                let p = c.describe("moving").await?.partitions.remove(0);
+                (p.replicas == new && p.leaving.is_empty() && p.leader == Some(newcomer))
+                    .then_some(())
+            }
+        })
+        .await;
+    assert_eq!(
+        cluster.read_all(newcomer, "moving", 0, acked.len()).await,
+        acked
+    );
+    let gone = old[0];
+    cluster
+        .wait_for("the old replica to be removed", |c| async move {
+            let broker = c.brokers[gone as usize].as_ref()?;
+            broker
+                .inner()
+                .registry
+                .partition_by_name("moving", 0)
+                .is_none()
+                .then_some(())
+        })
+        .await;
+
+    // Writes go on through the new replica set, with contiguous offsets.
+    let values: Vec<String> = (0..3).map(|r| format!("after-r{r}")).collect();
+    let offset = cluster.produce("moving", 0, batch(&values)).await;
+    assert_eq!(offset, acked.len() as i64);
+    acked.extend(values);
+    for broker in &new {
+        assert_eq!(
+            cluster.read_all(*broker, "moving", 0, acked.len()).await,
+            acked
+        );
+    }
+
+    // TransferLeadership makes another replica preferred, and it takes over.
+    let mut admin = cluster.admin(0).await.unwrap();
+    let to = new[2];
+    let described = admin
+        .transfer_leadership(TransferLeadershipRequest {
+            topic: "moving".into(),
+            partition: 0,
+            broker_id: to,
+        })
+        .await
+        .expect("leadership transferred")
+        .into_inner();
+    assert_eq!(described.partitions[0].replicas[0], to);
+    assert_eq!(described.partitions[0].leader, Some(to));
+    let refused = admin
+        .transfer_leadership(TransferLeadershipRequest {
+            topic: "moving".into(),
+            partition: 0,
+            broker_id: gone,
+        })
+        .await
+        .expect_err("a broker without a replica cannot lead");
+    assert_eq!(admin_reason(&refused).0, ErrorReason::BrokerState);
+    cluster.shutdown().await;
+}
+
 async fn create(cluster: &Cluster, name: &str, partitions: u32) {
     let mut admin = cluster.admin(0).await.unwrap();
     let req = CreateTopicRequest {
@@ -481,6 +602,7 @@ async fn admin_api_refuses_bad_requests_with_typed_errors_and_manages_topics() {
             partitions: Some(5),
             set_config: [("cleanup.policy".to_string(), "compact".to_string())].into(),
             remove_config: vec!["retention.ms".into()],
+            replication_factor: None,
         })
         .await
         .expect("updated")

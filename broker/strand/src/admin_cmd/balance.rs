@@ -325,11 +325,10 @@ impl Progress {
 /// `[#####-----] 5/10`.
 fn bar(done: usize, total: usize) -> String {
     const WIDTH: usize = 20;
-    let filled = if total == 0 {
-        WIDTH
-    } else {
-        (done * WIDTH / total).min(WIDTH)
-    };
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
     format!(
         "[{}{}] {done}/{total}",
         "#".repeat(filled),

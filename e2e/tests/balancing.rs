@@ -1,0 +1,387 @@
+//! Balancing with real `strand broker` processes while a Kafka producer (librdkafka, acks=all,
+//! idempotent) writes: scaling out and rebalancing, scaling in by decommission, a broker
+//! failing for longer than the failure timeout, replication-factor changes, and a rolling
+//! restart by SIGTERM. Afterwards a consumer reads every acknowledged record back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use strand_e2e::{ProcessCluster, strand_bin};
+use strand_proto::admin::UpdateTopicRequest;
+
+/// Long enough for every move of these small topics on a loaded 2-core machine.
+const BALANCE_LIMIT: Duration = Duration::from_secs(120);
+
+/// A settings file for every broker of a test.
+fn settings(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("settings.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// A producer writing keyed records until stopped, remembering what was acknowledged.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    acked: Arc<Mutex<Vec<(i32, i64, String)>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Traffic {
+    fn start(bootstrap: &str, topic: &str) -> Traffic {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "120000")
+            .create()
+            .expect("producer");
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let task = {
+            let (stop, acked, errors) = (stop.clone(), acked.clone(), errors.clone());
+            let topic = topic.to_string();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let value = format!("v{n}");
+                    let key = format!("k{}", n % 64);
+                    let record = FutureRecord::to(&topic).key(&key).payload(&value);
+                    match producer.send(record, Duration::from_secs(120)).await {
+                        Ok(delivery) => {
+                            acked
+                                .lock()
+                                .unwrap()
+                                .push((delivery.partition, delivery.offset, value))
+                        }
+                        Err((e, _)) => errors.lock().unwrap().push(e.to_string()),
+                    }
+                    n += 1;
+                }
+            })
+        };
+        Traffic {
+            stop,
+            task,
+            acked,
+            errors,
+        }
+    }
+
+    /// Stops writing; what was acknowledged, after checking nothing failed.
+    async fn finish(self) -> Vec<(i32, i64, String)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        let errors = self.errors.lock().unwrap().clone();
+        assert!(
+            errors.is_empty(),
+            "produce errors reached the client: {errors:?}"
+        );
+        let acked = self.acked.lock().unwrap().clone();
+        assert!(!acked.is_empty(), "nothing was acknowledged");
+        acked
+    }
+}
+
+/// Reads every partition from the start to its end and checks that each acknowledged record
+/// is there, at its offset, exactly once.
+fn check_all_present(bootstrap: &str, topic: &str, partitions: i32, acked: &[(i32, i64, String)]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "balancing-check")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut ends = BTreeMap::new();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .expect("watermarks");
+        ends.insert(p, high);
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let total: i64 = ends.values().sum();
+    let mut read: HashMap<(i32, i64), String> = HashMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (read.len() as i64) < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} of {total} records",
+            read.len()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+            read.insert((m.partition(), m.offset()), value);
+        }
+    }
+    let mut seen = HashMap::new();
+    for value in read.values() {
+        *seen.entry(value.clone()).or_insert(0) += 1;
+    }
+    for (p, offset, value) in acked {
+        assert_eq!(
+            read.get(&(*p, *offset)),
+            Some(value),
+            "acknowledged record {value} at {topic}-{p}@{offset}"
+        );
+        assert_eq!(seen[value], 1, "record {value} is stored once");
+    }
+}
+
+/// Replica and leader counts per running broker, once every partition has its replication
+/// factor, a leader, nothing moving and nothing under-replicated.
+async fn settled(
+    cluster: &ProcessCluster,
+    topic: &str,
+    rf: usize,
+) -> Option<(BTreeMap<u32, usize>, BTreeMap<u32, usize>)> {
+    let d = cluster.describe(topic).await?;
+    let c = cluster.describe_cluster().await?;
+    if c.under_replicated_partitions > 0 {
+        return None;
+    }
+    let mut replicas = BTreeMap::new();
+    let mut leaders = BTreeMap::new();
+    for p in &d.partitions {
+        if p.replicas.len() != rf || !p.leaving.is_empty() {
+            return None;
+        }
+        let leader = p.leader?;
+        // Leader balancing has put each leader on its preferred replica.
+        if leader != p.replicas[0] {
+            return None;
+        }
+        *leaders.entry(leader).or_default() += 1;
+        for r in &p.replicas {
+            *replicas.entry(*r).or_default() += 1;
+        }
+    }
+    Some((replicas, leaders))
+}
+
+fn within_one(counts: &BTreeMap<u32, usize>, brokers: &[u32]) -> bool {
+    let values: Vec<usize> = brokers
+        .iter()
+        .map(|b| counts.get(b).copied().unwrap_or(0))
+        .collect();
+    values.iter().max().unwrap() - values.iter().min().unwrap() <= 1
+}
+
+/// `strand ARGS --server <broker b>`, which must succeed; its standard error.
+fn strand(cluster: &ProcessCluster, b: u32, args: &[&str]) -> String {
+    let output = Command::new(strand_bin())
+        .args(args)
+        .args(["--server", &cluster.grpc_address(b)])
+        .output()
+        .expect("strand runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "strand {args:?} failed: {stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_out_three_to_five_spreads_replicas_and_leaders() {
+    let dir = tempfile::tempdir().unwrap();
+    // Replicas move when asked (`strand cluster rebalance`), so the test sees the plan first.
+    let config = settings(dir.path(), "auto_balance: false\n");
+    let mut cluster = ProcessCluster::start_with(3, &["--config", &config]).await;
+    cluster.create_topic("grow", 10, 3).await;
+    let traffic = Traffic::start(&cluster.bootstrap(), "grow");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let new = [cluster.add_broker(), cluster.add_broker()];
+    cluster
+        .wait_for("five brokers registered", BALANCE_LIMIT, |c| async move {
+            let d = c.describe_cluster().await?;
+            (d.brokers.iter().filter(|b| b.alive).count() == 5).then_some(())
+        })
+        .await;
+    let plan = strand(
+        &cluster,
+        0,
+        &["cluster", "rebalance", "--dry-run", "-o", "json"],
+    );
+    let _ = plan;
+    let progress = strand(&cluster, 0, &["cluster", "rebalance"]);
+    assert!(progress.contains("moves done"), "{progress}");
+
+    let all = [0, 1, 2, new[0], new[1]];
+    let (replicas, leaders) = cluster
+        .wait_for(
+            "replicas and leaders spread over five brokers",
+            BALANCE_LIMIT,
+            |c| async move {
+                let (replicas, leaders) = settled(c, "grow", 3).await?;
+                (within_one(&replicas, &all) && within_one(&leaders, &all))
+                    .then_some((replicas, leaders))
+            },
+        )
+        .await;
+    println!("replicas per broker {replicas:?}, leaders per broker {leaders:?}");
+    let acked = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "grow", 10, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_in_five_to_three_by_decommission_loses_nothing() {
+    let cluster = ProcessCluster::start(5).await;
+    cluster.create_topic("shrink", 10, 3).await;
+    let traffic = Traffic::start(&cluster.bootstrap(), "shrink");
+    // Sample leaders while brokers drain: no partition may be without one.
+    let leaderless = Arc::new(Mutex::new(Vec::new()));
+    let sampling = Arc::new(AtomicBool::new(true));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cluster = Arc::new(tokio::sync::RwLock::new(cluster));
+    let sampler = {
+        let (cluster, leaderless, sampling) =
+            (cluster.clone(), leaderless.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::SeqCst) {
+                if let Some(d) = cluster.read().await.describe("shrink").await {
+                    for p in d.partitions.iter().filter(|p| p.leader.is_none()) {
+                        leaderless.lock().unwrap().push(p.partition);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    for b in [4, 3] {
+        let out = strand(
+            &*cluster.read().await,
+            0,
+            &["broker", "decommission", &b.to_string()],
+        );
+        assert!(out.contains(&format!("broker {b} decommissioned")), "{out}");
+    }
+    sampling.store(false, Ordering::SeqCst);
+    sampler.await.unwrap();
+    let mut cluster = Arc::into_inner(cluster).unwrap().into_inner();
+    for b in [4, 3] {
+        cluster.terminate(b);
+    }
+    let (replicas, leaders) = cluster
+        .wait_for(
+            "replicas and leaders on the three remaining brokers",
+            BALANCE_LIMIT,
+            |c| async move {
+                let (replicas, leaders) = settled(c, "shrink", 3).await?;
+                (replicas.keys().all(|b| *b < 3) && within_one(&leaders, &[0, 1, 2]))
+                    .then_some((replicas, leaders))
+            },
+        )
+        .await;
+    println!("replicas per broker {replicas:?}, leaders per broker {leaders:?}");
+    let d = cluster.describe_cluster().await.unwrap();
+    for b in d.brokers.iter().filter(|b| b.broker_id >= 3) {
+        assert_eq!(b.state, "decommissioned");
+    }
+    assert_eq!(
+        *leaderless.lock().unwrap(),
+        Vec::<u32>::new(),
+        "partitions sampled without a leader"
+    );
+    let acked = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "shrink", 10, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_down_past_the_failure_timeout_has_its_replicas_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = settings(dir.path(), "broker_failure_timeout_ms: 5000\n");
+    let mut cluster = ProcessCluster::start_with(4, &["--config", &config]).await;
+    cluster.create_topic("heal", 8, 3).await;
+    let traffic = Traffic::start(&cluster.bootstrap(), "heal");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    cluster.kill(3);
+    cluster
+        .wait_for(
+            "every partition back to three replicas without broker 3",
+            BALANCE_LIMIT,
+            |c| async move {
+                let (replicas, _) = settled(c, "heal", 3).await?;
+                (!replicas.contains_key(&3)).then_some(())
+            },
+        )
+        .await;
+    // Back again, broker 3 gets a fair share.
+    cluster.restart(3);
+    cluster
+        .wait_for(
+            "broker 3 holding a fair share again",
+            BALANCE_LIMIT,
+            |c| async move {
+                let (replicas, leaders) = settled(c, "heal", 3).await?;
+                (within_one(&replicas, &[0, 1, 2, 3]) && within_one(&leaders, &[0, 1, 2, 3]))
+                    .then_some(())
+            },
+        )
+        .await;
+    let acked = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "heal", 8, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replication_factor_grows_and_shrinks_on_a_live_topic() {
+    let cluster = ProcessCluster::start(3).await;
+    cluster.create_topic("factor", 3, 1).await;
+    let traffic = Traffic::start(&cluster.bootstrap(), "factor");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    for rf in [3u32, 1] {
+        let mut admin = cluster.admin(0).await.unwrap();
+        admin
+            .update_topic(UpdateTopicRequest {
+                name: "factor".into(),
+                replication_factor: Some(rf),
+                ..UpdateTopicRequest::default()
+            })
+            .await
+            .expect("replication factor changed");
+        cluster
+            .wait_for(
+                &format!("replication factor {rf} on every partition"),
+                BALANCE_LIMIT,
+                |c| async move { settled(c, "factor", rf as usize).await },
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let acked = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "factor", 3, &acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_by_sigterm_surfaces_no_produce_error() {
+    let mut cluster = ProcessCluster::start(3).await;
+    cluster.create_topic("roll", 6, 3).await;
+    let traffic = Traffic::start(&cluster.bootstrap(), "roll");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for b in 0..3 {
+        cluster.terminate(b);
+        cluster.restart(b);
+        cluster
+            .wait_for(
+                &format!("broker {b} back and nothing under-replicated"),
+                BALANCE_LIMIT,
+                |c| async move { settled(c, "roll", 3).await.map(|_| ()) },
+            )
+            .await;
+    }
+    let acked = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "roll", 6, &acked);
+}
