@@ -3,8 +3,10 @@
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::batch::{self, BatchHeader};
+
 use crate::config::{FlushPolicy, LogConfig, OpenCheck};
 use crate::entry::{ENTRY_HEADER_LEN, EntryHeader, SEGMENT_HEADER_LEN};
 use crate::error::{LogError, Result};
@@ -430,6 +432,18 @@ impl Log {
             position += header.stored_len();
         }
         Ok(())
+    }
+
+    /// Changes when the active segment is closed (`segment.bytes`, `segment.ms`), from the
+    /// next append on: a topic's config changed while its log is open.
+    pub fn set_roll_limits(&mut self, segment_bytes_max: u64, segment_age_max: Duration) {
+        self.config.segment_bytes_max = segment_bytes_max;
+        self.config.segment_age_max = segment_age_max;
+    }
+
+    /// The log's settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
     }
 
     fn roll_due(&mut self, incoming_bytes: u64, now_ms: i64) -> bool {

@@ -65,6 +65,8 @@ pub struct KafkaSettings {
     /// `default.replication.factor`: likewise for the replication factor; capped at the
     /// number of active brokers when a topic is created automatically.
     pub default_replication_factor: u16,
+    /// `log.retention.check.interval.ms`: how often replicas apply retention and compaction.
+    pub retention_check_interval: Duration,
 }
 
 impl Default for KafkaSettings {
@@ -73,6 +75,7 @@ impl Default for KafkaSettings {
             auto_create_topics: false,
             default_partitions: 1,
             default_replication_factor: 3,
+            retention_check_interval: Duration::from_secs(300),
         }
     }
 }
@@ -221,6 +224,7 @@ impl Broker {
         tasks.spawn(crate::controller::report_loop(inner.clone()));
         tasks.spawn(crate::heartbeat::run(inner.clone()));
         tasks.spawn(crate::elections::run(inner.clone()));
+        tasks.spawn(crate::retention::run(inner.clone()));
         Ok(Broker { inner, tasks })
     }
 

@@ -19,6 +19,7 @@ mod partitions;
 mod producers;
 mod raft_service;
 mod registry;
+mod retention;
 mod services;
 mod tuning;
 mod views;

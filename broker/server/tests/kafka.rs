@@ -57,6 +57,8 @@ impl Cluster {
                 kafka_listen: kafka[i as usize],
                 kafka: KafkaSettings {
                     auto_create_topics,
+                    // Short, so the retention test need not wait long.
+                    retention_check_interval: Duration::from_millis(300),
                     ..Default::default()
                 },
                 http_listen: http,
@@ -822,5 +824,137 @@ async fn topic_configs_are_described_and_altered_and_the_cluster_is_described() 
         .await;
     assert_eq!(described.brokers.len(), 3);
     assert!(described.controller_id.0 >= 0);
+    cluster.shutdown().await;
+}
+
+/// Records produced one at a time, each acknowledged before the next is sent, so each is a
+/// batch of its own and small segments fill and roll quickly.
+async fn produce_each(config: &ClientConfig, topic: &str, records: &[(String, String)]) {
+    let producer: FutureProducer = config.clone().set("acks", "all").create().unwrap();
+    for (key, value) in records {
+        let record = FutureRecord::to(topic).key(key).payload(value);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("record acknowledged");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_and_compaction_remove_old_records_from_closed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), false).await;
+    let admin: AdminClient<Printing> = cluster.config().create_with_context(Printing).unwrap();
+    let retained = NewTopic::new("retained", 1, TopicReplication::Fixed(3))
+        .set("segment.bytes", "2048")
+        .set("retention.bytes", "4096");
+    let compacted = NewTopic::new("compacted", 1, TopicReplication::Fixed(3))
+        .set("segment.bytes", "2048")
+        .set("cleanup.policy", "compact");
+    for result in admin
+        .create_topics([&retained, &compacted], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.expect("topic created");
+    }
+
+    // Retention by size: the oldest segments go, the log start offset moves past them, and
+    // what remains reads back from there, in order.
+    let records: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("k{i}"), format!("value-{i:04}-{}", "x".repeat(60))))
+        .collect();
+    produce_each(&cluster.config(), "retained", &records).await;
+    // Retention runs every 300 ms; once the start offset has moved and then stayed put for
+    // a while, the log is as small as the policy makes it.
+    let consumer: BaseConsumer = cluster.config().create().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = (0, 0);
+    let mut steady = 0;
+    let (low, high) = loop {
+        let (low, high) = consumer
+            .fetch_watermarks("retained", 0, Duration::from_secs(5))
+            .unwrap();
+        steady = if (low, high) == last { steady + 1 } else { 0 };
+        last = (low, high);
+        if low > 0 && steady >= 10 {
+            break (low, high);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention never moved the log start offset"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(high, 200);
+    let kept = read_back(&cluster.config(), "retained", 1, (high - low) as usize);
+    assert_eq!(kept.first().map(|r| r.1), Some(low));
+    for (n, record) in kept.iter().enumerate() {
+        let i = low as usize + n;
+        assert_eq!(
+            record.1, i as i64,
+            "offsets stay contiguous after retention"
+        );
+        assert_eq!(record.3.as_deref(), Some(records[i].1.as_bytes()));
+    }
+
+    // Compaction: ten keys written thirty times each; closed segments keep only the latest
+    // record of each key, and every key still reads back with its last value.
+    let updates: Vec<(String, String)> = (0..300)
+        .map(|i| {
+            (
+                format!("key-{}", i % 10),
+                format!("update-{i:04}-{}", "y".repeat(60)),
+            )
+        })
+        .collect();
+    produce_each(&cluster.config(), "compacted", &updates).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Count what a reader from the start sees now.
+        let consumer: BaseConsumer = cluster
+            .config()
+            .set("group.id", "compaction-check")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset("compacted", 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut latest: BTreeMap<Vec<u8>, (i64, Vec<u8>)> = BTreeMap::new();
+        let mut seen = 0;
+        let mut last_offset = -1;
+        while last_offset < 299 {
+            match consumer.poll(Duration::from_secs(5)) {
+                Some(Ok(m)) => {
+                    seen += 1;
+                    last_offset = m.offset();
+                    latest.insert(
+                        m.key().unwrap().to_vec(),
+                        (m.offset(), m.payload().unwrap().to_vec()),
+                    );
+                }
+                Some(Err(e)) => eprintln!("consumer: {e}"),
+                None => panic!("the compacted topic did not read to its end"),
+            }
+        }
+        for (i, (key, value)) in updates.iter().enumerate().skip(290) {
+            assert_eq!(
+                latest.get(key.as_bytes()),
+                Some(&(i as i64, value.as_bytes().to_vec())),
+                "key {key} keeps its latest value"
+            );
+        }
+        if seen < 300 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compaction removed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     cluster.shutdown().await;
 }

@@ -84,6 +84,9 @@ struct Settings {
     raft_heartbeat_ms: Option<u64>,
     /// Shortest Raft election timeout in milliseconds.
     raft_election_timeout_ms: Option<u64>,
+    /// How often replicas apply retention and compaction, in milliseconds (Kafka's
+    /// `log.retention.check.interval.ms`). Default 300000.
+    retention_check_interval_ms: Option<u64>,
     /// Move replicas automatically when brokers join, drain or fail. Default true.
     auto_balance: Option<bool>,
     /// Hand leadership to each partition's preferred replica. Default true.
@@ -192,6 +195,9 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         default_replication_factor: settings
             .default_replication_factor
             .unwrap_or(defaults.default_replication_factor),
+        retention_check_interval: settings
+            .retention_check_interval_ms
+            .map_or(defaults.retention_check_interval, Duration::from_millis),
     };
     if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
         bail!("default_partitions and default_replication_factor must be at least 1");
@@ -208,6 +214,9 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             bail!("max_concurrent_moves must be at least 1");
         }
         balancing.max_concurrent_moves = n;
+    }
+    if kafka.retention_check_interval < Duration::from_millis(100) {
+        bail!("retention_check_interval_ms must be at least 100");
     }
     if let Some(ms) = settings.broker_failure_timeout_ms {
         balancing.broker_failure_timeout = Duration::from_millis(ms);
