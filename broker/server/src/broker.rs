@@ -52,6 +52,9 @@ pub struct BrokerConfig {
     pub tuning: RaftTuning,
     /// How the cluster balances replicas and leaders (the controller's settings count).
     pub balancing: crate::balance::BalancingSettings,
+    /// Free bytes the data directory keeps in reserve: below this, partitions with a replica
+    /// here refuse produce.
+    pub disk_reserve_bytes: u64,
 }
 
 /// Kafka listener settings.
@@ -112,6 +115,8 @@ pub struct Report {
     pub at: Instant,
     /// The partitions the broker hosts, with details for those it leads.
     pub partitions: Vec<PartitionStatus>,
+    /// Its data directory is short of free space.
+    pub disk_low: bool,
 }
 
 /// A broker's parts, shared by its tasks and services.
@@ -142,6 +147,8 @@ pub struct Inner {
     pub producer_ids: Mutex<std::ops::Range<u64>>,
     /// Balancing's memory: the controller's executor and leadership hand-overs.
     pub balancer: crate::balance::Balancer,
+    /// Free space of the data directory.
+    pub disk: crate::disk::DiskGuard,
 }
 
 /// How long a stopping broker waits for its leaderships to be taken over.
@@ -199,6 +206,8 @@ impl Broker {
                 source,
             })?;
         let (shutdown, _) = watch::channel(false);
+        let disk = crate::disk::DiskGuard::new(config.disk_reserve_bytes);
+        disk.measure(&config.data_dir);
         let inner = Arc::new(Inner {
             config,
             identity,
@@ -213,6 +222,7 @@ impl Broker {
             groups: Default::default(),
             producer_ids: Mutex::new(0..0),
             balancer: Default::default(),
+            disk,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));
@@ -225,6 +235,7 @@ impl Broker {
         tasks.spawn(crate::heartbeat::run(inner.clone()));
         tasks.spawn(crate::elections::run(inner.clone()));
         tasks.spawn(crate::retention::run(inner.clone()));
+        tasks.spawn(crate::disk::run(inner.clone()));
         Ok(Broker { inner, tasks })
     }
 

@@ -174,6 +174,7 @@ impl BrokerRpc for BrokerService {
                 Report {
                     at: Instant::now(),
                     partitions: report.partitions,
+                    disk_low: report.disk_low,
                 },
             );
         Ok(Response::new(crate::controller::status_reply(&self.inner)))

@@ -187,6 +187,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
         broker_id: inner.identity.broker_id,
         node_id: inner.identity.node_id,
         partitions,
+        disk_low: inner.disk.is_low(),
     }
 }
 
@@ -209,6 +210,7 @@ pub async fn report_loop(inner: Arc<Inner>) {
                     Report {
                         at: Instant::now(),
                         partitions: report.partitions,
+                        disk_low: report.disk_low,
                     },
                 );
             inner.views.replace(&status_reply(&inner));
@@ -266,7 +268,18 @@ pub fn status_reply(inner: &Inner) -> strand_proto::broker::StatusReply {
             })
             .collect(),
         alive_brokers: alive.into_iter().map(|b| b.0).collect(),
+        disk_low_brokers: disk_low_brokers(inner),
     }
+}
+
+/// Brokers whose fresh reports say their disk is nearly full.
+fn disk_low_brokers(inner: &Inner) -> Vec<u32> {
+    let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
+    reports
+        .iter()
+        .filter(|(_, r)| r.disk_low && r.at.elapsed() <= REPORT_FRESH)
+        .map(|(b, _)| b.0)
+        .collect()
 }
 
 /// The fresh reports' view of every partition, by group id; and which brokers reported lately.

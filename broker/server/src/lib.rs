@@ -8,6 +8,7 @@ mod broker;
 mod broker_service;
 mod controller;
 mod convert;
+mod disk;
 mod elections;
 mod heartbeat;
 mod http;
@@ -26,6 +27,7 @@ mod views;
 
 pub use balance::BalancingSettings;
 pub use broker::{Broker, BrokerConfig, Inner, KafkaSettings, StartError, now_ms};
+pub use disk::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard};
 pub use http::not_ready;
 pub use identity::Identity;
 pub use kafka::MAX_REQUEST_BYTES;

@@ -27,6 +27,7 @@ pub struct LeaderView {
 struct Views {
     groups: HashMap<String, LeaderView>,
     alive: BTreeSet<BrokerId>,
+    disk_low: BTreeSet<BrokerId>,
     at: Option<Instant>,
 }
 
@@ -52,9 +53,15 @@ impl SharedViews {
             })
             .collect();
         let alive = reply.alive_brokers.iter().map(|b| BrokerId(*b)).collect();
+        let disk_low = reply
+            .disk_low_brokers
+            .iter()
+            .map(|b| BrokerId(*b))
+            .collect();
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Views {
             groups,
             alive,
+            disk_low,
             at: Some(Instant::now()),
         };
     }
@@ -63,6 +70,12 @@ impl SharedViews {
     pub fn get(&self, group: &str) -> Option<LeaderView> {
         let views = self.0.read().unwrap_or_else(|p| p.into_inner());
         views.groups.get(group).cloned()
+    }
+
+    /// Whether a broker said lately that its disk is nearly full.
+    pub fn disk_low(&self, broker: BrokerId) -> bool {
+        let views = self.0.read().unwrap_or_else(|p| p.into_inner());
+        matches!(views.at, Some(at) if at.elapsed() < STALE) && views.disk_low.contains(&broker)
     }
 
     /// Whether a broker reported lately; `true` while there is no fresh view to say otherwise.

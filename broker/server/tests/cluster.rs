@@ -64,6 +64,7 @@ impl Cluster {
                     rack: None,
                     tuning,
                     balancing,
+                    disk_reserve_bytes: 0,
                 }
             })
             .collect();

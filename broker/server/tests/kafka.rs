@@ -67,6 +67,7 @@ impl Cluster {
                 rack: None,
                 tuning: RaftTuning::default(),
                 balancing: Default::default(),
+                disk_reserve_bytes: 0,
             };
             brokers.push(Broker::start(config).await.unwrap());
         }
@@ -955,6 +956,87 @@ async fn retention_and_compaction_remove_old_records_from_closed_segments() {
             "compaction removed nothing"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nearly_full_disk_refuses_produce_and_keeps_what_was_accepted() {
+    use kafka_protocol::ResponseError;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), false).await;
+    cluster.create_topic("full", 1).await;
+    let accepted: Vec<(String, String)> = (0..10)
+        .map(|i| (format!("k{i}"), format!("accepted-{i}")))
+        .collect();
+    produce_each(&cluster.config(), "full", &accepted).await;
+
+    // A follower's disk runs short: the leader refuses produce with a retriable storage error.
+    let leader = loop {
+        if let Some(i) = cluster
+            .brokers
+            .iter()
+            .position(|b| b.as_ref().is_some_and(|b| b.leads("full", 0)))
+        {
+            break i;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let follower = (leader + 1) % 3;
+    let guard = |b: usize| &cluster.brokers[b].as_ref().unwrap().inner().disk;
+    guard(follower).set_reserve(u64::MAX);
+    let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        let answer = produce_raw(&mut conn, "full", wire::idempotent_batch(-1, -1, -1, 1)).await;
+        if answer.error_code == ResponseError::KafkaStorageError.code() {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "produce was never refused: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let message = refused
+        .error_message
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("nearly out of disk space"), "{message}");
+
+    // The leader's own disk: refused at once, with the numbers.
+    guard(follower).set_reserve(0);
+    guard(leader).set_reserve(u64::MAX);
+    guard(leader).measure(&dir.path().join(format!("broker-{leader}")));
+    let refused = produce_raw(&mut conn, "full", wire::idempotent_batch(-1, -1, -1, 1)).await;
+    assert_eq!(refused.error_code, ResponseError::KafkaStorageError.code());
+    let message = refused
+        .error_message
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("below its reserve"), "{message}");
+
+    // What was accepted before reads back; with space again, produce goes on.
+    guard(leader).set_reserve(0);
+    guard(leader).measure(&dir.path().join(format!("broker-{leader}")));
+    let read = read_back(&cluster.config(), "full", 1, accepted.len());
+    let values: Vec<Vec<u8>> = read.into_iter().filter_map(|r| r.3).collect();
+    let expected: Vec<Vec<u8>> = accepted
+        .iter()
+        .map(|(_, v)| v.clone().into_bytes())
+        .collect();
+    assert_eq!(values[..accepted.len()], expected[..]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = produce_raw(&mut conn, "full", wire::idempotent_batch(-1, -1, -1, 1)).await;
+        if answer.error_code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "produce did not resume: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cluster.shutdown().await;
 }

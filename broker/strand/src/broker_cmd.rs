@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
-use strand_server::{BalancingSettings, Broker, BrokerConfig, KafkaSettings, RaftTuning};
+use strand_server::{
+    BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, KafkaSettings, RaftTuning,
+};
 
 use crate::admin_cmd::BrokerAdminCommand;
 
@@ -87,6 +89,9 @@ struct Settings {
     /// How often replicas apply retention and compaction, in milliseconds (Kafka's
     /// `log.retention.check.interval.ms`). Default 300000.
     retention_check_interval_ms: Option<u64>,
+    /// Free bytes the data directory keeps in reserve; below it, partitions with a replica on
+    /// this broker refuse produce. Default 1073741824 (1 GiB).
+    disk_reserve_bytes: Option<u64>,
     /// Move replicas automatically when brokers join, drain or fail. Default true.
     auto_balance: Option<bool>,
     /// Hand leadership to each partition's preferred replica. Default true.
@@ -239,6 +244,9 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         rack: read_rack(args.rack_file.as_deref()).await,
         tuning,
         balancing,
+        disk_reserve_bytes: settings
+            .disk_reserve_bytes
+            .unwrap_or(DEFAULT_DISK_RESERVE_BYTES),
     };
     let broker = Broker::start(config)
         .await

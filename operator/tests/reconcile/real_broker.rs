@@ -79,6 +79,7 @@ async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
         rack: None,
         tuning: RaftTuning::default(),
         balancing: Default::default(),
+        disk_reserve_bytes: 0,
     })
     .await
     .expect("broker starts");

@@ -147,6 +147,10 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                     continue;
                 }
             };
+            if let Some(message) = short_of_space(&ctx, &state, &name, index) {
+                slots.push(failed(index, ResponseError::KafkaStorageError, message));
+                continue;
+            }
             let header = match check(data.records.as_ref(), max_message_bytes) {
                 Ok(header) => header,
                 Err((e, message)) => {
@@ -228,6 +232,35 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
         (acks != 0)
             .then(|| ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
     })
+}
+
+/// Why a partition must not take writes now: a broker holding one of its replicas is short of
+/// disk space (this one, as measured here, or another, as the controller last heard).
+fn short_of_space(
+    ctx: &Context,
+    state: &strand_meta::ClusterState,
+    topic: &str,
+    partition: i32,
+) -> Option<String> {
+    let disk = &ctx.inner.disk;
+    if disk.is_low() {
+        return Some(format!(
+            "broker {} has {} bytes of disk free, below its reserve of {}; retry once space is freed",
+            ctx.inner.identity.broker_id,
+            disk.free(),
+            disk.reserve()
+        ));
+    }
+    let hosts = state
+        .topic_by_name(topic)?
+        .partitions
+        .get(usize::try_from(partition).ok()?)?
+        .hosts()
+        .collect::<Vec<_>>();
+    let full = hosts.into_iter().find(|b| ctx.inner.views.disk_low(*b))?;
+    Some(format!(
+        "broker {full}, which holds a replica of {topic}-{partition}, is nearly out of disk space; retry once space is freed"
+    ))
 }
 
 /// Every partition of the request answered with one error.
