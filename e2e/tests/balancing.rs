@@ -89,6 +89,7 @@ impl Traffic {
         );
         let acked = self.acked.lock().unwrap().clone();
         assert!(!acked.is_empty(), "nothing was acknowledged");
+        println!("{} records acknowledged", acked.len());
         acked
     }
 }
@@ -180,8 +181,8 @@ fn within_one(counts: &BTreeMap<u32, usize>, brokers: &[u32]) -> bool {
     values.iter().max().unwrap() - values.iter().min().unwrap() <= 1
 }
 
-/// `strand ARGS --server <broker b>`, which must succeed; its standard error.
-fn strand(cluster: &ProcessCluster, b: u32, args: &[&str]) -> String {
+/// `strand ARGS --server <broker b>`, which must succeed; its standard output and error.
+fn strand_out(cluster: &ProcessCluster, b: u32, args: &[&str]) -> (String, String) {
     let output = Command::new(strand_bin())
         .args(args)
         .args(["--server", &cluster.grpc_address(b)])
@@ -189,7 +190,12 @@ fn strand(cluster: &ProcessCluster, b: u32, args: &[&str]) -> String {
         .expect("strand runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "strand {args:?} failed: {stderr}");
-    stderr
+    (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+}
+
+/// Like [`strand_out`], for commands that report on standard error.
+fn strand(cluster: &ProcessCluster, b: u32, args: &[&str]) -> String {
+    strand_out(cluster, b, args).1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -209,13 +215,30 @@ async fn scaling_out_three_to_five_spreads_replicas_and_leaders() {
             (d.brokers.iter().filter(|b| b.alive).count() == 5).then_some(())
         })
         .await;
-    let plan = strand(
+    let (plan, _) = strand_out(
         &cluster,
         0,
         &["cluster", "rebalance", "--dry-run", "-o", "json"],
     );
-    let _ = plan;
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan as JSON");
+    // Each of the two new brokers gets 6 of the 30 replicas, and nothing else moves.
+    let added: usize = plan["moves"]
+        .as_array()
+        .expect("moves")
+        .iter()
+        .map(|m| {
+            let from = m["from"].as_array().unwrap();
+            m["to"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| !from.contains(b))
+                .count()
+        })
+        .sum();
+    assert_eq!(added, 12, "{plan}");
     let progress = strand(&cluster, 0, &["cluster", "rebalance"]);
+    println!("strand cluster rebalance:\n{progress}");
     assert!(progress.contains("moves done"), "{progress}");
 
     let all = [0, 1, 2, new[0], new[1]];
@@ -265,6 +288,7 @@ async fn scaling_in_five_to_three_by_decommission_loses_nothing() {
             0,
             &["broker", "decommission", &b.to_string()],
         );
+        println!("strand broker decommission {b}:\n{out}");
         assert!(out.contains(&format!("broker {b} decommissioned")), "{out}");
     }
     sampling.store(false, Ordering::SeqCst);

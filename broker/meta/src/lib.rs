@@ -27,6 +27,8 @@ pub use config::{
 };
 pub use ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
 pub use placement::{Load, PlacementBroker, PlacementError, place_new_partitions};
-pub use planner::{LeaderTransfer, Plan, PlanBroker, PlanPartition, PlanState, ReplicaMove, plan};
+pub use planner::{
+    LeaderTransfer, Plan, PlanBroker, PlanPartition, PlanState, ReplicaMove, apply_plan, plan,
+};
 pub use query::{BrokerSummary, ClusterDescription};
 pub use state::{Broker, BrokerState, ClusterState, PartitionAssignment, Topic, TopicKind};

@@ -529,16 +529,16 @@ impl AdminService {
             ));
         }
         if !in_progress.is_empty() {
-            summary.push(format!("{} partitions moving", in_progress.len()));
+            summary.push(format!("{} moving", count(in_progress.len(), "partition")));
         }
         if !pending.is_empty() {
-            summary.push(format!("{} moves planned", pending.len()));
+            summary.push(format!("{} planned", count(pending.len(), "move")));
         }
         for d in &draining {
             summary.push(format!(
-                "broker {} draining: {} replicas left{}",
+                "broker {} draining: {} left{}",
                 d.broker_id,
-                d.replicas_left,
+                count(d.replicas_left as usize, "replica"),
                 if d.blocked.is_empty() {
                     String::new()
                 } else {
@@ -548,8 +548,8 @@ impl AdminService {
         }
         if !plan.leader_transfers.is_empty() {
             summary.push(format!(
-                "{} partitions led by another broker than their preferred leader",
-                plan.leader_transfers.len()
+                "{} led by another broker than the preferred leader",
+                count(plan.leader_transfers.len(), "partition")
             ));
         }
         if summary.is_empty() {
@@ -620,6 +620,15 @@ impl AdminService {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(self.describe(&self.topic(&req.topic)?))
+    }
+}
+
+/// `1 partition`, `2 partitions`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

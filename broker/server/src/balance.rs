@@ -324,17 +324,17 @@ fn next_step(
     group: &str,
     replica: &PartitionReplica,
 ) -> Option<Step> {
+    let watch = replica.raft.metrics();
+    let metrics = watch.borrow_watched();
+    if metrics.state != openraft::ServerState::Leader {
+        return None;
+    }
     let (topic_id, partition) = parse_group(group)?;
     let assignment = state
         .topic(topic_id)
         .and_then(|t| t.partitions.get(partition as usize))?;
     let target = nodes_of(state, &assignment.replicas)?;
     let me = inner.identity.node_id;
-    let watch = replica.raft.metrics();
-    let metrics = watch.borrow_watched();
-    if metrics.state != openraft::ServerState::Leader {
-        return None;
-    }
     let membership = metrics.membership_config.membership();
     let in_step = membership.voter_ids().count() == target.len()
         && membership.voter_ids().all(|n| target.contains(&n))

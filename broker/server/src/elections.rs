@@ -109,12 +109,13 @@ impl Contacts {
     }
 }
 
-/// The election timeout of a group: between `timeout` and twice it, different per group and
-/// per call so replicas of a group rarely stand at once.
+/// The election timeout of a group: between `timeout` and one and a half times it (the
+/// leader lease, see `tuning.rs`), different per group and per call so replicas of a group
+/// rarely stand at once.
 fn randomized(group: &str, timeout: Duration) -> Duration {
     use std::hash::{BuildHasher, RandomState};
     let spread = RandomState::new().hash_one(group) % 1000;
-    timeout + timeout.mul_f64(spread as f64 / 1000.0)
+    timeout + timeout.mul_f64(spread as f64 / 2000.0)
 }
 
 /// Runs the timers until the broker shuts down.

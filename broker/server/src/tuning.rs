@@ -12,7 +12,8 @@ pub struct RaftTuning {
     /// Interval between a leader's heartbeats to each follower.
     pub heartbeat: Duration,
     /// Shortest wait of a follower without heartbeats before it starts an election; the longest
-    /// is twice this.
+    /// is one and a half times this, which is also how long a follower refuses votes after
+    /// hearing from its leader (openraft's leader lease is the longest election timeout).
     pub election_min: Duration,
     /// A partition takes a snapshot after this many entries since its last one.
     pub snapshot_every_entries: u64,
@@ -38,7 +39,7 @@ impl RaftTuning {
             cluster_name: name.to_string(),
             heartbeat_interval: self.heartbeat.as_millis() as u64,
             election_timeout_min: self.election_min.as_millis() as u64,
-            election_timeout_max: 2 * self.election_min.as_millis() as u64,
+            election_timeout_max: self.election_min.as_millis() as u64 * 3 / 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.entries_kept_after_snapshot,
             ..Default::default()

@@ -287,7 +287,7 @@ fn cluster_describe_table_shows_brokers_and_the_controller() {
             0       active    broker-0.strand:9092  broker-0.strand:9093  zone-a  1        3         0        yes
             1       active    broker-1.strand:9092  broker-1.strand:9093  zone-b  2        3         0        yes
             2       draining  broker-2.strand:9092  broker-2.strand:9093  -       3        3         1        no
-            Balancing: broker 2 draining: 1 replicas left
+            Balancing: broker 2 draining: 1 replica left
         "#]],
     );
 }
@@ -309,7 +309,7 @@ fn cluster_describe_json_lists_brokers_and_the_controller_id() {
             "alive": true,
         })
     );
-    assert_eq!(cluster["balancing"], "broker 2 draining: 1 replicas left");
+    assert_eq!(cluster["balancing"], "broker 2 draining: 1 replica left");
     assert_eq!(cluster["brokers"][2]["rack"], serde_json::Value::Null);
 }
 

@@ -5,6 +5,7 @@ mod cluster;
 mod codec;
 mod config;
 mod placement;
+mod planner;
 mod reassign;
 mod replay;
 mod topics;

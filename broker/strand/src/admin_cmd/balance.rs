@@ -118,7 +118,10 @@ async fn wait_for_drain(admin: &mut Admin, id: u32) -> anyhow::Result<()> {
         progress.show(
             total.saturating_sub(left) as usize,
             total as usize,
-            &format!("broker {id} draining: {left} replicas left{blocked}"),
+            &format!(
+                "broker {id} draining: {left} replica{} left{blocked}",
+                if left == 1 { "" } else { "s" }
+            ),
         );
         tokio::time::sleep(POLL_EVERY).await;
     }

@@ -297,7 +297,7 @@ impl Admin for FakeAdmin {
                 replicas_left: 1,
                 blocked: String::new(),
             }],
-            summary: "broker 2 draining: 1 replicas left".into(),
+            summary: "broker 2 draining: 1 replica left".into(),
             ..RebalanceProgress::default()
         }))
     }
