@@ -13,8 +13,10 @@ use std::time::Duration;
 use prost::Message as _;
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{
-    ClusterDescription, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
-    DescribeTopicRequest, ErrorReason, TopicDescription, UpdateTopicRequest,
+    BrokerDescription, ClusterDescription, CreateTopicRequest, DecommissionBrokerRequest,
+    DeleteTopicRequest, DescribeClusterRequest, DescribeTopicRequest, ErrorReason,
+    ListTopicsRequest, RebalanceProgress, RebalanceStatusRequest, RecommissionBrokerRequest,
+    TopicDescription, UpdateTopicRequest,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -148,6 +150,32 @@ pub trait AdminApi: Send + Sync + 'static {
         name: &str,
         topic_id: &str,
     ) -> impl Future<Output = Result<bool, AdminError>> + Send;
+
+    /// Every topic of the cluster.
+    fn list_topics(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Vec<TopicDescription>, AdminError>> + Send;
+
+    /// Starts draining broker `id`: its replicas move away, then it is decommissioned.
+    fn decommission_broker(
+        &self,
+        address: &str,
+        id: u32,
+    ) -> impl Future<Output = Result<BrokerDescription, AdminError>> + Send;
+
+    /// Makes broker `id` active again.
+    fn recommission_broker(
+        &self,
+        address: &str,
+        id: u32,
+    ) -> impl Future<Output = Result<BrokerDescription, AdminError>> + Send;
+
+    /// What balancing is doing.
+    fn rebalance_status(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<RebalanceProgress, AdminError>> + Send;
 }
 
 /// [`AdminApi`] over gRPC, with one lazily connected channel per cluster address.
@@ -256,6 +284,50 @@ impl AdminApi for GrpcAdmin {
             .delete_topic(request)
             .await
             .map(|response| response.into_inner().deleted)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn list_topics(&self, address: &str) -> Result<Vec<TopicDescription>, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .list_topics(ListTopicsRequest {})
+            .await
+            .map(|response| response.into_inner().topics)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn decommission_broker(
+        &self,
+        address: &str,
+        id: u32,
+    ) -> Result<BrokerDescription, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .decommission_broker(DecommissionBrokerRequest { broker_id: id })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn recommission_broker(
+        &self,
+        address: &str,
+        id: u32,
+    ) -> Result<BrokerDescription, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .recommission_broker(RecommissionBrokerRequest { broker_id: id })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn rebalance_status(&self, address: &str) -> Result<RebalanceProgress, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .rebalance_status(RebalanceStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
             .map_err(|status| AdminError::from_status(address, &status))
     }
 }

@@ -115,7 +115,11 @@ fn omitted_settings_take_their_defaults() {
         pod_spec(&desired.stateful_set).topology_spread_constraints,
         None
     );
-    assert_eq!(desired.config_map.data.unwrap()["broker.yaml"], "{}\n");
+    // The balancing settings reach the brokers through their settings file.
+    assert_eq!(
+        desired.config_map.data.unwrap()["broker.yaml"],
+        "broker_failure_timeout_ms: 300000\nleader_balancing: true\nmax_concurrent_moves: 2\n"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The Cluster reconciler: applies the builders' five objects by server-side apply with one
 //! field manager, and reports status from the broker pods and the admin API's
-//! DescribeCluster. A scale-down is refused (the StatefulSet keeps its size) until brokers can
-//! be drained.
+//! DescribeCluster and RebalanceStatus. A scale-down drains first: the brokers of the removed
+//! ordinals are decommissioned, and the StatefulSet shrinks only once they hold nothing.
 
 pub mod plan;
 
@@ -59,10 +59,75 @@ pub async fn reconcile<A: AdminApi>(
         .await?
         .and_then(|s| s.spec)
         .and_then(|s| s.replicas);
-    let (replicas, stall) = plan::replicas(&cluster, current);
-    if let Some(spec) = objects.stateful_set.spec.as_mut() {
-        spec.replicas = Some(replicas);
+    let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
+    let pods = count(&broker_pods);
+    let address = names.admin_address();
+    let described = if pods.ready == 0 {
+        Described::NotAsked
+    } else {
+        match ctx.admin.describe_cluster(&address).await {
+            Ok(description) => Described::Answer(description),
+            Err(error) => Described::Failed(error.to_string()),
+        }
+    };
+    let scaling_down = current.is_some_and(|c| cluster.spec.replicas < c);
+    let largest = if scaling_down && matches!(described, Described::Answer(_)) {
+        largest_factor(&ctx, &address).await
+    } else {
+        None
+    };
+    let sizing = plan::sizing(&cluster, current, &described, &largest);
+    let mut refused = None;
+    let mut changed = false;
+    for id in &sizing.decommission {
+        match ctx.admin.decommission_broker(&address, *id).await {
+            Ok(_) => {
+                changed = true;
+                info!(
+                    broker = id,
+                    "decommissioning broker before its pod is removed"
+                );
+                ctx.publish(
+                    &*cluster,
+                    EventType::Normal,
+                    "DecommissioningBroker",
+                    "ScaleDown",
+                    format!("broker {id} is draining: its replicas move to other brokers"),
+                )
+                .await;
+            }
+            Err(error) if error.is_transient() => {
+                warn!(broker = id, %error, "decommission not sent")
+            }
+            Err(error) => {
+                refused = Some(Standing::Stalled {
+                    reason: "DecommissionRefused",
+                    message: format!("broker {id} cannot be decommissioned: {error}"),
+                });
+            }
+        }
     }
+    for id in &sizing.recommission {
+        match ctx.admin.recommission_broker(&address, *id).await {
+            Ok(_) => {
+                changed = true;
+                info!(broker = id, "broker within spec.replicas made active again");
+            }
+            Err(error) => warn!(broker = id, %error, "recommission not done"),
+        }
+    }
+    if let Some(spec) = objects.stateful_set.spec.as_mut() {
+        spec.replicas = Some(sizing.replicas);
+    }
+    // The status shows brokers as they are after the calls just made.
+    let described = if changed {
+        match ctx.admin.describe_cluster(&address).await {
+            Ok(description) => Described::Answer(description),
+            Err(_) => described,
+        }
+    } else {
+        described
+    };
 
     apply(&ctx, &namespace, &objects.config_map).await?;
     apply(&ctx, &namespace, &objects.headless_service).await?;
@@ -70,20 +135,16 @@ pub async fn reconcile<A: AdminApi>(
     apply(&ctx, &namespace, &objects.stateful_set).await?;
     apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
 
-    let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
     if let Some(rack) = &cluster.spec.rack {
         label_racks(&ctx, &namespace, &rack.topology_key, &broker_pods).await?;
     }
-    let pods = count(&broker_pods);
-    let described = if pods.ready == 0 {
-        Described::NotAsked
-    } else {
-        match ctx.admin.describe_cluster(&names.admin_address()).await {
-            Ok(description) => Described::Answer(description),
-            Err(error) => Described::Failed(error.to_string()),
-        }
+    let progress = match described {
+        Described::Answer(_) => ctx.admin.rebalance_status(&address).await.ok(),
+        _ => None,
     };
-    let standing = stall.unwrap_or_else(|| plan::standing(&cluster, pods, &described));
+    let standing = refused
+        .or(sizing.standing)
+        .unwrap_or_else(|| plan::standing(&cluster, pods, &described));
     let requeue = match standing {
         Standing::Ready { .. } | Standing::Stalled { .. } => RESYNC,
         Standing::Reconciling { .. } => PROGRESS,
@@ -94,6 +155,7 @@ pub async fn reconcile<A: AdminApi>(
         pods,
         &described,
         &standing,
+        progress.as_ref(),
         Timestamp::now(),
     );
     let old = cluster.status.clone().unwrap_or_default();
@@ -127,6 +189,21 @@ pub async fn reconcile<A: AdminApi>(
     }
     ctx.backoff.succeeded(&*cluster);
     Ok(Action::requeue(requeue))
+}
+
+/// The largest replication factor among the cluster's topics, and a topic that has it; `None`
+/// when the topics cannot be listed (the scale-down then waits for the drain refusal).
+async fn largest_factor<A: AdminApi>(ctx: &Context<A>, address: &str) -> plan::LargestFactor {
+    match ctx.admin.list_topics(address).await {
+        Ok(topics) => topics
+            .into_iter()
+            .max_by_key(|t| t.replication_factor)
+            .map(|t| (t.name, t.replication_factor)),
+        Err(error) => {
+            warn!(%error, "topics not listed");
+            None
+        }
+    }
 }
 
 /// The Cluster a broker pod belongs to, by its instance label; `None` for other pods.

@@ -2,32 +2,127 @@
 //! replica count, and the status its pods and the cluster's description give.
 
 use k8s_openapi::jiff::Timestamp;
-use strand_proto::admin::ClusterDescription;
+use strand_proto::admin::{ClusterDescription, RebalanceProgress};
 
 use crate::conditions::Standing;
-use crate::crd::{BrokerState, BrokerStatus, Cluster, ClusterStatus};
+use crate::crd::{BrokerState, BrokerStatus, Cluster, ClusterStatus, RebalanceStatus};
 use crate::desired::{ClusterNames, label_selector};
 
-/// The replica count to give the StatefulSet, and the stall that held it back, if any.
+/// What a Cluster's size asks of its brokers and its StatefulSet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sizing {
+    /// The replica count to give the StatefulSet.
+    pub replicas: i32,
+    /// Brokers to decommission through the admin API: active brokers whose pods are to go.
+    pub decommission: Vec<u32>,
+    /// Brokers to make active again: draining or decommissioned brokers whose pods stay.
+    pub recommission: Vec<u32>,
+    /// Where the Cluster stands because of its size, when that decides it (a refused or
+    /// draining scale-down).
+    pub standing: Option<Standing>,
+}
+
+/// The largest replication factor among a cluster's topics, and a topic that has it.
+pub type LargestFactor = Option<(String, u32)>;
+
+/// The StatefulSet's size and the admin calls that get there.
 ///
-/// A scale-down would stop the brokers of the highest ordinals with their replicas on them;
-/// until brokers can be drained first, the StatefulSet keeps its size and the Cluster says so.
-pub fn replicas(cluster: &Cluster, current: Option<i32>) -> (i32, Option<Standing>) {
+/// A scale-down drains first: the brokers of the ordinals being removed (broker ids are pod
+/// ordinals) are decommissioned, the StatefulSet keeps its size while any of them still holds
+/// a replica, and shrinks once all are decommissioned. It is refused (Stalled) when fewer
+/// brokers than a topic's replication factor would remain, and waits while the admin API
+/// cannot be asked. Brokers within the spec's size that are draining or decommissioned (a
+/// scale-down taken back) are made active again.
+pub fn sizing(
+    cluster: &Cluster,
+    current: Option<i32>,
+    described: &Described,
+    largest: &LargestFactor,
+) -> Sizing {
     let wanted = cluster.spec.replicas;
-    match current {
-        Some(current) if wanted < current => (
-            current,
-            Some(Standing::Stalled {
-                reason: "ScaleDownNeedsDraining",
-                message: format!(
-                    "spec.replicas is {wanted} but the cluster runs {current} brokers; removing \
-                     brokers needs their partitions drained first, which this version cannot \
-                     do: set spec.replicas back to {current}"
-                ),
-            }),
-        ),
-        _ => (wanted, None),
+    let current = current.unwrap_or(wanted);
+    let brokers = match described {
+        Described::Answer(description) => description.brokers.as_slice(),
+        _ => &[],
+    };
+    let keep = u32::try_from(wanted).unwrap_or(0);
+    let recommission = brokers
+        .iter()
+        .filter(|b| b.broker_id < keep && b.state != "active")
+        .map(|b| b.broker_id)
+        .collect();
+    let mut sizing = Sizing {
+        replicas: wanted,
+        decommission: Vec::new(),
+        recommission,
+        standing: None,
+    };
+    if wanted >= current {
+        return sizing;
     }
+    sizing.replicas = current;
+    if let Some((topic, factor)) = largest
+        && i64::from(*factor) > i64::from(wanted)
+    {
+        sizing.standing = Some(Standing::Stalled {
+            reason: "ScaleDownBelowReplicationFactor",
+            message: format!(
+                "spec.replicas is {wanted} but topic {topic} has replication factor {factor}, \
+                 which needs {factor} brokers: lower that topic's replication factor first, or \
+                 set spec.replicas back to {current}"
+            ),
+        });
+        return sizing;
+    }
+    if !matches!(described, Described::Answer(_)) {
+        sizing.standing = Some(Standing::Reconciling {
+            reason: "DrainingBrokers",
+            message: format!(
+                "spec.replicas is {wanted}; waiting for the admin API to drain brokers {wanted} \
+                 to {} before removing their pods",
+                current - 1
+            ),
+        });
+        return sizing;
+    }
+    let leaving: Vec<&strand_proto::admin::BrokerDescription> = brokers
+        .iter()
+        .filter(|b| b.broker_id >= keep && b.broker_id < u32::try_from(current).unwrap_or(0))
+        .collect();
+    sizing.decommission = leaving
+        .iter()
+        .filter(|b| b.state == "active")
+        .map(|b| b.broker_id)
+        .collect();
+    let draining: Vec<&&strand_proto::admin::BrokerDescription> = leaving
+        .iter()
+        .filter(|b| b.state != "decommissioned")
+        .collect();
+    if draining.is_empty() {
+        // Every broker of the removed pods holds nothing (or never registered).
+        sizing.replicas = wanted;
+        return sizing;
+    }
+    let left: u32 = draining
+        .iter()
+        .map(|b| b.replica_count + b.leaving_count)
+        .sum();
+    let ids: Vec<String> = draining.iter().map(|b| b.broker_id.to_string()).collect();
+    sizing.standing = Some(Standing::Reconciling {
+        reason: "DrainingBrokers",
+        message: format!(
+            "draining broker{} {} before removing {}: {left} replica{} left to move",
+            if ids.len() == 1 { "" } else { "s" },
+            ids.join(", "),
+            if ids.len() == 1 {
+                "its pod"
+            } else {
+                "their pods"
+            },
+            if left == 1 { "" } else { "s" },
+        ),
+    });
+    sizing
 }
 
 /// Broker pods that exist and that are ready.
@@ -134,6 +229,7 @@ pub fn status(
     pods: Pods,
     described: &Described,
     standing: &Standing,
+    progress: Option<&RebalanceProgress>,
     now: Timestamp,
 ) -> ClusterStatus {
     let old = cluster.status.clone().unwrap_or_default();
@@ -165,9 +261,18 @@ pub fn status(
                     _ => BrokerState::Active,
                 },
                 leaders: saturate(broker.leader_count),
-                replicas: saturate(broker.replica_count),
+                replicas: saturate(broker.replica_count.saturating_add(broker.leaving_count)),
             })
             .collect();
+    }
+    if let Some(progress) = progress {
+        status.rebalance = (!progress.balanced).then(|| RebalanceStatus {
+            summary: Some(progress.summary.clone()),
+            moves_in_flight: saturate(
+                u32::try_from(progress.in_progress.len()).unwrap_or(u32::MAX),
+            ),
+            moves_pending: saturate(u32::try_from(progress.pending.len()).unwrap_or(u32::MAX)),
+        });
     }
     status
 }
@@ -207,19 +312,93 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_scale_down_keeps_the_current_size_and_stalls() {
-        let (replicas, stall) = replicas(&cluster(3), Some(5));
-        assert_eq!(replicas, 5);
-        let stall = stall.unwrap();
-        assert_eq!(stall.reason(), "ScaleDownNeedsDraining");
-        assert!(stall.message().contains("set spec.replicas back to 5"));
+    fn with_states(mut d: ClusterDescription, states: &[(u32, &str, u32)]) -> ClusterDescription {
+        for (id, state, replicas) in states {
+            let b = d.brokers.iter_mut().find(|b| b.broker_id == *id).unwrap();
+            b.state = (*state).into();
+            b.replica_count = *replicas;
+        }
+        d
     }
 
     #[test]
-    fn a_scale_up_or_a_new_cluster_takes_the_spec() {
-        assert_eq!(replicas(&cluster(5), Some(3)), (5, None));
-        assert_eq!(replicas(&cluster(3), None), (3, None));
+    fn a_scale_down_decommissions_the_highest_ordinals_and_keeps_the_size_while_they_drain() {
+        let described = Described::Answer(description(5, 0));
+        let sizing = sizing(
+            &cluster(3),
+            Some(5),
+            &described,
+            &Some(("orders".into(), 3)),
+        );
+        assert_eq!(sizing.replicas, 5);
+        assert_eq!(sizing.decommission, [3, 4]);
+        let standing = sizing.standing.unwrap();
+        assert_eq!(standing.reason(), "DrainingBrokers");
+
+        let draining = Described::Answer(with_states(
+            description(5, 0),
+            &[(3, "draining", 2), (4, "decommissioned", 0)],
+        ));
+        let sizing = super::sizing(&cluster(3), Some(5), &draining, &None);
+        assert_eq!(sizing.replicas, 5);
+        assert!(
+            sizing.decommission.is_empty(),
+            "broker 3 is already draining"
+        );
+        assert_eq!(
+            sizing.standing.unwrap().message(),
+            "draining broker 3 before removing its pod: 2 replicas left to move"
+        );
+    }
+
+    #[test]
+    fn the_statefulset_shrinks_once_every_removed_broker_is_decommissioned() {
+        let done = Described::Answer(with_states(
+            description(5, 0),
+            &[(3, "decommissioned", 0), (4, "decommissioned", 0)],
+        ));
+        let sizing = sizing(&cluster(3), Some(5), &done, &None);
+        assert_eq!(sizing.replicas, 3);
+        assert_eq!(sizing.standing, None);
+    }
+
+    #[test]
+    fn a_scale_down_below_a_replication_factor_is_refused_and_drains_nothing() {
+        let described = Described::Answer(description(3, 0));
+        let sizing = sizing(
+            &cluster(2),
+            Some(3),
+            &described,
+            &Some(("orders".into(), 3)),
+        );
+        assert_eq!(sizing.replicas, 3);
+        assert!(sizing.decommission.is_empty());
+        let stall = sizing.standing.unwrap();
+        assert_eq!(stall.reason(), "ScaleDownBelowReplicationFactor");
+        assert!(
+            stall
+                .message()
+                .contains("topic orders has replication factor 3")
+        );
+    }
+
+    #[test]
+    fn a_scale_down_taken_back_recommissions_and_a_scale_up_takes_the_spec() {
+        let draining = Described::Answer(with_states(
+            description(5, 0),
+            &[(3, "draining", 2), (4, "decommissioned", 0)],
+        ));
+        let sizing = sizing(&cluster(5), Some(5), &draining, &None);
+        assert_eq!(sizing.replicas, 5);
+        assert_eq!(sizing.recommission, [3, 4]);
+        assert_eq!(
+            super::sizing(&cluster(5), Some(3), &Described::NotAsked, &None).replicas,
+            5
+        );
+        assert_eq!(
+            super::sizing(&cluster(3), None, &Described::NotAsked, &None).replicas,
+            3
+        );
     }
 
     #[test]
@@ -252,6 +431,7 @@ mod tests {
             pods,
             &described,
             &standing,
+            None,
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(status.brokers[2].pod.as_deref(), Some("main-2"));

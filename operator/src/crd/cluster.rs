@@ -263,7 +263,8 @@ pub struct BrokerStatus {
     /// Partitions the broker leads.
     #[serde(default)]
     pub leaders: i32,
-    /// Partition replicas the broker holds.
+    /// Partition replicas the broker holds, including ones moving away (a draining broker is
+    /// empty at zero).
     #[serde(default)]
     pub replicas: i32,
 }
@@ -285,13 +286,14 @@ pub enum BrokerState {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RebalanceStatus {
-    /// Why the moves were planned, such as `broker 3 joined`.
+    /// What balancing is doing, such as `2 partitions moving; broker 4 draining: 6 replicas
+    /// left`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Replica moves in the plan.
-    pub moves_total: i32,
-    /// Replica moves finished.
-    pub moves_done: i32,
-    /// Replica moves running now.
+    pub summary: Option<String>,
+    /// Partitions whose replicas are moving now.
+    #[serde(default)]
     pub moves_in_flight: i32,
+    /// Moves planned after those.
+    #[serde(default)]
+    pub moves_pending: i32,
 }

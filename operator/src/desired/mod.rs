@@ -88,7 +88,7 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
         .ok_or_else(|| DesiredError::MissingUid {
             name: names.cluster().to_owned(),
         })?;
-    let broker_config = serde_saphyr::to_string(&cluster.spec.config).map_err(|source| {
+    let broker_config = serde_saphyr::to_string(&broker_settings(cluster)).map_err(|source| {
         DesiredError::BrokerConfig {
             name: names.cluster().to_owned(),
             source,
@@ -101,6 +101,31 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
         stateful_set: statefulset::stateful_set(cluster, &names, &owner, &broker_config),
         pod_disruption_budget: pod_disruption_budget(cluster, &names, &owner),
     })
+}
+
+/// The broker settings file: `spec.config`, with `spec.balancing` under the broker's names for
+/// what `spec.config` does not set itself.
+fn broker_settings(cluster: &Cluster) -> BTreeMap<String, serde_json::Value> {
+    let balancing = &cluster.spec.balancing;
+    let timeout: std::time::Duration = balancing.broker_failure_timeout.into();
+    let mut settings = cluster.spec.config.clone();
+    for (key, value) in [
+        (
+            "leader_balancing",
+            serde_json::json!(balancing.leader_balancing),
+        ),
+        (
+            "broker_failure_timeout_ms",
+            serde_json::json!(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        ),
+        (
+            "max_concurrent_moves",
+            serde_json::json!(balancing.max_concurrent_moves.max(1)),
+        ),
+    ] {
+        settings.entry(key.to_owned()).or_insert(value);
+    }
+    settings
 }
 
 /// Metadata shared by every owned object: name, namespace, common labels, owner.

@@ -8,7 +8,7 @@ use strand_meta::{TopicKind, validate_topic_name};
 use strand_proto::admin::{CreateTopicRequest, TopicDescription, UpdateTopicRequest};
 
 use crate::conditions::Standing;
-use crate::crd::{Topic, TopicStatus};
+use crate::crd::{ReplicaChangeStatus, Topic, TopicStatus};
 
 /// Why a Topic cannot reach its spec without a person: a condition reason and a message that
 /// says what to change.
@@ -153,20 +153,16 @@ pub fn plan(
             request.remove_config.push((*key).to_owned());
         }
     }
-    if !changes.is_empty() {
-        return Plan::Update { request, changes };
-    }
     let wanted_rf = topic.spec.replication_factor.unsigned_abs();
     if observed.replication_factor != wanted_rf {
-        return Plan::Stalled(Stall {
-            reason: "ReplicationFactorChangeUnsupported",
-            message: format!(
-                "topic {name} has replication factor {} and spec.replicationFactor is \
-                 {wanted_rf}; changing it needs replica moves, which this version cannot make: \
-                 set spec.replicationFactor back to {}",
-                observed.replication_factor, observed.replication_factor
-            ),
-        });
+        request.replication_factor = Some(wanted_rf);
+        changes.push(format!(
+            "replication factor {} → {wanted_rf}",
+            observed.replication_factor
+        ));
+    }
+    if !changes.is_empty() {
+        return Plan::Update { request, changes };
     }
     Plan::InSync
 }
@@ -193,10 +189,32 @@ fn saturate(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// Partitions of `topic` whose replicas are still moving: a replica count other than the
+/// replication factor, or replicas leaving.
+pub fn moving_partitions(topic: &TopicDescription) -> usize {
+    topic
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.len() != topic.replication_factor as usize || !p.leaving.is_empty())
+        .count()
+}
+
 /// The standing of a topic the cluster describes, once no call is needed.
 pub fn standing_of(topic: &TopicDescription) -> Standing {
     let (leaderless, _) = partition_health(topic);
-    if leaderless > 0 {
+    let moving = moving_partitions(topic);
+    if moving > 0 {
+        Standing::Reconciling {
+            reason: "ReplicasMoving",
+            message: format!(
+                "{moving} of {} partitions of topic {} are moving replicas to reach replication \
+                 factor {}",
+                topic.partitions.len(),
+                topic.name,
+                topic.replication_factor
+            ),
+        }
+    } else if leaderless > 0 {
         Standing::Reconciling {
             reason: "LeaderlessPartitions",
             message: format!(
@@ -245,6 +263,21 @@ pub fn status(
             Some(i32::try_from(observed.replication_factor).unwrap_or(i32::MAX));
         status.leaderless_partitions = leaderless;
         status.under_replicated_partitions = under;
+        let to = i32::try_from(observed.replication_factor).unwrap_or(i32::MAX);
+        let moving = moving_partitions(observed);
+        status.replica_change = (moving > 0).then(|| {
+            let from = old
+                .replica_change
+                .as_ref()
+                .map(|c| c.from)
+                .or(old.replication_factor)
+                .unwrap_or(to);
+            ReplicaChangeStatus {
+                from,
+                to,
+                partitions_done: saturate(observed.partitions.len() - moving),
+            }
+        });
     }
     status
 }

@@ -9,7 +9,7 @@ use strand_operator::context::Context;
 use strand_operator::crd::Cluster;
 use strand_operator::metrics::Metrics;
 
-use super::mock::{self, ApiState, Call, DEADLINE, FakeCluster};
+use super::mock::{self, AdminCall, ApiState, Call, DEADLINE, FakeCluster};
 use super::{CLUSTER_PATH, EVENTS_PATH, cluster_object, condition, lines};
 
 const NS: &str = "/namespaces/default";
@@ -69,9 +69,8 @@ async fn a_new_cluster_creates_the_five_objects_by_server_side_apply() {
     )
     .await;
     let statefulset = format!("/apis/apps/v1{NS}/statefulsets/main");
-    let mut expected = vec![format!("GET {statefulset}")];
+    let mut expected = vec![format!("GET {statefulset}"), format!("GET {PODS_PATH}")];
     expected.extend(owned_paths().iter().map(|p| format!("PATCH {p}")));
-    expected.push(format!("GET {PODS_PATH}"));
     expected.push(format!("PATCH {CLUSTER_PATH}/status"));
     assert_eq!(lines(&calls), expected);
     for call in calls.iter().filter(|c| c.method == "PATCH") {
@@ -122,31 +121,113 @@ async fn a_cluster_with_ready_brokers_reports_them_and_is_ready() {
     assert_eq!(stored["status"]["brokers"][1]["state"], "Active");
 }
 
+fn statefulset_of(replicas: u32) -> (String, Value) {
+    (
+        format!("/apis/apps/v1{NS}/statefulsets/main"),
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "main", "namespace": "default"},
+            "spec": {"replicas": replicas, "serviceName": "main-brokers", "selector": {},
+                     "template": {"metadata": {}, "spec": {"containers": []}}},
+        }),
+    )
+}
+
+async fn orders_with_factor(admin: &FakeCluster, replication_factor: u32) {
+    use strand_operator::admin::AdminApi;
+    admin
+        .create_topic(
+            "",
+            strand_proto::admin::CreateTopicRequest {
+                name: "orders".into(),
+                partitions: 6,
+                replication_factor,
+                config: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    admin.state().calls.clear();
+}
+
 #[tokio::test]
-async fn a_scale_down_is_refused_and_the_statefulset_keeps_its_size() {
+async fn a_scale_down_decommissions_then_waits_for_the_drain_then_shrinks() {
     let admin = FakeCluster::new("cluster-1", 5);
-    let statefulset = format!("/apis/apps/v1{NS}/statefulsets/main");
-    let existing = json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "main", "namespace": "default"},
-        "spec": {"replicas": 5, "serviceName": "main-brokers", "selector": {},
-                 "template": {"metadata": {}, "spec": {"containers": []}}},
-    });
+    orders_with_factor(&admin, 3).await;
     let pods = pod_list((0..5).map(|i| pod(i, true)).collect());
+    let objects = vec![statefulset_of(5), (PODS_PATH.to_owned(), pods.clone())];
+    let statefulset = statefulset_of(5).0;
+
+    // First pass: brokers 3 and 4 are decommissioned; the StatefulSet keeps five pods.
+    let (calls, state) = reconcile_cluster(cluster_object(), objects.clone(), &admin).await;
+    assert_eq!(
+        admin.state().calls,
+        [AdminCall::Decommission(3), AdminCall::Decommission(4)]
+    );
+    assert_eq!(state.objects[&statefulset]["spec"]["replicas"], 5);
+    let stored = state.objects[CLUSTER_PATH].clone();
+    let reconciling = condition(&stored, "Reconciling");
+    assert_eq!(reconciling["reason"], "DrainingBrokers");
+    assert_eq!(
+        reconciling["message"],
+        "draining brokers 3, 4 before removing their pods: 8 replicas left to move"
+    );
+    assert_eq!(stored["status"]["brokers"][3]["state"], "Draining");
+    assert_eq!(stored["status"]["brokers"][3]["replicas"], 4);
+    assert_eq!(
+        stored["status"]["rebalance"]["summary"],
+        "2 brokers draining"
+    );
+    let events: Vec<&Call> = calls.iter().filter(|c| c.path == EVENTS_PATH).collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].body["reason"], "DecommissioningBroker");
+
+    // Still draining: nothing is asked again and the size stays.
+    admin
+        .state()
+        .broker_states
+        .insert(3, ("draining".into(), 1));
+    admin.state().calls.clear();
+    let (_, state) = reconcile_cluster(stored.clone(), objects.clone(), &admin).await;
+    assert!(admin.state().calls.is_empty(), "{:?}", admin.state().calls);
+    assert_eq!(state.objects[&statefulset]["spec"]["replicas"], 5);
+    let stored = state.objects[CLUSTER_PATH].clone();
+    assert_eq!(
+        condition(&stored, "Reconciling")["message"],
+        "draining brokers 3, 4 before removing their pods: 5 replicas left to move"
+    );
+
+    // Both drained and decommissioned: only now does the StatefulSet shrink.
+    for id in [3, 4] {
+        admin
+            .state()
+            .broker_states
+            .insert(id, ("decommissioned".into(), 0));
+    }
+    let (_, state) = reconcile_cluster(stored, objects, &admin).await;
+    assert_eq!(state.objects[&statefulset]["spec"]["replicas"], 3);
+    assert!(admin.state().calls.is_empty());
+}
+
+#[tokio::test]
+async fn a_scale_down_below_the_largest_replication_factor_is_refused() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    orders_with_factor(&admin, 3).await;
+    let mut cluster = cluster_object();
+    cluster["spec"]["replicas"] = json!(2);
+    let pods = pod_list((0..3).map(|i| pod(i, true)).collect());
     let (calls, state) = reconcile_cluster(
-        cluster_object(),
-        vec![
-            (statefulset.clone(), existing),
-            (PODS_PATH.to_owned(), pods),
-        ],
+        cluster,
+        vec![statefulset_of(3), (PODS_PATH.to_owned(), pods)],
         &admin,
     )
     .await;
-    assert_eq!(state.objects[&statefulset]["spec"]["replicas"], 5);
+    assert!(admin.state().calls.is_empty(), "nothing is decommissioned");
+    assert_eq!(state.objects[&statefulset_of(3).0]["spec"]["replicas"], 3);
     let stored = &state.objects[CLUSTER_PATH];
     let stalled = condition(stored, "Stalled");
     assert_eq!(stalled["status"], "True");
-    assert_eq!(stalled["reason"], "ScaleDownNeedsDraining");
+    assert_eq!(stalled["reason"], "ScaleDownBelowReplicationFactor");
     let event = calls.iter().find(|c| c.path == EVENTS_PATH).unwrap();
     assert_eq!(event.body["type"], "Warning");
     // The spec is never written: the Cluster object itself gets only a status patch.
@@ -156,6 +237,26 @@ async fn a_scale_down_is_refused_and_the_statefulset_keeps_its_size() {
         .collect();
     assert_eq!(cluster_writes.len(), 1);
     assert!(cluster_writes[0].path.ends_with("/status"));
+}
+
+#[tokio::test]
+async fn a_scale_down_taken_back_recommissions_the_brokers() {
+    let admin = FakeCluster::new("cluster-1", 5);
+    admin
+        .state()
+        .broker_states
+        .insert(4, ("draining".into(), 2));
+    let mut cluster = cluster_object();
+    cluster["spec"]["replicas"] = json!(5);
+    let pods = pod_list((0..5).map(|i| pod(i, true)).collect());
+    let (_, state) = reconcile_cluster(
+        cluster,
+        vec![statefulset_of(5), (PODS_PATH.to_owned(), pods)],
+        &admin,
+    )
+    .await;
+    assert_eq!(admin.state().calls, [AdminCall::Recommission(4)]);
+    assert_eq!(state.objects[&statefulset_of(5).0]["spec"]["replicas"], 5);
 }
 
 #[tokio::test]

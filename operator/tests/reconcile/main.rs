@@ -176,6 +176,44 @@ async fn an_edited_topic_gets_partitions_and_config_through_one_update() {
 }
 
 #[tokio::test]
+async fn a_replication_factor_edit_moves_replicas_and_reports_progress() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    let cluster = vec![(CLUSTER_PATH, cluster_object())];
+    let (first, _, stored) =
+        reconcile_topic(topic_object(orders_spec()), cluster.clone(), &admin).await;
+    first.unwrap();
+    let mut edited = stored.unwrap();
+    edited["spec"]["replicationFactor"] = json!(1);
+    edited["metadata"]["generation"] = json!(2);
+    let (second, calls, stored) = reconcile_topic(edited, cluster.clone(), &admin).await;
+    second.unwrap();
+    assert_eq!(
+        admin.state().calls.last(),
+        Some(&AdminCall::Update("orders".into()))
+    );
+    let event = calls.iter().find(|c| c.path == EVENTS_PATH).unwrap();
+    assert_eq!(event.body["note"], "orders: replication factor 3 → 1");
+    let stored = stored.unwrap();
+    let reconciling = condition(&stored, "Reconciling");
+    assert_eq!(reconciling["status"], "True");
+    assert_eq!(reconciling["reason"], "ReplicasMoving");
+    assert_eq!(
+        stored["status"]["replicaChange"],
+        json!({"from": 3, "to": 1, "partitionsDone": 0})
+    );
+
+    // The cluster has moved the replicas: Ready, and the progress is gone.
+    for p in &mut admin.state().topics.get_mut("orders").unwrap().partitions {
+        p.replicas.truncate(1);
+    }
+    let (third, _, stored) = reconcile_topic(stored, cluster, &admin).await;
+    third.unwrap();
+    let stored = stored.unwrap();
+    assert_eq!(condition(&stored, "Ready")["status"], "True");
+    assert!(stored["status"].get("replicaChange").is_none(), "{stored}");
+}
+
+#[tokio::test]
 async fn an_invalid_topic_is_stalled_with_the_reason_and_an_event() {
     let admin = FakeCluster::new("cluster-1", 3);
     let mut spec = orders_spec();

@@ -11,8 +11,8 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use strand_operator::admin::{AdminApi, AdminError};
 use strand_proto::admin::{
-    BrokerDescription, ClusterDescription, CreateTopicRequest, ErrorReason, PartitionDescription,
-    TopicDescription, UpdateTopicRequest,
+    BrokerDescription, BrokerDrain, ClusterDescription, CreateTopicRequest, ErrorReason,
+    PartitionDescription, RebalanceProgress, TopicDescription, UpdateTopicRequest,
 };
 
 /// How long a test waits for anything before failing instead of hanging.
@@ -150,6 +150,10 @@ pub enum AdminCall {
     Update(String),
     /// DeleteTopic of this name.
     Delete(String),
+    /// DecommissionBroker of this id.
+    Decommission(u32),
+    /// RecommissionBroker of this id.
+    Recommission(u32),
 }
 
 /// The fake cluster's state.
@@ -163,6 +167,8 @@ pub struct FakeState {
     pub cluster_id: String,
     /// Brokers in the cluster.
     pub brokers: u32,
+    /// Brokers that are not active: state and replicas still held.
+    pub broker_states: BTreeMap<u32, (String, u32)>,
 }
 
 /// A Strand cluster in memory, checking what a real controller refuses for lack of brokers.
@@ -204,21 +210,29 @@ fn refused(reason: ErrorReason, message: String) -> AdminError {
     }
 }
 
+fn broker(state: &FakeState, i: u32) -> BrokerDescription {
+    let (broker_state, replicas) = state
+        .broker_states
+        .get(&i)
+        .cloned()
+        .unwrap_or_else(|| ("active".into(), 4));
+    BrokerDescription {
+        broker_id: i,
+        state: broker_state,
+        grpc_address: format!("main-{i}.main-brokers.default.svc:9093"),
+        alive: true,
+        replica_count: replicas,
+        ..BrokerDescription::default()
+    }
+}
+
 impl AdminApi for FakeCluster {
     async fn describe_cluster(&self, _: &str) -> Result<ClusterDescription, AdminError> {
         let state = self.state();
         Ok(ClusterDescription {
             cluster_id: state.cluster_id.clone(),
             controller_id: Some(0),
-            brokers: (0..state.brokers)
-                .map(|i| BrokerDescription {
-                    broker_id: i,
-                    state: "active".into(),
-                    grpc_address: format!("main-{i}.main-brokers.default.svc:9093"),
-                    alive: true,
-                    ..BrokerDescription::default()
-                })
-                .collect(),
+            brokers: (0..state.brokers).map(|i| broker(&state, i)).collect(),
             ..ClusterDescription::default()
         })
     }
@@ -278,6 +292,10 @@ impl AdminApi for FakeCluster {
         for key in request.remove_config {
             topic.config.remove(&key);
         }
+        // The new factor is taken at once; replicas move later (a test moves them).
+        if let Some(rf) = request.replication_factor {
+            topic.replication_factor = rf;
+        }
         Ok(topic.clone())
     }
 
@@ -285,5 +303,49 @@ impl AdminApi for FakeCluster {
         let mut state = self.state();
         state.calls.push(AdminCall::Delete(name.to_owned()));
         Ok(state.topics.remove(name).is_some())
+    }
+
+    async fn list_topics(&self, _: &str) -> Result<Vec<TopicDescription>, AdminError> {
+        Ok(self.state().topics.values().cloned().collect())
+    }
+
+    /// Starts draining with the broker's replicas still on it; a test finishes the drain by
+    /// setting the broker decommissioned.
+    async fn decommission_broker(&self, _: &str, id: u32) -> Result<BrokerDescription, AdminError> {
+        let mut state = self.state();
+        state.calls.push(AdminCall::Decommission(id));
+        state.broker_states.insert(id, ("draining".into(), 4));
+        Ok(broker(&state, id))
+    }
+
+    async fn recommission_broker(&self, _: &str, id: u32) -> Result<BrokerDescription, AdminError> {
+        let mut state = self.state();
+        state.calls.push(AdminCall::Recommission(id));
+        state.broker_states.remove(&id);
+        Ok(broker(&state, id))
+    }
+
+    async fn rebalance_status(&self, _: &str) -> Result<RebalanceProgress, AdminError> {
+        let state = self.state();
+        let draining: Vec<BrokerDrain> = state
+            .broker_states
+            .iter()
+            .filter(|(_, (s, _))| s == "draining")
+            .map(|(id, (_, left))| BrokerDrain {
+                broker_id: *id,
+                replicas_left: *left,
+                blocked: String::new(),
+            })
+            .collect();
+        Ok(RebalanceProgress {
+            balanced: draining.is_empty(),
+            summary: if draining.is_empty() {
+                "balanced".into()
+            } else {
+                format!("{} brokers draining", draining.len())
+            },
+            draining,
+            ..RebalanceProgress::default()
+        })
     }
 }

@@ -55,6 +55,29 @@ impl AdminApi for Redirect {
     async fn delete_topic(&self, _: &str, name: &str, id: &str) -> Result<bool, AdminError> {
         self.inner.delete_topic(&self.to, name, id).await
     }
+    async fn list_topics(&self, _: &str) -> Result<Vec<TopicDescription>, AdminError> {
+        self.inner.list_topics(&self.to).await
+    }
+    async fn decommission_broker(
+        &self,
+        _: &str,
+        id: u32,
+    ) -> Result<strand_proto::admin::BrokerDescription, AdminError> {
+        self.inner.decommission_broker(&self.to, id).await
+    }
+    async fn recommission_broker(
+        &self,
+        _: &str,
+        id: u32,
+    ) -> Result<strand_proto::admin::BrokerDescription, AdminError> {
+        self.inner.recommission_broker(&self.to, id).await
+    }
+    async fn rebalance_status(
+        &self,
+        _: &str,
+    ) -> Result<strand_proto::admin::RebalanceProgress, AdminError> {
+        self.inner.rebalance_status(&self.to).await
+    }
 }
 
 fn free_addr() -> SocketAddr {

@@ -120,13 +120,47 @@ fn fewer_partitions_than_the_topic_has_is_stalled() {
 }
 
 #[test]
-fn a_replication_factor_change_is_stalled_with_the_reason() {
+fn a_replication_factor_change_is_an_update_and_reconciles_until_replicas_moved() {
     let mut observed = described(6, &[]);
     observed.replication_factor = 1;
-    let Plan::Stalled(stall) = plan(&orders(6, ""), "orders", "c-1", Some(&observed)) else {
-        panic!("expected stalled")
+    let Plan::Update { request, changes } = plan(&orders(6, ""), "orders", "c-1", Some(&observed))
+    else {
+        panic!("expected update")
     };
-    assert_eq!(stall.reason, "ReplicationFactorChangeUnsupported");
+    assert_eq!(request.replication_factor, Some(3));
+    assert_eq!(changes, ["replication factor 1 → 3"]);
+    // The cluster took the new factor; two partitions still have one replica.
+    let mut moving = described(6, &[]);
+    for p in &mut moving.partitions[..2] {
+        p.replicas = vec![0];
+    }
+    let standing = standing_of(&moving);
+    assert_eq!(standing.reason(), "ReplicasMoving");
+    assert_eq!(
+        standing.message(),
+        "2 of 6 partitions of topic orders are moving replicas to reach replication factor 3"
+    );
+    let mut topic = orders(6, "");
+    topic.status = Some(TopicStatus {
+        replication_factor: Some(1),
+        ..TopicStatus::default()
+    });
+    let status = status(
+        &topic,
+        Some("c-1"),
+        Some(&moving),
+        &standing,
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    );
+    assert_eq!(
+        status.replica_change,
+        Some(ReplicaChangeStatus {
+            from: 1,
+            to: 3,
+            partitions_done: 4
+        })
+    );
+    assert_eq!(standing_of(&described(6, &[])).reason(), "TopicReady");
 }
 
 #[test]
