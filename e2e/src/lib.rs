@@ -186,6 +186,26 @@ impl ProcessCluster {
         let _ = child.wait();
     }
 
+    /// Whether broker `b` answers `/readyz` with 200, as a Kubernetes readiness probe asks.
+    pub fn ready(&self, b: u32) -> bool {
+        use std::io::{Read, Write};
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.ports[b as usize].http));
+        let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        if stream
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    }
+
     /// The Kafka bootstrap servers of the running brokers.
     pub fn bootstrap(&self) -> String {
         self.alive()

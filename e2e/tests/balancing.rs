@@ -395,17 +395,32 @@ async fn a_rolling_restart_by_sigterm_surfaces_no_produce_error() {
     cluster.create_topic("roll", 6, 3).await;
     let traffic = Traffic::start(&cluster.bootstrap(), "roll");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for b in 0..3 {
+    // As a StatefulSet rolls its pods: stop one (SIGTERM, after which it hands its
+    // leaderships over), start it again, and go on once its readiness probe passes, which it
+    // does only when none of its replicas is behind.
+    for b in (0..3).rev() {
         cluster.terminate(b);
         cluster.restart(b);
         cluster
             .wait_for(
-                &format!("broker {b} back and nothing under-replicated"),
+                &format!("broker {b} ready again"),
                 BALANCE_LIMIT,
-                |c| async move { settled(c, "roll", 3).await.map(|_| ()) },
+                |c| async move { c.ready(b).then_some(()) },
             )
             .await;
+        let d = cluster.describe_cluster().await.unwrap();
+        assert_eq!(
+            d.under_replicated_partitions, 0,
+            "ready with replicas behind"
+        );
     }
+    cluster
+        .wait_for(
+            "leaders back on their preferred replicas",
+            BALANCE_LIMIT,
+            |c| async move { settled(c, "roll", 3).await.map(|_| ()) },
+        )
+        .await;
     let acked = traffic.finish().await;
     check_all_present(&cluster.bootstrap(), "roll", 6, &acked);
 }

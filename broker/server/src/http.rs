@@ -1,5 +1,9 @@
 //! The broker's HTTP port: `/healthz` (the process is alive), `/readyz` (registered with the
 //! controller and every local replica caught up), `/metrics` (Prometheus text format).
+//!
+//! Readiness is what paces a rolling restart: the StatefulSet replaces the next pod only once
+//! the restarted one is ready, and a broker is ready only when none of its replicas is behind
+//! its leader, as the leaders last reported to the controller.
 
 use openraft::async_runtime::WatchReceiver;
 use std::fmt::Write;
@@ -37,15 +41,20 @@ pub fn not_ready(inner: &Inner) -> Option<String> {
         Some(b) if b.node_id.0 == inner.identity.node_id => {}
         _ => return Some("not registered with the controller yet".into()),
     }
+    let me = inner.broker_id();
     let behind: Vec<String> = inner
         .registry
         .partitions()
         .into_iter()
-        .filter(|(_, r)| {
+        .filter(|(group, r)| {
             let watch = r.raft.metrics();
             let m = watch.borrow_watched();
             m.current_leader.is_none()
                 || m.last_applied.map(|l| l.index) < m.local_committed.map(|c| c.index)
+                || inner
+                    .views
+                    .get(group)
+                    .is_some_and(|v| v.lagging.contains(&me))
         })
         .map(|(_, r)| format!("{}-{}", r.topic, r.partition))
         .collect();
