@@ -408,11 +408,17 @@ async fn a_rolling_restart_by_sigterm_surfaces_no_produce_error() {
                 |c| async move { c.ready(b).then_some(()) },
             )
             .await;
-        let d = cluster.describe_cluster().await.unwrap();
-        assert_eq!(
-            d.under_replicated_partitions, 0,
-            "ready with replicas behind"
-        );
+        // Ready means caught up: the controller, a report or two later, agrees.
+        cluster
+            .wait_for(
+                &format!("no partition under-replicated once broker {b} is ready"),
+                Duration::from_secs(10),
+                |c| async move {
+                    let d = c.describe_cluster().await?;
+                    (d.under_replicated_partitions == 0).then_some(())
+                },
+            )
+            .await;
     }
     cluster
         .wait_for(
