@@ -2,7 +2,7 @@
 //! brokers. Needs a release build of `strand`:
 //! `cargo build --release -p strand && cargo bench -p strand-e2e --bench rebalance`.
 //!
-//! `REBALANCE_GIB` changes the data per broker (default 1).
+//! `REBALANCE_MIB` changes the data per broker (default 1024).
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -32,10 +32,10 @@ fn disk_bytes(dir: &Path) -> u64 {
 }
 
 fn main() {
-    let gib: u64 = std::env::var("REBALANCE_GIB")
+    let mib: u64 = std::env::var("REBALANCE_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(1024);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,8 +44,8 @@ fn main() {
         let mut cluster = ProcessCluster::start(3).await;
         cluster.create_topic("rebalance", PARTITIONS, 3).await;
         // With replication factor 3 on 3 brokers every broker holds all data.
-        let target = gib << 30;
-        println!("writing {gib} GiB (held by each of the 3 brokers)");
+        let target = mib << 20;
+        println!("writing {mib} MiB (held by each of the 3 brokers)");
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap())
             .set("acks", "all")
@@ -122,7 +122,7 @@ fn main() {
         let after: Vec<u64> = (0..3).map(|b| disk_bytes(&cluster.data_dir(b))).collect();
         println!("brokers 0-2 on disk before: {before:?} bytes, after: {after:?} bytes");
         println!(
-            "rebalanced 3 -> 5 brokers holding {gib} GiB each in {:.1} s: {} replica moves, {:.2} GiB on the new brokers ({:.0} MB/s)",
+            "rebalanced 3 -> 5 brokers holding {mib} MiB each in {:.1} s: {} replica moves, {:.2} GiB on the new brokers ({:.0} MB/s)",
             took.as_secs_f64(),
             plan.moves.len(),
             moved as f64 / f64::from(1u32 << 30),

@@ -94,8 +94,14 @@ impl ProcessCluster {
                 http: free_port(),
             })
             .collect();
+        let mut dir = tempfile::tempdir().unwrap();
+        // STRAND_E2E_KEEP=1 keeps the brokers' data and logs for a look afterwards.
+        if std::env::var_os("STRAND_E2E_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("broker data and logs kept in {}", dir.path().display());
+        }
         let mut cluster = ProcessCluster {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             ports,
             children: (0..size).map(|_| None).collect(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),

@@ -417,6 +417,20 @@ pub fn keep_group(
     });
 }
 
+/// An idle leader's quorum lease lapses (coalesced heartbeats do not report back), and
+/// openraft refuses membership changes without it: one heartbeat round renews it.
+async fn renew_lease(replica: &PartitionReplica) {
+    let mut metrics = replica.raft.metrics();
+    let before = metrics.borrow_watched().last_quorum_acked;
+    if replica.raft.trigger().heartbeat().await.is_err() {
+        return;
+    }
+    let renewed = metrics.wait_until(|m: &openraft::RaftMetrics<strand_raft::TypeConfig>| {
+        m.last_quorum_acked != before
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(1), renewed).await;
+}
+
 fn parse_group(group: &str) -> Option<(TopicId, u32)> {
     let (topic, partition) = group.split_once('/')?;
     Some((TopicId(topic.parse().ok()?), partition.parse().ok()?))
@@ -428,6 +442,9 @@ async fn take_step(
     replica: &PartitionReplica,
     step: Step,
 ) -> Result<(), String> {
+    if !matches!(step, Step::HandOver(_)) {
+        renew_lease(replica).await;
+    }
     match step {
         Step::AddLearners(nodes) => {
             for (node, addr) in nodes {
