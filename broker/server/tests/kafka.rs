@@ -800,8 +800,21 @@ async fn topic_configs_are_described_and_altered_and_the_cluster_is_described() 
         "{:?}",
         set.responses[0].error_message
     );
-    let after: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &describe).await;
-    assert_eq!(retention(&after), (Some("3600000".into()), 1));
+    // This broker answers from its own copy of the metadata, which applies a change a moment
+    // after the controller committed it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let after: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &describe).await;
+        if retention(&after) == (Some("3600000".into()), 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention.ms not set: {:?}",
+            retention(&after)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let bad: IncrementalAlterConfigsResponse = conn
         .call(ApiKey::IncrementalAlterConfigs, 1, &alter(0, Some("soon")))
         .await;
@@ -813,8 +826,20 @@ async fn topic_configs_are_described_and_altered_and_the_cluster_is_described() 
         .call(ApiKey::IncrementalAlterConfigs, 1, &alter(1, None))
         .await;
     assert_eq!(removed.responses[0].error_code, 0);
-    let reverted: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &describe).await;
-    assert_eq!(retention(&reverted), (Some("604800000".into()), 5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reverted: DescribeConfigsResponse =
+            conn.call(ApiKey::DescribeConfigs, 4, &describe).await;
+        if retention(&reverted) == (Some("604800000".into()), 5) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention.ms not back to its default: {:?}",
+            retention(&reverted)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let described: DescribeClusterResponse = conn
         .call(
