@@ -145,7 +145,7 @@ async fn wait_until_up(
 ) -> anyhow::Result<()> {
     let admin = format!("http://127.0.0.1:{}", ports(args.port_base, 0).1);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = 0;
+    let mut seen = std::collections::BTreeSet::new();
     loop {
         for (i, child) in children.0.iter_mut().enumerate() {
             if let Some(status) = child.try_wait()? {
@@ -156,11 +156,11 @@ async fn wait_until_up(
             }
         }
         if let Some(d) = describe(&admin).await {
-            let mut ids: Vec<u32> = d.brokers.iter().map(|b| b.broker_id).collect();
-            ids.sort();
-            while seen < ids.len() {
-                println!("  broker {} registered", ids[seen]);
-                seen += 1;
+            // Brokers register in any order: each is printed once, when first seen.
+            for b in &d.brokers {
+                if seen.insert(b.broker_id) {
+                    println!("  broker {} registered", b.broker_id);
+                }
             }
             if d.brokers.len() == args.brokers as usize && d.controller_id.is_some() {
                 return Ok(());
