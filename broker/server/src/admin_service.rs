@@ -339,9 +339,19 @@ impl AdminService {
         let mut leaderless = 0;
         let mut under_replicated = 0;
         for topic in state.topics() {
-            for p in 0..topic.partitions.len() as u32 {
-                match views.get(&partition_group(topic.id, p)) {
-                    Some(view) if !view.lagging.is_empty() => under_replicated += 1,
+            for (p, assignment) in topic.partitions.iter().enumerate() {
+                // As Kafka's ISR: a replica on a broker that stopped reporting is not in sync.
+                // A leader known only from its followers' word (its own report, with the
+                // voters and their progress, is still on its way) is not counted as in sync.
+                let replica_down = assignment.replicas.iter().any(|b| !alive.contains(b));
+                match views.get(&partition_group(topic.id, p as u32)) {
+                    Some(view)
+                        if !view.lagging.is_empty()
+                            || view.voter_nodes.is_empty()
+                            || replica_down =>
+                    {
+                        under_replicated += 1
+                    }
                     Some(_) => {}
                     None => leaderless += 1,
                 }

@@ -133,6 +133,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 .chain(b.retired_node_ids.iter().map(move |n| (n.0, b.id)))
         })
         .collect();
+    let current_nodes: BTreeSet<u64> = state.brokers().values().map(|b| b.node_id.0).collect();
     let partitions = inner
         .registry
         .partitions()
@@ -154,11 +155,14 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                     ..Default::default()
                 };
             }
+            // A retired incarnation still among the voters is a lost replica: its match index
+            // may well be the last entry of an idle group, yet nothing holds that copy now.
             let lagging = metrics
                 .membership_config
                 .membership()
                 .voter_ids()
-                .filter(|n| *n != inner.identity.node_id && !caught_up(&metrics, *n))
+                .filter(|n| *n != inner.identity.node_id)
+                .filter(|n| !current_nodes.contains(n) || !caught_up(&metrics, *n))
                 .filter_map(|n| by_node.get(&n).map(|b| b.0))
                 .collect();
             let (log_start, size_bytes) = replica
@@ -246,7 +250,7 @@ pub struct PartitionView {
     pub lagging: Vec<u32>,
     /// The leader's term.
     pub term: u64,
-    /// Node ids of the group's voters.
+    /// Node ids of the group's voters; empty while the leader is known only from a follower.
     pub voter_nodes: Vec<u64>,
     /// Bytes of the leader's log.
     pub size_bytes: u64,

@@ -51,15 +51,25 @@ impl Contacts {
             .is_some_and(|at| at.elapsed() < timeout)
     }
 
-    /// Records a coalesced heartbeat; returns whether the group itself should get it: when the
-    /// commit index moved, or when the last one it got is `timeout` old (openraft's follower
-    /// lease, which keeps a live leader's followers from voting for others, lasts twice that).
-    pub fn heard(&self, group: &str, commit: Option<(u64, u64)>, timeout: Duration) -> bool {
-        self.touch(group, timeout);
+    /// Records a coalesced heartbeat for `group` (its election deadline moves out by about
+    /// `election_timeout`); returns whether the group itself should get it: when the commit
+    /// index moved, or when the last one it got is `renew_after` old. openraft's follower lease,
+    /// which keeps a live leader's followers from voting for others, lasts the longest election
+    /// timeout, so `renew_after` plus a heartbeat interval must stay below that.
+    pub fn heard(
+        &self,
+        group: &str,
+        commit: Option<(u64, u64)>,
+        election_timeout: Duration,
+        renew_after: Duration,
+    ) -> bool {
+        self.touch(group, election_timeout);
         let now = Instant::now();
         let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
         let due = match delivered.get(group) {
-            Some((last_commit, at)) => *last_commit != commit || now.duration_since(*at) >= timeout,
+            Some((last_commit, at)) => {
+                *last_commit != commit || now.duration_since(*at) >= renew_after
+            }
             None => true,
         };
         if due {

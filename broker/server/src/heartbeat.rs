@@ -123,9 +123,19 @@ pub async fn deliver(inner: &Inner, batch: pb::HeartbeatBatch) {
             return None;
         };
         let vote = convert::vote_from_pb(item.vote).ok()?;
-        inner
-            .contacts
-            .touch(&target.group, inner.config.tuning.election_min);
+        let commit = item.leader_commit.as_ref().map(|c| (c.term, c.index));
+        // Every heartbeat moves the election timer; openraft itself only needs one when the
+        // commit index moved or its view of the leader's lease (the longest election timeout)
+        // is getting old, which halves the idle calls into the groups.
+        let tuning = &inner.config.tuning;
+        if !inner.contacts.heard(
+            &target.group,
+            commit,
+            tuning.election_min,
+            tuning.election_min / 2,
+        ) {
+            return None;
+        }
         let request = AppendEntriesRequest {
             vote,
             prev_log_id: item.prev_log_id.map(convert::log_id_from_pb),
