@@ -145,6 +145,11 @@ pub async fn run(inner: Arc<Inner>) {
         let partitions = inner.registry.partitions();
         let me = inner.identity.node_id;
         for (group, replica) in &partitions {
+            // The deadline first: it is one map lookup, where the group's metrics (membership
+            // above all) cost far more, and most groups are not due.
+            if !inner.contacts.due(group, timeout) {
+                continue;
+            }
             let (state, voter, leader) = {
                 let metrics = replica.raft.metrics();
                 let m = metrics.borrow_watched();
@@ -158,9 +163,8 @@ pub async fn run(inner: Arc<Inner>) {
                 )
             };
             if state == ServerState::Leader || !voter {
-                continue;
-            }
-            if !inner.contacts.due(group, timeout) {
+                // Not a follower that could stand: looked at again a timeout from now.
+                inner.contacts.touch(group, timeout);
                 continue;
             }
             // While the leader's broker keeps sending heartbeats it is alive: a follower that
