@@ -27,12 +27,99 @@ fn settings(dir: &std::path::Path, text: &str) -> String {
     path.display().to_string()
 }
 
-/// A producer writing keyed records until stopped, remembering what was acknowledged.
+/// Records read by position: (partition, offset) to value.
+type Positions = HashMap<(i32, i64), String>;
+
+/// A producer writing keyed records until stopped, remembering what was acknowledged, and a
+/// consumer reading every partition meanwhile, remembering what it saw where.
 struct Traffic {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    reader: LiveReader,
     acked: Arc<Mutex<Vec<(i32, i64, String)>>>,
     errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// A kcat consumer reading every partition of a topic from the start, without a consumer
+/// group: a group would create the consumer offsets topic, whose replicas the balancing
+/// checks would then count. librdkafka follows leaders as they move and retries through a
+/// broker going away. Killed when dropped.
+struct LiveReader {
+    child: std::process::Child,
+    output: Option<(
+        std::thread::JoinHandle<String>,
+        std::thread::JoinHandle<String>,
+    )>,
+}
+
+impl LiveReader {
+    fn start(bootstrap: &str, topic: &str) -> LiveReader {
+        let mut child = Command::new("kcat")
+            .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning"])
+            .args(["-f", "%p %o %s\\n"])
+            .args(["-X", "enable.auto.commit=false"])
+            .args(["-X", "topic.metadata.refresh.interval.ms=1000"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcat is installed (apt-get install kcat)");
+        // Drained as they come, so a full pipe never stops the consumer.
+        let drain = |mut from: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = from.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("kcat's output")));
+        let stderr = drain(Box::new(child.stderr.take().expect("kcat's errors")));
+        LiveReader {
+            child,
+            output: Some((stdout, stderr)),
+        }
+    }
+
+    /// Stops the consumer; what it read, and what it said on standard error. SIGTERM, so kcat
+    /// writes out what it buffered; SIGKILL if it has not stopped within 10 s.
+    fn finish(mut self) -> (Positions, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (stdout, stderr) = self.output.take().expect("finished once");
+        let text = stdout.join().unwrap_or_default();
+        (positions(&text), stderr.join().unwrap_or_default())
+    }
+}
+
+impl Drop for LiveReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a [`LiveReader`] printed: partition, offset and value per record.
+fn positions(output: &str) -> Positions {
+    // A line cut short when kcat was killed does not count.
+    output
+        .split_inclusive('\n')
+        .filter_map(|line| line.strip_suffix('\n'))
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let p = fields.next()?.parse().ok()?;
+            let offset = fields.next()?.parse().ok()?;
+            Some(((p, offset), fields.next()?.to_string()))
+        })
+        .collect()
 }
 
 impl Traffic {
@@ -70,18 +157,27 @@ impl Traffic {
                 }
             })
         };
+        let reader = LiveReader::start(bootstrap, topic);
         Traffic {
             stop,
             task,
+            reader,
             acked,
             errors,
         }
     }
 
-    /// Stops writing; what was acknowledged, after checking nothing failed.
-    async fn finish(self) -> Vec<(i32, i64, String)> {
+    /// Stops writing and reading; what was acknowledged, after checking nothing failed, and
+    /// what the consumer read meanwhile.
+    async fn finish(self) -> (Vec<(i32, i64, String)>, Positions) {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap();
+        let (consumed, said) = self.reader.finish();
+        assert!(
+            !consumed.is_empty(),
+            "the live consumer read nothing: {said}"
+        );
+        println!("{} records read while writing", consumed.len());
         let errors = self.errors.lock().unwrap().clone();
         assert!(
             errors.is_empty(),
@@ -90,13 +186,19 @@ impl Traffic {
         let acked = self.acked.lock().unwrap().clone();
         assert!(!acked.is_empty(), "nothing was acknowledged");
         println!("{} records acknowledged", acked.len());
-        acked
+        (acked, consumed)
     }
 }
 
 /// Reads every partition from the start to its end and checks that each acknowledged record
-/// is there, at its offset, exactly once.
-fn check_all_present(bootstrap: &str, topic: &str, partitions: i32, acked: &[(i32, i64, String)]) {
+/// is there, at its offset, exactly once, and that every record the live consumer saw is still
+/// there at the position it was read from (nothing a consumer could see was lost or replaced).
+fn check_all_present(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    (acked, consumed): &(Vec<(i32, i64, String)>, Positions),
+) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "balancing-check")
@@ -115,7 +217,7 @@ fn check_all_present(bootstrap: &str, topic: &str, partitions: i32, acked: &[(i3
     }
     consumer.assign(&list).unwrap();
     let total: i64 = ends.values().sum();
-    let mut read: HashMap<(i32, i64), String> = HashMap::new();
+    let mut read = Positions::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while (read.len() as i64) < total {
         assert!(
@@ -139,6 +241,13 @@ fn check_all_present(bootstrap: &str, topic: &str, partitions: i32, acked: &[(i3
             "acknowledged record {value} at {topic}-{p}@{offset}"
         );
         assert_eq!(seen[value], 1, "record {value} is stored once");
+    }
+    for ((p, offset), value) in consumed {
+        assert_eq!(
+            read.get(&(*p, *offset)),
+            Some(value),
+            "record read while writing at {topic}-{p}@{offset}"
+        );
     }
 }
 
@@ -254,8 +363,8 @@ async fn scaling_out_three_to_five_spreads_replicas_and_leaders() {
         )
         .await;
     println!("replicas per broker {replicas:?}, leaders per broker {leaders:?}");
-    let acked = traffic.finish().await;
-    check_all_present(&cluster.bootstrap(), "grow", 10, &acked);
+    let outcome = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "grow", 10, &outcome);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -318,8 +427,8 @@ async fn scaling_in_five_to_three_by_decommission_loses_nothing() {
         Vec::<u32>::new(),
         "partitions sampled without a leader"
     );
-    let acked = traffic.finish().await;
-    check_all_present(&cluster.bootstrap(), "shrink", 10, &acked);
+    let outcome = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "shrink", 10, &outcome);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -355,8 +464,8 @@ async fn a_broker_down_past_the_failure_timeout_has_its_replicas_recreated() {
             },
         )
         .await;
-    let acked = traffic.finish().await;
-    check_all_present(&cluster.bootstrap(), "heal", 8, &acked);
+    let outcome = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "heal", 8, &outcome);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -385,8 +494,8 @@ async fn replication_factor_grows_and_shrinks_on_a_live_topic() {
             .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let acked = traffic.finish().await;
-    check_all_present(&cluster.bootstrap(), "factor", 3, &acked);
+    let outcome = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "factor", 3, &outcome);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -427,6 +536,6 @@ async fn a_rolling_restart_by_sigterm_surfaces_no_produce_error() {
             |c| async move { settled(c, "roll", 3).await.map(|_| ()) },
         )
         .await;
-    let acked = traffic.finish().await;
-    check_all_present(&cluster.bootstrap(), "roll", 6, &acked);
+    let outcome = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), "roll", 6, &outcome);
 }
