@@ -189,6 +189,40 @@ pub fn vote_response_from_pb(
     ))
 }
 
+pub fn stream_append_result_to_pb(
+    result: &openraft::raft::StreamAppendResult<TypeConfig>,
+) -> pb::StreamAppendResponse {
+    use openraft::raft::StreamAppendError;
+    use pb::stream_append_response::Result as R;
+    let result = match result {
+        Ok(flushed) => R::Flushed(pb::PartialSuccess {
+            matched: flushed.as_ref().map(log_id_to_pb),
+        }),
+        Err(StreamAppendError::Conflict(id)) => R::Conflict(log_id_to_pb(id)),
+        Err(StreamAppendError::HigherVote(v)) => R::HigherVote(vote_to_pb(v)),
+    };
+    pb::StreamAppendResponse {
+        result: Some(result),
+    }
+}
+
+pub fn stream_append_result_from_pb(
+    resp: pb::StreamAppendResponse,
+) -> Result<openraft::raft::StreamAppendResult<TypeConfig>, DecodeError> {
+    use openraft::raft::StreamAppendError;
+    use pb::stream_append_response::Result as R;
+    Ok(
+        match resp
+            .result
+            .ok_or(DecodeError::Missing("stream append result"))?
+        {
+            R::Flushed(p) => Ok(p.matched.map(log_id_from_pb)),
+            R::Conflict(id) => Err(StreamAppendError::Conflict(log_id_from_pb(id))),
+            R::HigherVote(v) => Err(StreamAppendError::HigherVote(vote_from_pb(Some(v))?)),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,14 +4,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
+use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use strand_proto::raft as pb;
 use strand_proto::raft::raft_client::RaftClient;
@@ -22,6 +26,13 @@ use crate::convert;
 
 /// Bytes of a snapshot file sent in one message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// HTTP/2 flow-control windows of broker-to-broker connections, per stream and per connection.
+/// HTTP/2's default of 64 KiB would make an AppendEntries of a few record batches wait for
+/// several window updates on its way, each a round trip through a busy peer; with these, an
+/// append of up to 32 batches of 1 MiB goes out in one flight.
+pub const STREAM_WINDOW_BYTES: u32 = 32 << 20;
+/// See [`STREAM_WINDOW_BYTES`]: one connection carries every group's RPCs.
+pub const CONNECTION_WINDOW_BYTES: u32 = 128 << 20;
 /// How long connecting to a peer may take before the RPC counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,6 +54,8 @@ impl Peers {
         let channel = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true)
             .connect_lazy();
@@ -139,6 +152,49 @@ impl PeerClient {
     }
 }
 
+/// The answers of one StreamAppend session, with how many appends went out on it.
+struct Answers {
+    responses: tonic::Streaming<pb::StreamAppendResponse>,
+    sent: Arc<AtomicU64>,
+    received: u64,
+    addr: String,
+    answer_within: Duration,
+}
+
+impl Answers {
+    /// The next answer; `None` when the follower ended the session. While appends are
+    /// unanswered, the oldest must be answered within `answer_within`; while none are, the
+    /// session waits as long as it takes.
+    async fn next(
+        &mut self,
+    ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
+        loop {
+            let sent_before = self.sent.load(Ordering::Relaxed);
+            match tokio::time::timeout(self.answer_within, self.responses.message()).await {
+                Ok(Ok(Some(resp))) => {
+                    self.received += 1;
+                    return Some(
+                        convert::stream_append_result_from_pb(resp).map_err(|e| {
+                            RPCError::Network(NetworkError::from_string(e.to_string()))
+                        }),
+                    );
+                }
+                Ok(Ok(None)) => return None,
+                Ok(Err(status)) => return Some(Err(rpc_error(&self.addr, status))),
+                // An append that was already out when this wait began is still unanswered.
+                Err(_) if self.received < sent_before => {
+                    return Some(Err(RPCError::Network(NetworkError::from_string(format!(
+                        "broker at {}: no append answer within {} ms",
+                        self.addr,
+                        self.answer_within.as_millis()
+                    )))));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 /// The shortest time an AppendEntries call may take before it counts as failed.
 const APPEND_TIMEOUT_MIN: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -162,6 +218,77 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             .map_err(|s| rpc_error(&self.addr, s))?;
         convert::append_response_from_pb(resp.into_inner())
             .map_err(|e| RPCError::Network(NetworkError::from_string(e.to_string())))
+    }
+
+    /// A replication session over one gRPC stream: appends go out as openraft produces them,
+    /// without waiting for each answer, so the follower appends the next one while the last
+    /// is being flushed and one fsync covers several. Answers come back in order. A session
+    /// stays open while the group is idle (openraft sends new entries on it as they come).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let target = self.target();
+        let addr = self.addr.clone();
+        let client = self.client();
+        let answer_within = option.hard_ttl().max(APPEND_TIMEOUT_MIN);
+        Box::pin(async move {
+            let mut input = input;
+            // The first append is taken before the call: producing it is where openraft waits
+            // out its backoff after failures, and a call to a dead peer fails without taking
+            // any, which would retry at once, over and over.
+            let Some(first) = input.next().await else {
+                let none: BoxStream<'s, _> = Box::pin(futures_util::stream::empty());
+                return Ok(none);
+            };
+            let sent = Arc::new(AtomicU64::new(0));
+            let counted = sent.clone();
+            let requests = futures_util::stream::iter([first])
+                .chain(input)
+                .map(move |req| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    convert::append_to_pb(&req, target.clone())
+                });
+            // A failed call is the session's first answer, as a failed append is, so openraft
+            // backs off before the next session.
+            let responses = match client {
+                Ok(mut client) => client
+                    .stream_append(requests)
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|s| rpc_error(&addr, s)),
+                Err(e) => Err(e),
+            };
+            let answers: BoxStream<'s, _> = match responses {
+                Ok(responses) => Box::pin(futures_util::stream::unfold(
+                    Some(Answers {
+                        responses,
+                        sent,
+                        received: 0,
+                        addr,
+                        answer_within,
+                    }),
+                    |state| async move {
+                        let mut state = state?;
+                        let answer = state.next().await?;
+                        let go_on = answer.is_ok();
+                        Some((answer, go_on.then_some(state)))
+                    },
+                )),
+                Err(e) => Box::pin(futures_util::stream::iter([Err(e)])),
+            };
+            Ok(answers)
+        })
     }
 
     async fn vote(

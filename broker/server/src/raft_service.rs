@@ -187,8 +187,82 @@ async fn receive_files(
     Ok(staged)
 }
 
+/// Answers of one StreamAppend session, as they are flushed.
+type AppendAnswers = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::StreamAppendResponse, Status>> + Send>,
+>;
+
+/// Runs one replication session on a group: `requests` in, flushed positions out, in order.
+/// A fatal error of the group ends the session with an error status.
+fn stream_to<M: Machine>(
+    raft: &Raft<M>,
+    requests: impl tokio_stream::Stream<Item = openraft::raft::AppendEntriesRequest<TypeConfig>>
+    + Send
+    + 'static,
+) -> AppendAnswers {
+    Box::pin(raft.stream_append(requests).map(|answer| match answer {
+        Ok(result) => Ok(convert::stream_append_result_to_pb(&result)),
+        Err(e) => Err(fatal(e)),
+    }))
+}
+
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
+    type StreamAppendStream = AppendAnswers;
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<AppendAnswers>, Status> {
+        let mut incoming = request.into_inner();
+        let Some(first) = incoming.message().await? else {
+            return Ok(Response::new(Box::pin(tokio_stream::empty())));
+        };
+        let group = self.group(first.target.as_ref())?;
+        // A partition's election timer moves with every append from its leader, as with
+        // single appends; a transport error or a malformed append ends the session, and the
+        // leader starts another from what was answered.
+        let contacts = match &group {
+            Group::Partition(_) => first.target.as_ref().map(|t| {
+                (
+                    self.inner.clone(),
+                    t.group.clone(),
+                    self.inner.config.tuning.election_min,
+                )
+            }),
+            Group::Meta(..) => None,
+        };
+        let requests = tokio_stream::once(Ok(first))
+            .chain(incoming)
+            .map_while(move |message| {
+                let message = message.ok()?;
+                if let Some((inner, group, timeout)) = &contacts
+                    && message.vote.as_ref().is_some_and(|v| v.committed)
+                {
+                    inner.contacts.touch(group, *timeout);
+                }
+                convert::append_from_pb(message).ok()
+            });
+        // A session lasts as long as its leader keeps it; a stopping broker ends both of its
+        // directions, or the server's graceful shutdown would wait for it.
+        let stopped = |inner: &Arc<Inner>| {
+            let mut stop = inner.shutdown.subscribe();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        };
+        let requests = futures_util::StreamExt::take_until(requests, stopped(&self.inner));
+        let answers = match group {
+            Group::Meta(raft, _) => stream_to(&raft, requests),
+            Group::Partition(p) => stream_to(&p.raft, requests),
+        };
+        let answers: AppendAnswers = Box::pin(futures_util::StreamExt::take_until(
+            answers,
+            stopped(&self.inner),
+        ));
+        Ok(Response::new(answers))
+    }
+
     async fn append_entries(
         &self,
         request: Request<pb::AppendEntriesRequest>,

@@ -27,6 +27,8 @@ pub async fn serve_grpc(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(crate::network::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(crate::network::CONNECTION_WINDOW_BYTES)
         .add_service(raft)
         .add_service(admin)
         .add_service(broker)
