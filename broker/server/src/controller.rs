@@ -157,12 +157,19 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
             }
             // A retired incarnation still among the voters is a lost replica: its match index
             // may well be the last entry of an idle group, yet nothing holds that copy now.
+            // While a membership change is under way (joint, or the new configuration not yet
+            // committed: a leader acts on it as soon as it appends it) no voter counts as in
+            // sync: losing the leader then can leave the others in the old configuration,
+            // without a majority.
+            let settled = metrics.membership_config.get_joint_config().len() == 1
+                && metrics.membership_config.log_id()
+                    == metrics.committed_membership_config.log_id();
             let lagging = metrics
                 .membership_config
                 .membership()
                 .voter_ids()
                 .filter(|n| *n != inner.identity.node_id)
-                .filter(|n| !current_nodes.contains(n) || !caught_up(&metrics, *n))
+                .filter(|n| !settled || !current_nodes.contains(n) || !caught_up(&metrics, *n))
                 .filter_map(|n| by_node.get(&n).map(|b| b.0))
                 .collect();
             let (log_start, size_bytes) = replica
