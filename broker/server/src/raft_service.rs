@@ -220,8 +220,8 @@ impl RaftRpc for RaftService {
         };
         let group = self.group(first.target.as_ref())?;
         // A partition's election timer moves with every append from its leader, as with
-        // single appends; a transport error or a malformed append ends the session, and the
-        // leader starts another from what was answered.
+        // single appends; a transport error, a malformed append or one for another target
+        // ends the session, and the leader starts another from what was answered.
         let contacts = match &group {
             Group::Partition(_) => first.target.as_ref().map(|t| {
                 (
@@ -232,10 +232,15 @@ impl RaftRpc for RaftService {
             }),
             Group::Meta(..) => None,
         };
+        // Every append of a session is for the group and incarnation its first one named.
+        let target = first.target.clone();
         let requests = tokio_stream::once(Ok(first))
             .chain(incoming)
             .map_while(move |message| {
                 let message = message.ok()?;
+                if message.target != target {
+                    return None;
+                }
                 if let Some((inner, group, timeout)) = &contacts
                     && message.vote.as_ref().is_some_and(|v| v.committed)
                 {
