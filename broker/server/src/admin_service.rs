@@ -342,12 +342,14 @@ impl AdminService {
             for (p, assignment) in topic.partitions.iter().enumerate() {
                 // As Kafka's ISR: a replica on a broker that stopped reporting is not in sync.
                 // A leader known only from its followers' word (its own report, with the
-                // voters and their progress, is still on its way) is not counted as in sync.
+                // voters and their progress, is still on its way) is not counted as in sync,
+                // nor is a group whose membership is changing.
                 let replica_down = assignment.replicas.iter().any(|b| !alive.contains(b));
                 match views.get(&partition_group(topic.id, p as u32)) {
                     Some(view)
                         if !view.lagging.is_empty()
                             || view.voter_nodes.is_empty()
+                            || view.membership_changing
                             || replica_down =>
                     {
                         under_replicated += 1

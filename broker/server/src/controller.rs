@@ -157,19 +157,12 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
             }
             // A retired incarnation still among the voters is a lost replica: its match index
             // may well be the last entry of an idle group, yet nothing holds that copy now.
-            // While a membership change is under way (joint, or the new configuration not yet
-            // committed: a leader acts on it as soon as it appends it) no voter counts as in
-            // sync: losing the leader then can leave the others in the old configuration,
-            // without a majority.
-            let settled = metrics.membership_config.get_joint_config().len() == 1
-                && metrics.membership_config.log_id()
-                    == metrics.committed_membership_config.log_id();
             let lagging = metrics
                 .membership_config
                 .membership()
                 .voter_ids()
                 .filter(|n| *n != inner.identity.node_id)
-                .filter(|n| !settled || !current_nodes.contains(n) || !caught_up(&metrics, *n))
+                .filter(|n| !current_nodes.contains(n) || !caught_up(&metrics, *n))
                 .filter_map(|n| by_node.get(&n).map(|b| b.0))
                 .collect();
             let (log_start, size_bytes) = replica
@@ -180,6 +173,12 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 .unwrap_or((0, 0));
             let membership = metrics.membership_config.membership();
             let voter_nodes = membership.voter_ids().collect();
+            // A leader acts on a new configuration as soon as it appends it; until that is
+            // committed (and while joint), losing the leader can leave the others in the old
+            // configuration, without a majority.
+            let membership_changing = metrics.membership_config.get_joint_config().len() > 1
+                || metrics.membership_config.log_id()
+                    != metrics.committed_membership_config.log_id();
 
             PartitionStatus {
                 group: group.to_string(),
@@ -191,6 +190,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 voter_nodes,
                 size_bytes,
                 leader_node: None,
+                membership_changing,
             }
         })
         .collect();
@@ -261,6 +261,8 @@ pub struct PartitionView {
     pub voter_nodes: Vec<u64>,
     /// Bytes of the leader's log.
     pub size_bytes: u64,
+    /// The group's membership is changing (joint, or not yet committed).
+    pub membership_changing: bool,
 }
 
 /// The controller's reply to a status report: its view of leaders and live brokers.
@@ -313,6 +315,7 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
                 term: p.term,
                 voter_nodes: p.voter_nodes.clone(),
                 size_bytes: p.size_bytes,
+                membership_changing: p.membership_changing,
             };
             // The claim with the highest term wins; within a term, the latest report.
             let rank = (p.term, report.at);

@@ -187,6 +187,17 @@ async fn receive_files(
     Ok(staged)
 }
 
+/// An append to a partition from its committed leader moves the group's election timer.
+fn leader_contact(inner: &Inner, req: &pb::AppendEntriesRequest) {
+    if req.vote.as_ref().is_some_and(|v| v.committed)
+        && let Some(target) = &req.target
+    {
+        inner
+            .contacts
+            .touch(&target.group, inner.config.tuning.election_min);
+    }
+}
+
 /// Answers of one StreamAppend session, as they are flushed.
 type AppendAnswers = std::pin::Pin<
     Box<dyn tokio_stream::Stream<Item = Result<pb::StreamAppendResponse, Status>> + Send>,
@@ -222,16 +233,7 @@ impl RaftRpc for RaftService {
         // A partition's election timer moves with every append from its leader, as with
         // single appends; a transport error, a malformed append or one for another target
         // ends the session, and the leader starts another from what was answered.
-        let contacts = match &group {
-            Group::Partition(_) => first.target.as_ref().map(|t| {
-                (
-                    self.inner.clone(),
-                    t.group.clone(),
-                    self.inner.config.tuning.election_min,
-                )
-            }),
-            Group::Meta(..) => None,
-        };
+        let contacts = matches!(group, Group::Partition(_)).then(|| self.inner.clone());
         // Every append of a session is for the group and incarnation its first one named.
         let target = first.target.clone();
         let requests = tokio_stream::once(Ok(first))
@@ -241,10 +243,8 @@ impl RaftRpc for RaftService {
                 if message.target != target {
                     return None;
                 }
-                if let Some((inner, group, timeout)) = &contacts
-                    && message.vote.as_ref().is_some_and(|v| v.committed)
-                {
-                    inner.contacts.touch(group, *timeout);
+                if let Some(inner) = &contacts {
+                    leader_contact(inner, &message);
                 }
                 convert::append_from_pb(message).ok()
             });
@@ -276,13 +276,7 @@ impl RaftRpc for RaftService {
         let resp = match self.group(req.target.as_ref())? {
             Group::Meta(raft, _) => append(&raft, req).await?,
             Group::Partition(p) => {
-                if req.vote.as_ref().is_some_and(|v| v.committed)
-                    && let Some(target) = &req.target
-                {
-                    self.inner
-                        .contacts
-                        .touch(&target.group, self.inner.config.tuning.election_min);
-                }
+                leader_contact(&self.inner, &req);
                 append(&p.raft, req).await?
             }
         };
