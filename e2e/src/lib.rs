@@ -60,6 +60,22 @@ pub fn free_addr() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// Stops a child process with SIGTERM and waits for it to exit, killing it after `patience`.
+pub fn terminate(child: &mut Child, patience: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Ports of one broker.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -175,21 +191,9 @@ impl ProcessCluster {
     /// Stops broker `b` with SIGTERM, as Kubernetes stops a pod, and waits for it to exit
     /// (killing it after 30 s).
     pub fn terminate(&mut self, b: u32) {
-        let Some(mut child) = self.children[b as usize].take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(mut child) = self.children[b as usize].take() {
+            terminate(&mut child, Duration::from_secs(30));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// Whether broker `b` answers `/readyz` with 200, as a Kubernetes readiness probe asks.

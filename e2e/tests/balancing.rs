@@ -82,18 +82,7 @@ impl LiveReader {
     /// Stops the consumer; what it read, and what it said on standard error. SIGTERM, so kcat
     /// writes out what it buffered; SIGKILL if it has not stopped within 10 s.
     fn finish(mut self) -> (Positions, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        strand_e2e::terminate(&mut self.child, Duration::from_secs(10));
         let (stdout, stderr) = self.output.take().expect("finished once");
         let text = stdout.join().unwrap_or_default();
         (positions(&text), stderr.join().unwrap_or_default())
