@@ -12,7 +12,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use strand_meta::{BrokerId, ClusterState, Command};
 use strand_proto::admin::ErrorReason;
 use strand_proto::broker::broker_client::BrokerClient;
-use strand_proto::broker::{PartitionStatus, ProposeRequest};
+use strand_proto::broker::{PartitionStatus, ProposeRequest, StatusReport};
 use strand_raft::{GroupStateMachine, LogStore};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -113,6 +113,9 @@ pub enum StartError {
 pub struct Report {
     /// When it arrived.
     pub at: Instant,
+    /// The incarnation that sent it: a report of a retired incarnation (the broker came back
+    /// with an empty disk since) describes replicas that no longer exist.
+    pub node_id: u64,
     /// The partitions the broker hosts, with details for those it leads.
     pub partitions: Vec<PartitionStatus>,
     /// Its data directory is short of free space.
@@ -288,6 +291,20 @@ impl Inner {
     /// The broker id.
     pub fn broker_id(&self) -> BrokerId {
         BrokerId(self.identity.broker_id)
+    }
+
+    /// Keeps a broker's status report, replacing its previous one (on the controller).
+    pub fn record_report(&self, report: StatusReport) {
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports.insert(
+            BrokerId(report.broker_id),
+            Report {
+                at: Instant::now(),
+                node_id: report.node_id,
+                partitions: report.partitions,
+                disk_low: report.disk_low,
+            },
+        );
     }
 
     /// Whether this broker leads the metadata group (is the controller).

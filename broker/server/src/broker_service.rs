@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
-use strand_meta::{BrokerId, Command};
+use strand_meta::Command;
 use strand_proto::broker as pb;
 use strand_proto::broker::broker_server::Broker as BrokerRpc;
 use strand_raft::{Batch, Offset};
 use tonic::{Request, Response, Status};
 
-use crate::broker::{Inner, Report};
+use crate::broker::Inner;
 use crate::registry::PartitionReplica;
 
 /// Longest a fetch may wait for new data.
@@ -164,19 +164,7 @@ impl BrokerRpc for BrokerService {
         &self,
         request: Request<pb::StatusReport>,
     ) -> Result<Response<pb::StatusReply>, Status> {
-        let report = request.into_inner();
-        self.inner
-            .reports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                BrokerId(report.broker_id),
-                Report {
-                    at: Instant::now(),
-                    partitions: report.partitions,
-                    disk_low: report.disk_low,
-                },
-            );
+        self.inner.record_report(request.into_inner());
         Ok(Response::new(crate::controller::status_reply(&self.inner)))
     }
 }

@@ -3,7 +3,7 @@
 //! every broker reports its replicas to the controller.
 
 use openraft::async_runtime::WatchReceiver;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -212,18 +212,7 @@ pub async fn report_loop(inner: Arc<Inner>) {
         }
         let report = status_report(&inner, &inner.cluster());
         if inner.is_controller() {
-            inner
-                .reports
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    BrokerId(report.broker_id),
-                    Report {
-                        at: Instant::now(),
-                        partitions: report.partitions,
-                        disk_low: report.disk_low,
-                    },
-                );
+            inner.record_report(report);
             inner.views.replace(&status_reply(&inner));
             continue;
         }
@@ -287,12 +276,28 @@ pub fn status_reply(inner: &Inner) -> strand_proto::broker::StatusReply {
 
 /// Brokers whose fresh reports say their disk is nearly full.
 fn disk_low_brokers(inner: &Inner) -> Vec<u32> {
+    let state = inner.cluster();
     let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
-    reports
-        .iter()
-        .filter(|(_, r)| r.disk_low && r.at.elapsed() <= REPORT_FRESH)
+    current_reports(&reports, &state)
+        .filter(|(_, r)| r.disk_low)
         .map(|(b, _)| b.0)
         .collect()
+}
+
+/// The reports that still count: fresh, and sent by the broker's current incarnation. A
+/// broker that came back with an empty disk leaves its old incarnation's last report behind,
+/// which would otherwise speak for replicas that are gone (as leader of a group it led, with
+/// every voter caught up) until it goes stale.
+fn current_reports<'a>(
+    reports: &'a HashMap<BrokerId, Report>,
+    state: &'a ClusterState,
+) -> impl Iterator<Item = (BrokerId, &'a Report)> {
+    reports.iter().filter_map(move |(b, r)| {
+        let current = state
+            .broker(*b)
+            .is_some_and(|info| info.node_id.0 == r.node_id);
+        (current && r.at.elapsed() <= REPORT_FRESH).then_some((*b, r))
+    })
 }
 
 /// The fresh reports' view of every partition, by group id; and which brokers reported lately.
@@ -300,15 +305,12 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
     let state = inner.cluster();
     let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
     let mut views: BTreeMap<String, ((u64, Instant), PartitionView)> = BTreeMap::new();
-    let fresh: Vec<(&BrokerId, &Report)> = reports
-        .iter()
-        .filter(|(_, r)| r.at.elapsed() <= REPORT_FRESH)
-        .collect();
-    let alive: BTreeSet<BrokerId> = fresh.iter().map(|(b, _)| **b).collect();
+    let fresh: Vec<(BrokerId, &Report)> = current_reports(&reports, &state).collect();
+    let alive: BTreeSet<BrokerId> = fresh.iter().map(|(b, _)| *b).collect();
     for (broker, report) in &fresh {
         for p in report.partitions.iter().filter(|p| p.leader) {
             let view = PartitionView {
-                leader: Some(**broker),
+                leader: Some(*broker),
                 high_watermark: p.high_watermark,
                 log_start_offset: p.log_start_offset,
                 lagging: p.lagging_replicas.clone(),
@@ -353,4 +355,59 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
         }
     }
     (views.into_iter().map(|(g, (_, v))| (g, v)).collect(), alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand_meta::{ClusterId, Command, NodeId};
+
+    fn register(state: &mut ClusterState, broker: u32, node: u64) {
+        let addr = format!("127.0.0.1:{}", 9000 + broker);
+        let command = Command::RegisterBroker {
+            broker_id: BrokerId(broker),
+            node_id: NodeId(node),
+            kafka_addr: addr.clone(),
+            grpc_addr: addr.clone(),
+            http_addr: addr,
+            rack: None,
+            now_ms: 0,
+        };
+        state.apply(&command).expect("registration applies");
+    }
+
+    fn report(node_id: u64, age: Duration) -> Report {
+        Report {
+            at: Instant::now() - age,
+            node_id,
+            partitions: Vec::new(),
+            disk_low: true,
+        }
+    }
+
+    #[test]
+    fn reports_of_retired_incarnations_and_stale_reports_do_not_count() {
+        let mut state = ClusterState::default();
+        let bootstrap = Command::Bootstrap {
+            cluster_id: ClusterId(uuid::Uuid::from_u128(1)),
+        };
+        state.apply(&bootstrap).expect("bootstrap applies");
+        register(&mut state, 0, 10);
+        register(&mut state, 1, 11);
+        register(&mut state, 2, 12);
+        // Broker 2 came back with an empty disk: node 12 is retired, 22 is current.
+        register(&mut state, 2, 22);
+        let mut reports = HashMap::new();
+        reports.insert(BrokerId(0), report(10, Duration::ZERO));
+        reports.insert(BrokerId(1), report(11, REPORT_FRESH * 2));
+        reports.insert(BrokerId(2), report(12, Duration::ZERO));
+        let counted: Vec<BrokerId> = current_reports(&reports, &state).map(|(b, _)| b).collect();
+        assert_eq!(counted, vec![BrokerId(0)]);
+
+        reports.insert(BrokerId(2), report(22, Duration::ZERO));
+        let mut counted: Vec<BrokerId> =
+            current_reports(&reports, &state).map(|(b, _)| b).collect();
+        counted.sort();
+        assert_eq!(counted, vec![BrokerId(0), BrokerId(2)]);
+    }
 }

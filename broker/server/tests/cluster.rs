@@ -144,25 +144,46 @@ impl Cluster {
     }
 
     /// Produces one batch to the partition's current leader, retrying through leader changes.
+    /// Each new reason for a retry is printed, so a produce that times out says why.
     async fn produce(&self, topic: &str, partition: u32, batch: Vec<u8>) -> i64 {
         let what = format!("a produce to {topic}-{partition} to be acknowledged");
+        let last_reason = std::sync::Mutex::new(String::new());
+        let retry = |reason: String| {
+            let mut last = last_reason.lock().unwrap();
+            if *last != reason {
+                eprintln!("{topic}-{partition}: {reason}");
+                *last = reason;
+            }
+        };
         self.wait_for(&what, |c| {
             let batch = batch.clone();
+            let retry = &retry;
             async move {
-                let d = c.describe(topic).await?;
-                let leader = d.partitions[partition as usize].leader?;
-                c.brokers.get(leader as usize)?.as_ref()?;
+                let Some(d) = c.describe(topic).await else {
+                    retry("no broker describes the topic".into());
+                    return None;
+                };
+                let Some(leader) = d.partitions[partition as usize].leader else {
+                    retry("the description names no leader".into());
+                    return None;
+                };
+                if c.brokers.get(leader as usize)?.is_none() {
+                    retry(format!("the description names stopped broker {leader}"));
+                    return None;
+                }
                 let mut client = c.data(leader).await?;
                 let req = ProduceRequest {
                     topic: topic.into(),
                     partition,
                     batch: batch.into(),
                 };
-                client
-                    .produce(req)
-                    .await
-                    .ok()
-                    .map(|r| r.into_inner().base_offset)
+                match client.produce(req).await {
+                    Ok(r) => Some(r.into_inner().base_offset),
+                    Err(status) => {
+                        retry(format!("broker {leader}: {}", status.message()));
+                        None
+                    }
+                }
             }
         })
         .await
