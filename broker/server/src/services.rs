@@ -24,9 +24,11 @@ pub async fn serve_grpc(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let mut shutdown = inner.shutdown.subscribe();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Nagle's algorithm off on every accepted connection: the server's own `tcp_nodelay` only
+    // applies to listeners it binds. With it on, a follower's small append answers waited for
+    // the leader's delayed acknowledgement, 40 ms on Linux, in about one commit of a hundred.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .initial_stream_window_size(crate::network::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(crate::network::CONNECTION_WINDOW_BYTES)
         .add_service(raft)
