@@ -14,7 +14,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -246,6 +246,66 @@ async fn ensure_topic(args: &ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often a producer at a target rate hands its next records to the client: short, so the
+/// offered load is steady rather than a burst that queues behind itself.
+const TICK: Duration = Duration::from_millis(1);
+const TICKS_PER_SECOND: u64 = 1000;
+
+/// Before the clock starts, the first records of a producer's sequence, each awaited: one to
+/// every partition (with keys, one per key, up to [`WARM_UP_KEYS_MAX`], each where the
+/// partitioner puts it). The producer then has the topic's metadata and a connection to every
+/// partition leader, so the run measures the cluster rather than the client's start-up. The
+/// records count in the totals (a consumer reads them back) but not in the latency. Returns
+/// the sequence number the run goes on from.
+async fn warm_up(
+    producer: &FutureProducer,
+    args: &ProduceArgs,
+    value: &[u8],
+    mut n: u64,
+    tally: &Mutex<Tally>,
+) -> anyhow::Result<u64> {
+    let topic = args.common.topic.as_str();
+    let client = producer.clone();
+    let name = topic.to_string();
+    let metadata = tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(Some(&name), Duration::from_secs(10))
+    })
+    .await?
+    .with_context(|| format!("cannot read the metadata of topic {topic}"))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len() as u64);
+    let records = if args.keys > 0 {
+        args.keys.min(WARM_UP_KEYS_MAX)
+    } else {
+        partitions
+    };
+    for i in 0..records {
+        let key = (args.keys > 0).then(|| format!("key-{}", n % args.keys));
+        n += 1;
+        let mut record = FutureRecord::<String, [u8]>::to(topic).payload(value);
+        record = match &key {
+            Some(key) => record.key(key),
+            None => record.partition(i as i32),
+        };
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("warm-up record to topic {topic}: {e}"))?;
+        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.records += 1;
+        t.bytes += value.len() as u64 + key.map_or(0, |k| k.len() as u64);
+    }
+    Ok(n)
+}
+
+/// Keys a keyed run warms up at most.
+const WARM_UP_KEYS_MAX: u64 = 64;
+
 /// Counts shared by the producers and the progress line.
 #[derive(Default)]
 struct Tally {
@@ -269,10 +329,8 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
         latency: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         ..Default::default()
     }));
-    let started = Instant::now();
-    let until = started + Duration::from_secs(args.duration);
     let value: Arc<Vec<u8>> = Arc::new((0..args.record_size).map(|i| (i % 251) as u8).collect());
-    let mut tasks = Vec::new();
+    let mut producers = Vec::new();
     for p in 0..args.producers {
         let producer: FutureProducer = client_config(&args.common)
             .set("acks", acks)
@@ -281,6 +339,14 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
             .set("batch.size", "1000000")
             .create()
             .context("cannot create a Kafka producer")?;
+        let first = u64::from(p) << 40;
+        let next = warm_up(&producer, &args, &value, first, &tally).await?;
+        producers.push((producer, next));
+    }
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.duration);
+    let mut tasks = Vec::new();
+    for (producer, first) in producers {
         let topic = args.common.topic.clone();
         let value = value.clone();
         let tally = tally.clone();
@@ -326,16 +392,16 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
                     }
                 })
             };
-            let mut n: u64 = u64::from(p) << 40;
+            let mut n: u64 = first;
             let mut next_tick = Instant::now();
-            let per_tick = per_producer_rate.div_ceil(100).max(1);
+            let per_tick = per_producer_rate.div_ceil(TICKS_PER_SECOND).max(1);
             while Instant::now() < until {
                 if per_producer_rate > 0 {
                     let now = Instant::now();
                     if now < next_tick {
                         tokio::time::sleep(next_tick - now).await;
                     }
-                    next_tick += Duration::from_millis(10);
+                    next_tick += TICK;
                 }
                 let batch = if per_producer_rate > 0 {
                     per_tick
