@@ -156,6 +156,10 @@ pub fn verify_crc(bytes: &[u8]) -> Result<(), BatchError> {
     Ok(())
 }
 
+/// Bytes at the start of a batch that [`stamp`] may change: `baseOffset`, `batchLength`
+/// (unchanged) and `partitionLeaderEpoch`. The rest of a stored batch is the produced bytes.
+pub const STAMPED_PREFIX_LEN: usize = PARTITION_LEADER_EPOCH + 4;
+
 /// Writes the offset and leader epoch the log assigned into the batch.
 /// Both fields lie outside the batch CRC, so the batch stays valid.
 pub fn stamp(bytes: &mut [u8], base_offset: i64, leader_epoch: i32) {

@@ -61,6 +61,12 @@ impl EntryHeader {
 
     /// Encodes the header with the checksum of itself and `payload`.
     pub fn encode(&self, payload: &[u8]) -> [u8; ENTRY_HEADER_LEN] {
+        self.encode_parts(payload, &[])
+    }
+
+    /// Like [`EntryHeader::encode`], for a payload held in two parts (`head` then `tail`), so
+    /// a batch whose first bytes were stamped need not be copied whole to be checksummed.
+    pub fn encode_parts(&self, head: &[u8], tail: &[u8]) -> [u8; ENTRY_HEADER_LEN] {
         let mut h = [0u8; ENTRY_HEADER_LEN];
         h[4..8].copy_from_slice(&self.payload_len.to_le_bytes());
         h[8..16].copy_from_slice(&self.index.0.to_le_bytes());
@@ -70,7 +76,7 @@ impl EntryHeader {
         h[28..36].copy_from_slice(&self.first_offset.0.to_le_bytes());
         h[36..40].copy_from_slice(&self.offset_count.to_le_bytes());
         h[40..48].copy_from_slice(&self.max_timestamp.to_le_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&h[4..]), payload);
+        let crc = crc32c::crc32c_append(crc32c::crc32c_append(crc32c::crc32c(&h[4..]), head), tail);
         h[0..4].copy_from_slice(&crc.to_le_bytes());
         h
     }

@@ -1,6 +1,7 @@
 //! The partition log: an ordered list of segments, the last of which takes appends.
 
 use std::fs;
+use std::io::IoSlice;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -321,12 +322,17 @@ impl Log {
         let first_offset = self.next_offset();
         let mut next_offset = first_offset;
         self.scratch.clear();
-        let mut pending: Vec<EntryHeader> = Vec::with_capacity(entries.len());
+        // Per entry: its header, and the part of its payload not copied into `scratch`. Only
+        // a data entry's first bytes change (the stamp), so only they are copied; the rest of
+        // the batch goes to the file from the caller's buffer in the same vectored write.
+        let mut pending: Vec<(EntryHeader, &[u8])> = Vec::with_capacity(entries.len());
+        let mut pending_bytes = 0u64;
         for (entry, (kind, bytes, offset_count, max_timestamp)) in entries.iter().zip(checked) {
             let stored = (ENTRY_HEADER_LEN + bytes.len()) as u64;
-            if self.roll_due(self.scratch.len() as u64 + stored, now_ms) {
+            if self.roll_due(pending_bytes + stored, now_ms) {
                 self.write_pending(&pending)?;
                 pending.clear();
+                pending_bytes = 0;
                 self.scratch.clear();
                 self.roll()?;
             }
@@ -340,16 +346,21 @@ impl Log {
                 offset_count,
                 max_timestamp,
             };
+            let (head, tail) = match kind {
+                EntryKind::Data => bytes.split_at(batch::STAMPED_PREFIX_LEN.min(bytes.len())),
+                _ => (bytes, &[][..]),
+            };
             let at = self.scratch.len();
             self.scratch.resize(at + ENTRY_HEADER_LEN, 0);
-            self.scratch.extend_from_slice(bytes);
-            let payload = &mut self.scratch[at + ENTRY_HEADER_LEN..];
+            self.scratch.extend_from_slice(head);
+            let head = &mut self.scratch[at + ENTRY_HEADER_LEN..];
             if kind == EntryKind::Data {
-                batch::stamp(payload, next_offset.0, entry.term.as_leader_epoch());
+                batch::stamp(head, next_offset.0, entry.term.as_leader_epoch());
             }
-            let raw = header.encode(payload);
+            let raw = header.encode_parts(head, tail);
             self.scratch[at..at + ENTRY_HEADER_LEN].copy_from_slice(&raw);
-            pending.push(header);
+            pending.push((header, tail));
+            pending_bytes += stored;
             next_offset = header.next_offset();
         }
         self.write_pending(&pending)?;
@@ -412,17 +423,31 @@ impl Log {
         Ok(checked)
     }
 
-    /// Writes the encoded entries in `scratch` to the active segment and records them.
-    fn write_pending(&mut self, pending: &[EntryHeader]) -> Result<()> {
+    /// Writes the pending entries to the active segment in one vectored write (headers and
+    /// stamped batch heads from `scratch`, the rest of each batch from the caller) and records
+    /// them.
+    fn write_pending(&mut self, pending: &[(EntryHeader, &[u8])]) -> Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
         let scratch = std::mem::take(&mut self.scratch);
-        let written = self.active_mut().write_at_end(&scratch);
+        let mut parts = Vec::with_capacity(pending.len() * 2);
+        let mut at = 0;
+        for (header, tail) in pending {
+            let head_len = ENTRY_HEADER_LEN + header.payload_len as usize - tail.len();
+            parts.push(IoSlice::new(&scratch[at..at + head_len]));
+            if !tail.is_empty() {
+                parts.push(IoSlice::new(tail));
+            }
+            at += head_len;
+        }
+        debug_assert_eq!(at, scratch.len(), "every copied byte is written");
+        let written = self.active_mut().write_at_end(&mut parts);
+        drop(parts);
         self.scratch = scratch;
         let mut position = written?;
         let active = self.active_mut();
-        for header in pending {
+        for (header, _) in pending {
             assert_eq!(header.index, active.next_index, "log index continuity");
             assert_eq!(
                 header.first_offset, active.next_offset,

@@ -1,6 +1,7 @@
 //! One segment file: its header, its entries, its sparse indexes, and scanning it.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -252,16 +253,18 @@ impl Segment {
         self.next_index == self.base_index
     }
 
-    /// Writes bytes (whole encoded entries) at the end of the file. On failure (a full disk)
+    /// Writes bytes (whole encoded entries, in parts) at the end of the file with vectored
+    /// writes, so the parts need not be copied into one buffer first. On failure (a full disk)
     /// whatever part was written is cut off again, so the file ends at the last whole entry.
-    pub fn write_at_end(&mut self, bytes: &[u8]) -> Result<u64> {
+    pub fn write_at_end(&mut self, parts: &mut [IoSlice<'_>]) -> Result<u64> {
         let position = self.size;
-        if let Err(e) = self.file.write_all_at(bytes, position) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if let Err(e) = write_all_vectored_at(&self.file, parts, position) {
             // Best effort: if this fails too, recovery at open cuts the partial entry.
             let _ = self.file.set_len(position);
             return Err(LogError::io(&self.path)(e));
         }
-        self.size += bytes.len() as u64;
+        self.size += total as u64;
         Ok(position)
     }
 
@@ -395,4 +398,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(LogError::io(dir))
+}
+/// Writes every part at `position`, in order. Only the log writes to a segment file (under
+/// its lock), and every read is positional, so moving the file's cursor disturbs nothing.
+fn write_all_vectored_at(
+    mut file: &File,
+    mut parts: &mut [IoSlice<'_>],
+    position: u64,
+) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(position))?;
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match file.write_vectored(parts) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
