@@ -399,6 +399,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(LogError::io(dir))
 }
+
 /// Writes every part at `position`, in order. Only the log writes to a segment file (under
 /// its lock), and every read is positional, so moving the file's cursor disturbs nothing.
 fn write_all_vectored_at(
