@@ -249,7 +249,6 @@ async fn ensure_topic(args: &ProduceArgs) -> anyhow::Result<()> {
 /// How often a producer at a target rate hands its next records to the client: short, so the
 /// offered load is steady rather than a burst that queues behind itself.
 const TICK: Duration = Duration::from_millis(1);
-const TICKS_PER_SECOND: u64 = 1000;
 
 /// Before the clock starts, the first records of a producer's sequence, each awaited: one to
 /// every partition (with keys, one per key, up to [`WARM_UP_KEYS_MAX`], each where the
@@ -393,21 +392,26 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
                 })
             };
             let mut n: u64 = first;
-            let mut next_tick = Instant::now();
-            let per_tick = per_producer_rate.div_ceil(TICKS_PER_SECOND).max(1);
+            let paced_from = Instant::now();
+            let mut next_tick = paced_from;
+            let mut handed: u64 = 0;
             while Instant::now() < until {
-                if per_producer_rate > 0 {
+                let batch = if per_producer_rate > 0 {
                     let now = Instant::now();
                     if now < next_tick {
                         tokio::time::sleep(next_tick - now).await;
                     }
                     next_tick += TICK;
-                }
-                let batch = if per_producer_rate > 0 {
-                    per_tick
+                    // As many as the rate asks for by now, so any rate comes out exact.
+                    let due = u128::from(per_producer_rate) * paced_from.elapsed().as_micros()
+                        / 1_000_000;
+                    u64::try_from(due)
+                        .unwrap_or(u64::MAX)
+                        .saturating_sub(handed)
                 } else {
                     1000
                 };
+                handed += batch;
                 for _ in 0..batch {
                     let key = (keys > 0).then(|| format!("key-{}", n % keys));
                     n += 1;
