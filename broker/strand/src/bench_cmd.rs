@@ -284,7 +284,7 @@ async fn warm_up(
         partitions
     };
     for i in 0..records {
-        let key = (args.keys > 0).then(|| format!("key-{}", n % args.keys));
+        let key = record_key(n, args.keys);
         n += 1;
         let mut record = FutureRecord::<String, [u8]>::to(topic).payload(value);
         record = match &key {
@@ -300,6 +300,11 @@ async fn warm_up(
         t.bytes += value.len() as u64 + key.map_or(0, |k| k.len() as u64);
     }
     Ok(n)
+}
+
+/// The key of a producer's `n`th record: `key-0` to `key-{keys - 1}` in turn, or none.
+fn record_key(n: u64, keys: u64) -> Option<String> {
+    (keys > 0).then(|| format!("key-{}", n % keys))
 }
 
 /// Keys a keyed run warms up at most.
@@ -413,7 +418,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
                 };
                 handed += batch;
                 for _ in 0..batch {
-                    let key = (keys > 0).then(|| format!("key-{}", n % keys));
+                    let key = record_key(n, keys);
                     n += 1;
                     let mut record = FutureRecord::<String, [u8]>::to(&topic).payload(&value[..]);
                     if let Some(key) = &key {
