@@ -39,6 +39,11 @@ pub struct LogConfig {
     pub open_check: OpenCheck,
     /// Upper bound on the memory the key map of one compaction pass may use.
     pub compaction_map_bytes_max: usize,
+    /// Keep only the newest this many bytes of the active segment in the page cache: once a
+    /// flush has made older bytes durable, they are dropped from it (`POSIX_FADV_DONTNEED`),
+    /// so the log's memory stays bounded and new appends reuse the pages just freed. `None`
+    /// leaves the page cache to the kernel.
+    pub page_cache_window_bytes: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -50,6 +55,7 @@ impl Default for LogConfig {
             flush: FlushPolicy::EveryAppend,
             open_check: OpenCheck::AllSegments,
             compaction_map_bytes_max: 128 << 20,
+            page_cache_window_bytes: None,
         }
     }
 }

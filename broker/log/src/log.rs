@@ -4,6 +4,7 @@ use std::fs;
 use std::io::IoSlice;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::batch::{self, BatchHeader};
@@ -12,7 +13,7 @@ use crate::config::{FlushPolicy, LogConfig, OpenCheck};
 use crate::entry::{ENTRY_HEADER_LEN, EntryHeader, SEGMENT_HEADER_LEN};
 use crate::error::{LogError, Result};
 use crate::index::SparseIndex;
-use crate::segment::{Contiguity, ScanEnd, Segment, sync_dir};
+use crate::segment::{Contiguity, ScanEnd, Segment, drop_from_page_cache, sync_dir};
 use crate::types::{EntryKind, Index, Offset, Term};
 
 /// An entry to append: Raft decides its index and term, the log decides its offsets.
@@ -134,12 +135,18 @@ pub struct Retained {
     pub log_start_offset: Offset,
 }
 
+/// Flushed bytes dropped from the page cache at once: smaller runs wait for the next flush,
+/// so a busy log makes one `fadvise` call per megabyte rather than per flush.
+const PAGE_CACHE_DROP_MIN_BYTES: u64 = 1 << 20;
+
 /// Syncs a log's active segment from outside the log; see [`Log::sync_handle`].
 #[derive(Debug)]
 pub struct SyncHandle {
     file: fs::File,
     path: PathBuf,
     next_index: Index,
+    /// Bytes of the segment this sync makes durable that then leave the page cache.
+    uncache: Option<(u64, u64)>,
 }
 
 impl SyncHandle {
@@ -147,6 +154,9 @@ impl SyncHandle {
     /// to pass to [`Log::mark_flushed`].
     pub fn sync(&self) -> Result<Index> {
         self.file.sync_data().map_err(LogError::io(&self.path))?;
+        if let Some((from, to)) = self.uncache {
+            drop_from_page_cache(&self.file, from, to);
+        }
         Ok(self.next_index)
     }
 }
@@ -165,6 +175,10 @@ pub struct Log {
     last_flush_ms: Option<i64>,
     scratch: Vec<u8>,
     recovery: Recovery,
+    /// Position in the active segment below which flushed bytes were dropped from the page
+    /// cache (`LogConfig::page_cache_window_bytes`). Atomic so a [`SyncHandle`] can claim the
+    /// next run while the log is shared for reading.
+    uncached_to: AtomicU64,
 }
 
 impl Log {
@@ -235,6 +249,7 @@ impl Log {
             last_flush_ms: None,
             scratch: Vec::new(),
             recovery,
+            uncached_to: AtomicU64::new(0),
         })
     }
 
@@ -486,6 +501,10 @@ impl Log {
     fn roll(&mut self) -> Result<()> {
         let (index, offset) = (self.next_index(), self.next_offset());
         self.active().close()?;
+        if let Some((from, to)) = self.claim_uncache(0) {
+            self.active().drop_cached(from, to);
+        }
+        self.uncached_to.store(0, Ordering::Relaxed);
         self.flushed_next_index = index;
         let segment = Segment::create(&self.dir, index, offset, self.config.index_interval_bytes)?;
         self.segments.push(segment);
@@ -497,20 +516,44 @@ impl Log {
         if self.flushed_next_index != self.next_index() {
             self.active().sync()?;
             self.flushed_next_index = self.next_index();
+            if let Some((from, to)) = self.claim_uncache(PAGE_CACHE_DROP_MIN_BYTES) {
+                self.active().drop_cached(from, to);
+            }
         }
         self.last_flush_ms = Some(now_ms);
         Ok(())
     }
 
+    /// The bytes of the active segment, all appended before this call, that leave the page
+    /// cache once they are durable: from where the last run ended to the page cache window
+    /// before the end, if that is at least `min_bytes`. Claims them, so each run is dropped once.
+    fn claim_uncache(&self, min_bytes: u64) -> Option<(u64, u64)> {
+        let window = self.config.page_cache_window_bytes?;
+        let to = self.active().size.saturating_sub(window);
+        let from = self.uncached_to.load(Ordering::Relaxed);
+        if to <= from || to - from < min_bytes {
+            return None;
+        }
+        self.uncached_to.store(to, Ordering::Relaxed);
+        Some((from, to))
+    }
+
     /// A handle to make the entries appended so far durable without holding the log, so appends
     /// can go on while an fsync is under way (group commit across appends). Closed segments are
-    /// already durable; the handle syncs the active one.
-    pub fn sync_handle(&self) -> Result<SyncHandle> {
+    /// already durable; the handle syncs the active one. With `uncache`, the bytes it makes
+    /// durable that lie before the page cache window then leave the page cache
+    /// (`LogConfig::page_cache_window_bytes`).
+    pub fn sync_handle(&self, uncache: bool) -> Result<SyncHandle> {
         let active = self.active();
         Ok(SyncHandle {
             file: active.duplicate_file()?,
             path: active.path.clone(),
             next_index: active.next_index,
+            uncache: if uncache {
+                self.claim_uncache(PAGE_CACHE_DROP_MIN_BYTES)
+            } else {
+                None
+            },
         })
     }
 
@@ -570,8 +613,9 @@ impl Log {
         let end = segment.load(Some(index), Contiguity::Increasing)?;
         corrupt_unless_clean(segment, end)?;
         segment.roll_clock_ms = None;
-        let next = segment.next_index;
+        let (next, size) = (segment.next_index, segment.size);
         self.flushed_next_index = self.flushed_next_index.min(next);
+        self.uncached_to.fetch_min(size, Ordering::Relaxed);
         Ok(())
     }
 
@@ -592,6 +636,7 @@ impl Log {
         }
         sync_dir(&self.dir)?;
         self.flushed_next_index = next_index;
+        self.uncached_to.store(0, Ordering::Relaxed);
         Ok(())
     }
 }

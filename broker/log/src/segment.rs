@@ -301,6 +301,12 @@ impl Segment {
         fs::remove_file(&self.path).map_err(LogError::io(&self.path))
     }
 
+    /// Asks the kernel to drop `from..to` of this segment from the page cache; see
+    /// [`drop_from_page_cache`].
+    pub fn drop_cached(&self, from: u64, to: u64) {
+        drop_from_page_cache(&self.file, from, to);
+    }
+
     /// Reads exactly `buf.len()` bytes at `position`.
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
         self.file
@@ -418,4 +424,13 @@ fn write_all_vectored_at(
         }
     }
     Ok(())
+}
+
+/// Asks the kernel to drop bytes `from..to` of `file` from the page cache. Only pages that are
+/// clean (already written back, as after an fsync) are dropped; the request is advice, so a
+/// failure changes nothing but memory use and is ignored.
+pub(crate) fn drop_from_page_cache(file: &File, from: u64, to: u64) {
+    if let Some(len) = to.checked_sub(from).and_then(std::num::NonZeroU64::new) {
+        let _ = rustix::fs::fadvise(file, from, Some(len), rustix::fs::Advice::DontNeed);
+    }
 }

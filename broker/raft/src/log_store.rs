@@ -19,7 +19,7 @@ use strand_log::{EntryKind, Index, Log, LogConfig, LogError, NewEntry, Payload, 
 use tokio::sync::mpsc;
 
 use crate::state_file::{RaftState, StateFile};
-use crate::{Batch, Entry, LogId, TypeConfig, Vote, log_id};
+use crate::{Batch, Entry, LogId, NodeId, TypeConfig, Vote, log_id};
 
 /// Appends whose flush may be waiting at once; a full queue makes appends wait (backpressure).
 const FLUSH_QUEUE_MAX: usize = 1024;
@@ -53,6 +53,8 @@ impl From<StorageError> for io::Error {
 
 struct Shared {
     dir: PathBuf,
+    /// This replica's Raft node id.
+    node_id: NodeId,
     log: Arc<RwLock<Log>>,
     state: Mutex<RaftState>,
     state_file: StateFile,
@@ -75,8 +77,13 @@ impl Debug for LogStore {
 
 impl LogStore {
     /// Opens (recovering) the group stored in `dir`: the partition log in `dir/log` and the raft
-    /// state beside it. Must be called inside a tokio runtime: it starts the flusher task.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<LogStore, StorageError> {
+    /// state beside it, for the replica that is Raft node `node_id`. Must be called inside a
+    /// tokio runtime: it starts the flusher task.
+    ///
+    /// While this replica leads the group, its log keeps what the kernel keeps in the page
+    /// cache: consumers read from the leader. A follower's log keeps only the page cache window
+    /// of `config` (`LogConfig::page_cache_window_bytes`).
+    pub fn open(dir: &Path, config: LogConfig, node_id: NodeId) -> Result<LogStore, StorageError> {
         let log = Log::open(&dir.join("log"), config).map_err(|source| StorageError::Log {
             dir: dir.join("log"),
             source,
@@ -88,6 +95,7 @@ impl LogStore {
         })?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
+            node_id,
             log: Arc::new(RwLock::new(log)),
             state: Mutex::new(state),
             state_file,
@@ -147,9 +155,15 @@ async fn flush_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<IOFlushed<
         while let Ok(more) = requests.try_recv() {
             waiting.push(more);
         }
+        let leading = shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .vote
+            .is_some_and(|v| v.committed && v.leader_id.voted_for == shared.node_id);
         let handle = {
             let log = shared.log.read().unwrap_or_else(|p| p.into_inner());
-            log.sync_handle()
+            log.sync_handle(!leading)
         };
         let synced = match handle {
             Ok(handle) => tokio::task::spawn_blocking(move || handle.sync())

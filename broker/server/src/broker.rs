@@ -174,7 +174,11 @@ impl Broker {
             "starting broker"
         );
         let meta_dir = config.data_dir.join("meta");
-        let store = LogStore::open(&meta_dir, strand_log::LogConfig::default())?;
+        let store = LogStore::open(
+            &meta_dir,
+            strand_log::LogConfig::default(),
+            identity.node_id,
+        )?;
         let (machine, state) = MetaMachine::new();
         let sm = GroupStateMachine::open(&meta_dir, store.log(), machine)
             .map_err(StartError::MetaSnapshot)?;

@@ -44,11 +44,20 @@ pub fn replica_dir(inner: &Inner, group: &str) -> PathBuf {
         .join(group.replace('/', "-"))
 }
 
+/// Bytes at the end of each partition replica's log kept in the page cache once flushed:
+/// consumers at the tail and followers catching up a little read them from memory; older bytes
+/// are read from disk. Bounding it keeps a broker's page cache (charged to its pod's memory)
+/// from growing with everything written, and lets appends reuse pages just freed, which on a
+/// virtual machine that hands freed memory back to its host is most of an append's cost
+/// (BENCHMARKS.md).
+const PAGE_CACHE_WINDOW_BYTES: u64 = 32 << 20;
+
 /// The log settings of a topic's partitions. Durability comes from the group's flusher, which
 /// fsyncs before Raft counts an entry, so the log itself never syncs on append.
 fn log_config(topic: &Topic) -> LogConfig {
     let mut config = LogConfig {
         flush: FlushPolicy::Never,
+        page_cache_window_bytes: Some(PAGE_CACHE_WINDOW_BYTES),
         ..LogConfig::default()
     };
     if let Some(bytes) = topic
@@ -107,7 +116,8 @@ async fn open_replica(
     group: &str,
 ) -> Result<Arc<PartitionReplica>, String> {
     let dir = replica_dir(inner, group);
-    let store = LogStore::open(&dir, log_config(topic)).map_err(|e| e.to_string())?;
+    let store = LogStore::open(&dir, log_config(topic), inner.identity.node_id)
+        .map_err(|e| e.to_string())?;
     let producers = crate::producers::ProducerState::default();
     let sm =
         GroupStateMachine::open(&dir, store.log(), producers.clone()).map_err(|e| e.to_string())?;
