@@ -139,6 +139,9 @@ pub struct Retained {
 /// so a busy log makes one `fadvise` call per megabyte rather than per flush.
 const PAGE_CACHE_DROP_MIN_BYTES: u64 = 1 << 20;
 
+/// `Log::page_cache_window` when there is none.
+const NO_WINDOW: u64 = u64::MAX;
+
 /// Syncs a log's active segment from outside the log; see [`Log::sync_handle`].
 #[derive(Debug)]
 pub struct SyncHandle {
@@ -176,9 +179,14 @@ pub struct Log {
     scratch: Vec<u8>,
     recovery: Recovery,
     /// Position in the active segment below which flushed bytes were dropped from the page
-    /// cache (`LogConfig::page_cache_window_bytes`). Atomic so a [`SyncHandle`] can claim the
-    /// next run while the log is shared for reading.
+    /// cache. Atomic so a [`SyncHandle`] can claim the next run while the log is shared for
+    /// reading.
     uncached_to: AtomicU64,
+    /// The page cache window in effect ([`NO_WINDOW`] for none); see
+    /// [`Log::set_page_cache_window`].
+    pub(crate) page_cache_window: AtomicU64,
+    /// How many times entries already appended were removed or replaced; see [`Log::rewrites`].
+    pub(crate) rewrites: u64,
 }
 
 impl Log {
@@ -242,6 +250,7 @@ impl Log {
         }
         Ok(Log {
             dir: dir.to_path_buf(),
+            page_cache_window: AtomicU64::new(config.page_cache_window_bytes.unwrap_or(NO_WINDOW)),
             config,
             segments,
             // Everything found on disk at open is treated as durable.
@@ -250,7 +259,23 @@ impl Log {
             scratch: Vec::new(),
             recovery,
             uncached_to: AtomicU64::new(0),
+            rewrites: 0,
         })
+    }
+
+    /// Changes the page cache window (`LogConfig::page_cache_window_bytes`) from the next flush
+    /// on; `None` leaves the page cache to the kernel. Takes `&self` so the log's owner can
+    /// change it while others read (a replica that starts or stops leading).
+    pub fn set_page_cache_window(&self, window: Option<u64>) {
+        self.page_cache_window
+            .store(window.unwrap_or(NO_WINDOW), Ordering::Relaxed);
+    }
+
+    /// How many times since it was opened the log removed or replaced entries it had taken
+    /// (`truncate_after`, `reset`, `adopt`). While it is unchanged, every entry appended since
+    /// is still in the log as appended, so a copy of them kept elsewhere is still right.
+    pub fn rewrites(&self) -> u64 {
+        self.rewrites
     }
 
     /// What the last open found and repaired.
@@ -528,7 +553,10 @@ impl Log {
     /// cache once they are durable: from where the last run ended to the page cache window
     /// before the end, if that is at least `min_bytes`. Claims them, so each run is dropped once.
     fn claim_uncache(&self, min_bytes: u64) -> Option<(u64, u64)> {
-        let window = self.config.page_cache_window_bytes?;
+        let window = self.page_cache_window.load(Ordering::Relaxed);
+        if window == NO_WINDOW {
+            return None;
+        }
         let to = self.active().size.saturating_sub(window);
         let from = self.uncached_to.load(Ordering::Relaxed);
         if to <= from || to - from < min_bytes {
@@ -540,20 +568,15 @@ impl Log {
 
     /// A handle to make the entries appended so far durable without holding the log, so appends
     /// can go on while an fsync is under way (group commit across appends). Closed segments are
-    /// already durable; the handle syncs the active one. With `uncache`, the bytes it makes
-    /// durable that lie before the page cache window then leave the page cache
-    /// (`LogConfig::page_cache_window_bytes`).
-    pub fn sync_handle(&self, uncache: bool) -> Result<SyncHandle> {
+    /// already durable; the handle syncs the active one. The bytes it makes durable that lie
+    /// before the page cache window then leave the page cache.
+    pub fn sync_handle(&self) -> Result<SyncHandle> {
         let active = self.active();
         Ok(SyncHandle {
             file: active.duplicate_file()?,
             path: active.path.clone(),
             next_index: active.next_index,
-            uncache: if uncache {
-                self.claim_uncache(PAGE_CACHE_DROP_MIN_BYTES)
-            } else {
-                None
-            },
+            uncache: self.claim_uncache(PAGE_CACHE_DROP_MIN_BYTES),
         })
     }
 
@@ -586,6 +609,7 @@ impl Log {
         if cut >= self.next_index() {
             return Ok(());
         }
+        self.rewrites += 1;
         let keep = self.segment_for_index(cut);
         let removed: Vec<Segment> = self.segments.drain(keep + 1..).collect();
         let had_removed = !removed.is_empty();
@@ -622,6 +646,7 @@ impl Log {
     /// Removes every segment and starts the log again, empty, at `next_index` and `next_offset`
     /// (a replica that installed a snapshot ending there).
     pub fn reset(&mut self, next_index: Index, next_offset: Offset) -> Result<()> {
+        self.rewrites += 1;
         let fresh = Segment::create(
             &self.dir,
             next_index,

@@ -3,6 +3,7 @@
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use crate::entry::SEGMENT_HEADER_LEN;
 use crate::error::{LogError, Result};
@@ -66,11 +67,16 @@ impl Log {
             }
         }
         incoming.sort();
+        let rewrites = self.rewrites + 1;
+        self.rewrites = rewrites;
         let moved = self.swap_segments(&incoming);
         // Whatever happened, the log must describe the directory again before returning.
         let reopened = Log::open(&self.dir, self.config.clone());
         moved?;
+        let window = self.page_cache_window.load(Ordering::Relaxed);
         *self = reopened?;
+        self.rewrites = rewrites;
+        self.page_cache_window.store(window, Ordering::Relaxed);
         if self.next_index() < next_index {
             self.reset(next_index, next_offset)?;
         }

@@ -45,7 +45,7 @@ fn filled_log(dir: &Path) -> (Log, std::path::PathBuf) {
 }
 
 #[test]
-fn a_sync_that_uncaches_drops_flushed_bytes_before_the_window() {
+fn a_sync_drops_flushed_bytes_before_the_window_from_the_page_cache() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (log, path) = filled_log(dir.path());
     let size = log.size_bytes();
@@ -55,7 +55,7 @@ fn a_sync_that_uncaches_drops_flushed_bytes_before_the_window() {
         "appended bytes are in the page cache"
     );
 
-    let flushed = log.sync_handle(true).unwrap().sync().unwrap();
+    let flushed = log.sync_handle().unwrap().sync().unwrap();
     assert_eq!(flushed, log.next_index());
 
     // The window, give or take the pages it starts and ends in.
@@ -74,9 +74,10 @@ fn a_sync_that_uncaches_drops_flushed_bytes_before_the_window() {
 }
 
 #[test]
-fn a_sync_that_keeps_the_cache_drops_nothing() {
+fn without_a_window_a_sync_drops_nothing() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (log, path) = filled_log(dir.path());
-    log.sync_handle(false).unwrap().sync().unwrap();
+    log.set_page_cache_window(None);
+    log.sync_handle().unwrap().sync().unwrap();
     assert_eq!(resident_bytes(&path), in_pages(log.size_bytes()));
 }

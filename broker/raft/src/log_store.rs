@@ -5,6 +5,7 @@
 //! durable with one fsync for every append that arrived meanwhile (group commit) and only then
 //! tells openraft they are flushed, in order.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -23,6 +24,11 @@ use crate::{Batch, Entry, LogId, NodeId, TypeConfig, Vote, log_id};
 
 /// Appends whose flush may be waiting at once; a full queue makes appends wait (backpressure).
 const FLUSH_QUEUE_MAX: usize = 1024;
+
+/// Payload bytes of the newest entries a group keeps in memory as appended ([`Recent`]).
+const RECENT_BYTES_MAX: usize = 4 << 20;
+/// Entries a group keeps in memory as appended, whatever their size.
+const RECENT_ENTRIES_MAX: usize = 1024;
 
 /// Errors of a group's storage, as a person needs them to act.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +57,86 @@ impl From<StorageError> for io::Error {
     }
 }
 
+/// The newest entries of a group's log as they were appended, so that replication to followers
+/// and the state machine take them from memory instead of reading back what was just written.
+/// They hold the appended payloads themselves (shared, not copied). The entries are the log's
+/// last ones, contiguous, as long as the log reports no rewrite since they were taken.
+#[derive(Default)]
+struct Recent {
+    /// [`Log::rewrites`] when the entries were taken.
+    rewrites: u64,
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Takes entries just appended to `log`, dropping the oldest beyond the limits.
+    fn extend(&mut self, log: &Log, appended: &[Entry]) {
+        let continues = self.rewrites == log.rewrites()
+            && match (self.entries.back(), appended.first()) {
+                (Some(last), Some(first)) => first.log_id.index == last.log_id.index + 1,
+                _ => true,
+            };
+        if !continues {
+            self.clear();
+            self.rewrites = log.rewrites();
+        }
+        for entry in appended {
+            self.bytes += payload_len(entry);
+            self.entries.push_back(entry.clone());
+        }
+        while self.bytes > RECENT_BYTES_MAX || self.entries.len() > RECENT_ENTRIES_MAX {
+            match self.entries.pop_front() {
+                Some(old) => self.bytes -= payload_len(&old),
+                None => break,
+            }
+        }
+    }
+
+    /// Entries `start..end` of `log`, if they are all here and still right.
+    fn get(&self, log: &Log, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let first = self.entries.front()?.log_id.index;
+        let next = first + self.entries.len() as u64;
+        if self.rewrites != log.rewrites() || start < first || end > next {
+            return None;
+        }
+        let from = (start - first) as usize;
+        let to = (end - first) as usize;
+        Some(self.entries.range(from..to).cloned().collect())
+    }
+}
+
+fn payload_len(entry: &Entry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(batch) => batch.0.len(),
+        _ => 0,
+    }
+}
+
+/// How much of the end of a group's log stays in the page cache once flushed
+/// (`LogConfig::page_cache_window_bytes`), by the replica's role; `None` leaves it to the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageCacheWindows {
+    /// While the replica leads: consumers read from the leader.
+    pub leader: Option<u64>,
+    /// While it follows: only a follower that becomes leader reads its own log.
+    pub follower: Option<u64>,
+}
+
 struct Shared {
     dir: PathBuf,
     /// This replica's Raft node id.
     node_id: NodeId,
+    /// The page cache windows of the log while this replica leads and while it follows.
+    windows: PageCacheWindows,
     log: Arc<RwLock<Log>>,
+    /// Locked after `log` when both are.
+    recent: Mutex<Recent>,
     state: Mutex<RaftState>,
     state_file: StateFile,
 }
@@ -78,12 +159,14 @@ impl Debug for LogStore {
 impl LogStore {
     /// Opens (recovering) the group stored in `dir`: the partition log in `dir/log` and the raft
     /// state beside it, for the replica that is Raft node `node_id`. Must be called inside a
-    /// tokio runtime: it starts the flusher task.
-    ///
-    /// While this replica leads the group, its log keeps what the kernel keeps in the page
-    /// cache: consumers read from the leader. A follower's log keeps only the page cache window
-    /// of `config` (`LogConfig::page_cache_window_bytes`).
-    pub fn open(dir: &Path, config: LogConfig, node_id: NodeId) -> Result<LogStore, StorageError> {
+    /// tokio runtime: it starts the flusher task. Before each flush the log's page cache window
+    /// is set from `windows` by whether this replica leads the group.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        node_id: NodeId,
+        windows: PageCacheWindows,
+    ) -> Result<LogStore, StorageError> {
         let log = Log::open(&dir.join("log"), config).map_err(|source| StorageError::Log {
             dir: dir.join("log"),
             source,
@@ -96,7 +179,9 @@ impl LogStore {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             node_id,
+            windows,
             log: Arc::new(RwLock::new(log)),
+            recent: Mutex::new(Recent::default()),
             state: Mutex::new(state),
             state_file,
         });
@@ -118,6 +203,10 @@ impl LogStore {
     fn state(&self) -> std::sync::MutexGuard<'_, RaftState> {
         // A panic while holding this lock would already have failed the group.
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.shared.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read_log(&self) -> std::sync::RwLockReadGuard<'_, Log> {
@@ -163,7 +252,12 @@ async fn flush_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<IOFlushed<
             .is_some_and(|v| v.committed && v.leader_id.voted_for == shared.node_id);
         let handle = {
             let log = shared.log.read().unwrap_or_else(|p| p.into_inner());
-            log.sync_handle(!leading)
+            log.set_page_cache_window(if leading {
+                shared.windows.leader
+            } else {
+                shared.windows.follower
+            });
+            log.sync_handle()
         };
         let synced = match handle {
             Ok(handle) => tokio::task::spawn_blocking(move || handle.sync())
@@ -234,6 +328,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let end = end.min(log.next_index().0);
         if start >= end {
             return Ok(Vec::new());
+        }
+        if let Some(entries) = self.recent().get(&log, start, end) {
+            return Ok(entries);
         }
         let entries = log
             .entries(Index(start)..Index(end))
@@ -329,7 +426,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .map_err(|e| self.log_error(e))?;
                 }
             }
-            log.append(&new, 0).map_err(|e| self.log_error(e))?;
+            let appended = log.append(&new, 0);
+            let mut recent = self.recent();
+            match appended {
+                Ok(_) => recent.extend(&log, &entries),
+                Err(e) => {
+                    recent.clear();
+                    return Err(self.log_error(e));
+                }
+            }
         }
         self.flusher
             .send(callback)

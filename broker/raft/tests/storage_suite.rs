@@ -16,7 +16,8 @@ impl StoreBuilder<TypeConfig, LogStore, GroupStateMachine<NoMachine>, tempfile::
     ) -> Result<(tempfile::TempDir, LogStore, GroupStateMachine<NoMachine>), StorageError<TypeConfig>>
     {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let store = LogStore::open(dir.path(), LogConfig::default(), 0).expect("log store opens");
+        let store = LogStore::open(dir.path(), LogConfig::default(), 0, Default::default())
+            .expect("log store opens");
         let sm = GroupStateMachine::open(dir.path(), store.log(), NoMachine)
             .expect("state machine opens");
         Ok((dir, store, sm))

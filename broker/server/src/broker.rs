@@ -13,7 +13,7 @@ use strand_meta::{BrokerId, ClusterState, Command};
 use strand_proto::admin::ErrorReason;
 use strand_proto::broker::broker_client::BrokerClient;
 use strand_proto::broker::{PartitionStatus, ProposeRequest, StatusReport};
-use strand_raft::{GroupStateMachine, LogStore};
+use strand_raft::{GroupStateMachine, LogStore, PageCacheWindows};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -178,6 +178,7 @@ impl Broker {
             &meta_dir,
             strand_log::LogConfig::default(),
             identity.node_id,
+            PageCacheWindows::default(),
         )?;
         let (machine, state) = MetaMachine::new();
         let sm = GroupStateMachine::open(&meta_dir, store.log(), machine)

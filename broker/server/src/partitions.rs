@@ -11,7 +11,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::impls::BasicNode;
 use strand_log::{FlushPolicy, LogConfig};
 use strand_meta::{ClusterState, Topic};
-use strand_raft::{GroupStateMachine, LogStore};
+use strand_raft::{GroupStateMachine, LogStore, PageCacheWindows};
 
 use crate::broker::Inner;
 use crate::network::GroupNetwork;
@@ -44,20 +44,23 @@ pub fn replica_dir(inner: &Inner, group: &str) -> PathBuf {
         .join(group.replace('/', "-"))
 }
 
-/// Bytes at the end of each partition replica's log kept in the page cache once flushed:
-/// consumers at the tail and followers catching up a little read them from memory; older bytes
-/// are read from disk. Bounding it keeps a broker's page cache (charged to its pod's memory)
-/// from growing with everything written, and lets appends reuse pages just freed, which on a
-/// virtual machine that hands freed memory back to its host is most of an append's cost
-/// (BENCHMARKS.md).
-const PAGE_CACHE_WINDOW_BYTES: u64 = 32 << 20;
+/// How much of the end of a partition replica's log stays in the page cache once flushed.
+/// Consumers read from the leader, so its window is wide: consumers up to that far behind read
+/// from memory, older bytes come from disk. A follower keeps only enough for a moment behind.
+/// Bounding both keeps a broker's page cache (charged to its pod's memory) from growing with
+/// everything written, and lets appends reuse pages just freed, which on a virtual machine that
+/// hands freed memory back to its host is most of an append's cost (BENCHMARKS.md).
+const PAGE_CACHE_WINDOWS: PageCacheWindows = PageCacheWindows {
+    leader: Some(LEADER_WINDOW),
+    follower: Some(32 << 20),
+};
+const LEADER_WINDOW: u64 = 256 << 20;
 
 /// The log settings of a topic's partitions. Durability comes from the group's flusher, which
 /// fsyncs before Raft counts an entry, so the log itself never syncs on append.
 fn log_config(topic: &Topic) -> LogConfig {
     let mut config = LogConfig {
         flush: FlushPolicy::Never,
-        page_cache_window_bytes: Some(PAGE_CACHE_WINDOW_BYTES),
         ..LogConfig::default()
     };
     if let Some(bytes) = topic
@@ -116,8 +119,13 @@ async fn open_replica(
     group: &str,
 ) -> Result<Arc<PartitionReplica>, String> {
     let dir = replica_dir(inner, group);
-    let store = LogStore::open(&dir, log_config(topic), inner.identity.node_id)
-        .map_err(|e| e.to_string())?;
+    let store = LogStore::open(
+        &dir,
+        log_config(topic),
+        inner.identity.node_id,
+        PAGE_CACHE_WINDOWS,
+    )
+    .map_err(|e| e.to_string())?;
     let producers = crate::producers::ProducerState::default();
     let sm =
         GroupStateMachine::open(&dir, store.log(), producers.clone()).map_err(|e| e.to_string())?;

@@ -1,0 +1,96 @@
+//! The log store serves the newest entries from memory; whatever rewrites the log under it
+//! (truncation, a reset after a snapshot) must make it read the log again.
+
+use bytes::Bytes;
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
+use strand_log::{Index, LogConfig, NewEntry, Offset, Payload, Term, build_batch};
+use strand_raft::{Batch, Entry, LogStore, log_id};
+
+fn data_entry(term: u64, index: u64, value: &[u8]) -> Entry {
+    let batch = build_batch(&[(None, Some(value), 1)]);
+    Entry::new(
+        log_id(term, index),
+        EntryPayload::Normal(Batch(Bytes::from(batch))),
+    )
+}
+
+fn value_of(entry: &Entry) -> Vec<u8> {
+    match &entry.payload {
+        EntryPayload::Normal(batch) => {
+            let records = strand_log::decode_records(&batch.0).expect("a record batch");
+            records[0].value.clone().expect("a value").to_vec()
+        }
+        other => panic!("expected data, found {other:?}"),
+    }
+}
+
+async fn append(store: &mut LogStore, entries: Vec<Entry>) {
+    store
+        .append(entries, IOFlushed::noop())
+        .await
+        .expect("append");
+}
+
+#[tokio::test]
+async fn entries_read_back_are_the_log_s_after_truncation_and_rewrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        LogStore::open(dir.path(), LogConfig::default(), 1, Default::default()).unwrap();
+    append(
+        &mut store,
+        (0..5).map(|i| data_entry(1, i, b"first")).collect(),
+    )
+    .await;
+    let read = store.try_get_log_entries(0..5).await.unwrap();
+    assert_eq!(read.len(), 5);
+    assert!(read.iter().all(|e| value_of(e) == b"first"));
+
+    // A new leader's entries replace the uncommitted tail.
+    store.truncate_after(Some(log_id(1, 2))).await.unwrap();
+    append(
+        &mut store,
+        (3..5).map(|i| data_entry(2, i, b"second")).collect(),
+    )
+    .await;
+    let read = store.try_get_log_entries(0..5).await.unwrap();
+    let terms: Vec<u64> = read.iter().map(|e| e.log_id.leader_id.term).collect();
+    assert_eq!(terms, [1, 1, 1, 2, 2]);
+    assert_eq!(value_of(&read[4]), b"second");
+
+    // Rewritten from outside the store (as installing a snapshot does) to the same length:
+    // nothing stale is served.
+    {
+        let log = store.log();
+        let mut log = log.write().unwrap();
+        log.truncate_after(Some(Index(2))).unwrap();
+        let batch = build_batch(&[(None, Some(&b"third"[..]), 1)]);
+        let new: Vec<NewEntry<'_>> = (3..5)
+            .map(|i| NewEntry {
+                index: Index(i),
+                term: Term(3),
+                payload: Payload::Data(&batch),
+            })
+            .collect();
+        log.append(&new, 0).unwrap();
+    }
+    let read = store.try_get_log_entries(3..5).await.unwrap();
+    let terms: Vec<u64> = read.iter().map(|e| e.log_id.leader_id.term).collect();
+    assert_eq!(terms, [3, 3]);
+    assert_eq!(value_of(&read[1]), b"third");
+
+    // And the store takes up the log where it now ends.
+    store
+        .log()
+        .write()
+        .unwrap()
+        .reset(Index(10), Offset(10))
+        .unwrap();
+    assert!(store.try_get_log_entries(3..5).await.unwrap().is_empty());
+    append(&mut store, vec![data_entry(4, 10, b"fourth")]).await;
+    let read = store.try_get_log_entries(0..11).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].log_id, log_id(4, 10));
+    assert_eq!(value_of(&read[0]), b"fourth");
+}
