@@ -11,10 +11,10 @@ use hdrhistogram::Histogram;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -250,6 +250,9 @@ async fn ensure_topic(args: &ProduceArgs) -> anyhow::Result<()> {
 /// offered load is steady rather than a burst that queues behind itself.
 const TICK: Duration = Duration::from_millis(1);
 
+/// How long the end of a run waits for the deliveries still outstanding.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Before the clock starts, the first records of a producer's sequence, each awaited: one to
 /// every partition (with keys, one per key, up to [`WARM_UP_KEYS_MAX`], each where the
 /// partitioner puts it). The producer then has the topic's metadata and a connection to every
@@ -257,7 +260,7 @@ const TICK: Duration = Duration::from_millis(1);
 /// records count in the totals (a consumer reads them back) but not in the latency. Returns
 /// the sequence number the run goes on from.
 async fn warm_up(
-    producer: &FutureProducer,
+    producer: &Arc<BenchProducer>,
     args: &ProduceArgs,
     value: &[u8],
     mut n: u64,
@@ -286,18 +289,22 @@ async fn warm_up(
     for i in 0..records {
         let key = record_key(n, args.keys);
         n += 1;
-        let mut record = FutureRecord::<String, [u8]>::to(topic).payload(value);
+        let mut record = BaseRecord::with_opaque_to(topic, UNTIMED).payload(value);
         record = match &key {
-            Some(key) => record.key(key),
+            Some(key) => record.key(key.as_bytes()),
             None => record.partition(i as i32),
         };
         producer
-            .send(record, Duration::from_secs(30))
-            .await
+            .send(record)
             .map_err(|(e, _)| anyhow::anyhow!("warm-up record to topic {topic}: {e}"))?;
-        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-        t.records += 1;
-        t.bytes += value.len() as u64 + key.map_or(0, |k| k.len() as u64);
+    }
+    let client = producer.clone();
+    tokio::task::spawn_blocking(move || client.flush(Duration::from_secs(30)))
+        .await?
+        .with_context(|| format!("warm-up records to topic {topic} were not delivered"))?;
+    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(error) = &t.last_error {
+        bail!("warm-up record to topic {topic}: {error}");
     }
     Ok(n)
 }
@@ -317,6 +324,55 @@ struct Tally {
     bytes: u64,
     errors: u64,
     latency: Option<Histogram<u64>>,
+    last_error: Option<String>,
+}
+
+/// The producer of `strand bench produce`: librdkafka's own thread polls for delivery reports
+/// and hands each to [`Deliveries`].
+type BenchProducer = ThreadedProducer<Deliveries>;
+
+/// A record's delivery opaque that asks for it to be counted but not timed (a warm-up record).
+const UNTIMED: usize = 0;
+
+/// Counts each delivery report into the tally where librdkafka reports it, with no future or
+/// channel per record, so the load generator leaves the CPU it shares to the brokers.
+struct Deliveries {
+    tally: Arc<Mutex<Tally>>,
+    /// Send times are microseconds since this instant, plus one (see [`UNTIMED`]).
+    epoch: Instant,
+}
+
+impl Deliveries {
+    /// The delivery opaque of a record handed over now.
+    fn now(&self) -> usize {
+        self.epoch.elapsed().as_micros() as usize + 1
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: usize) {
+        let now = self.now();
+        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(message) => {
+                t.records += 1;
+                t.bytes += (message.payload_len() + message.key_len()) as u64;
+                if sent != UNTIMED
+                    && let Some(h) = t.latency.as_mut()
+                {
+                    let _ = h.record(now.saturating_sub(sent).max(1) as u64);
+                }
+            }
+            Err((e, _)) => {
+                t.errors += 1;
+                t.last_error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
@@ -334,15 +390,21 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
         ..Default::default()
     }));
     let value: Arc<Vec<u8>> = Arc::new((0..args.record_size).map(|i| (i % 251) as u8).collect());
+    let epoch = Instant::now();
     let mut producers = Vec::new();
     for p in 0..args.producers {
-        let producer: FutureProducer = client_config(&args.common)
+        let context = Deliveries {
+            tally: tally.clone(),
+            epoch,
+        };
+        let producer: BenchProducer = client_config(&args.common)
             .set("acks", acks)
             .set("compression.codec", &args.compression)
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
-            .create()
+            .create_with_context(context)
             .context("cannot create a Kafka producer")?;
+        let producer = Arc::new(producer);
         let first = u64::from(p) << 40;
         let next = warm_up(&producer, &args, &value, first, &tally).await?;
         producers.push((producer, next));
@@ -353,54 +415,14 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
     for (producer, first) in producers {
         let topic = args.common.topic.clone();
         let value = value.clone();
-        let tally = tally.clone();
         let keys = args.keys;
         let per_producer_rate = args.rate / u64::from(args.producers);
         tasks.push(tokio::spawn(async move {
-            let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
-            // Deliveries are awaited as they complete, not in send order, so a slow partition
-            // does not inflate the latency recorded for the others.
-            let collect = {
-                let tally = tally.clone();
-                tokio::spawn(async move {
-                    use futures_util::StreamExt;
-                    let mut waiting = futures_util::stream::FuturesUnordered::new();
-                    let mut open = true;
-                    while open || !waiting.is_empty() {
-                        tokio::select! {
-                            next = rx.recv(), if open => match next {
-                                Some((sent, size, delivery)) => {
-                                    let delivery: rdkafka::producer::DeliveryFuture = delivery;
-                                    waiting.push(async move {
-                                        let result = delivery.await;
-                                        (sent, size, matches!(result, Ok(Ok(_))))
-                                    });
-                                }
-                                None => open = false,
-                            },
-                            Some((sent, size, ok)) = waiting.next() => {
-                                let sent: Instant = sent;
-                                let micros = (sent.elapsed().as_micros() as u64).max(1);
-                                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                                if ok {
-                                    t.records += 1;
-                                    t.bytes += size;
-                                    if let Some(h) = t.latency.as_mut() {
-                                        let _ = h.record(micros);
-                                    }
-                                } else {
-                                    t.errors += 1;
-                                }
-                            }
-                        }
-                    }
-                })
-            };
             let mut n: u64 = first;
             let paced_from = Instant::now();
             let mut next_tick = paced_from;
             let mut handed: u64 = 0;
-            while Instant::now() < until {
+            'run: while Instant::now() < until {
                 let batch = if per_producer_rate > 0 {
                     let now = Instant::now();
                     if now < next_tick {
@@ -420,15 +442,15 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
                 for _ in 0..batch {
                     let key = record_key(n, keys);
                     n += 1;
-                    let mut record = FutureRecord::<String, [u8]>::to(&topic).payload(&value[..]);
+                    let sent = producer.context().now();
+                    let mut record = BaseRecord::with_opaque_to(&topic, sent).payload(&value[..]);
                     if let Some(key) = &key {
-                        record = record.key(key);
+                        record = record.key(key.as_bytes());
                     }
-                    let size = value.len() as u64 + key.as_ref().map_or(0, |k| k.len() as u64);
                     let mut record = record;
-                    let delivery = loop {
-                        match producer.send_result(record) {
-                            Ok(delivery) => break delivery,
+                    loop {
+                        match producer.send(record) {
+                            Ok(()) => break,
                             Err((
                                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
                                 r,
@@ -438,23 +460,22 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
                             }
                             Err((e, _)) => {
                                 eprintln!("produce: {e}");
-                                return;
+                                break 'run;
                             }
                         }
-                    };
-                    if tx.send((Instant::now(), size, delivery)).await.is_err() {
-                        return;
                     }
                 }
                 tokio::task::yield_now().await;
             }
-            drop(tx);
-            let _ = collect.await;
+            // Every record handed over is delivered or failed before the run ends.
+            tokio::task::spawn_blocking(move || producer.flush(DRAIN_TIMEOUT)).await
         }));
     }
     let progress = progress_line(tally.clone(), started, true);
     for task in tasks {
-        task.await?;
+        if let Err(e) = task.await?? {
+            eprintln!("\nproduce: not every record was delivered within {DRAIN_TIMEOUT:?}: {e}");
+        }
     }
     progress.abort();
     eprintln!();
