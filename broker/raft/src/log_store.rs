@@ -11,6 +11,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::entry::RaftEntry;
@@ -26,9 +27,14 @@ use crate::{Batch, Entry, LogId, NodeId, TypeConfig, Vote, log_id};
 const FLUSH_QUEUE_MAX: usize = 1024;
 
 /// Payload bytes of the newest entries a group keeps in memory as appended ([`Recent`]).
-const RECENT_BYTES_MAX: usize = 4 << 20;
+/// Under full load a leader's followers and state machine trail its appends by megabytes;
+/// entries they no longer find here are read back from the log.
+const RECENT_BYTES_MAX: usize = 16 << 20;
 /// Entries a group keeps in memory as appended, whatever their size.
-const RECENT_ENTRIES_MAX: usize = 1024;
+const RECENT_ENTRIES_MAX: usize = 4096;
+/// How long an appended entry stays in memory at most (see [`LogStore::trim_recent`]), so a
+/// broker holds no more than about this long of what it appends, however many groups it has.
+pub const RECENT_AGE_MAX: Duration = Duration::from_secs(2);
 
 /// Errors of a group's storage, as a person needs them to act.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +71,8 @@ impl From<StorageError> for io::Error {
 struct Recent {
     /// [`Log::rewrites`] when the entries were taken.
     rewrites: u64,
-    entries: VecDeque<Entry>,
+    /// The entries, oldest first, each with when it was appended.
+    entries: VecDeque<(Instant, Entry)>,
     bytes: usize,
 }
 
@@ -76,10 +83,10 @@ impl Recent {
     }
 
     /// Takes entries just appended to `log`, dropping the oldest beyond the limits.
-    fn extend(&mut self, log: &Log, appended: &[Entry]) {
+    fn extend(&mut self, log: &Log, appended: &[Entry], now: Instant) {
         let continues = self.rewrites == log.rewrites()
             && match (self.entries.back(), appended.first()) {
-                (Some(last), Some(first)) => first.log_id.index == last.log_id.index + 1,
+                (Some((_, last)), Some(first)) => first.log_id.index == last.log_id.index + 1,
                 _ => true,
             };
         if !continues {
@@ -88,26 +95,41 @@ impl Recent {
         }
         for entry in appended {
             self.bytes += payload_len(entry);
-            self.entries.push_back(entry.clone());
+            self.entries.push_back((now, entry.clone()));
         }
-        while self.bytes > RECENT_BYTES_MAX || self.entries.len() > RECENT_ENTRIES_MAX {
-            match self.entries.pop_front() {
-                Some(old) => self.bytes -= payload_len(&old),
-                None => break,
+        self.trim(now.checked_sub(RECENT_AGE_MAX));
+    }
+
+    /// Drops the oldest entries beyond the size limits, and those appended before `before`.
+    fn trim(&mut self, before: Option<Instant>) {
+        while let Some((at, oldest)) = self.entries.front() {
+            let expired = before.is_some_and(|before| *at < before);
+            if !expired
+                && self.bytes <= RECENT_BYTES_MAX
+                && self.entries.len() <= RECENT_ENTRIES_MAX
+            {
+                break;
             }
+            self.bytes -= payload_len(oldest);
+            self.entries.pop_front();
         }
     }
 
     /// Entries `start..end` of `log`, if they are all here and still right.
     fn get(&self, log: &Log, start: u64, end: u64) -> Option<Vec<Entry>> {
-        let first = self.entries.front()?.log_id.index;
+        let first = self.entries.front()?.1.log_id.index;
         let next = first + self.entries.len() as u64;
         if self.rewrites != log.rewrites() || start < first || end > next {
             return None;
         }
         let from = (start - first) as usize;
         let to = (end - first) as usize;
-        Some(self.entries.range(from..to).cloned().collect())
+        Some(
+            self.entries
+                .range(from..to)
+                .map(|(_, entry)| entry.clone())
+                .collect(),
+        )
     }
 }
 
@@ -203,6 +225,18 @@ impl LogStore {
     fn state(&self) -> std::sync::MutexGuard<'_, RaftState> {
         // A panic while holding this lock would already have failed the group.
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops the entries kept in memory that were appended more than `max_age` ago. A group
+    /// drops them itself as it appends; a broker calls this now and then for groups that went
+    /// quiet ([`RECENT_AGE_MAX`]).
+    pub fn trim_recent(&self, max_age: Duration) {
+        self.recent().trim(Instant::now().checked_sub(max_age));
+    }
+
+    /// Payload bytes of the entries kept in memory.
+    pub fn recent_bytes(&self) -> usize {
+        self.recent().bytes
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
@@ -429,7 +463,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let appended = log.append(&new, 0);
             let mut recent = self.recent();
             match appended {
-                Ok(_) => recent.extend(&log, &entries),
+                Ok(_) => recent.extend(&log, &entries, Instant::now()),
                 Err(e) => {
                     recent.clear();
                     return Err(self.log_error(e));

@@ -94,3 +94,19 @@ async fn entries_read_back_are_the_log_s_after_truncation_and_rewrites() {
     assert_eq!(read[0].log_id, log_id(4, 10));
     assert_eq!(value_of(&read[0]), b"fourth");
 }
+
+#[tokio::test]
+async fn entries_kept_in_memory_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        LogStore::open(dir.path(), LogConfig::default(), 1, Default::default()).unwrap();
+    append(&mut store, vec![data_entry(1, 0, b"kept a while")]).await;
+    assert!(store.recent_bytes() > 0);
+    store.trim_recent(std::time::Duration::from_secs(60));
+    assert!(store.recent_bytes() > 0, "young entries stay");
+    store.trim_recent(std::time::Duration::ZERO);
+    assert_eq!(store.recent_bytes(), 0);
+    // Read back from the log instead.
+    let read = store.try_get_log_entries(0..1).await.unwrap();
+    assert_eq!(value_of(&read[0]), b"kept a while");
+}

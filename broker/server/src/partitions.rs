@@ -11,7 +11,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::impls::BasicNode;
 use strand_log::{FlushPolicy, LogConfig};
 use strand_meta::{ClusterState, Topic};
-use strand_raft::{GroupStateMachine, LogStore, PageCacheWindows};
+use strand_raft::{GroupStateMachine, LogStore, PageCacheWindows, RECENT_AGE_MAX};
 
 use crate::broker::Inner;
 use crate::network::GroupNetwork;
@@ -27,6 +27,10 @@ pub async fn run(inner: Arc<Inner>) {
     loop {
         let current = state.borrow_and_update().clone();
         sync(&inner, &current).await;
+        // Groups that stopped appending let go of the entries they kept in memory.
+        for (_, replica) in inner.registry.partitions() {
+            replica.store.trim_recent(RECENT_AGE_MAX);
+        }
         tokio::select! {
             _ = state.changed() => {}
             _ = tokio::time::sleep(RESYNC) => {}
