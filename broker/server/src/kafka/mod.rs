@@ -144,9 +144,16 @@ async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin)) -> Result<Option<B
     if size < 0 || size as usize > MAX_REQUEST_BYTES {
         return Err(Closed::TooLarge(i64::from(size)));
     }
-    let mut frame = vec![0u8; size as usize];
-    reader.read_exact(&mut frame).await?;
-    Ok(Some(Bytes::from(frame)))
+    // Read into uninitialised capacity: zeroing a megabyte frame first costs as much as reading it.
+    let size = size as usize;
+    let mut frame = BytesMut::with_capacity(size);
+    let mut rest = (&mut *reader).take(size as u64);
+    while frame.len() < size {
+        if rest.read_buf(&mut frame).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(Some(frame.freeze()))
 }
 
 enum Decoded {
