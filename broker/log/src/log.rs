@@ -139,6 +139,10 @@ pub struct Retained {
 /// so a busy log makes one `fadvise` call per megabyte rather than per flush.
 const PAGE_CACHE_DROP_MIN_BYTES: u64 = 1 << 20;
 
+/// The largest folio (block of pages the page cache holds as one) a file system may use: a
+/// PMD-sized huge page on x86-64.
+const LARGE_FOLIO_BYTES_MAX: u64 = 2 << 20;
+
 /// `Log::page_cache_window` when there is none.
 const NO_WINDOW: u64 = u64::MAX;
 
@@ -563,7 +567,9 @@ impl Log {
             return None;
         }
         self.uncached_to.store(to, Ordering::Relaxed);
-        Some((from, to))
+        // The kernel keeps a large folio that a range only partly covers, so each run reaches
+        // back over the end of the last one; dropping a page twice costs nothing.
+        Some((from.saturating_sub(LARGE_FOLIO_BYTES_MAX), to))
     }
 
     /// A handle to make the entries appended so far durable without holding the log, so appends

@@ -81,3 +81,32 @@ fn without_a_window_a_sync_drops_nothing() {
     log.sync_handle().unwrap().sync().unwrap();
     assert_eq!(resident_bytes(&path), in_pages(log.size_bytes()));
 }
+
+#[test]
+fn flushing_by_policy_and_closing_a_segment_drop_what_lies_before_the_window() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let config = LogConfig {
+        flush: FlushPolicy::EveryAppend,
+        segment_bytes_max: 4 << 20,
+        page_cache_window_bytes: Some(WINDOW),
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config).unwrap();
+    let batch = keyed_batch(0, 16, 1000, 1);
+    while log.segments().len() < 2 || log.segments()[1].size_bytes < 3 << 20 {
+        append_batch(&mut log, &batch, 0);
+    }
+    let segments = log.segments();
+    // The closed segment keeps only its window; the active one at most a further megabyte,
+    // which waits for the next flush.
+    let closed = resident_bytes(&segments[0].path);
+    assert!(
+        (WINDOW..=in_pages(WINDOW) + 2 * PAGE).contains(&closed),
+        "closed segment: {closed} bytes cached"
+    );
+    let active = resident_bytes(&segments[1].path);
+    assert!(
+        (WINDOW..=in_pages(2 * WINDOW) + 2 * PAGE).contains(&active),
+        "active segment: {active} bytes cached"
+    );
+}
