@@ -55,10 +55,9 @@ pub fn replica_dir(inner: &Inner, group: &str) -> PathBuf {
 /// everything written, and lets appends reuse pages just freed, which on a virtual machine that
 /// hands freed memory back to its host is most of an append's cost (BENCHMARKS.md).
 const PAGE_CACHE_WINDOWS: PageCacheWindows = PageCacheWindows {
-    leader: Some(LEADER_WINDOW),
+    leader: Some(256 << 20),
     follower: Some(32 << 20),
 };
-const LEADER_WINDOW: u64 = 256 << 20;
 
 /// The log settings of a topic's partitions. Durability comes from the group's flusher, which
 /// fsyncs before Raft counts an entry, so the log itself never syncs on append.
