@@ -14,7 +14,9 @@ use std::fmt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use log_store::{LogStore, PageCacheWindows, RECENT_AGE_MAX, StorageError};
+pub use log_store::{
+    Caching, LogStore, PageCacheWindows, RECENT_AGE_MAX, RecentBudget, StorageError,
+};
 pub use state_machine::{GroupStateMachine, Machine, NoMachine, SnapshotData, SnapshotSource};
 pub use strand_log::Offset;
 

@@ -10,6 +10,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,11 @@ use crate::{Batch, Entry, LogId, NodeId, TypeConfig, Vote, log_id};
 const FLUSH_QUEUE_MAX: usize = 1024;
 
 /// Payload bytes of the newest entries a group keeps in memory as appended ([`Recent`]).
-/// Under full load a leader's followers and state machine trail its appends by megabytes;
-/// entries they no longer find here are read back from the log.
-const RECENT_BYTES_MAX: usize = 16 << 20;
+/// Under full load a leader's followers and state machine trail its appends by tens of
+/// megabytes (a Kafka producer's batches are up to 1 MiB each, several in flight per
+/// partition); entries they no longer find here are read back from the log. What all groups of
+/// a broker keep together is bounded by their [`RecentBudget`] and by [`RECENT_AGE_MAX`].
+const RECENT_BYTES_MAX: usize = 64 << 20;
 /// Entries a group keeps in memory as appended, whatever their size.
 const RECENT_ENTRIES_MAX: usize = 4096;
 /// How long an appended entry stays in memory at most (see [`LogStore::trim_recent`]), so a
@@ -67,8 +70,9 @@ impl From<StorageError> for io::Error {
 /// and the state machine take them from memory instead of reading back what was just written.
 /// They hold the appended payloads themselves (shared, not copied). The entries are the log's
 /// last ones, contiguous, as long as the log reports no rewrite since they were taken.
-#[derive(Default)]
 struct Recent {
+    /// Shared with the other groups of the broker, if any.
+    budget: Option<RecentBudget>,
     /// [`Log::rewrites`] when the entries were taken.
     rewrites: u64,
     /// The entries, oldest first, each with when it was appended.
@@ -79,7 +83,14 @@ struct Recent {
 impl Recent {
     fn clear(&mut self) {
         self.entries.clear();
-        self.bytes = 0;
+        self.take_bytes(self.bytes);
+    }
+
+    fn take_bytes(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        if let Some(budget) = &self.budget {
+            budget.0.used.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Takes entries just appended to `log`, dropping the oldest beyond the limits.
@@ -93,25 +104,34 @@ impl Recent {
             self.clear();
             self.rewrites = log.rewrites();
         }
+        let mut bytes = 0;
         for entry in appended {
-            self.bytes += payload_len(entry);
+            bytes += payload_len(entry);
             self.entries.push_back((now, entry.clone()));
+        }
+        self.bytes += bytes;
+        if let Some(budget) = &self.budget {
+            budget.0.used.fetch_add(bytes, Ordering::Relaxed);
         }
         self.trim(now.checked_sub(RECENT_AGE_MAX));
     }
 
     /// Drops the oldest entries beyond the size limits, and those appended before `before`.
+    /// While the broker's budget is spent, the group that appends gives up its oldest.
     fn trim(&mut self, before: Option<Instant>) {
         while let Some((at, oldest)) = self.entries.front() {
             let expired = before.is_some_and(|before| *at < before);
+            let over_budget = self.budget.as_ref().is_some_and(RecentBudget::spent);
             if !expired
+                && !over_budget
                 && self.bytes <= RECENT_BYTES_MAX
                 && self.entries.len() <= RECENT_ENTRIES_MAX
             {
                 break;
             }
-            self.bytes -= payload_len(oldest);
+            let bytes = payload_len(oldest);
             self.entries.pop_front();
+            self.take_bytes(bytes);
         }
     }
 
@@ -133,6 +153,42 @@ impl Recent {
     }
 }
 
+impl Drop for Recent {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Bytes of newest entries ([`Recent`]) the groups of one broker may keep in memory together.
+/// Cheap to clone; clones share the count.
+#[derive(Debug, Clone)]
+pub struct RecentBudget(Arc<BudgetInner>);
+
+#[derive(Debug)]
+struct BudgetInner {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl RecentBudget {
+    /// A budget of `max_bytes` of payload.
+    pub fn new(max_bytes: usize) -> Self {
+        RecentBudget(Arc::new(BudgetInner {
+            max: max_bytes,
+            used: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Payload bytes the groups sharing the budget keep now.
+    pub fn used(&self) -> usize {
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    fn spent(&self) -> bool {
+        self.used() > self.0.max
+    }
+}
+
 fn payload_len(entry: &Entry) -> usize {
     match &entry.payload {
         EntryPayload::Normal(batch) => batch.0.len(),
@@ -148,6 +204,16 @@ pub struct PageCacheWindows {
     pub leader: Option<u64>,
     /// While it follows: only a follower that becomes leader reads its own log.
     pub follower: Option<u64>,
+}
+
+/// What a group's storage keeps in memory besides its own state.
+#[derive(Debug, Clone, Default)]
+pub struct Caching {
+    /// The log's page cache windows.
+    pub windows: PageCacheWindows,
+    /// The budget the group's newest entries are kept out of, shared by the groups of a broker;
+    /// `None`: only the group's own limits apply.
+    pub recent: Option<RecentBudget>,
 }
 
 struct Shared {
@@ -182,12 +248,12 @@ impl LogStore {
     /// Opens (recovering) the group stored in `dir`: the partition log in `dir/log` and the raft
     /// state beside it, for the replica that is Raft node `node_id`. Must be called inside a
     /// tokio runtime: it starts the flusher task. Before each flush the log's page cache window
-    /// is set from `windows` by whether this replica leads the group.
+    /// is set from `caching.windows` by whether this replica leads the group.
     pub fn open(
         dir: &Path,
         config: LogConfig,
         node_id: NodeId,
-        windows: PageCacheWindows,
+        caching: Caching,
     ) -> Result<LogStore, StorageError> {
         let log = Log::open(&dir.join("log"), config).map_err(|source| StorageError::Log {
             dir: dir.join("log"),
@@ -201,9 +267,14 @@ impl LogStore {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             node_id,
-            windows,
+            windows: caching.windows,
             log: Arc::new(RwLock::new(log)),
-            recent: Mutex::new(Recent::default()),
+            recent: Mutex::new(Recent {
+                budget: caching.recent,
+                rewrites: 0,
+                entries: VecDeque::new(),
+                bytes: 0,
+            }),
             state: Mutex::new(state),
             state_file,
         });

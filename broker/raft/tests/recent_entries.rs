@@ -6,7 +6,7 @@ use openraft::EntryPayload;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
 use strand_log::{Index, LogConfig, NewEntry, Offset, Payload, Term, build_batch};
-use strand_raft::{Batch, Entry, LogStore, log_id};
+use strand_raft::{Batch, Caching, Entry, LogStore, RecentBudget, log_id};
 
 fn data_entry(term: u64, index: u64, value: &[u8]) -> Entry {
     let batch = build_batch(&[(None, Some(value), 1)]);
@@ -109,4 +109,62 @@ async fn entries_kept_in_memory_expire() {
     // Read back from the log instead.
     let read = store.try_get_log_entries(0..1).await.unwrap();
     assert_eq!(value_of(&read[0]), b"kept a while");
+}
+
+#[tokio::test]
+async fn groups_sharing_a_budget_keep_no_more_than_it_together() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let one_entry = data_entry(1, 0, &[7; 1000]);
+    let entry_bytes = match &one_entry.payload {
+        EntryPayload::Normal(batch) => batch.0.len(),
+        _ => unreachable!(),
+    };
+    // Room for three entries of this size.
+    let budget = RecentBudget::new(3 * entry_bytes);
+    let open = |dir: &tempfile::TempDir| {
+        let caching = Caching {
+            recent: Some(budget.clone()),
+            ..Caching::default()
+        };
+        LogStore::open(dir.path(), LogConfig::default(), 1, caching).unwrap()
+    };
+    let (mut a, mut b) = (open(&dirs[0]), open(&dirs[1]));
+    append(
+        &mut a,
+        (0..2).map(|i| data_entry(1, i, &[7; 1000])).collect(),
+    )
+    .await;
+    append(&mut b, vec![data_entry(1, 0, &[8; 1000])]).await;
+    assert_eq!(budget.used(), 3 * entry_bytes);
+    assert_eq!(a.recent_bytes() + b.recent_bytes(), budget.used());
+
+    // Over the budget, the group that appends gives up its oldest entries.
+    append(
+        &mut b,
+        (1..3).map(|i| data_entry(1, i, &[8; 1000])).collect(),
+    )
+    .await;
+    assert!(budget.used() <= 3 * entry_bytes, "{} used", budget.used());
+    assert_eq!(
+        a.recent_bytes(),
+        2 * entry_bytes,
+        "the other group keeps its own"
+    );
+    assert_eq!(a.recent_bytes() + b.recent_bytes(), budget.used());
+    // What left memory is read back from the log.
+    let read = b.try_get_log_entries(0..3).await.unwrap();
+    assert!(read.iter().all(|e| value_of(e) == [8; 1000]));
+
+    // A group that goes away gives its share back (once its flusher task, which holds the
+    // storage too, has seen the last handle go).
+    drop(b);
+    for _ in 0..100 {
+        if budget.used() == 2 * entry_bytes {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(budget.used(), 2 * entry_bytes);
+    a.trim_recent(std::time::Duration::ZERO);
+    assert_eq!(budget.used(), 0);
 }

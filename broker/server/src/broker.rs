@@ -13,7 +13,7 @@ use strand_meta::{BrokerId, ClusterState, Command};
 use strand_proto::admin::ErrorReason;
 use strand_proto::broker::broker_client::BrokerClient;
 use strand_proto::broker::{PartitionStatus, ProposeRequest, StatusReport};
-use strand_raft::{GroupStateMachine, LogStore, PageCacheWindows};
+use strand_raft::{Caching, GroupStateMachine, LogStore, RecentBudget};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -152,6 +152,8 @@ pub struct Inner {
     pub balancer: crate::balance::Balancer,
     /// Free space of the data directory.
     pub disk: crate::disk::DiskGuard,
+    /// What the partition replicas may keep of their newest entries in memory, together.
+    pub recent_entries: RecentBudget,
 }
 
 /// How long a stopping broker waits for its leaderships to be taken over.
@@ -178,7 +180,7 @@ impl Broker {
             &meta_dir,
             strand_log::LogConfig::default(),
             identity.node_id,
-            PageCacheWindows::default(),
+            Caching::default(),
         )?;
         let (machine, state) = MetaMachine::new();
         let sm = GroupStateMachine::open(&meta_dir, store.log(), machine)
@@ -231,6 +233,7 @@ impl Broker {
             producer_ids: Mutex::new(0..0),
             balancer: Default::default(),
             disk,
+            recent_entries: RecentBudget::new(crate::partitions::RECENT_ENTRIES_BYTES),
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), grpc));

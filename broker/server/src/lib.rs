@@ -2,6 +2,7 @@
 //! server that carries their RPCs and the admin API, and the HTTP health and metrics port.
 
 mod admin_service;
+mod append_stream;
 mod balance;
 mod bootstrap;
 mod broker;

@@ -22,7 +22,7 @@ use strand_proto::raft::raft_client::RaftClient;
 use strand_raft::{NodeId, Snapshot, SnapshotData, SnapshotSource, TypeConfig, Vote};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::convert;
+use crate::{append_stream, convert};
 
 /// Bytes of a snapshot file sent in one message.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
@@ -88,7 +88,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
         PeerClient {
             group: self.group.clone(),
             target,
-            client: self.peers.channel(&node.addr).ok().map(RaftClient::new),
+            channel: self.peers.channel(&node.addr).ok(),
             addr: node.addr.clone(),
         }
     }
@@ -99,7 +99,8 @@ pub struct PeerClient {
     group: String,
     target: NodeId,
     addr: String,
-    client: Option<RaftClient<Channel>>,
+    /// `None` when the peer's address is not a valid one.
+    channel: Option<Channel>,
 }
 
 fn unreachable<E: std::fmt::Display>(addr: &str, e: E) -> Unreachable<TypeConfig> {
@@ -127,10 +128,14 @@ impl PeerClient {
         }
     }
 
-    fn client(&self) -> Result<RaftClient<Channel>, RPCError<TypeConfig>> {
-        self.client
+    fn channel(&self) -> Result<Channel, RPCError<TypeConfig>> {
+        self.channel
             .clone()
             .ok_or_else(|| RPCError::Unreachable(unreachable(&self.addr, "not a valid address")))
+    }
+
+    fn client(&self) -> Result<RaftClient<Channel>, RPCError<TypeConfig>> {
+        self.channel().map(RaftClient::new)
     }
 
     async fn vote_rpc(
@@ -240,7 +245,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     {
         let target = self.target();
         let addr = self.addr.clone();
-        let client = self.client();
+        let channel = self.channel();
         let answer_within = option.hard_ttl().max(APPEND_TIMEOUT_MIN);
         Box::pin(async move {
             let mut input = input;
@@ -261,11 +266,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 });
             // A failed call is the session's first answer, as a failed append is, so openraft
             // backs off before the next session.
-            let responses = match client {
-                Ok(mut client) => client
-                    .stream_append(requests)
+            let responses = match channel {
+                Ok(mut channel) => append_stream::call(&mut channel, requests)
                     .await
-                    .map(|r| r.into_inner())
                     .map_err(|s| rpc_error(&addr, s)),
                 Err(e) => Err(e),
             };

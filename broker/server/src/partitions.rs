@@ -11,7 +11,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::impls::BasicNode;
 use strand_log::{FlushPolicy, LogConfig};
 use strand_meta::{ClusterState, Topic};
-use strand_raft::{GroupStateMachine, LogStore, PageCacheWindows, RECENT_AGE_MAX};
+use strand_raft::{Caching, GroupStateMachine, LogStore, PageCacheWindows, RECENT_AGE_MAX};
 
 use crate::broker::Inner;
 use crate::network::GroupNetwork;
@@ -58,6 +58,11 @@ const PAGE_CACHE_WINDOWS: PageCacheWindows = PageCacheWindows {
     leader: Some(256 << 20),
     follower: Some(32 << 20),
 };
+
+/// Payload bytes of newest entries all partition replicas of a broker keep in memory together,
+/// so replication and the state machines need not read back what was just written. Under full
+/// load they trail the appends by a few tens of megabytes per partition (BENCHMARKS.md).
+pub(crate) const RECENT_ENTRIES_BYTES: usize = 256 << 20;
 
 /// The log settings of a topic's partitions. Durability comes from the group's flusher, which
 /// fsyncs before Raft counts an entry, so the log itself never syncs on append.
@@ -126,7 +131,10 @@ async fn open_replica(
         &dir,
         log_config(topic),
         inner.identity.node_id,
-        PAGE_CACHE_WINDOWS,
+        Caching {
+            windows: PAGE_CACHE_WINDOWS,
+            recent: Some(inner.recent_entries.clone()),
+        },
     )
     .map_err(|e| e.to_string())?;
     let producers = crate::producers::ProducerState::default();
