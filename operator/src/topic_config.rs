@@ -113,7 +113,8 @@ pub struct TopicConfig {
     )]
     #[schemars(range(min = 0))]
     pub min_compaction_lag_ms: Option<i64>,
-    /// Replicas that must hold a record before it counts as written with `acks=all`.
+    /// Replicas that must be in sync for an `acks=all` write to be taken (fewer: refused with
+    /// NOT_ENOUGH_REPLICAS); a taken write counts once a majority of replicas hold it.
     #[serde(
         rename = "min.insync.replicas",
         default,

@@ -179,10 +179,37 @@ pub fn decode_records(bytes: &[u8]) -> Result<Vec<Record>, BatchError> {
 /// Encodes records that came out of one batch back into one batch with the same codec,
 /// producer fields and timestamp type.
 pub fn encode_records(original: &BatchHeader, records: &[Record]) -> Result<Vec<u8>, BatchError> {
+    encode_records_with(original, records, original.compression())
+}
+
+/// Re-encodes a whole batch with another codec, keeping its records, offsets, timestamps,
+/// producer fields and timestamp type (a topic's `compression.type` other than `producer`).
+pub fn recompress(bytes: &[u8], compression: Compression) -> Result<Vec<u8>, BatchError> {
+    let header = BatchHeader::parse(bytes)?;
+    let records = decode_records(bytes)?;
+    encode_records_with(&header, &records, compression)
+}
+
+/// Marks the batch's timestamps as the broker's (`LogAppendTime`): sets the timestamp-type
+/// attribute and `maxTimestamp`, which clients then report for every record, and re-seals the
+/// CRC. The batch must be at least a header long.
+pub fn set_log_append_time(bytes: &mut [u8], now_ms: i64) {
+    let attributes = i16_at(bytes, ATTRIBUTES) | ATTR_LOG_APPEND_TIME;
+    bytes[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    bytes[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[ATTRIBUTES..]);
+    bytes[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn encode_records_with(
+    original: &BatchHeader,
+    records: &[Record],
+    compression: Compression,
+) -> Result<Vec<u8>, BatchError> {
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
-        compression: original.compression(),
+        compression,
     };
     // Without a producer id the base sequence must stay -1; the encoder derives it from the
     // first record, so renumber the sequences as if the batch started at -1.
@@ -270,6 +297,75 @@ mod tests {
         let header = BatchHeader::parse(&batch).unwrap();
         assert_eq!(header.base_offset, 1000);
         assert_eq!(header.partition_leader_epoch, 7);
+    }
+
+    #[test]
+    fn recompressed_batches_keep_records_and_producer_fields() {
+        let records = [
+            (Some(&b"k"[..]), Some(&b"v1"[..]), 10),
+            (None, Some(&b"v2"[..]), 12),
+        ];
+        let gzip = build_batch_with(Compression::Gzip, &records);
+        let mut producer = BatchHeader::parse(&gzip).unwrap();
+        // As an idempotent producer's batch.
+        let mut decoded = decode_records(&gzip).unwrap();
+        for (i, record) in decoded.iter_mut().enumerate() {
+            record.producer_id = 42;
+            record.producer_epoch = 3;
+            record.sequence = 7 + i as i32;
+        }
+        producer.producer_id = 42;
+        let idempotent = encode_records(&producer, &decoded).unwrap();
+        for (codec, attribute) in [(Compression::Zstd, 4), (Compression::None, 0)] {
+            let out = recompress(&idempotent, codec).unwrap();
+            verify_crc(&out).unwrap();
+            let header = BatchHeader::parse(&out).unwrap();
+            assert_eq!(header.attributes & ATTR_COMPRESSION_MASK, attribute);
+            assert_eq!(
+                (
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence
+                ),
+                (42, 3, 7)
+            );
+            assert_eq!((header.offset_count(), header.max_timestamp), (2, 12));
+            let values: Vec<_> = decode_records(&out)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.key, r.value, r.timestamp))
+                .collect();
+            assert_eq!(
+                values,
+                [
+                    (
+                        Some(Bytes::from_static(b"k")),
+                        Some(Bytes::from_static(b"v1")),
+                        10
+                    ),
+                    (None, Some(Bytes::from_static(b"v2")), 12)
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn log_append_time_marks_the_batch_and_keeps_it_valid() {
+        let mut batch = build_batch_with(Compression::Lz4, &[(None, Some(b"v"), 5)]);
+        set_log_append_time(&mut batch, 1_700_000_000_000);
+        verify_crc(&batch).unwrap();
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(
+            header.attributes & ATTR_LOG_APPEND_TIME,
+            ATTR_LOG_APPEND_TIME
+        );
+        assert_eq!(header.compression(), Compression::Lz4);
+        assert_eq!(header.max_timestamp, 1_700_000_000_000);
+        let records = decode_records(&batch).unwrap();
+        assert_eq!(
+            records[0].timestamp_type,
+            kafka_protocol::records::TimestampType::LogAppend
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod types;
 
 pub use batch::{
     BATCH_HEADER_LEN, BatchHeader, RecordSpec, build_batch, build_batch_with, decode_records,
-    stamp, verify_crc,
+    recompress, set_log_append_time, stamp, verify_crc,
 };
 pub use compact::Compacted;
 pub use config::{CompactionPolicy, FlushPolicy, LogConfig, OpenCheck, RetentionPolicy};

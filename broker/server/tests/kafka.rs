@@ -107,8 +107,16 @@ impl Cluster {
 
     /// Creates a topic with the Kafka admin API, retrying while the cluster forms.
     async fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]).await
+    }
+
+    /// Like [`Cluster::create_topic`], with topic configs.
+    async fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         let admin: AdminClient<Printing> = self.config().create_with_context(Printing).unwrap();
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3));
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3));
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
         for _ in 0..60 {
             let results = admin
                 .create_topics([&topic], &AdminOptions::new())
@@ -121,6 +129,21 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         panic!("topic {name} was never created");
+    }
+
+    /// The broker leading `topic`/`partition`, once one leads it.
+    async fn leader(&self, topic: &str, partition: u32) -> usize {
+        for _ in 0..100 {
+            if let Some(i) = self
+                .brokers
+                .iter()
+                .position(|b| b.as_ref().is_some_and(|b| b.leads(topic, partition)))
+            {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{topic}-{partition} has no leader");
     }
 
     /// Stops the broker leading `topic`/`partition`, once one leads it.
@@ -1063,5 +1086,143 @@ async fn a_nearly_full_disk_refuses_produce_and_keeps_what_was_accepted() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    cluster.shutdown().await;
+}
+
+/// The first stored batch of partition 0 of `topic`, fetched raw from its leader.
+async fn first_stored_batch(conn: &mut wire::Conn, topic: &str) -> bytes::Bytes {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response: FetchResponse = conn.call(ApiKey::Fetch, 4, &request).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "{partition:?}");
+    partition.records.clone().expect("records")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topic_configs_decide_codec_timestamps_and_replicas_required() {
+    use kafka_protocol::ResponseError;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), false).await;
+
+    // compression.type and message.timestamp.type: an uncompressed batch with the producer's
+    // timestamps is stored zstd-compressed with the broker's time.
+    cluster
+        .create_topic_with(
+            "shaped",
+            1,
+            &[
+                ("compression.type", "zstd"),
+                ("message.timestamp.type", "LogAppendTime"),
+            ],
+        )
+        .await;
+    let leader = cluster.leader("shaped", 0).await;
+    let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let answer = produce_raw(&mut conn, "shaped", wire::idempotent_batch(-1, -1, -1, 3)).await;
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    assert!(
+        answer.log_append_time_ms >= before,
+        "log append time {} before the produce at {before}",
+        answer.log_append_time_ms
+    );
+    let stored = first_stored_batch(&mut conn, "shaped").await;
+    let header = strand_log::BatchHeader::parse(&stored).unwrap();
+    assert_eq!(header.compression(), strand_log::Compression::Zstd);
+    assert_eq!(
+        header.attributes & 0x08,
+        0x08,
+        "timestamp type LogAppendTime"
+    );
+    assert_eq!(header.max_timestamp, answer.log_append_time_ms);
+    let read = read_back(&cluster.config(), "shaped", 1, 3);
+    let keys: Vec<Vec<u8>> = read.into_iter().filter_map(|r| r.2).collect();
+    // The batch's keys are k<sequence>, its sequence starting at -1 (no producer id).
+    assert_eq!(keys, [b"k-1".to_vec(), b"k0".to_vec(), b"k1".to_vec()]);
+    // librdkafka reports the broker's time for every record.
+    let consumer: BaseConsumer = cluster
+        .config()
+        .set("group.id", "shaped-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("shaped", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let timestamp = loop {
+        assert!(std::time::Instant::now() < deadline, "no record read");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => break message.timestamp(),
+            Some(Err(e)) => eprintln!("consumer: {e}"),
+            None => {}
+        }
+    };
+    assert_eq!(
+        timestamp,
+        rdkafka::Timestamp::LogAppendTime(answer.log_append_time_ms)
+    );
+    drop(consumer);
+
+    // min.insync.replicas: with 3 required, acks=all writes are refused once a replica is gone.
+    cluster
+        .create_topic_with("strict", 1, &[("min.insync.replicas", "3")])
+        .await;
+    let leader = cluster.leader("strict", 0).await;
+    let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = produce_raw(&mut conn, "strict", wire::idempotent_batch(-1, -1, -1, 1)).await;
+        if answer.error_code == 0 {
+            break;
+        }
+        assert_eq!(answer.error_code, ResponseError::NotEnoughReplicas.code());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never all in sync: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let follower = (leader + 1) % 3;
+    cluster.brokers[follower].take().unwrap().stop().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let answer = produce_raw(&mut conn, "strict", wire::idempotent_batch(-1, -1, -1, 1)).await;
+        if answer.error_code == ResponseError::NotEnoughReplicas.code() {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a write was never refused: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let message = refused
+        .error_message
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("min.insync.replicas of 3"), "{message}");
     cluster.shutdown().await;
 }

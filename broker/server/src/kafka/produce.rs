@@ -1,5 +1,7 @@
-//! Produce: batches checked, handed to their partitions' Raft groups in request order, and
-//! answered once committed (acks=1 is served as acks=all; acks=0 gets no answer).
+//! Produce: batches checked, shaped by their topic's config (`compression.type`,
+//! `message.timestamp.type`; `min.insync.replicas` for acks=all), handed to their partitions'
+//! Raft groups in request order, and answered once committed (acks=1 is served as acks=all;
+//! acks=0 gets no answer).
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use strand_log::BatchHeader;
+use strand_log::{BatchHeader, Compression};
 
 use super::{Context, Pending};
 use crate::producers::{ProducerState, Verdict};
@@ -20,6 +22,8 @@ enum Slot {
     Waiting {
         index: i32,
         log_start_offset: i64,
+        /// The time stamped into the batch under `LogAppendTime`; -1 otherwise.
+        log_append_time: i64,
         submitted: Submitted,
         /// The idempotent producer whose in-flight batches are forgotten if this one fails.
         producer: Option<(ProducerState, i64)>,
@@ -78,6 +82,96 @@ fn check(
     Ok(header)
 }
 
+/// What a topic's config asks of the batches produced to it.
+struct TopicRules {
+    max_message_bytes: u32,
+    min_insync_replicas: u32,
+    /// The codec batches are stored with; `None` keeps the producer's.
+    compression: Option<Compression>,
+    log_append_time: bool,
+}
+
+impl TopicRules {
+    fn of(config: Option<&strand_meta::TopicConfig>) -> TopicRules {
+        use strand_meta::{CompressionType, TimestampType};
+        let Some(config) = config else {
+            return TopicRules {
+                max_message_bytes: 1_048_588,
+                min_insync_replicas: 1,
+                compression: None,
+                log_append_time: false,
+            };
+        };
+        TopicRules {
+            max_message_bytes: config.max_message_bytes,
+            min_insync_replicas: config.min_insync_replicas,
+            compression: match config.compression_type {
+                CompressionType::Producer => None,
+                CompressionType::Uncompressed => Some(Compression::None),
+                CompressionType::Gzip => Some(Compression::Gzip),
+                CompressionType::Snappy => Some(Compression::Snappy),
+                CompressionType::Lz4 => Some(Compression::Lz4),
+                CompressionType::Zstd => Some(Compression::Zstd),
+            },
+            log_append_time: config.message_timestamp_type == TimestampType::LogAppendTime,
+        }
+    }
+
+    /// The batch as the topic stores it: recompressed when `compression.type` names another
+    /// codec than the producer's, its timestamps the broker's under `LogAppendTime` (then with
+    /// that time).
+    fn conform(
+        &self,
+        records: Bytes,
+        header: &BatchHeader,
+    ) -> Result<(Bytes, i64), (ResponseError, String)> {
+        let recompress = self.compression.filter(|c| *c != header.compression());
+        if recompress.is_none() && !self.log_append_time {
+            return Ok((records, -1));
+        }
+        let mut bytes = match recompress {
+            Some(codec) => strand_log::recompress(&records, codec).map_err(|e| {
+                (
+                    ResponseError::CorruptMessage,
+                    format!("cannot recompress the batch for the topic's compression.type: {e}"),
+                )
+            })?,
+            None => records.to_vec(),
+        };
+        let mut log_append_time = -1;
+        if self.log_append_time {
+            log_append_time = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            strand_log::set_log_append_time(&mut bytes, log_append_time);
+        }
+        Ok((Bytes::from(bytes), log_append_time))
+    }
+}
+
+/// Why an acks=all write to a partition must be refused: fewer replicas in sync (Kafka's ISR,
+/// as Metadata reports it) than the topic's `min.insync.replicas`.
+fn too_few_in_sync(
+    ctx: &Context,
+    state: &strand_meta::ClusterState,
+    topic: &str,
+    partition: i32,
+    min_insync_replicas: u32,
+) -> Option<String> {
+    let meta = state.topic_by_name(topic)?;
+    let index = u32::try_from(partition).ok()?;
+    let assignment = meta.partitions.get(index as usize)?;
+    let in_sync = ctx.in_sync(meta.id, index, &assignment.replicas);
+    (in_sync.len() < min_insync_replicas as usize).then(|| {
+        let brokers: Vec<String> = in_sync.iter().map(|b| b.0.to_string()).collect();
+        format!(
+            "{topic}-{partition} has {} replicas in sync (brokers [{}]), fewer than its min.insync.replicas of {min_insync_replicas}",
+            in_sync.len(),
+            brokers.join(", ")
+        )
+    })
+}
+
 /// Checks an idempotent producer's batch: a retry of a written batch is answered with its
 /// offset, a gap or an old epoch is refused, and anything else is reserved and written.
 fn check_idempotent(
@@ -133,10 +227,10 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
-        let max_message_bytes = state
+        let config = state
             .topic_by_name(&name)
-            .and_then(|t| strand_meta::validate_topic_config(&t.config).ok())
-            .map_or(1_048_588, |c| c.max_message_bytes);
+            .and_then(|t| strand_meta::validate_topic_config(&t.config).ok());
+        let rules = TopicRules::of(config.as_ref());
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let index = data.index;
@@ -151,20 +245,35 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                 slots.push(failed(index, ResponseError::KafkaStorageError, message));
                 continue;
             }
-            let header = match check(data.records.as_ref(), max_message_bytes) {
+            if acks == -1
+                && let Some(message) =
+                    too_few_in_sync(&ctx, &state, &name, index, rules.min_insync_replicas)
+            {
+                slots.push(failed(index, ResponseError::NotEnoughReplicas, message));
+                continue;
+            }
+            let header = match check(data.records.as_ref(), rules.max_message_bytes) {
                 Ok(header) => header,
                 Err((e, message)) => {
                     slots.push(failed(index, e, message));
                     continue;
                 }
             };
+            let (records, log_append_time) =
+                match rules.conform(data.records.unwrap_or_default(), &header) {
+                    Ok(conformed) => conformed,
+                    Err((e, message)) => {
+                        slots.push(failed(index, e, message));
+                        continue;
+                    }
+                };
             if header.producer_id >= 0
                 && let Err(done) = check_idempotent(&replica, &header, index)
             {
                 slots.push(*done);
                 continue;
             }
-            let batch = strand_raft::Batch(data.records.unwrap_or_default());
+            let batch = strand_raft::Batch(records);
             let log_start_offset = replica
                 .store
                 .log()
@@ -175,6 +284,7 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                 Ok(submitted) => slots.push(Slot::Waiting {
                     index,
                     log_start_offset,
+                    log_append_time,
                     submitted,
                     producer: (header.producer_id >= 0)
                         .then(|| (replica.producers.clone(), header.producer_id)),
@@ -198,13 +308,14 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                     Slot::Waiting {
                         index,
                         log_start_offset,
+                        log_append_time,
                         submitted,
                         producer,
                     } => match tokio::time::timeout(timeout, submitted.applied()).await {
                         Ok(Ok(applied)) => PartitionProduceResponse::default()
                             .with_index(index)
                             .with_base_offset(applied.base_offset.0)
-                            .with_log_append_time_ms(-1)
+                            .with_log_append_time_ms(log_append_time)
                             .with_log_start_offset(log_start_offset),
                         Ok(Err(message)) => {
                             if let Some((producers, id)) = producer {
