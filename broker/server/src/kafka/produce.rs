@@ -245,7 +245,9 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                 slots.push(failed(index, ResponseError::KafkaStorageError, message));
                 continue;
             }
+            // The leader itself is always in sync, so one replica needs no look.
             if acks == -1
+                && rules.min_insync_replicas > 1
                 && let Some(message) =
                     too_few_in_sync(&ctx, &state, &name, index, rules.min_insync_replicas)
             {
