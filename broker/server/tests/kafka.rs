@@ -148,20 +148,11 @@ impl Cluster {
 
     /// Stops the broker leading `topic`/`partition`, once one leads it.
     async fn kill_leader(&mut self, topic: &str, partition: u32) -> usize {
-        for _ in 0..100 {
-            let leader = self
-                .brokers
-                .iter()
-                .position(|b| b.as_ref().is_some_and(|b| b.leads(topic, partition)));
-            if let Some(i) = leader {
-                if let Some(broker) = self.brokers[i].take() {
-                    broker.stop().await;
-                }
-                return i;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let leader = self.leader(topic, partition).await;
+        if let Some(broker) = self.brokers[leader].take() {
+            broker.stop().await;
         }
-        panic!("{topic}-{partition} has no leader");
+        leader
     }
 
     async fn shutdown(self) {
@@ -650,6 +641,26 @@ async fn produce_raw(
     response.responses[0].partition_responses[0].clone()
 }
 
+/// Produces one batch to partition 0 of `topic` every 200 ms until the answer carries
+/// `error_code` (0: success), and returns that answer; fails the test after `within`.
+async fn produce_until(
+    conn: &mut wire::Conn,
+    topic: &str,
+    error_code: i16,
+    within: Duration,
+    what: &str,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let answer = produce_raw(conn, topic, wire::idempotent_batch(-1, -1, -1, 1)).await;
+        if answer.error_code == error_code {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retried_idempotent_batch_is_written_once_and_gaps_are_refused() {
     use kafka_protocol::ResponseError;
@@ -659,16 +670,7 @@ async fn a_retried_idempotent_batch_is_written_once_and_gaps_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), false).await;
     cluster.create_topic("ledger", 1).await;
-    let leader = loop {
-        if let Some(i) = cluster
-            .brokers
-            .iter()
-            .position(|b| b.as_ref().is_some_and(|b| b.leads("ledger", 0)))
-        {
-            break i;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let leader = cluster.leader("ledger", 0).await;
     let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
     let init: InitProducerIdResponse = conn
         .call(
@@ -1020,32 +1022,19 @@ async fn a_nearly_full_disk_refuses_produce_and_keeps_what_was_accepted() {
     produce_each(&cluster.config(), "full", &accepted).await;
 
     // A follower's disk runs short: the leader refuses produce with a retriable storage error.
-    let leader = loop {
-        if let Some(i) = cluster
-            .brokers
-            .iter()
-            .position(|b| b.as_ref().is_some_and(|b| b.leads("full", 0)))
-        {
-            break i;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let leader = cluster.leader("full", 0).await;
     let follower = (leader + 1) % 3;
     let guard = |b: usize| &cluster.brokers[b].as_ref().unwrap().inner().disk;
     guard(follower).set_reserve(u64::MAX);
     let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let refused = loop {
-        let answer = produce_raw(&mut conn, "full", wire::idempotent_batch(-1, -1, -1, 1)).await;
-        if answer.error_code == ResponseError::KafkaStorageError.code() {
-            break answer;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "produce was never refused: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let refused = produce_until(
+        &mut conn,
+        "full",
+        ResponseError::KafkaStorageError.code(),
+        Duration::from_secs(15),
+        "produce was never refused",
+    )
+    .await;
     let message = refused
         .error_message
         .map(|m| m.to_string())
@@ -1074,18 +1063,14 @@ async fn a_nearly_full_disk_refuses_produce_and_keeps_what_was_accepted() {
         .map(|(_, v)| v.clone().into_bytes())
         .collect();
     assert_eq!(values[..accepted.len()], expected[..]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let answer = produce_raw(&mut conn, "full", wire::idempotent_batch(-1, -1, -1, 1)).await;
-        if answer.error_code == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "produce did not resume: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    produce_until(
+        &mut conn,
+        "full",
+        0,
+        Duration::from_secs(15),
+        "produce did not resume",
+    )
+    .await;
     cluster.shutdown().await;
 }
 
@@ -1192,33 +1177,24 @@ async fn topic_configs_decide_codec_timestamps_and_replicas_required() {
         .await;
     let leader = cluster.leader("strict", 0).await;
     let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let answer = produce_raw(&mut conn, "strict", wire::idempotent_batch(-1, -1, -1, 1)).await;
-        if answer.error_code == 0 {
-            break;
-        }
-        assert_eq!(answer.error_code, ResponseError::NotEnoughReplicas.code());
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never all in sync: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    produce_until(
+        &mut conn,
+        "strict",
+        0,
+        Duration::from_secs(20),
+        "never all in sync",
+    )
+    .await;
     let follower = (leader + 1) % 3;
     cluster.brokers[follower].take().unwrap().stop().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let refused = loop {
-        let answer = produce_raw(&mut conn, "strict", wire::idempotent_batch(-1, -1, -1, 1)).await;
-        if answer.error_code == ResponseError::NotEnoughReplicas.code() {
-            break answer;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a write was never refused: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let refused = produce_until(
+        &mut conn,
+        "strict",
+        ResponseError::NotEnoughReplicas.code(),
+        Duration::from_secs(30),
+        "a write was never refused",
+    )
+    .await;
     let message = refused
         .error_message
         .map(|m| m.to_string())
