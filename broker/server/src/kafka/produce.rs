@@ -92,16 +92,10 @@ struct TopicRules {
 }
 
 impl TopicRules {
-    fn of(config: Option<&strand_meta::TopicConfig>) -> TopicRules {
+    /// The rules of a topic's config; Kafka's defaults for a topic unknown here.
+    fn of(config: Option<strand_meta::TopicConfig>) -> TopicRules {
         use strand_meta::{CompressionType, TimestampType};
-        let Some(config) = config else {
-            return TopicRules {
-                max_message_bytes: 1_048_588,
-                min_insync_replicas: 1,
-                compression: None,
-                log_append_time: false,
-            };
-        };
+        let config = config.unwrap_or_default();
         TopicRules {
             max_message_bytes: config.max_message_bytes,
             min_insync_replicas: config.min_insync_replicas,
@@ -153,12 +147,11 @@ impl TopicRules {
 /// as Metadata reports it) than the topic's `min.insync.replicas`.
 fn too_few_in_sync(
     ctx: &Context,
-    state: &strand_meta::ClusterState,
-    topic: &str,
+    meta: &strand_meta::Topic,
     partition: i32,
     min_insync_replicas: u32,
 ) -> Option<String> {
-    let meta = state.topic_by_name(topic)?;
+    let topic = &meta.name;
     let index = u32::try_from(partition).ok()?;
     let assignment = meta.partitions.get(index as usize)?;
     let in_sync = ctx.in_sync(meta.id, index, &assignment.replicas);
@@ -227,10 +220,9 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
-        let config = state
-            .topic_by_name(&name)
-            .and_then(|t| strand_meta::validate_topic_config(&t.config).ok());
-        let rules = TopicRules::of(config.as_ref());
+        let meta = state.topic_by_name(&name);
+        let rules =
+            TopicRules::of(meta.and_then(|t| strand_meta::validate_topic_config(&t.config).ok()));
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let index = data.index;
@@ -248,8 +240,8 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
             // The leader itself is always in sync, so one replica needs no look.
             if acks == -1
                 && rules.min_insync_replicas > 1
-                && let Some(message) =
-                    too_few_in_sync(&ctx, &state, &name, index, rules.min_insync_replicas)
+                && let Some(message) = meta
+                    .and_then(|meta| too_few_in_sync(&ctx, meta, index, rules.min_insync_replicas))
             {
                 slots.push(failed(index, ResponseError::NotEnoughReplicas, message));
                 continue;
