@@ -154,7 +154,7 @@ impl ProcessCluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join(format!("broker-{b}.log")))
+            .open(self.log_path(b))
             .unwrap();
         let child = Command::new(strand_bin())
             .arg("broker")
@@ -198,22 +198,44 @@ impl ProcessCluster {
 
     /// Whether broker `b` answers `/readyz` with 200, as a Kubernetes readiness probe asks.
     pub fn ready(&self, b: u32) -> bool {
+        self.readyz(b).is_ok()
+    }
+
+    /// Broker `b`'s `/readyz` answer: `Ok` with the body when it is ready, `Err` with the body
+    /// (why not) or the reason it could not be asked.
+    pub fn readyz(&self, b: u32) -> Result<String, String> {
         use std::io::{Read, Write};
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.ports[b as usize].http));
-        let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        else {
-            return false;
-        };
+        let addr = self.http_address(b);
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream
+        stream
             .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
+            .map_err(|e| format!("cannot ask {addr}: {e}"))?;
         let mut response = String::new();
         let _ = stream.read_to_string(&mut response);
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body)
+            .trim()
+            .to_string();
+        if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+            Ok(body)
+        } else if response.is_empty() {
+            Err(format!("no answer from {addr}"))
+        } else {
+            Err(body)
+        }
+    }
+
+    /// The HTTP address of broker `b` (`/readyz`, `POST /v1/pre-stop`).
+    pub fn http_address(&self, b: u32) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.ports[b as usize].http))
+    }
+
+    /// Where broker `b` writes its log.
+    pub fn log_path(&self, b: u32) -> PathBuf {
+        self.dir.path().join(format!("broker-{b}.log"))
     }
 
     /// The Kafka bootstrap servers of the running brokers.
@@ -360,6 +382,7 @@ impl ProcessCluster {
             partitions,
             replication_factor,
             config: Default::default(),
+            owner: String::new(),
         };
         admin.create_topic(req).await.expect("topic created");
     }

@@ -38,6 +38,9 @@ struct Traffic {
     reader: LiveReader,
     acked: Arc<Mutex<Vec<(i32, i64, String)>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// The longest a record waited for its acknowledgement, its partition and when it was
+    /// sent: records go one at a time, so this is also the longest the producer stood still.
+    longest_wait: Arc<Mutex<(Duration, i32, std::time::SystemTime)>>,
 }
 
 /// A kcat consumer reading every partition of a topic from the start, without a consumer
@@ -124,8 +127,14 @@ impl Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
+        let longest_wait = Arc::new(Mutex::new((
+            Duration::ZERO,
+            -1,
+            std::time::SystemTime::UNIX_EPOCH,
+        )));
         let task = {
             let (stop, acked, errors) = (stop.clone(), acked.clone(), errors.clone());
+            let longest_wait = longest_wait.clone();
             let topic = topic.to_string();
             tokio::spawn(async move {
                 let mut n = 0u64;
@@ -133,8 +142,13 @@ impl Traffic {
                     let value = format!("v{n}");
                     let key = format!("k{}", n % 64);
                     let record = FutureRecord::to(&topic).key(&key).payload(&value);
+                    let (sent, sent_at) = (std::time::Instant::now(), std::time::SystemTime::now());
                     match producer.send(record, Duration::from_secs(120)).await {
                         Ok(delivery) => {
+                            let mut longest = longest_wait.lock().unwrap();
+                            if sent.elapsed() > longest.0 {
+                                *longest = (sent.elapsed(), delivery.partition, sent_at);
+                            }
                             acked
                                 .lock()
                                 .unwrap()
@@ -153,12 +167,33 @@ impl Traffic {
             reader,
             acked,
             errors,
+            longest_wait,
         }
+    }
+
+    /// The longest a record has waited for its acknowledgement so far, its partition, and
+    /// when it was sent (UTC time of day, as the brokers' logs show it).
+    fn longest_wait(&self) -> (Duration, i32, String) {
+        let (wait, partition, sent_at) = *self.longest_wait.lock().unwrap();
+        let ms = sent_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            % 86_400_000;
+        let at = format!(
+            "{:02}:{:02}:{:02}.{:03}",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        );
+        (wait, partition, at)
     }
 
     /// Stops writing and reading; what was acknowledged, after checking nothing failed, and
     /// what the consumer read meanwhile.
     async fn finish(self) -> (Vec<(i32, i64, String)>, Positions) {
+        let (wait, partition, at) = self.longest_wait();
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap();
         let (consumed, said) = self.reader.finish();
@@ -174,7 +209,11 @@ impl Traffic {
         );
         let acked = self.acked.lock().unwrap().clone();
         assert!(!acked.is_empty(), "nothing was acknowledged");
-        println!("{} records acknowledged", acked.len());
+        println!(
+            "{} records acknowledged; the longest wait was {wait:?}, on partition {partition}, \
+             sent at {at} UTC",
+            acked.len()
+        );
         (acked, consumed)
     }
 }
@@ -197,9 +236,20 @@ fn check_all_present(
     let mut ends = BTreeMap::new();
     let mut list = TopicPartitionList::new();
     for p in 0..partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(30))
-            .expect("watermarks");
+        // Leaders may still move (leader balancing after a restart), and librdkafka does not
+        // retry a watermark query that reached a former leader.
+        let mut attempts = 0;
+        let (_, high) = loop {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(30)) {
+                Ok(marks) => break marks,
+                Err(e) if attempts < 20 => {
+                    attempts += 1;
+                    println!("watermarks of {topic}-{p}: {e}; asking again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("watermarks of {topic}-{p}: {e}"),
+            }
+        };
         ends.insert(p, high);
         list.add_partition_offset(topic, p, Offset::Beginning)
             .unwrap();
@@ -527,4 +577,222 @@ async fn a_rolling_restart_by_sigterm_surfaces_no_produce_error() {
         .await;
     let outcome = traffic.finish().await;
     check_all_present(&cluster.bootstrap(), "roll", 6, &outcome);
+}
+
+/// A small deterministic generator, so a failing schedule can be replayed with E2E_SEED.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> (u64, Rng) {
+        let seed = std::env::var("E2E_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        (seed, Rng(seed))
+    }
+
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// What a person would look at when a broker does not become ready or balancing does not
+/// finish: every broker's `/readyz`, `strand cluster describe`, the topic and the rebalance
+/// status.
+async fn diagnose(cluster: &ProcessCluster, topic: &str) -> String {
+    let mut out = String::new();
+    for b in cluster.alive() {
+        let answer = match cluster.readyz(b) {
+            Ok(body) => body,
+            Err(why) => why,
+        };
+        out.push_str(&format!("broker {b} /readyz: {answer}\n"));
+    }
+    let Some(b) = cluster.alive().first().copied() else {
+        return out;
+    };
+    for args in [
+        &["cluster", "describe"][..],
+        &["topic", "describe", topic],
+        &["cluster", "rebalance", "--dry-run"],
+    ] {
+        let output = Command::new(strand_bin())
+            .args(args)
+            .args(["--server", &cluster.grpc_address(b)])
+            .output()
+            .expect("strand runs");
+        out.push_str(&format!(
+            "strand {}:\n{}{}\n",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    if let Some(mut admin) = cluster.admin(b).await
+        && let Ok(status) = admin
+            .rebalance_status(strand_proto::admin::RebalanceStatusRequest {})
+            .await
+    {
+        out.push_str(&format!("rebalance status: {:?}\n", status.into_inner()));
+    }
+    out
+}
+
+/// Polls `check` until it holds; panics after `limit` with `what` and what [`diagnose`] sees.
+async fn wait_or_explain<T, F, Fut>(
+    cluster: &ProcessCluster,
+    topic: &str,
+    what: &str,
+    limit: Duration,
+    check: F,
+) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if std::time::Instant::now() >= deadline {
+            let why = diagnose(cluster, topic).await;
+            panic!(
+                "timed out after {limit:?} waiting for: {what}\n{why}(logs in {})",
+                cluster.dir().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Partitions whose replicas move now, and moves planned after them.
+async fn moves_left(cluster: &ProcessCluster) -> Option<(usize, usize)> {
+    for b in cluster.alive() {
+        let Some(mut admin) = cluster.admin(b).await else {
+            continue;
+        };
+        if let Ok(status) = admin
+            .rebalance_status(strand_proto::admin::RebalanceStatusRequest {})
+            .await
+        {
+            let status = status.into_inner();
+            return Some((status.in_progress.len(), status.pending.len()));
+        }
+    }
+    None
+}
+
+/// Once seen on Kubernetes: a rolling restart overlapping the moves of a scale-out left two
+/// moves stuck and the restarted broker never ready, after a leader offered its leadership to
+/// a broker that was itself restarting (see `balance::offer_leadership` in `strand-server`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_during_replica_moves_finishes_with_every_broker_ready() {
+    const TOPIC: &str = "roll-moving";
+    const PARTITIONS: u32 = 24;
+    let (seed, mut rng) = Rng::seeded();
+    println!("seed = {seed} (replay with E2E_SEED={seed})");
+    // More moves at once than the default two, so that every restart meets several of them
+    // at each of their steps.
+    let dir = tempfile::tempdir().unwrap();
+    let config = settings(dir.path(), "max_concurrent_moves: 6\n");
+    let mut cluster = ProcessCluster::start_with(3, &["--config", &config]).await;
+    cluster.create_topic(TOPIC, PARTITIONS, 3).await;
+    let traffic = Traffic::start(&cluster.bootstrap(), TOPIC);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Scale out 3 -> 5 and rebalance, as the operator does: the controller starts moving
+    // replicas onto the new brokers, a few partitions at a time.
+    cluster.add_broker();
+    cluster.add_broker();
+    cluster
+        .wait_for("five brokers registered", BALANCE_LIMIT, |c| async move {
+            let d = c.describe_cluster().await?;
+            (d.brokers.iter().filter(|b| b.alive).count() == 5).then_some(())
+        })
+        .await;
+    let started = strand(&cluster, 0, &["cluster", "rebalance", "--no-wait"]);
+    println!("strand cluster rebalance --no-wait:\n{started}");
+    cluster
+        .wait_for("replica moves under way", BALANCE_LIMIT, |c| async move {
+            let (in_progress, _) = moves_left(c).await?;
+            (in_progress > 0).then_some(())
+        })
+        .await;
+
+    // A StatefulSet's rolling restart, highest ordinal first, while the moves go on: the
+    // preStop hook hands leaderships over, SIGTERM stops the broker, the pod is replaced and
+    // the broker comes back on the same disk, and the next pod goes only once this one's
+    // readiness probe passes. Replacing a pod takes seconds, longer than a status report stays
+    // fresh, so the others see the broker gone before it is back; the probe's period spreads
+    // when the next one starts. The seed picks both.
+    let schedule: Vec<(u32, Duration, Duration)> = (0..5)
+        .rev()
+        .map(|b| {
+            let down = Duration::from_millis(4_000 + rng.next(4_000));
+            (b, down, Duration::from_millis(rng.next(2_000)))
+        })
+        .collect();
+    println!("rolling restart schedule (broker, time down, pause after ready): {schedule:?}");
+    for (b, down, pause) in schedule {
+        let moving = moves_left(&cluster).await;
+        let pre_stop = Command::new(strand_bin())
+            .args(["broker", "pre-stop", "--timeout", "30s"])
+            .args(["--http-address", &cluster.http_address(b).to_string()])
+            .output()
+            .expect("strand broker pre-stop runs");
+        println!(
+            "broker {b} (moves in flight and pending: {moving:?}): pre-stop: {}{}",
+            String::from_utf8_lossy(&pre_stop.stdout).trim(),
+            String::from_utf8_lossy(&pre_stop.stderr).trim()
+        );
+        assert!(pre_stop.status.success(), "pre-stop of broker {b} failed");
+        cluster.terminate(b);
+        tokio::time::sleep(down).await;
+        cluster.restart(b);
+        let c = &cluster;
+        wait_or_explain(
+            c,
+            TOPIC,
+            &format!("broker {b} ready after its restart"),
+            BALANCE_LIMIT,
+            || async move { c.ready(b).then_some(()) },
+        )
+        .await;
+        tokio::time::sleep(pause).await;
+    }
+
+    // The moves finish: nothing in flight or planned, every partition with exactly its three
+    // voters and nobody leaving, leaders on their preferred replicas, and every broker ready.
+    let c = &cluster;
+    let (replicas, leaders) = wait_or_explain(
+        c,
+        TOPIC,
+        "the rebalance finished with every broker ready",
+        BALANCE_LIMIT,
+        || async move {
+            if moves_left(c).await? != (0, 0) || !(0..5).all(|b| c.ready(b)) {
+                return None;
+            }
+            settled(c, TOPIC, 3).await
+        },
+    )
+    .await;
+    println!("replicas per broker {replicas:?}, leaders per broker {leaders:?}");
+    assert_eq!(
+        replicas.len(),
+        5,
+        "every broker holds replicas: {replicas:?}"
+    );
+    let outcome = traffic.finish().await;
+    check_all_present(&cluster.bootstrap(), TOPIC, PARTITIONS as i32, &outcome);
 }

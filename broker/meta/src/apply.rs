@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::command::{
-    Applied, Command, CommandError, MAX_ADDR_LEN, MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK,
-    Registration, validate_topic_name,
+    Applied, Command, CommandError, InternalTopicChange, MAX_ADDR_LEN, MAX_OWNER_LEN,
+    MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK, Registration, validate_topic_name,
 };
 use crate::config::validate_topic_config;
 use crate::ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
@@ -47,6 +47,7 @@ impl ClusterState {
                 config,
                 assignments,
                 now_ms,
+                owner,
             } => self.create_topic(NewTopic {
                 id: *topic_id,
                 name,
@@ -55,8 +56,31 @@ impl ClusterState {
                 config,
                 assignments,
                 now_ms: *now_ms,
+                owner: owner.as_deref(),
             })?,
-            Command::DeleteTopic { topic_id } => self.delete_topic(*topic_id)?,
+            Command::DeleteTopic {
+                topic_id,
+                expected_owner,
+            } => self.delete_topic(*topic_id, expected_owner.as_ref())?,
+            Command::UpdateTopic {
+                topic_id,
+                expected_owner,
+                assignments_to_add,
+                replication_factor,
+                set_config,
+                remove_config,
+                owner,
+            } => self.update_topic(
+                *topic_id,
+                &TopicUpdate {
+                    expected_owner: expected_owner.as_ref(),
+                    assignments_to_add,
+                    replication_factor: *replication_factor,
+                    set_config,
+                    remove_config,
+                    owner: owner.as_ref(),
+                },
+            )?,
             Command::CreatePartitions {
                 topic_id,
                 assignments_to_add,
@@ -201,6 +225,13 @@ impl ClusterState {
             topic: new.name.to_owned(),
             source,
         })?;
+        if new.kind == TopicKind::Internal && new.owner.is_some() {
+            return Err(CommandError::InternalTopic {
+                topic: new.name.to_owned(),
+                change: InternalTopicChange::Owner,
+            });
+        }
+        check_owner_value(new.owner)?;
         if new.assignments.is_empty() {
             return Err(CommandError::NoPartitions {
                 name: new.name.to_owned(),
@@ -229,12 +260,20 @@ impl ClusterState {
                 config: new.config.clone(),
                 partitions,
                 created_at_ms: new.now_ms,
+                owner: new.owner.map(str::to_owned),
             },
         );
         Ok(Applied::TopicCreated { topic_id: new.id })
     }
 
-    fn delete_topic(&mut self, topic_id: TopicId) -> Result<Applied, CommandError> {
+    fn delete_topic(
+        &mut self,
+        topic_id: TopicId,
+        expected_owner: Option<&Option<String>>,
+    ) -> Result<Applied, CommandError> {
+        let topic = self.existing_topic(topic_id)?;
+        refuse_internal(topic, InternalTopicChange::Delete)?;
+        check_expected_owner(topic, expected_owner)?;
         let topic = self
             .topics
             .remove(&topic_id)
@@ -246,6 +285,50 @@ impl ClusterState {
         })
     }
 
+    /// Checks every part of the update against a copy of the topic and replaces the topic
+    /// only when all of them pass, so the update happens whole or not at all.
+    fn update_topic(
+        &mut self,
+        topic_id: TopicId,
+        update: &TopicUpdate<'_>,
+    ) -> Result<Applied, CommandError> {
+        let topic = self.existing_topic(topic_id)?;
+        let change_to_internal = if !update.assignments_to_add.is_empty() {
+            Some(InternalTopicChange::AddPartitions)
+        } else if update
+            .replication_factor
+            .is_some_and(|rf| rf != topic.replication_factor)
+        {
+            Some(InternalTopicChange::ReplicationFactor)
+        } else if update.owner.is_some_and(Option::is_some) {
+            Some(InternalTopicChange::Owner)
+        } else {
+            None
+        };
+        if let Some(change) = change_to_internal {
+            refuse_internal(topic, change)?;
+        }
+        check_expected_owner(topic, update.expected_owner)?;
+        let mut next = topic.clone();
+        if !update.assignments_to_add.is_empty() {
+            let added = self.new_partitions(topic, update.assignments_to_add)?;
+            next.partitions.extend(added);
+        }
+        if let Some(rf) = update.replication_factor {
+            self.check_replication_factor(topic, rf)?;
+            next.replication_factor = rf;
+        }
+        if !update.set_config.is_empty() || !update.remove_config.is_empty() {
+            next.config = altered_config(topic, update.set_config, update.remove_config)?;
+        }
+        if let Some(owner) = update.owner {
+            check_owner_value(owner.as_deref())?;
+            next.owner = owner.clone();
+        }
+        self.topics.insert(topic_id, next);
+        Ok(Applied::TopicUpdated { topic_id })
+    }
+
     fn create_partitions(
         &mut self,
         topic_id: TopicId,
@@ -253,16 +336,14 @@ impl ClusterState {
     ) -> Result<Applied, CommandError> {
         let topic = self.existing_topic(topic_id)?;
         let current = topic.partitions.len() as u32;
-        let requested = u64::from(current) + to_add.len() as u64;
         if to_add.is_empty() {
             return Err(CommandError::PartitionsMustIncrease {
                 topic: topic.name.clone(),
                 current,
-                requested,
+                requested: u64::from(current),
             });
         }
-        check_partition_limit(&topic.name, requested)?;
-        let added = self.check_assignments(current, topic.replication_factor, to_add)?;
+        let added = self.new_partitions(topic, to_add)?;
         let count = added.len() as u32;
         let topic = self
             .topics
@@ -276,33 +357,27 @@ impl ClusterState {
         })
     }
 
+    /// Checks partitions to add to `topic` and turns them into assignments.
+    fn new_partitions(
+        &self,
+        topic: &Topic,
+        to_add: &[Vec<BrokerId>],
+    ) -> Result<Vec<PartitionAssignment>, CommandError> {
+        refuse_internal(topic, InternalTopicChange::AddPartitions)?;
+        let current = topic.partitions.len() as u32;
+        check_partition_limit(&topic.name, u64::from(current) + to_add.len() as u64)?;
+        self.check_assignments(current, topic.replication_factor, to_add)
+    }
+
     fn alter_topic_config(
         &mut self,
         topic_id: TopicId,
         set: &BTreeMap<String, String>,
         remove: &[String],
     ) -> Result<Applied, CommandError> {
-        let topic = self.existing_topic(topic_id)?;
-        let invalid = |source| CommandError::InvalidConfig {
-            topic: topic.name.clone(),
-            source,
-        };
-        let mut config = topic.config.clone();
-        for key in remove {
-            if set.contains_key(key) {
-                return Err(CommandError::ConflictingConfigChange {
-                    topic: topic.name.clone(),
-                    key: key.clone(),
-                });
-            }
-            // Removing a key Strand does not know is a typo worth reporting, not a no-op.
-            if crate::config::key_spec(key).is_none() {
-                return Err(invalid(crate::ConfigError::UnknownKey { key: key.clone() }));
-            }
-            config.remove(key);
-        }
-        config.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        validate_topic_config(&config).map_err(invalid)?;
+        // Config changes are allowed on internal topics too, as Kafka allows them on
+        // `__consumer_offsets` (its controller checks no topic kind when altering configs).
+        let config = altered_config(self.existing_topic(topic_id)?, set, remove)?;
         if let Some(topic) = self.topics.get_mut(&topic_id) {
             topic.config = config;
         }
@@ -446,21 +521,36 @@ impl ClusterState {
         topic_id: TopicId,
         replication_factor: u16,
     ) -> Result<Applied, CommandError> {
-        let previous = self.existing_topic(topic_id)?.replication_factor;
+        let topic = self.existing_topic(topic_id)?;
+        let previous = topic.replication_factor;
+        self.check_replication_factor(topic, replication_factor)?;
+        if let Some(topic) = self.topics.get_mut(&topic_id) {
+            topic.replication_factor = replication_factor;
+        }
+        Ok(Applied::ReplicationFactorSet { topic_id, previous })
+    }
+
+    /// Checks a new replication factor for `topic`; its current one always passes.
+    fn check_replication_factor(
+        &self,
+        topic: &Topic,
+        replication_factor: u16,
+    ) -> Result<(), CommandError> {
         if replication_factor == 0 {
             return Err(CommandError::ZeroReplicationFactor);
         }
+        if replication_factor == topic.replication_factor {
+            return Ok(());
+        }
+        refuse_internal(topic, InternalTopicChange::ReplicationFactor)?;
         let available = self.active_broker_count();
-        if replication_factor != previous && usize::from(replication_factor) > available {
+        if usize::from(replication_factor) > available {
             return Err(CommandError::NotEnoughBrokers {
                 needed: replication_factor,
                 available,
             });
         }
-        if let Some(topic) = self.topics.get_mut(&topic_id) {
-            topic.replication_factor = replication_factor;
-        }
-        Ok(Applied::ReplicationFactorSet { topic_id, previous })
+        Ok(())
     }
 
     fn allocate_producer_ids(&mut self, count: u64) -> Result<Applied, CommandError> {
@@ -554,6 +644,88 @@ struct NewTopic<'a> {
     config: &'a BTreeMap<String, String>,
     assignments: &'a [Vec<BrokerId>],
     now_ms: u64,
+    owner: Option<&'a str>,
+}
+
+/// The fields of [`Command::UpdateTopic`] after the topic id, borrowed.
+struct TopicUpdate<'a> {
+    expected_owner: Option<&'a Option<String>>,
+    assignments_to_add: &'a [Vec<BrokerId>],
+    replication_factor: Option<u16>,
+    set_config: &'a BTreeMap<String, String>,
+    remove_config: &'a [String],
+    owner: Option<&'a Option<String>>,
+}
+
+/// The config `topic` would have after setting `set` and removing `remove`, checked.
+fn altered_config(
+    topic: &Topic,
+    set: &BTreeMap<String, String>,
+    remove: &[String],
+) -> Result<BTreeMap<String, String>, CommandError> {
+    let invalid = |source| CommandError::InvalidConfig {
+        topic: topic.name.clone(),
+        source,
+    };
+    let mut config = topic.config.clone();
+    for key in remove {
+        if set.contains_key(key) {
+            return Err(CommandError::ConflictingConfigChange {
+                topic: topic.name.clone(),
+                key: key.clone(),
+            });
+        }
+        // Removing a key Strand does not know is a typo worth reporting, not a no-op.
+        if crate::config::key_spec(key).is_none() {
+            return Err(invalid(crate::ConfigError::UnknownKey { key: key.clone() }));
+        }
+        config.remove(key);
+    }
+    config.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    validate_topic_config(&config).map_err(invalid)?;
+    Ok(config)
+}
+
+/// Refuses `change` when `topic` is internal.
+fn refuse_internal(topic: &Topic, change: InternalTopicChange) -> Result<(), CommandError> {
+    if topic.is_internal() {
+        return Err(CommandError::InternalTopic {
+            topic: topic.name.clone(),
+            change,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a command whose expected owner (when it names one) is not the topic's owner.
+fn check_expected_owner(
+    topic: &Topic,
+    expected: Option<&Option<String>>,
+) -> Result<(), CommandError> {
+    match expected {
+        Some(expected) if *expected != topic.owner => Err(CommandError::NotOwner {
+            topic: topic.name.clone(),
+            owner: topic.owner.clone(),
+            expected: expected.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an owner that is empty (no one is `None`), too long or holds control characters.
+fn check_owner_value(owner: Option<&str>) -> Result<(), CommandError> {
+    match owner {
+        Some(owner)
+            if owner.is_empty()
+                || owner.len() > MAX_OWNER_LEN
+                || owner.chars().any(char::is_control) =>
+        {
+            Err(CommandError::InvalidOwner {
+                owner: owner.chars().take(64).collect(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_partition_limit(topic: &str, requested: u64) -> Result<(), CommandError> {

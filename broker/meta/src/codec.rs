@@ -6,8 +6,17 @@ use serde::{Deserialize, Serialize};
 use crate::command::Command;
 use crate::state::ClusterState;
 
-/// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// The newest snapshot format, which this build reads and writes when the state needs it.
+///
+/// Formats: 1, the first; 2, topics may have an `owner`. A state that format 1 can hold is
+/// written as format 1, byte for byte what builds before owners wrote, so a broker of that
+/// version can still install a snapshot from this one during a rolling upgrade; once a topic
+/// has an owner the snapshot is format 2, which such a broker refuses by number instead of
+/// silently dropping the owners.
+pub const SNAPSHOT_FORMAT: u32 = 2;
+
+/// The oldest snapshot format this build reads.
+pub const OLDEST_SNAPSHOT_FORMAT: u32 = 1;
 
 /// Largest encoded command accepted. The largest legitimate command, a topic of
 /// [`MAX_PARTITIONS_PER_TOPIC`](crate::MAX_PARTITIONS_PER_TOPIC) partitions with a high
@@ -33,7 +42,7 @@ pub enum CodecError {
     },
     /// The snapshot was written in a format this build does not read.
     #[error(
-        "metadata snapshot format {found} is not supported; this build reads format {SNAPSHOT_FORMAT}"
+        "metadata snapshot format {found} is not supported; this build reads formats {OLDEST_SNAPSHOT_FORMAT} to {SNAPSHOT_FORMAT}"
     )]
     UnsupportedFormat {
         /// The format the snapshot names.
@@ -86,7 +95,7 @@ impl ClusterState {
         // Maps are keyed by broker ids (numbers) and topic ids (UUIDs), both of which JSON
         // writes as string keys, so encoding cannot fail.
         serde_json::to_vec(&SnapshotOut {
-            format: SNAPSHOT_FORMAT,
+            format: self.snapshot_format(),
             state: self,
         })
         .expect("cluster state always encodes to json")
@@ -101,10 +110,19 @@ impl ClusterState {
         // The format is read first so that a future format fails with a clear error rather
         // than a confusing complaint about its fields.
         let FormatOnly { format } = serde_json::from_slice(bytes).map_err(malformed)?;
-        if format != SNAPSHOT_FORMAT {
+        if !(OLDEST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&format) {
             return Err(CodecError::UnsupportedFormat { found: format });
         }
         let snapshot: SnapshotIn = serde_json::from_slice(bytes).map_err(malformed)?;
         Ok(snapshot.state)
+    }
+
+    /// The oldest format that holds this state (see [`SNAPSHOT_FORMAT`]).
+    fn snapshot_format(&self) -> u32 {
+        if self.topics.values().any(|t| t.owner.is_some()) {
+            2
+        } else {
+            1
+        }
     }
 }

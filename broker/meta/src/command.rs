@@ -22,6 +22,10 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// Longest advertised address accepted: a DNS name (253) plus `:` and a port.
 pub const MAX_ADDR_LEN: usize = 260;
 
+/// Longest topic owner accepted, in bytes. The operator's owners,
+/// `strand.dev/Topic/<namespace>/<name>/<uid>`, take at most 17 + 63 + 253 + 36 + 2.
+pub const MAX_OWNER_LEN: usize = 512;
+
 /// One entry of the metadata log. Applying the same commands in the same order gives the same
 /// [`ClusterState`](crate::ClusterState) on every broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,20 +70,70 @@ pub enum Command {
         assignments: Vec<Vec<BrokerId>>,
         /// The proposer's clock, in milliseconds since the Unix epoch.
         now_ms: u64,
+        /// Who manages the topic; `None` for no one. Internal topics have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
-    /// Deletes a topic.
+    /// Deletes a topic. Internal topics are never deleted.
     DeleteTopic {
         /// The topic.
         topic_id: TopicId,
+        /// When present, the topic is deleted only if its owner is exactly this (`Some(None)`:
+        /// owned by no one); checked here, at the controller's commit, so no change of owner
+        /// can slip in between a caller's look at the topic and its delete.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "double_option"
+        )]
+        expected_owner: Option<Option<String>>,
     },
-    /// Adds partitions to a topic, numbered after the existing ones.
+    /// Changes a topic all at once or not at all: once `expected_owner` (when present)
+    /// matches, adds partitions, sets the replication factor, sets and removes config entries
+    /// and sets the owner. What the admin API's UpdateTopic proposes.
+    UpdateTopic {
+        /// The topic.
+        topic_id: TopicId,
+        /// When present, the change is refused unless the topic's owner is exactly this
+        /// (`Some(None)`: owned by no one).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "double_option"
+        )]
+        expected_owner: Option<Option<String>>,
+        /// Replicas of each new partition, in preference order, numbered after the existing
+        /// ones; empty for none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignments_to_add: Vec<Vec<BrokerId>>,
+        /// The replication factor from now on, when it changes; the partitions' replica lists
+        /// follow by reassignment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replication_factor: Option<u16>,
+        /// Config entries to set, in Kafka's string form.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        set_config: BTreeMap<String, String>,
+        /// Config keys to return to their defaults.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remove_config: Vec<String>,
+        /// When present, the topic's owner from now on (`Some(None)`: no one).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "double_option"
+        )]
+        owner: Option<Option<String>>,
+    },
+    /// Adds partitions to a topic, numbered after the existing ones. Proposed before
+    /// [`Command::UpdateTopic`] existed; still applied from older metadata logs.
     CreatePartitions {
         /// The topic.
         topic_id: TopicId,
         /// Replicas of each new partition, in preference order.
         assignments_to_add: Vec<Vec<BrokerId>>,
     },
-    /// Sets and removes config entries of a topic.
+    /// Sets and removes config entries of a topic. Proposed before [`Command::UpdateTopic`]
+    /// existed; still applied from older metadata logs.
     AlterTopicConfig {
         /// The topic.
         topic_id: TopicId,
@@ -117,7 +171,8 @@ pub enum Command {
         replicas: Vec<BrokerId>,
     },
     /// Changes a topic's replication factor. The partitions' replica lists follow by
-    /// reassignment.
+    /// reassignment. Proposed before [`Command::UpdateTopic`] existed; still applied from older
+    /// metadata logs.
     SetReplicationFactor {
         /// The topic.
         topic_id: TopicId,
@@ -129,6 +184,30 @@ pub enum Command {
         /// How many ids.
         count: u64,
     },
+}
+
+/// Serde for the `Option<Option<String>>` of owners, which must tell "absent" (`None`, the
+/// field left out) from "no one" (`Some(None)`, written as `null`); serde's own `Option`
+/// reads both as `None`. Fields using it also need `default` and
+/// `skip_serializing_if = "Option::is_none"`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Option<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(deserializer).map(Some)
+    }
 }
 
 /// How a [`Command::RegisterBroker`] changed the broker registry.
@@ -173,6 +252,11 @@ pub enum Applied {
         topic_id: TopicId,
         /// Its name, now free.
         name: String,
+    },
+    /// A topic was changed by [`Command::UpdateTopic`].
+    TopicUpdated {
+        /// The topic.
+        topic_id: TopicId,
     },
     /// Partitions were added to a topic.
     PartitionsCreated {
@@ -280,6 +364,35 @@ pub fn validate_topic_name(name: &str, kind: TopicKind) -> Result<(), TopicNameE
         return Err(TopicNameError::Reserved);
     }
     Ok(())
+}
+
+/// What may not be done to an internal topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalTopicChange {
+    /// Deleting it.
+    Delete,
+    /// Adding partitions: consumer groups are spread over a fixed number of its partitions.
+    AddPartitions,
+    /// Changing its replication factor.
+    ReplicationFactor,
+    /// Giving it an owner: Strand itself manages it.
+    Owner,
+}
+
+impl std::fmt::Display for InternalTopicChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InternalTopicChange::Delete => "deleted",
+            InternalTopicChange::AddPartitions => "re-partitioned",
+            InternalTopicChange::ReplicationFactor => "given another replication factor",
+            InternalTopicChange::Owner => "given an owner",
+        })
+    }
+}
+
+/// An owner as messages name it.
+fn owner_name(owner: &Option<String>) -> &str {
+    owner.as_deref().unwrap_or("no one")
 }
 
 /// Why a command was refused. Refusal is deterministic too: every broker refuses the same
@@ -499,6 +612,37 @@ pub enum CommandError {
         current: Vec<BrokerId>,
         /// The list reported finished.
         reported: Vec<BrokerId>,
+    },
+    /// The command names an expected owner, and the topic has another (or none).
+    #[error(
+        "topic `{topic}` is managed by {}, not by {}",
+        owner_name(owner),
+        owner_name(expected)
+    )]
+    NotOwner {
+        /// The topic's name.
+        topic: String,
+        /// Its owner.
+        owner: Option<String>,
+        /// The owner the command expected.
+        expected: Option<String>,
+    },
+    /// The command would delete, re-partition, re-replicate or re-own an internal topic.
+    #[error("`{topic}` is an internal topic: it cannot be {change}")]
+    InternalTopic {
+        /// The topic's name.
+        topic: String,
+        /// What was asked.
+        change: InternalTopicChange,
+    },
+    /// An owner that is empty, longer than [`MAX_OWNER_LEN`] bytes or holds control
+    /// characters.
+    #[error(
+        "invalid topic owner {owner:?}: an owner is 1 to {MAX_OWNER_LEN} bytes without control characters"
+    )]
+    InvalidOwner {
+        /// The owner given, cut to its first 64 characters.
+        owner: String,
     },
     /// A producer-id block of zero, or larger than [`MAX_PRODUCER_ID_BLOCK`].
     #[error("a producer id block must hold 1 to {max} ids, not {count}")]

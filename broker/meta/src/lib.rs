@@ -16,10 +16,11 @@ mod planner;
 mod query;
 mod state;
 
-pub use codec::{CodecError, MAX_COMMAND_BYTES, SNAPSHOT_FORMAT};
+pub use codec::{CodecError, MAX_COMMAND_BYTES, OLDEST_SNAPSHOT_FORMAT, SNAPSHOT_FORMAT};
 pub use command::{
-    Applied, Command, CommandError, MAX_ADDR_LEN, MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK,
-    MAX_TOPIC_NAME_LEN, Registration, TopicNameError, validate_topic_name,
+    Applied, Command, CommandError, InternalTopicChange, MAX_ADDR_LEN, MAX_OWNER_LEN,
+    MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK, MAX_TOPIC_NAME_LEN, Registration,
+    TopicNameError, validate_topic_name,
 };
 pub use config::{
     CleanupPolicy, CompressionType, ConfigError, KEYS, KeySpec, TimestampType, TopicConfig,

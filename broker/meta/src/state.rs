@@ -118,6 +118,20 @@ pub struct Topic {
     pub partitions: Vec<PartitionAssignment>,
     /// When the topic was created, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
+    /// Who manages the topic (such as `strand.dev/Topic/<namespace>/<name>/<uid>` for the
+    /// operator's Topic resources); `None` for no one. Strand only records it and compares it
+    /// with the `expected_owner` of the commands that change or delete the topic.
+    ///
+    /// Absent from snapshots of format 1, written before topics had owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl Topic {
+    /// Whether Strand keeps this topic for itself (`__consumer_offsets`).
+    pub fn is_internal(&self) -> bool {
+        self.kind == TopicKind::Internal
+    }
 }
 
 /// The whole replicated metadata of a cluster.

@@ -39,7 +39,11 @@ pub fn status_of(refusal: Refusal) -> Status {
         ErrorReason::UnknownTopic | ErrorReason::UnknownBroker | ErrorReason::UnknownPartition => {
             tonic::Code::NotFound
         }
-        ErrorReason::BrokerState => tonic::Code::FailedPrecondition,
+        // The topic's owner or kind forbids the change: the request is well formed, the
+        // topic is not in the state it needs.
+        ErrorReason::BrokerState | ErrorReason::NotOwner | ErrorReason::InternalTopic => {
+            tonic::Code::FailedPrecondition
+        }
         ErrorReason::InvalidTopicName
         | ErrorReason::InvalidConfig
         | ErrorReason::InvalidPartitions
@@ -139,6 +143,8 @@ impl AdminService {
                 .unwrap_or_default(),
             replication_factor: u32::from(topic.replication_factor),
             config: topic.config.clone().into_iter().collect(),
+            owner: topic.owner.clone().unwrap_or_default(),
+            internal: topic.is_internal(),
             partitions: topic
                 .partitions
                 .iter()
@@ -247,16 +253,20 @@ impl AdminService {
             config,
             assignments,
             now_ms: now_ms() as u64,
+            owner: owner_of(req.owner),
         })
         .await?;
         self.describe_when_led(&req.name).await
     }
 
+    /// Every change of the request goes into one `UpdateTopic` command, which the metadata
+    /// group applies whole or not at all, after checking `expected_owner` itself.
     async fn update_here(
         &self,
         req: pb::UpdateTopicRequest,
     ) -> Result<pb::TopicDescription, Status> {
         let topic = self.topic(&req.name)?;
+        let mut assignments_to_add = Vec::new();
         if let Some(partitions) = req.partitions {
             let current = topic.partitions.len() as u32;
             if partitions < current {
@@ -269,38 +279,41 @@ impl AdminService {
                 )));
             }
             if partitions > current {
-                let assignments_to_add =
-                    self.place(partitions - current, topic.replication_factor)?;
-                self.propose(Command::CreatePartitions {
-                    topic_id: topic.id,
-                    assignments_to_add,
-                })
-                .await?;
+                assignments_to_add = self.place(partitions - current, topic.replication_factor)?;
             }
         }
-        if let Some(rf) = req.replication_factor
-            && rf != u32::from(topic.replication_factor)
-        {
-            let replication_factor = u16::try_from(rf).map_err(|_| {
-                status_of(Refusal::new(
-                    ErrorReason::InvalidReplicationFactor,
-                    format!("replication factor {rf} is too large"),
-                ))
-            })?;
-            self.propose(Command::SetReplicationFactor {
+        let replication_factor = match req.replication_factor {
+            Some(rf) if rf != u32::from(topic.replication_factor) => {
+                Some(u16::try_from(rf).map_err(|_| {
+                    status_of(Refusal::new(
+                        ErrorReason::InvalidReplicationFactor,
+                        format!("replication factor {rf} is too large"),
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        // A request without a change or a check has nothing to commit.
+        let anything = !assignments_to_add.is_empty()
+            || replication_factor.is_some()
+            || !req.set_config.is_empty()
+            || !req.remove_config.is_empty()
+            || req.expected_owner.is_some()
+            || req.owner.is_some();
+        if anything {
+            self.propose(Command::UpdateTopic {
                 topic_id: topic.id,
+                expected_owner: req.expected_owner.map(owner_of),
+                assignments_to_add,
                 replication_factor,
+                set_config: req.set_config.into_iter().collect(),
+                remove_config: req.remove_config,
+                owner: req.owner.map(owner_of),
             })
             .await?;
-            self.inner.balancer.request();
         }
-        if !req.set_config.is_empty() || !req.remove_config.is_empty() {
-            self.propose(Command::AlterTopicConfig {
-                topic_id: topic.id,
-                set: req.set_config.into_iter().collect(),
-                remove: req.remove_config,
-            })
-            .await?;
+        if replication_factor.is_some() {
+            self.inner.balancer.request();
         }
         self.describe_when_led(&req.name).await
     }
@@ -321,8 +334,11 @@ impl AdminService {
                 ),
             )));
         }
-        self.propose(Command::DeleteTopic { topic_id: topic.id })
-            .await?;
+        self.propose(Command::DeleteTopic {
+            topic_id: topic.id,
+            expected_owner: req.expected_owner.map(owner_of),
+        })
+        .await?;
         Ok(pb::DeleteTopicResponse { deleted: true })
     }
 
@@ -633,6 +649,11 @@ impl AdminService {
         }
         Ok(self.describe(&self.topic(&req.topic)?))
     }
+}
+
+/// An owner as the metadata holds it: the admin API's empty string is no one.
+fn owner_of(owner: String) -> Option<String> {
+    (!owner.is_empty()).then_some(owner)
 }
 
 /// `1 partition`, `2 partitions`.

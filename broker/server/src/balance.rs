@@ -27,6 +27,15 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// Shortest time between two leadership hand-overs of one partition.
 const TRANSFER_EVERY: Duration = Duration::from_secs(5);
 
+/// A leadership offer this broker made while it led a partition group.
+#[derive(Debug, Clone, Copy)]
+struct Offer {
+    /// The term it led in: the offer stands until that term ends.
+    term: u64,
+    /// When it was made.
+    at: Instant,
+}
+
 /// How the cluster balances itself. The controller's settings are the ones that count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BalancingSettings {
@@ -64,9 +73,12 @@ pub struct Balancer {
     controller_since: Mutex<Option<Instant>>,
     /// Partition groups whose membership change is running in a task.
     busy: Mutex<HashSet<String>>,
-    /// When leadership of a partition was last handed over from here.
-    transfers: Mutex<HashMap<String, Instant>>,
-    /// Set while the broker shuts down: it hands its leaderships away and takes none.
+    /// The last leadership offer made from here, per partition group: at most one per group
+    /// this broker offered and still hosts (dropped with the replica, or replaced when the
+    /// group offers again).
+    offers: Mutex<HashMap<String, Offer>>,
+    /// Set once the broker starts stopping (the pre-stop hook or SIGTERM, `hand_over.rs`): it
+    /// hands its leaderships away and takes none back until it restarts.
     pub(crate) leaving: AtomicBool,
 }
 
@@ -84,6 +96,19 @@ impl Balancer {
     /// Whether this broker is shutting down and handing its leaderships away.
     pub fn is_leaving(&self) -> bool {
         self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// Whether this broker offered the leadership of `group` while leading it in `term`: if
+    /// it still leads in that term, the offer stands (see [`offer_leadership`]).
+    pub(crate) fn offered(&self, group: &str, term: u64) -> bool {
+        lock(&self.offers)
+            .get(group)
+            .is_some_and(|o| o.term == term)
+    }
+
+    /// Forgets what balancing remembers of a group this broker no longer hosts.
+    pub(crate) fn forget(&self, group: &str) {
+        lock(&self.offers).remove(group);
     }
 }
 
@@ -257,9 +282,7 @@ async fn finish_moves(
             let Some(target) = nodes_of(state, &assignment.replicas) else {
                 continue;
             };
-            let target: BTreeSet<u64> = target.into_iter().collect();
-            let voters: BTreeSet<u64> = view.voter_nodes.iter().copied().collect();
-            if view.leader.is_none() || voters != target {
+            if !move_done(view, &target) {
                 continue;
             }
             let command = Command::FinishReassignment {
@@ -277,6 +300,20 @@ async fn finish_moves(
             }
         }
     }
+}
+
+/// Whether a partition's group has the nodes of its new replica list as voters, for good.
+///
+/// The voters a leader reports are those of the configuration it acts on, which it appends
+/// before a quorum has it. Until that commits, losing the leader (a rolling restart, say) can
+/// leave the next one with the joint configuration, which still counts the leaving replicas:
+/// released then, they would be deleted while the group still replicated to them and needed
+/// them for a majority.
+fn move_done(view: &PartitionView, target: &[u64]) -> bool {
+    let voters: BTreeSet<u64> = view.voter_nodes.iter().copied().collect();
+    view.leader.is_some()
+        && !view.membership_changing
+        && voters == target.iter().copied().collect::<BTreeSet<u64>>()
 }
 
 /// A draining broker that hosts nothing any more becomes decommissioned.
@@ -344,6 +381,9 @@ fn next_step(
             && target[0] != me
             && !assignment.is_moving()
             && inner.views.alive(assignment.replicas[0])
+            // A stopping broker refuses leadership, and openraft's leader stops taking writes
+            // as soon as it offers leadership, until an election ends the offer.
+            && !inner.views.leaving(assignment.replicas[0])
             && caught_up(&metrics, target[0])
             && !recently_handed_over(inner, group);
         return leader_balancing.then_some(Step::HandOver(target[0]));
@@ -377,16 +417,29 @@ fn next_step(
         return Some(Step::ChangeVoters(wanted));
     }
     if !assigned_here {
-        return (!recently_handed_over(inner, group)).then_some(Step::HandOver(target[0]));
+        // To the first assigned replica that can take it now. An offer stops this leader's
+        // writes until it is taken or an election ends it (`offer_leadership`); a broker that
+        // is down (restarting, say), stopping or behind cannot take it, so this leader keeps
+        // leading until one can.
+        let to = target
+            .iter()
+            .zip(&assignment.replicas)
+            .find(|(node, broker)| {
+                inner.views.alive(**broker)
+                    && !inner.views.leaving(**broker)
+                    && caught_up(&metrics, **node)
+            })
+            .map(|(node, _)| *node)?;
+        return (!recently_handed_over(inner, group)).then_some(Step::HandOver(to));
     }
     let strays: BTreeSet<u64> = members.difference(&voters).copied().collect();
     (!strays.is_empty()).then_some(Step::RemoveStrays(strays))
 }
 
 fn recently_handed_over(inner: &Inner, group: &str) -> bool {
-    lock(&inner.balancer.transfers)
+    lock(&inner.balancer.offers)
         .get(group)
-        .is_some_and(|at| at.elapsed() < TRANSFER_EVERY)
+        .is_some_and(|o| o.at.elapsed() < TRANSFER_EVERY)
 }
 
 /// On a partition leader: when the group is not where its assignment says, takes the next
@@ -471,20 +524,45 @@ async fn take_step(
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        Step::HandOver(to) => hand_over(inner, group, replica, to).await?,
+        Step::HandOver(to) => {
+            // The next attempt waits [`TRANSFER_EVERY`].
+            tracing::info!(%group, to, "handing leadership over");
+            offer_leadership(inner, group, replica, to).await?;
+        }
     }
     Ok(())
 }
 
-/// Asks `to` to take leadership of the group; the next attempt waits [`TRANSFER_EVERY`].
-async fn hand_over(
+/// Offers node `to` the leadership of a partition group this broker leads: the one way
+/// partition leaderships are handed over (leader balancing, moves, and `hand_over.rs`).
+///
+/// From the offer until its term ends, openraft's leader takes no writes and makes no
+/// membership change; it never withdraws the offer. It also sends no heartbeats, which are
+/// what restarts replication to a follower whose stream broke, so a target that is down,
+/// stopping or behind may never be able to take it. openraft counts on the other followers
+/// timing out then and electing a leader, but a partition's followers hear this broker's
+/// coalesced heartbeats instead: the offer is remembered here with its term, and
+/// `heartbeat.rs` stops them for the group as openraft stops its own. Without that, an offer
+/// to a broker that was restarting left its partition without writes, and a move of it
+/// stuck, for good.
+pub(crate) async fn offer_leadership(
     inner: &Inner,
     group: &str,
     replica: &PartitionReplica,
     to: u64,
 ) -> Result<(), String> {
-    lock(&inner.balancer.transfers).insert(group.to_string(), Instant::now());
-    tracing::info!(%group, to, "handing leadership over");
+    let term = replica.raft.metrics().borrow_watched().vote.leader_id.term;
+    let offer = Offer {
+        term,
+        at: Instant::now(),
+    };
+    lock(&inner.balancer.offers).insert(group.to_string(), offer);
+    // A leader's election timer moves only when it comes due (`elections.rs`), so it may be
+    // due the moment the offer is taken, before the new leader is heard from: this broker
+    // would stand at once against the leader it chose, and often win, its log being as long.
+    inner
+        .contacts
+        .touch(group, inner.config.tuning.election_min);
     replica
         .raft
         .trigger()
@@ -493,62 +571,26 @@ async fn hand_over(
         .map_err(|e| e.to_string())
 }
 
-/// Before a broker stops: hands every leadership it holds (partitions and the metadata group)
-/// to a caught-up voter, and waits up to `patience` for them to be taken.
-pub async fn hand_over_all(inner: &Inner, patience: Duration) {
-    inner.balancer.leaving.store(true, Ordering::Relaxed);
-    let me = inner.identity.node_id;
-    let deadline = Instant::now() + patience;
-    let mut handed = Vec::new();
-    for (group, replica) in inner.registry.partitions() {
-        let to = {
-            let watch = replica.raft.metrics();
-            let metrics = watch.borrow_watched();
-            if metrics.state != openraft::ServerState::Leader {
-                continue;
-            }
-            metrics
-                .membership_config
-                .membership()
-                .voter_ids()
-                .find(|n| *n != me && caught_up(&metrics, *n))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_is_done_once_its_leader_has_the_new_voters_committed() {
+        let view = |voters: &[u64], changing: bool| PartitionView {
+            leader: Some(BrokerId(1)),
+            voter_nodes: voters.to_vec(),
+            membership_changing: changing,
+            ..PartitionView::default()
         };
-        if let Some(to) = to {
-            let _ = replica.raft.trigger().transfer_leader(to).await;
-            tracing::debug!(%group, to, "handing leadership over before stopping");
-            handed.push(replica);
-        }
-    }
-    let mut meta_handed = false;
-    if inner.is_controller() {
-        let watch = inner.meta.metrics();
-        let to = {
-            let metrics = watch.borrow_watched();
-            metrics
-                .membership_config
-                .membership()
-                .voter_ids()
-                .find(|n| *n != me && caught_up(&metrics, *n))
+        assert!(move_done(&view(&[12, 11, 13], false), &[11, 12, 13]));
+        // Appended but not committed, or still joint: the leaving replicas may yet be needed.
+        assert!(!move_done(&view(&[11, 12, 13], true), &[11, 12, 13]));
+        assert!(!move_done(&view(&[10, 11, 12, 13], false), &[11, 12, 13]));
+        let leaderless = PartitionView {
+            leader: None,
+            ..view(&[11, 12, 13], false)
         };
-        if let Some(to) = to {
-            meta_handed = inner.meta.trigger().transfer_leader(to).await.is_ok();
-        }
+        assert!(!move_done(&leaderless, &[11, 12, 13]));
     }
-    if !handed.is_empty() {
-        tracing::info!(
-            partitions = handed.len(),
-            "handing leadership over before stopping"
-        );
-    }
-    while Instant::now() < deadline {
-        let leading = handed
-            .iter()
-            .any(|r| r.raft.metrics().borrow_watched().state == openraft::ServerState::Leader);
-        let still_controller = meta_handed && inner.is_controller();
-        if !leading && !still_controller {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tracing::warn!("some leaderships were not taken over before stopping");
 }

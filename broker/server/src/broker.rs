@@ -120,6 +120,8 @@ pub struct Report {
     pub partitions: Vec<PartitionStatus>,
     /// Its data directory is short of free space.
     pub disk_low: bool,
+    /// It is stopping and takes no leadership.
+    pub leaving: bool,
 }
 
 /// A broker's parts, shared by its tasks and services.
@@ -268,7 +270,7 @@ impl Broker {
     /// Stops the broker: hands its leaderships to other replicas (waiting up to 10 s), then
     /// stops servers, tasks and every Raft group.
     pub async fn shutdown(self) {
-        crate::balance::hand_over_all(&self.inner, HAND_OVER_PATIENCE).await;
+        crate::hand_over::hand_over_all(&self.inner, HAND_OVER_PATIENCE).await;
         self.stop().await;
     }
 
@@ -311,6 +313,7 @@ impl Inner {
                 node_id: report.node_id,
                 partitions: report.partitions,
                 disk_low: report.disk_low,
+                leaving: report.leaving,
             },
         );
     }

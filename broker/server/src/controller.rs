@@ -19,7 +19,7 @@ use crate::broker::{Inner, Report};
 /// How often membership is checked.
 const TICK: Duration = Duration::from_millis(300);
 /// How often brokers report to the controller.
-const REPORT_EVERY: Duration = Duration::from_secs(1);
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// A report older than this no longer counts: its broker may be down.
 pub const REPORT_FRESH: Duration = Duration::from_secs(3);
 /// A follower this many entries behind its leader is not caught up.
@@ -199,6 +199,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
         node_id: inner.identity.node_id,
         partitions,
         disk_low: inner.disk.is_low(),
+        leaving: inner.balancer.is_leaving(),
     }
 }
 
@@ -210,25 +211,35 @@ pub async fn report_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(REPORT_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let report = status_report(&inner, &inner.cluster());
-        if inner.is_controller() {
-            inner.record_report(report);
-            inner.views.replace(&status_reply(&inner));
-            continue;
+        report_once(&inner).await;
+    }
+}
+
+/// Sends this broker's status report to the controller now (records it, on the controller)
+/// and takes the controller's view from the reply; whether the report arrived.
+pub async fn report_once(inner: &Inner) -> bool {
+    let report = status_report(inner, &inner.cluster());
+    if inner.is_controller() {
+        inner.record_report(report);
+        inner.views.replace(&status_reply(inner));
+        return true;
+    }
+    let Some((_, addr)) = inner.controller() else {
+        return false;
+    };
+    let Ok(channel) = inner.peers.channel(&addr) else {
+        return false;
+    };
+    let mut request = tonic::Request::new(report);
+    request.set_timeout(Duration::from_secs(1));
+    match BrokerClient::new(channel).report_status(request).await {
+        Ok(reply) => {
+            inner.views.replace(reply.get_ref());
+            true
         }
-        let Some((_, addr)) = inner.controller() else {
-            continue;
-        };
-        let Ok(channel) = inner.peers.channel(&addr) else {
-            continue;
-        };
-        let mut request = tonic::Request::new(report);
-        request.set_timeout(Duration::from_secs(1));
-        match BrokerClient::new(channel).report_status(request).await {
-            Ok(reply) => inner.views.replace(reply.get_ref()),
-            Err(status) => {
-                tracing::debug!(controller = %addr, error = %status.message(), "status report not delivered");
-            }
+        Err(status) => {
+            tracing::debug!(controller = %addr, error = %status.message(), "status report not delivered");
+            false
         }
     }
 }
@@ -271,7 +282,18 @@ pub fn status_reply(inner: &Inner) -> strand_proto::broker::StatusReply {
             .collect(),
         alive_brokers: alive.into_iter().map(|b| b.0).collect(),
         disk_low_brokers: disk_low_brokers(inner),
+        leaving_brokers: leaving_brokers(inner),
     }
+}
+
+/// Brokers whose fresh reports say they are stopping.
+fn leaving_brokers(inner: &Inner) -> Vec<u32> {
+    let state = inner.cluster();
+    let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
+    current_reports(&reports, &state)
+        .filter(|(_, r)| r.leaving)
+        .map(|(b, _)| b.0)
+        .collect()
 }
 
 /// Brokers whose fresh reports say their disk is nearly full.
@@ -382,6 +404,7 @@ mod tests {
             node_id,
             partitions: Vec::new(),
             disk_low: true,
+            leaving: false,
         }
     }
 

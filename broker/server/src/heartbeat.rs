@@ -67,6 +67,12 @@ fn collect(
         if metrics.state != openraft::ServerState::Leader || !metrics.vote.committed {
             continue;
         }
+        // A leader that offered its leadership away sends no heartbeats, as openraft's own
+        // would not: if the offer is not taken, the followers time out and elect a leader
+        // (see `balance::offer_leadership`). openraft refuses to heartbeat it anyway.
+        if inner.balancer.offered(&group, metrics.vote.leader_id.term) {
+            continue;
+        }
         let empty = BTreeMap::new();
         let matched = metrics.replication.as_ref().unwrap_or(&empty);
         if matched

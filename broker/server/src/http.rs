@@ -1,5 +1,7 @@
 //! The broker's HTTP port: `/healthz` (the process is alive), `/readyz` (registered with the
-//! controller and every local replica caught up), `/metrics` (Prometheus text format).
+//! controller and every local replica caught up), `/metrics` (Prometheus text format), and
+//! `POST /v1/pre-stop?timeout_ms=N`, the hand-over a stopping broker makes (see
+//! `hand_over.rs`), started before SIGTERM by `strand broker pre-stop`.
 //!
 //! Readiness is what paces a rolling restart: the StatefulSet replaces the next pod only once
 //! the restarted one is ready, and a broker is ready only when none of its replicas is behind
@@ -8,13 +10,22 @@
 use openraft::async_runtime::WatchReceiver;
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 
 use crate::broker::Inner;
+
+/// How long `POST /v1/pre-stop` waits for leaderships to be taken when the request names no
+/// `timeout_ms`.
+const PRE_STOP_TIMEOUT: Duration = Duration::from_secs(90);
+/// The longest `timeout_ms` accepted: past it, the hook would outlast any sensible
+/// termination grace period.
+const PRE_STOP_TIMEOUT_MAX: Duration = Duration::from_secs(600);
 
 /// Serves the HTTP port until the broker shuts down.
 pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
@@ -23,6 +34,7 @@ pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/pre-stop", post(pre_stop))
         .with_state(inner);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -72,6 +84,55 @@ async fn readyz(State(inner): State<Arc<Inner>>) -> (StatusCode, String) {
     }
 }
 
+/// Hands this broker's leaderships over and answers, once it leads nothing or the timeout
+/// passed, with the [`HandOver`](crate::HandOver) as JSON.
+async fn pre_stop(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuery) -> Response {
+    let timeout = match pre_stop_timeout(query.as_deref()) {
+        Ok(timeout) => timeout,
+        Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+    };
+    tracing::info!(
+        timeout_ms = timeout.as_millis() as u64,
+        "pre-stop: handing leaderships over"
+    );
+    let report = crate::hand_over::hand_over_all(&inner, timeout).await;
+    match serde_json::to_string(&report) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// The `timeout_ms` of a pre-stop query string, or the default.
+fn pre_stop_timeout(query: Option<&str>) -> Result<Duration, String> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(PRE_STOP_TIMEOUT);
+    };
+    let mut timeout = PRE_STOP_TIMEOUT;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("timeout_ms", value)) => {
+                let ms: u64 = value.parse().map_err(|_| {
+                    format!("timeout_ms must be a number of milliseconds, not `{value}`")
+                })?;
+                timeout = Duration::from_millis(ms);
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter `{pair}`; only timeout_ms is known"
+                ));
+            }
+        }
+    }
+    if timeout > PRE_STOP_TIMEOUT_MAX {
+        return Err(format!(
+            "timeout_ms may be at most {}, not {}",
+            PRE_STOP_TIMEOUT_MAX.as_millis(),
+            timeout.as_millis()
+        ));
+    }
+    Ok(timeout)
+}
+
 async fn metrics(State(inner): State<Arc<Inner>>) -> String {
     let mut registry = prometheus_client::registry::Registry::with_prefix("strand");
     let partitions = inner.registry.partitions();
@@ -111,4 +172,25 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> String {
         let _ = writeln!(out, "# metrics could not be encoded");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_stop_timeout_comes_from_the_query_or_the_default() {
+        assert_eq!(pre_stop_timeout(None), Ok(PRE_STOP_TIMEOUT));
+        assert_eq!(pre_stop_timeout(Some("")), Ok(PRE_STOP_TIMEOUT));
+        assert_eq!(
+            pre_stop_timeout(Some("timeout_ms=2500")),
+            Ok(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            pre_stop_timeout(Some("timeout_ms=soon")),
+            Err("timeout_ms must be a number of milliseconds, not `soon`".into())
+        );
+        assert!(pre_stop_timeout(Some("timeout=1")).is_err());
+        assert!(pre_stop_timeout(Some("timeout_ms=600001")).is_err());
+    }
 }

@@ -72,6 +72,8 @@ pub fn refusal(error: &CommandError) -> Refusal {
         E::NotEnoughBrokers { .. }
         | E::ReplicaOnUnknownBroker { .. }
         | E::ReplicaOnInactiveBroker { .. } => ErrorReason::NotEnoughBrokers,
+        E::NotOwner { .. } => ErrorReason::NotOwner,
+        E::InternalTopic { .. } => ErrorReason::InternalTopic,
         _ => ErrorReason::Unspecified,
     };
     let config_key = match error {

@@ -112,6 +112,7 @@ async fn sync(inner: &Inner, state: &ClusterState) {
             tracing::info!(%group, topic = %replica.topic, "removing replica of a deleted partition");
             let _ = replica.raft.shutdown().await;
             inner.registry.remove(&group);
+            inner.balancer.forget(&group);
             let dir = replica_dir(inner, &group);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove replica directory");

@@ -39,6 +39,10 @@ struct InFlight {
     term: u64,
     epoch: i16,
     batches: VecDeque<(i32, i32)>,
+    /// The first sequence of a batch whose submission failed: the client resends from
+    /// there, and batches it had pipelined behind it are told to retry too, as Kafka's
+    /// leader refuses them (they would otherwise look like a gap).
+    retry_from: Option<i32>,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +129,14 @@ impl ProducerState {
             }
             _ => {}
         }
+        let retry_from = flight
+            .filter(|f| f.epoch == header.producer_epoch)
+            .and_then(|f| f.retry_from);
+        if let Some(from) = retry_from
+            && first != from
+        {
+            return Verdict::Refused(ResponseError::NotLeaderOrFollower);
+        }
         if let Some(previous) = previous
             && first != next_seq(previous)
         {
@@ -134,20 +146,36 @@ impl ProducerState {
             term,
             epoch: header.producer_epoch,
             batches: VecDeque::new(),
+            retry_from: None,
         });
         if flight.epoch != header.producer_epoch {
             flight.epoch = header.producer_epoch;
             flight.batches.clear();
         }
+        flight.retry_from = None;
         flight.batches.push_back((first, last));
         Verdict::Append
     }
 
-    /// Forgets a producer's in-flight batches, after a submitted batch failed: the client
-    /// retries them, and the retry is checked afresh.
-    pub fn forget_in_flight(&self, producer_id: i64) {
+    /// Takes back the reservation of a batch that never reached the log (its submission to
+    /// Raft failed), so the client's retry of it is checked afresh. Only that batch: the
+    /// producer's earlier batches were submitted and may still commit, and forgetting them
+    /// made the next batch look like a gap (OUT_OF_ORDER_SEQUENCE_NUMBER, fatal to an
+    /// idempotent librdkafka producer) or a retry of them a second copy. A batch that was
+    /// submitted but whose commit was not seen stays reserved: in this term it is either
+    /// committed (and answered as a duplicate once applied) or the term ends, and a new term
+    /// drops every reservation of the old one.
+    pub fn unreserve(&self, header: &BatchHeader) {
         let mut producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        producers.in_flight.remove(&producer_id);
+        let batch = (header.base_sequence, last_seq(header));
+        if let Some(flight) = producers.in_flight.get_mut(&header.producer_id)
+            && flight.epoch == header.producer_epoch
+        {
+            flight.batches.retain(|b| *b != batch);
+            if flight.retry_from.is_none() {
+                flight.retry_from = Some(batch.0);
+            }
+        }
     }
 }
 
@@ -193,5 +221,54 @@ impl Machine for ProducerState {
         producers.applied = applied;
         producers.in_flight.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(first: i32, count: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            partition_leader_epoch: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: first,
+            records_count: count,
+        }
+    }
+
+    #[test]
+    fn a_batch_that_never_reached_the_log_leaves_earlier_ones_reserved() {
+        let state = ProducerState::default();
+        let (a, b, c) = (batch(0, 5), batch(5, 5), batch(10, 5));
+        assert_eq!(state.check(1, &a), Verdict::Append);
+        assert_eq!(state.check(1, &b), Verdict::Append);
+        // b's submission fails; a was submitted and is still on its way to commit.
+        state.unreserve(&b);
+        // c, pipelined behind b, is told to retry (not refused as a gap), as Kafka's leader
+        // would refuse it.
+        assert_eq!(
+            state.check(1, &c),
+            Verdict::Refused(ResponseError::NotLeaderOrFollower)
+        );
+        // The client resends b, then c: both follow a, no gap.
+        assert_eq!(state.check(1, &b), Verdict::Append);
+        assert_eq!(state.check(1, &c), Verdict::Append);
+        // A retry of a while it is in flight is not written twice.
+        assert_eq!(state.check(1, &a), Verdict::InFlight);
+    }
+
+    #[test]
+    fn a_new_term_drops_the_old_terms_reservations() {
+        let state = ProducerState::default();
+        assert_eq!(state.check(1, &batch(0, 5)), Verdict::Append);
+        // The batch was lost with its term: the new leader takes it again.
+        assert_eq!(state.check(2, &batch(0, 5)), Verdict::Append);
     }
 }

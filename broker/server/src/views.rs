@@ -28,6 +28,7 @@ struct Views {
     groups: HashMap<String, LeaderView>,
     alive: BTreeSet<BrokerId>,
     disk_low: BTreeSet<BrokerId>,
+    leaving: BTreeSet<BrokerId>,
     at: Option<Instant>,
 }
 
@@ -58,10 +59,12 @@ impl SharedViews {
             .iter()
             .map(|b| BrokerId(*b))
             .collect();
+        let leaving = reply.leaving_brokers.iter().map(|b| BrokerId(*b)).collect();
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Views {
             groups,
             alive,
             disk_low,
+            leaving,
             at: Some(Instant::now()),
         };
     }
@@ -76,6 +79,12 @@ impl SharedViews {
     pub fn disk_low(&self, broker: BrokerId) -> bool {
         let views = self.0.read().unwrap_or_else(|p| p.into_inner());
         matches!(views.at, Some(at) if at.elapsed() < STALE) && views.disk_low.contains(&broker)
+    }
+
+    /// Whether a broker said lately that it is stopping and takes no leadership.
+    pub fn leaving(&self, broker: BrokerId) -> bool {
+        let views = self.0.read().unwrap_or_else(|p| p.into_inner());
+        matches!(views.at, Some(at) if at.elapsed() < STALE) && views.leaving.contains(&broker)
     }
 
     /// Whether a broker reported lately; `true` while there is no fresh view to say otherwise.

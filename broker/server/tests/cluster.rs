@@ -262,7 +262,7 @@ async fn replicated_topic_survives_a_leader_kill_and_a_restart() {
             name: "orders".into(),
             partitions: 6,
             replication_factor: 3,
-            config: Default::default(),
+            ..Default::default()
         })
         .await
         .expect("topic created")
@@ -435,13 +435,121 @@ async fn a_replica_moves_to_another_broker_and_leadership_follows_the_preferred_
     cluster.shutdown().await;
 }
 
+/// A leader that offers its leadership takes no writes until another replica takes the offer.
+/// Offered to a broker that cannot take it (here one that stopped a moment ago, before the
+/// controller noticed), the group must not wait for that broker: another replica is elected
+/// and takes writes, and the offered broker, back later behind the others, catches up and
+/// leads as the preferred replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_offered_to_a_broker_that_just_stopped_is_taken_by_another_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
+    create(&cluster, "offered", 1).await;
+    let described = cluster
+        .wait_for("the preferred replica to lead", |c| async move {
+            let d = c.describe("offered").await?;
+            let p = &d.partitions[0];
+            (p.leader == p.replicas.first().copied()).then_some(d)
+        })
+        .await;
+    let before = &described.partitions[0];
+    let leader = before.leader.unwrap();
+    let mut acked = Vec::new();
+    let mut write = async |cluster: &Cluster, label: &str| {
+        let values: Vec<String> = (0..2).map(|r| format!("{label}-r{r}")).collect();
+        let offset = cluster.produce("offered", 0, batch(&values)).await;
+        assert_eq!(offset, acked.len() as i64, "offsets are contiguous");
+        acked.extend(values);
+    };
+    write(&cluster, "before").await;
+
+    // Stop a follower that is not the controller, so its absence shows only once its status
+    // reports go stale; records written meanwhile leave it behind.
+    let controller = cluster
+        .admin(leader)
+        .await
+        .unwrap()
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .controller_id;
+    let offered = *before
+        .replicas
+        .iter()
+        .find(|b| **b != leader && Some(**b) != controller)
+        .unwrap();
+    cluster.stop(offered).await;
+    write(&cluster, "while-down").await;
+
+    // Make it the preferred replica at once: the leader's view still counts it alive and
+    // caught up, so leader balancing offers it the leadership.
+    let topic_id = TopicId(described.topic_id.parse().unwrap());
+    let mut replicas = vec![offered];
+    replicas.extend(before.replicas.iter().filter(|b| **b != offered));
+    let outcome = cluster.brokers[leader as usize]
+        .as_ref()
+        .unwrap()
+        .inner()
+        .propose(
+            &Command::ReassignPartition {
+                topic_id,
+                partition: PartitionId(0),
+                replicas: replicas.iter().copied().map(BrokerId).collect(),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("reorder proposed");
+    assert!(
+        matches!(outcome, strand_server::Outcome::Done { .. }),
+        "{outcome:?}"
+    );
+
+    // The third replica is elected while the offered broker is down (the offer was made: the
+    // leader gave up leading, and nobody waited for the offer to be taken) and takes writes.
+    let third = *before
+        .replicas
+        .iter()
+        .find(|b| **b != leader && **b != offered)
+        .unwrap();
+    let what = format!(
+        "broker {third} to lead, after broker {leader} offered leadership to stopped broker \
+         {offered}"
+    );
+    cluster
+        .wait_for(&what, |c| async move {
+            let p = c.describe("offered").await?.partitions.remove(0);
+            (p.leader == Some(third)).then_some(())
+        })
+        .await;
+    write(&cluster, "after-offer").await;
+
+    // Back, the offered broker catches up and leads, and takes writes.
+    cluster.restart(offered).await;
+    cluster
+        .wait_for("the offered broker to lead", |c| async move {
+            let p = c.describe("offered").await?.partitions.remove(0);
+            (p.leader == Some(offered)).then_some(())
+        })
+        .await;
+    write(&cluster, "after-restart").await;
+    for broker in 0..3 {
+        assert_eq!(
+            cluster.read_all(broker, "offered", 0, acked.len()).await,
+            acked
+        );
+    }
+    cluster.shutdown().await;
+}
+
 async fn create(cluster: &Cluster, name: &str, partitions: u32) {
     let mut admin = cluster.admin(0).await.unwrap();
     let req = CreateTopicRequest {
         name: name.into(),
         partitions,
         replication_factor: 3,
-        config: Default::default(),
+        ..Default::default()
     };
     admin.create_topic(req).await.expect("topic created");
 }
@@ -572,6 +680,7 @@ async fn admin_api_refuses_bad_requests_with_typed_errors_and_manages_topics() {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Default::default()
         };
     admin
         .create_topic(request("events", 3, 3, &[("retention.ms", "60000")]))
@@ -624,7 +733,7 @@ async fn admin_api_refuses_bad_requests_with_typed_errors_and_manages_topics() {
             partitions: Some(5),
             set_config: [("cleanup.policy".to_string(), "compact".to_string())].into(),
             remove_config: vec!["retention.ms".into()],
-            replication_factor: None,
+            ..Default::default()
         })
         .await
         .expect("updated")
@@ -651,7 +760,7 @@ async fn admin_api_refuses_bad_requests_with_typed_errors_and_manages_topics() {
     let deleted = admin
         .delete_topic(DeleteTopicRequest {
             name: "events".into(),
-            topic_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -659,7 +768,7 @@ async fn admin_api_refuses_bad_requests_with_typed_errors_and_manages_topics() {
     let again = admin
         .delete_topic(DeleteTopicRequest {
             name: "events".into(),
-            topic_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

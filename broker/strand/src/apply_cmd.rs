@@ -191,6 +191,7 @@ fn plan(desired: &DesiredTopic, observed: Option<&TopicDescription>) -> anyhow::
             partitions: desired.partitions,
             replication_factor: desired.replication_factor,
             config: desired.config.clone().into_iter().collect(),
+            owner: String::new(),
         }));
     };
     let name = &desired.name;

@@ -5,25 +5,38 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde::Deserialize;
 use strand_server::{
     BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, KafkaSettings, RaftTuning,
 };
 
 use crate::admin_cmd::BrokerAdminCommand;
+use crate::pre_stop_cmd::PreStopArgs;
 
 /// `strand broker`: runs a broker, or with a subcommand changes a broker's state in the
-/// cluster through the admin API.
+/// cluster through the admin API, or asks a stopping broker to hand its leaderships over.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BrokerCommandArgs {
-    /// Decommission or recommission a broker instead of running one.
+    /// Decommission, recommission or pre-stop a broker instead of running one.
     #[command(subcommand)]
-    pub command: Option<BrokerAdminCommand>,
+    pub command: Option<BrokerSubcommand>,
     /// How to run the broker.
     #[command(flatten)]
     pub run: BrokerArgs,
+}
+
+/// What `strand broker` does instead of running a broker.
+#[derive(Debug, Subcommand)]
+pub enum BrokerSubcommand {
+    /// Changes of a broker's state through the admin API.
+    #[command(flatten)]
+    Admin(BrokerAdminCommand),
+    /// Hand every leadership of the broker on this host to other brokers before it stops
+    /// (the broker container's preStop hook); prints what was handed over. Fails only when
+    /// the broker cannot be reached.
+    PreStop(PreStopArgs),
 }
 
 /// Options of `strand broker`. Every flag can also be set by the environment variable named.

@@ -6,6 +6,7 @@ mod bench_cmd;
 mod broker_cmd;
 mod dev_cmd;
 mod log_cmd;
+mod pre_stop_cmd;
 
 use std::process::ExitCode;
 
@@ -21,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a broker, or decommission / recommission one.
+    /// Run a broker, decommission / recommission one, or hand its leaderships over before it
+    /// stops.
     Broker(broker_cmd::BrokerCommandArgs),
     /// Run a local cluster of brokers on 127.0.0.1 (no Kubernetes needed).
     Dev(dev_cmd::DevArgs),
@@ -42,7 +44,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker(args) => match args.command {
-            Some(command) => admin_cmd::run_broker_admin(command),
+            Some(broker_cmd::BrokerSubcommand::Admin(command)) => {
+                admin_cmd::run_broker_admin(command)
+            }
+            Some(broker_cmd::BrokerSubcommand::PreStop(args)) => pre_stop_cmd::run(args),
             None => broker_cmd::run(args.run),
         },
         Command::Dev(args) => dev_cmd::run(args),

@@ -109,7 +109,7 @@ fn topic_describe_table_shows_partitions_and_a_dash_for_no_leader() {
         &Fixture::start(),
         &["topic", "describe", "orders"],
         expect![[r#"
-            Topic: orders  Topic id: 6f1c0e2a-0000-4000-8000-000000000001  Partitions: 3  Replication factor: 3  Config: cleanup.policy=delete,retention.ms=86400000
+            Topic: orders  Topic id: 6f1c0e2a-0000-4000-8000-000000000001  Partitions: 3  Replication factor: 3  Owner: strand.dev/Topic/shop/orders/0b5e7f2c  Config: cleanup.policy=delete,retention.ms=86400000
             PARTITION  LEADER  REPLICAS  HIGH-WATERMARK  LOG-START
             0          1       1,2,3     42              0
             1          2       2,3,1     142             1
@@ -131,6 +131,8 @@ fn topic_describe_json_lists_every_partition() {
             "cluster_id": "test-cluster",
             "replication_factor": 3,
             "config": {"cleanup.policy": "delete", "retention.ms": "86400000"},
+            "owner": "strand.dev/Topic/shop/orders/0b5e7f2c",
+            "internal": false,
             "partitions": [
                 {"partition": 0, "leader": 1, "replicas": [1, 2, 3],
                  "high_watermark": 42, "log_start_offset": 0, "leaving": []},
@@ -156,6 +158,8 @@ fn topic_describe_yaml_has_the_json_fields() {
             config:
               cleanup.policy: delete
               retention.ms: "86400000"
+            owner: strand.dev/Topic/shop/orders/0b5e7f2c
+            internal: false
             partitions:
             - partition: 0
               leader: 1
@@ -186,6 +190,25 @@ fn topic_describe_yaml_has_the_json_fields() {
               leaving: []
         "#]],
     );
+}
+
+#[test]
+fn topic_describe_names_internal_topics_and_no_owner_as_null() {
+    let fixture = Fixture::start();
+    check(
+        &fixture,
+        &["topic", "describe", "__consumer_offsets"],
+        expect![[r#"
+            Topic: __consumer_offsets (internal)  Topic id: 6f1c0e2a-0000-4000-8000-000000000004  Partitions: 1  Replication factor: 1  Owner: -  Config: cleanup.policy=compact
+            PARTITION  LEADER  REPLICAS  HIGH-WATERMARK  LOG-START
+            0          1       1         42              0
+        "#]],
+    );
+    let run = fixture
+        .strand(&["topic", "describe", "__consumer_offsets", "-o", "json"])
+        .succeeded();
+    assert_eq!(run.json()["owner"], json!(null));
+    assert_eq!(run.json()["internal"], json!(true));
 }
 
 #[test]
@@ -224,7 +247,7 @@ fn topic_create_defaults_to_one_partition_and_one_replica() {
         &["topic", "create", "clicks"],
         expect![[r#"
             created topic clicks
-            Topic: clicks  Topic id: 6f1c0e2a-0000-4000-8000-000000000003  Partitions: 1  Replication factor: 1  Config: -
+            Topic: clicks  Topic id: 6f1c0e2a-0000-4000-8000-000000000003  Partitions: 1  Replication factor: 1  Owner: -  Config: -
             PARTITION  LEADER  REPLICAS  HIGH-WATERMARK  LOG-START
             0          1       1         0               0
         "#]],
@@ -391,6 +414,27 @@ fn topic_exists_and_unknown_topic_errors_suggest_the_next_command() {
         expect![[r#"
             error: unknown topic `ghost`
             hint: `strand topic list` shows the topics that exist
+        "#]],
+    );
+}
+
+#[test]
+fn internal_topic_and_owner_refusals_say_what_is_allowed() {
+    let fixture = Fixture::start();
+    check_error(
+        &fixture,
+        &["topic", "delete", "__consumer_offsets"],
+        expect![[r#"
+            error: `__consumer_offsets` is an internal topic: it cannot be deleted
+            hint: Strand keeps internal topics such as __consumer_offsets for itself: they cannot be deleted, re-partitioned, re-replicated or owned; their config can still be changed
+        "#]],
+    );
+    check_error(
+        &fixture,
+        &["topic", "alter", "claimed", "--partitions", "3"],
+        expect![[r#"
+            error: topic `claimed` is managed by strand.dev/Topic/ns/a/uid1, not by strand.dev/Topic/ns/b/uid2
+            hint: `strand topic describe NAME` shows who manages the topic; change it through its owner (for a Topic resource, edit the resource)
         "#]],
     );
 }

@@ -164,6 +164,7 @@ fn refused_commands_change_nothing_not_even_the_version() {
         create_topic(2, "t", &[&[0]]),
         Command::DeleteTopic {
             topic_id: topic_id(9),
+            expected_owner: None,
         },
         Command::CreatePartitions {
             topic_id: topic_id(1),
@@ -218,6 +219,7 @@ fn broker_hosting_replicas_cannot_be_decommissioned() {
     state
         .apply(&Command::DeleteTopic {
             topic_id: topic_id(1),
+            expected_owner: None,
         })
         .unwrap();
     assert_eq!(

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use strand_meta::{
     BrokerId, BrokerState, ClusterState, CodecError, Command, MAX_COMMAND_BYTES, PartitionId,
+    SNAPSHOT_FORMAT,
 };
 
 use super::{cluster, config, create_topic, register, topic_id};
@@ -16,6 +17,7 @@ fn sample_commands() -> Vec<Command> {
         create_topic(1, "orders", &[&[0, 1], &[1, 0]]),
         Command::DeleteTopic {
             topic_id: topic_id(1),
+            expected_owner: None,
         },
         Command::CreatePartitions {
             topic_id: topic_id(1),
@@ -45,7 +47,42 @@ fn sample_commands() -> Vec<Command> {
             topic_id: topic_id(1),
             replication_factor: 3,
         },
+        owned_topic(2, "a"),
+        Command::DeleteTopic {
+            topic_id: topic_id(1),
+            expected_owner: Some(None),
+        },
+        Command::DeleteTopic {
+            topic_id: topic_id(1),
+            expected_owner: Some(Some("a".into())),
+        },
+        Command::UpdateTopic {
+            topic_id: topic_id(1),
+            expected_owner: Some(None),
+            assignments_to_add: vec![vec![BrokerId(1)]],
+            replication_factor: Some(2),
+            set_config: config(&[("retention.ms", "-1")]),
+            remove_config: vec!["segment.ms".into()],
+            owner: Some(Some("b".into())),
+        },
+        Command::UpdateTopic {
+            topic_id: topic_id(1),
+            expected_owner: Some(Some("b".into())),
+            assignments_to_add: vec![],
+            replication_factor: None,
+            set_config: config(&[]),
+            remove_config: vec![],
+            owner: Some(None),
+        },
     ]
+}
+
+fn owned_topic(seed: u128, owner: &str) -> Command {
+    let mut command = create_topic(seed, "owned", &[&[0]]);
+    if let Command::CreateTopic { owner: o, .. } = &mut command {
+        *o = Some(owner.into());
+    }
+    command
 }
 
 #[test]
@@ -66,6 +103,38 @@ fn commands_are_readable_json() {
         String::from_utf8(bytes).unwrap(),
         r#"{"type":"SetBrokerState","broker_id":1,"state":"draining"}"#
     );
+}
+
+#[test]
+fn an_expected_owner_of_no_one_is_not_the_absence_of_a_check() {
+    let delete = |expected_owner| Command::DeleteTopic {
+        topic_id: topic_id(1),
+        expected_owner,
+    };
+    let unchecked = String::from_utf8(delete(None).to_bytes()).unwrap();
+    assert!(!unchecked.contains("expected_owner"), "{unchecked}");
+    let no_one = String::from_utf8(delete(Some(None)).to_bytes()).unwrap();
+    assert!(no_one.contains(r#""expected_owner":null"#), "{no_one}");
+    assert_eq!(
+        Command::from_bytes(no_one.as_bytes()).unwrap(),
+        delete(Some(None))
+    );
+}
+
+#[test]
+fn commands_of_logs_written_before_owners_still_decode() {
+    let id = topic_id(1).0;
+    let old = format!(r#"{{"type":"DeleteTopic","topic_id":"{id}"}}"#);
+    assert_eq!(
+        Command::from_bytes(old.as_bytes()).unwrap(),
+        Command::DeleteTopic {
+            topic_id: topic_id(1),
+            expected_owner: None,
+        }
+    );
+    // A command without owners encodes as before, so older brokers can still read it.
+    let create = String::from_utf8(create_topic(1, "t", &[&[0]]).to_bytes()).unwrap();
+    assert!(!create.contains("owner"), "{create}");
 }
 
 #[test]
@@ -100,11 +169,46 @@ fn snapshot_restores_the_same_state() {
 #[test]
 fn snapshot_of_another_format_is_refused_by_number() {
     let mut json: serde_json::Value = serde_json::from_slice(&cluster(1).to_bytes()).unwrap();
-    json["format"] = serde_json::json!(2);
+    let next = SNAPSHOT_FORMAT + 1;
+    json["format"] = serde_json::json!(next);
     let err = ClusterState::from_bytes(&serde_json::to_vec(&json).unwrap()).unwrap_err();
     assert!(
-        matches!(err, CodecError::UnsupportedFormat { found: 2 }),
+        matches!(err, CodecError::UnsupportedFormat { found } if found == next),
         "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "metadata snapshot format {next} is not supported; this build reads formats 1 to 2"
+        )
+    );
+}
+
+#[test]
+fn snapshot_without_owners_stays_in_the_format_older_brokers_read() {
+    let mut state = cluster(2);
+    state.apply(&create_topic(1, "t", &[&[0, 1]])).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&state.to_bytes()).unwrap();
+    assert_eq!(json["format"], 1);
+    let topic = &json["state"]["topics"][topic_id(1).0.to_string()];
+    assert!(topic.get("owner").is_none(), "{topic}");
+    // What a build before owners wrote loads, with no owner.
+    let restored = ClusterState::from_bytes(&state.to_bytes()).unwrap();
+    assert_eq!(restored.topic(topic_id(1)).unwrap().owner, None);
+}
+
+#[test]
+fn snapshot_with_owners_is_format_2_and_keeps_them() {
+    let mut state = cluster(1);
+    state.apply(&owned_topic(1, "a")).unwrap();
+    let bytes = state.to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(json["format"], 2);
+    let restored = ClusterState::from_bytes(&bytes).unwrap();
+    assert_eq!(restored, state);
+    assert_eq!(
+        restored.topic(topic_id(1)).unwrap().owner.as_deref(),
+        Some("a")
     );
 }
 

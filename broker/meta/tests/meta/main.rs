@@ -4,6 +4,7 @@
 mod cluster;
 mod codec;
 mod config;
+mod owners;
 mod placement;
 mod planner;
 mod reassign;
@@ -49,6 +50,7 @@ fn create_topic(seed: u128, name: &str, assignments: &[&[u32]]) -> Command {
             .map(|a| a.iter().copied().map(BrokerId).collect())
             .collect(),
         now_ms: 5_000,
+        owner: None,
     }
 }
 

@@ -235,6 +235,7 @@ proptest! {
                 config: BTreeMap::new(),
                 assignments,
                 now_ms: 0,
+                owner: None,
             }).unwrap();
             let load = state.load();
             prop_assert!(spread(load.values().map(|l| l.replicas)) <= 1, "{:?}", load);

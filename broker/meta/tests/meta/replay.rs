@@ -40,6 +40,11 @@ fn command() -> impl Strategy<Value = Command> {
         1 => Just(BrokerState::Decommissioned),
     ];
     let key = prop::sample::select(vec!["retention.ms", "cleanup.policy", "bogus"]);
+    // An owner as a check or a change: absent, no one, or one of two.
+    let owner = || {
+        prop::option::of(prop::option::of(prop::sample::select(vec!["a", "b"])))
+            .prop_map(|o| o.map(|o| o.map(str::to_owned)))
+    };
     prop_oneof![
         1 => (0u128..2).prop_map(|seed| Command::Bootstrap {
             cluster_id: cluster_id(seed)
@@ -60,17 +65,41 @@ fn command() -> impl Strategy<Value = Command> {
             prop::sample::select(vec!["a", "b", "c", "__d", ""]),
             assignments(4),
             prop::option::of(entry()),
+            prop::option::of(prop::sample::select(vec!["a", "b", ""])),
         )
-            .prop_map(|(id, name, assignments, entry)| Command::CreateTopic {
+            .prop_map(|(id, name, assignments, entry, owner)| Command::CreateTopic {
                 topic_id: id,
                 name: name.to_owned(),
-                kind: TopicKind::User,
+                // `__d` is the internal one, which no command may delete, grow or own.
+                kind: if name == "__d" { TopicKind::Internal } else { TopicKind::User },
                 replication_factor: assignments.first().map_or(2, |a| a.len() as u16),
                 config: entry.map_or_else(BTreeMap::new, |(k, v)| config(&[(k, v)])),
                 assignments,
                 now_ms: 0,
+                owner: owner.map(str::to_owned),
             }),
-        1 => topic.clone().prop_map(|id| Command::DeleteTopic { topic_id: id }),
+        1 => (topic.clone(), owner()).prop_map(|(id, expected_owner)| Command::DeleteTopic {
+            topic_id: id,
+            expected_owner,
+        }),
+        2 => (
+            topic.clone(),
+            owner(),
+            assignments(2),
+            prop::option::of(entry()),
+            owner(),
+        )
+            // No new replication factor: replica lists follow one only by reassignment, which
+            // would break the replica count checked below.
+            .prop_map(|(id, expected_owner, add, entry, owner)| Command::UpdateTopic {
+                topic_id: id,
+                expected_owner,
+                assignments_to_add: add,
+                replication_factor: None,
+                set_config: entry.map_or_else(BTreeMap::new, |(k, v)| config(&[(k, v)])),
+                remove_config: Vec::new(),
+                owner,
+            }),
         2 => (topic.clone(), assignments(3)).prop_map(|(id, add)| Command::CreatePartitions {
             topic_id: id,
             assignments_to_add: add,
@@ -116,10 +145,20 @@ proptest! {
                 prop_assert_eq!(leader.version(), before.version() + 1);
             }
             prop_assert_eq!(&leader, &follower);
+            for kept in before.topics().filter(|t| t.kind == TopicKind::Internal) {
+                let now = leader.topic(kept.id);
+                prop_assert!(now.is_some(), "internal topic {} deleted", kept.name);
+                let now = now.unwrap();
+                prop_assert_eq!(now.partitions.len(), kept.partitions.len());
+                prop_assert_eq!(now.replication_factor, kept.replication_factor);
+            }
             let restored = ClusterState::from_bytes(&leader.to_bytes()).unwrap();
             prop_assert_eq!(&restored, &leader);
             for topic in leader.topics() {
                 prop_assert_eq!(leader.topic_by_name(&topic.name).map(|t| t.id), Some(topic.id));
+                if topic.kind == TopicKind::Internal {
+                    prop_assert_eq!(&topic.owner, &None);
+                }
                 prop_assert!(strand_meta::validate_topic_config(&topic.config).is_ok());
                 for partition in &topic.partitions {
                     prop_assert_eq!(partition.replicas.len(), usize::from(topic.replication_factor));

@@ -189,6 +189,7 @@ fn deleting_a_topic_frees_its_name() {
     let applied = state
         .apply(&Command::DeleteTopic {
             topic_id: topic_id(1),
+            expected_owner: None,
         })
         .unwrap();
     assert_eq!(
@@ -203,7 +204,8 @@ fn deleting_a_topic_frees_its_name() {
     assert_eq!(state.topic_by_name("t").unwrap().id, topic_id(2));
     assert_eq!(
         state.apply(&Command::DeleteTopic {
-            topic_id: topic_id(1)
+            topic_id: topic_id(1),
+            expected_owner: None,
         }),
         Err(CommandError::UnknownTopicId {
             topic_id: topic_id(1)

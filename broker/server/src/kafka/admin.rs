@@ -37,6 +37,14 @@ pub fn refused(status: &tonic::Status) -> Refused {
         Some(ErrorReason::UnknownBroker) => ResponseError::BrokerNotAvailable,
         Some(ErrorReason::UnknownPartition) => ResponseError::UnknownTopicOrPartition,
         Some(ErrorReason::BrokerState) => ResponseError::InvalidRequest,
+        // Deleting, re-partitioning or re-replicating an internal topic. Apache Kafka's
+        // controller checks no topic kind for DeleteTopics or CreatePartitions (only its old
+        // `kafka-topics` tool refused to delete internal topics, on the client side); where it
+        // does refuse an admin request for an internal topic, creating `__cluster_metadata`
+        // (ControllerApis.createTopics), the answer is INVALID_REQUEST.
+        Some(ErrorReason::InternalTopic) => ResponseError::InvalidRequest,
+        // Kafka requests name no expected owner, so this does not arise from them.
+        Some(ErrorReason::NotOwner) => ResponseError::InvalidRequest,
         Some(ErrorReason::Unspecified) | None => match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
                 ResponseError::RequestTimedOut
@@ -77,6 +85,7 @@ pub async fn create_topic(
             partitions: partitions.unwrap_or(settings.default_partitions),
             replication_factor: u32::from(replication_factor),
             config: config.into_iter().collect(),
+            owner: String::new(),
         }))
         .await
         .map(|_| ())
@@ -198,6 +207,7 @@ pub async fn delete_topics(
             .delete_topic(Request::new(pb::DeleteTopicRequest {
                 name: name.0.to_string(),
                 topic_id: String::new(),
+                expected_owner: None,
             }))
             .await;
         let base = DeletableTopicResult::default().with_name(Some(name));
@@ -358,6 +368,7 @@ pub async fn describe_configs(
 }
 
 /// IncrementalAlterConfigs for topics: SET and DELETE, through the admin API's update.
+/// Internal topics take config changes too, as Kafka's `__consumer_offsets` does.
 pub async fn incremental_alter_configs(
     ctx: Context,
     req: kafka_protocol::messages::IncrementalAlterConfigsRequest,
@@ -439,10 +450,9 @@ async fn alter_topic_config(
     service(ctx)
         .update_topic(Request::new(pb::UpdateTopicRequest {
             name: name.to_string(),
-            partitions: None,
             set_config: set.into_iter().collect(),
             remove_config: remove,
-            replication_factor: None,
+            ..Default::default()
         }))
         .await
         .map(|_| ())

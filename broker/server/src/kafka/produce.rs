@@ -1,7 +1,7 @@
 //! Produce: batches checked, shaped by their topic's config (`compression.type`,
 //! `message.timestamp.type`; `min.insync.replicas` for acks=all), handed to their partitions'
 //! Raft groups in request order, and answered once committed (acks=1 is served as acks=all;
-//! acks=0 gets no answer).
+//! acks=0 gets no answer). Internal topics take no client writes.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use strand_log::{BatchHeader, Compression};
 
 use super::{Context, Pending};
-use crate::producers::{ProducerState, Verdict};
+use crate::producers::Verdict;
 use crate::registry::{PartitionReplica, Submitted};
 
 /// One partition's part of the answer, before or after the commit.
@@ -25,8 +25,6 @@ enum Slot {
         /// The time stamped into the batch under `LogAppendTime`; -1 otherwise.
         log_append_time: i64,
         submitted: Submitted,
-        /// The idempotent producer whose in-flight batches are forgotten if this one fails.
-        producer: Option<(ProducerState, i64)>,
     },
 }
 
@@ -173,14 +171,26 @@ fn check_idempotent(
     index: i32,
 ) -> Result<(), Box<Slot>> {
     use openraft::async_runtime::WatchReceiver;
-    let (applied_term, term) = {
+    let (leading, applied_term, term) = {
         let watch = replica.raft.metrics();
         let metrics = watch.borrow_watched();
         (
+            metrics.state == openraft::ServerState::Leader,
             metrics.last_applied.map(|l| l.leader_id.term),
             metrics.current_term,
         )
     };
+    // Leadership first, as Kafka checks it: a follower's producer state lags the leader's, so
+    // a batch sent to a replica that just stopped leading looked like a sequence gap there
+    // (OUT_OF_ORDER_SEQUENCE_NUMBER, fatal to an idempotent client) instead of being sent on
+    // to the new leader.
+    if !leading {
+        return Err(Box::new(failed(
+            index,
+            ResponseError::NotLeaderOrFollower,
+            "this replica does not lead the partition",
+        )));
+    }
     // Until this leader has applied its own first entry, earlier leaders' batches may still be
     // unapplied, and a retry of one of them would not be recognised.
     if applied_term != Some(term) {
@@ -226,6 +236,17 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let index = data.index;
+            // Clients may not write internal topics; the broker writes offset commits through
+            // its own path (`groups.rs`), not this one. Kafka answers the same
+            // (ReplicaManager.appendToLocalLog: "Cannot append to internal topic").
+            if meta.is_some_and(strand_meta::Topic::is_internal) {
+                slots.push(failed(
+                    index,
+                    ResponseError::InvalidTopicException,
+                    format!("cannot append to internal topic `{name}`"),
+                ));
+                continue;
+            }
             let replica = match ctx.leader_replica(&name, index) {
                 Ok((replica, _)) => replica,
                 Err(e) => {
@@ -280,11 +301,11 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                     log_start_offset,
                     log_append_time,
                     submitted,
-                    producer: (header.producer_id >= 0)
-                        .then(|| (replica.producers.clone(), header.producer_id)),
                 }),
                 Err(message) => {
-                    replica.producers.forget_in_flight(header.producer_id);
+                    if header.producer_id >= 0 {
+                        replica.producers.unreserve(&header);
+                    }
                     slots.push(failed(index, ResponseError::NotLeaderOrFollower, message))
                 }
             }
@@ -304,17 +325,16 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                         log_start_offset,
                         log_append_time,
                         submitted,
-                        producer,
                     } => match tokio::time::timeout(timeout, submitted.applied()).await {
                         Ok(Ok(applied)) => PartitionProduceResponse::default()
                             .with_index(index)
                             .with_base_offset(applied.base_offset.0)
                             .with_log_append_time_ms(log_append_time)
                             .with_log_start_offset(log_start_offset),
+                        // The batch is in the log and may still commit: it stays reserved
+                        // (see `ProducerState::unreserve`), and a retry is told it is in
+                        // flight until it is applied or the term ends.
                         Ok(Err(message)) => {
-                            if let Some((producers, id)) = producer {
-                                producers.forget_in_flight(id);
-                            }
                             error_response(index, ResponseError::NotLeaderOrFollower, message)
                         }
                         Err(_) => error_response(

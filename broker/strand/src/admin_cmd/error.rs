@@ -122,6 +122,14 @@ fn hint_for(admin: &AdminError) -> Option<String> {
         ErrorReason::BrokerState => {
             "`strand cluster describe` shows each broker's state and load".to_owned()
         }
+        ErrorReason::NotOwner => {
+            "`strand topic describe NAME` shows who manages the topic; change it through its owner (for a Topic resource, edit the resource)"
+                .to_owned()
+        }
+        ErrorReason::InternalTopic => {
+            "Strand keeps internal topics such as __consumer_offsets for itself: they cannot be deleted, re-partitioned, re-replicated or owned; their config can still be changed"
+                .to_owned()
+        }
     };
     Some(hint)
 }

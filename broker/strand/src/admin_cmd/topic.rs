@@ -115,6 +115,7 @@ impl TryFrom<TopicCommand> for Request {
                 partitions,
                 replication_factor,
                 config: settings_map(config)?,
+                owner: String::new(),
             }),
             TopicCommand::List => Self::List,
             TopicCommand::Describe { name } => Self::Describe(DescribeTopicRequest { name }),
@@ -134,6 +135,7 @@ impl TryFrom<TopicCommand> for Request {
             TopicCommand::Delete { name } => Self::Delete(DeleteTopicRequest {
                 name,
                 topic_id: String::new(),
+                expected_owner: None,
             }),
         })
     }
@@ -170,6 +172,7 @@ fn alter_request(
         set_config,
         remove_config: delete_config,
         replication_factor,
+        ..UpdateTopicRequest::default()
     })
 }
 

@@ -19,6 +19,10 @@ pub struct TopicView {
     pub replication_factor: u32,
     /// Sorted by key so output is stable across calls.
     pub config: BTreeMap<String, String>,
+    /// Who manages the topic; `null` for no one.
+    pub owner: Option<String>,
+    /// An internal topic (`__consumer_offsets`): Strand keeps it for itself.
+    pub internal: bool,
     /// Sorted by partition id.
     pub partitions: Vec<PartitionView>,
 }
@@ -67,6 +71,8 @@ JSON/YAML output (-o json|yaml), one object:
   cluster_id          string
   replication_factor  number
   config              object of string to string, sorted by key
+  owner               string, who manages the topic, or null for no one
+  internal            boolean, true for topics Strand keeps for itself
   partitions          array, sorted by partition, of:
     partition         number
     leader            number, or null while the partition has no leader
@@ -104,6 +110,8 @@ impl From<TopicDescription> for TopicView {
             cluster_id: topic.cluster_id,
             replication_factor: topic.replication_factor,
             config: topic.config.into_iter().collect(),
+            owner: (!topic.owner.is_empty()).then_some(topic.owner),
+            internal: topic.internal,
             partitions,
         }
     }
@@ -152,11 +160,13 @@ pub fn topic_table(topic: &TopicView) -> String {
             .join(",")
     };
     let mut out = format!(
-        "Topic: {}  Topic id: {}  Partitions: {}  Replication factor: {}  Config: {}\n",
+        "Topic: {}{}  Topic id: {}  Partitions: {}  Replication factor: {}  Owner: {}  Config: {}\n",
         topic.name,
+        if topic.internal { " (internal)" } else { "" },
         topic.topic_id,
         topic.partitions.len(),
         topic.replication_factor,
+        topic.owner.as_deref().unwrap_or("-"),
         config
     );
     let mut table = Table::new(&[
@@ -247,14 +257,53 @@ mod tests {
                 partition(1, None, vec![2, 3, 1]),
                 partition(0, Some(1), vec![1, 2, 3]),
             ],
+            ..TopicDescription::default()
         };
         check(
             &TopicView::from(topic),
             expect![[r#"
-                Topic: orders  Topic id: t-1  Partitions: 2  Replication factor: 3  Config: retention.ms=1000
+                Topic: orders  Topic id: t-1  Partitions: 2  Replication factor: 3  Owner: -  Config: retention.ms=1000
                 PARTITION  LEADER  REPLICAS  HIGH-WATERMARK  LOG-START
                 0          1       1,2,3     1200            7
                 1          -       2,3,1     1200            7
+            "#]],
+        );
+    }
+
+    #[test]
+    fn the_owner_and_internal_topics_are_named_in_the_header() {
+        let owned = TopicDescription {
+            name: "orders".into(),
+            topic_id: "t-1".into(),
+            replication_factor: 1,
+            owner: "strand.dev/Topic/ns/orders/uid1".into(),
+            partitions: vec![partition(0, Some(1), vec![1])],
+            ..TopicDescription::default()
+        };
+        check(
+            &TopicView::from(owned),
+            expect![[r#"
+                Topic: orders  Topic id: t-1  Partitions: 1  Replication factor: 1  Owner: strand.dev/Topic/ns/orders/uid1  Config: -
+                PARTITION  LEADER  REPLICAS  HIGH-WATERMARK  LOG-START
+                0          1       1         1200            7
+            "#]],
+        );
+        let internal = TopicDescription {
+            name: "__consumer_offsets".into(),
+            topic_id: "t-2".into(),
+            replication_factor: 1,
+            internal: true,
+            partitions: vec![partition(0, Some(1), vec![1])],
+            ..TopicDescription::default()
+        };
+        let view = TopicView::from(internal);
+        assert_eq!(view.owner, None);
+        check(
+            &view,
+            expect![[r#"
+                Topic: __consumer_offsets (internal)  Topic id: t-2  Partitions: 1  Replication factor: 1  Owner: -  Config: -
+                PARTITION  LEADER  REPLICAS  HIGH-WATERMARK  LOG-START
+                0          1       1         1200            7
             "#]],
         );
     }

@@ -52,7 +52,8 @@ fn partition(partition: u32, leader: Option<u32>, replicas: Vec<u32>) -> Partiti
     }
 }
 
-/// `orders`: three partitions, returned out of order, the last without a leader.
+/// `orders`: three partitions, returned out of order, the last without a leader; managed by
+/// a Topic resource.
 fn orders() -> TopicDescription {
     TopicDescription {
         name: "orders".into(),
@@ -68,6 +69,8 @@ fn orders() -> TopicDescription {
             partition(0, Some(1), vec![1, 2, 3]),
             partition(2, None, vec![3, 1, 2]),
         ],
+        owner: "strand.dev/Topic/shop/orders/0b5e7f2c".into(),
+        internal: false,
     }
 }
 
@@ -79,7 +82,33 @@ fn payments() -> TopicDescription {
         replication_factor: 1,
         config: HashMap::new(),
         partitions: vec![partition(0, Some(1), vec![1])],
+        owner: String::new(),
+        internal: false,
     }
+}
+
+fn consumer_offsets() -> TopicDescription {
+    TopicDescription {
+        name: "__consumer_offsets".into(),
+        topic_id: "6f1c0e2a-0000-4000-8000-000000000004".into(),
+        cluster_id: "test-cluster".into(),
+        replication_factor: 1,
+        config: HashMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+        partitions: vec![partition(0, Some(1), vec![1])],
+        owner: String::new(),
+        internal: true,
+    }
+}
+
+fn internal_topic(what: &str) -> Status {
+    admin_error(
+        Code::FailedPrecondition,
+        AdminError {
+            reason: ErrorReason::InternalTopic.into(),
+            message: format!("`__consumer_offsets` is an internal topic: it cannot be {what}"),
+            ..AdminError::default()
+        },
+    )
 }
 
 fn broker(broker_id: u32, rack: Option<&str>, alive: bool) -> BrokerDescription {
@@ -156,6 +185,8 @@ impl Admin for FakeAdmin {
                     leaving: vec![],
                 })
                 .collect(),
+            owner: request.owner,
+            internal: false,
         }))
     }
 
@@ -164,8 +195,13 @@ impl Admin for FakeAdmin {
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let deleted = request.into_inner().name == "orders";
-        Ok(Response::new(DeleteTopicResponse { deleted }))
+        let name = request.into_inner().name;
+        if name == "__consumer_offsets" {
+            return Err(internal_topic("deleted"));
+        }
+        Ok(Response::new(DeleteTopicResponse {
+            deleted: name == "orders",
+        }))
     }
 
     async fn update_topic(
@@ -174,6 +210,20 @@ impl Admin for FakeAdmin {
     ) -> Result<Response<TopicDescription>, Status> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let request = request.into_inner();
+        if request.name == "__consumer_offsets" {
+            return Err(internal_topic("re-partitioned"));
+        }
+        if request.name == "claimed" {
+            // What a caller naming another expected owner gets.
+            return Err(admin_error(
+                Code::FailedPrecondition,
+                AdminError {
+                    reason: ErrorReason::NotOwner.into(),
+                    message: "topic `claimed` is managed by strand.dev/Topic/ns/a/uid1, not by strand.dev/Topic/ns/b/uid2".into(),
+                    ..AdminError::default()
+                },
+            ));
+        }
         if request.name != "orders" {
             return Err(unknown_topic(&request.name));
         }
@@ -195,6 +245,7 @@ impl Admin for FakeAdmin {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match request.into_inner().name.as_str() {
             "orders" => Ok(Response::new(orders())),
+            "__consumer_offsets" => Ok(Response::new(consumer_offsets())),
             // A failure outside the admin API's typed errors: no details.
             "broken" => Err(Status::internal(
                 "storage of partition broken-0 is unreadable",
