@@ -81,6 +81,8 @@ impl AdminError {
                 ErrorReason::UnknownBroker => "UnknownBroker",
                 ErrorReason::UnknownPartition => "UnknownPartition",
                 ErrorReason::BrokerState => "BrokerState",
+                ErrorReason::NotOwner => "TopicNotOwned",
+                ErrorReason::InternalTopic => "InternalTopic",
             },
         }
     }
@@ -143,12 +145,12 @@ pub trait AdminApi: Send + Sync + 'static {
         request: UpdateTopicRequest,
     ) -> impl Future<Output = Result<TopicDescription, AdminError>> + Send;
 
-    /// Deletes the topic `name` if it still has `topic_id`; `false` when there was none.
+    /// Deletes a topic under the request's preconditions (its id, its owner); `false` when
+    /// there was none.
     fn delete_topic(
         &self,
         address: &str,
-        name: &str,
-        topic_id: &str,
+        request: DeleteTopicRequest,
     ) -> impl Future<Output = Result<bool, AdminError>> + Send;
 
     /// Every topic of the cluster.
@@ -272,14 +274,9 @@ impl AdminApi for GrpcAdmin {
     async fn delete_topic(
         &self,
         address: &str,
-        name: &str,
-        topic_id: &str,
+        request: DeleteTopicRequest,
     ) -> Result<bool, AdminError> {
         let mut client = self.client(address)?;
-        let request = DeleteTopicRequest {
-            name: name.to_owned(),
-            topic_id: topic_id.to_owned(),
-        };
         client
             .delete_topic(request)
             .await

@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::condition::{READY, RECONCILING, STALLED};
+use crate::crd::condition::{PAUSED, READY, RECONCILING, STALLED};
 
 /// Where an object stands, as the three conditions say it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,15 @@ impl Standing {
             Standing::Ready { reason, .. }
             | Standing::Reconciling { reason, .. }
             | Standing::Stalled { reason, .. } => reason,
+        }
+    }
+
+    /// The condition that is true for this standing.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            Standing::Ready { .. } => READY,
+            Standing::Reconciling { .. } => RECONCILING,
+            Standing::Stalled { .. } => STALLED,
         }
     }
 
@@ -90,12 +99,55 @@ impl Standing {
                 last_transition_time,
             }
         };
-        vec![
+        let mut conditions = vec![
             build(READY, ready),
             build(RECONCILING, reconciling),
             build(STALLED, stalled),
-        ]
+        ];
+        // An object that was paused says it no longer is; one never paused carries no
+        // Paused condition at all.
+        if let Some(was) = previous.iter().find(|c| c.type_ == PAUSED) {
+            conditions.push(if was.status == "False" {
+                was.clone()
+            } else {
+                Condition {
+                    type_: PAUSED.to_owned(),
+                    status: "False".to_owned(),
+                    reason: "Resumed".to_owned(),
+                    message: String::new(),
+                    observed_generation: generation,
+                    last_transition_time: Time(now),
+                }
+            });
+        }
+        conditions
     }
+}
+
+/// The conditions of a paused object: the others as they were, and `Paused` true. Ready and
+/// Stalled keep describing the last reconcile, which is what still runs.
+pub fn paused(previous: &[Condition], generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+    let mut conditions: Vec<Condition> = previous
+        .iter()
+        .filter(|c| c.type_ != PAUSED)
+        .cloned()
+        .collect();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == PAUSED && c.status == "True")
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    conditions.push(Condition {
+        type_: PAUSED.to_owned(),
+        status: "True".to_owned(),
+        reason: "PausedByAnnotation".to_owned(),
+        message: "the strand.dev/paused annotation is \"true\": the operator changes nothing \
+                  until it is removed"
+            .to_owned(),
+        observed_generation: generation,
+        last_transition_time,
+    });
+    conditions
 }
 
 /// The condition of `type_` that is `True` in `conditions`, if any.

@@ -6,6 +6,7 @@
 //! the brokers' admin API.
 
 pub mod admin;
+pub mod broker_config;
 pub mod cluster;
 pub mod conditions;
 pub mod context;

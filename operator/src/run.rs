@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::{self, Controller};
@@ -54,17 +54,48 @@ pub struct RunArgs {
     /// This replica's identity in the Lease; its pod name.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Namespaces whose Clusters and Topics this operator serves, comma-separated; every
+    /// namespace when empty.
+    #[arg(
+        long,
+        env = "STRAND_OPERATOR_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    watch_namespaces: Vec<String>,
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object a line).
+    #[arg(
+        long,
+        env = "STRAND_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines; ANSI colours only when standard error is a terminal.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C, or until it loses leadership (then it exits
 /// with an error, so its restart stands for election again with nothing left running).
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -116,7 +147,13 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         led = leading.wait_for(|leading| *leading) => led.map(|_| ()).is_ok(),
     };
     let outcome = if elected {
-        lead(client, metrics, &shutdown, &mut leading).await
+        let namespaces: Vec<String> = args
+            .watch_namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        lead(client, metrics, &namespaces, &shutdown, &mut leading).await
     } else if shutdown.is_cancelled() {
         Ok(())
     } else {
@@ -153,60 +190,78 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Runs both controllers while this replica leads.
+/// An API of `K` over every namespace, or over one.
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers while this replica leads: once over every namespace, or once per
+/// namespace it is told to serve.
 async fn lead(
     client: Client,
     metrics: Metrics,
+    namespaces: &[String],
     shutdown: &CancellationToken,
     leading: &mut tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    info!("leading: starting the controllers");
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        info!("leading: starting the controllers for every namespace");
+        vec![None]
+    } else {
+        info!(namespaces = %namespaces.join(","), "leading: starting the controllers");
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
     let ctx = Arc::new(Context::new(client.clone(), GrpcAdmin::new(), metrics));
     // Controllers stop on shutdown or when leadership is lost.
     let stop = shutdown.child_token();
     let config = controller::Config::default().concurrency(CONCURRENCY);
+    let mut running = Vec::new();
+    for scope in scopes {
+        let topics = Controller::new(api::<Topic>(&client, scope), watcher::Config::default())
+            .with_config(config.clone());
+        let topic_store = topics.store();
+        // A Cluster that appears, changes or goes re-queues its Topics (a Topic waiting for
+        // its Cluster, or one whose finalizer waits for it to go).
+        let topics = topics
+            .watches(
+                api::<Cluster>(&client, scope),
+                watcher::Config::default(),
+                move |cluster: Cluster| topic::topics_of(&cluster, &topic_store.state()),
+            )
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(topic::reconcile, topic::error_policy, ctx.clone())
+            .for_each(|_| async {});
+        running.push(topics.boxed());
 
-    let topics = Controller::new(
-        Api::<Topic>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(config.clone());
-    let topic_store = topics.store();
-    // A Cluster that appears, changes or goes re-queues its Topics (a Topic waiting for its
-    // Cluster, or one whose finalizer waits for it to go).
-    let topics = topics
-        .watches(
-            Api::<Cluster>::all(client.clone()),
-            watcher::Config::default(),
-            move |cluster: Cluster| topic::topics_of(&cluster, &topic_store.state()),
-        )
-        .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(topic::reconcile, topic::error_policy, ctx.clone())
-        .for_each(|_| async {});
-
-    let broker_pods = watcher::Config::default()
-        .labels("app.kubernetes.io/name=strand,app.kubernetes.io/component=broker");
-    let clusters = Controller::new(
-        Api::<Cluster>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(config)
-    .owns(
-        Api::<StatefulSet>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(Api::<Pod>::all(client), broker_pods, |pod: Pod| {
-        cluster::cluster_of_pod(&pod)
-    })
-    .graceful_shutdown_on(stop.clone().cancelled_owned())
-    .run(cluster::reconcile, cluster::error_policy, ctx)
-    .for_each(|_| async {});
+        let broker_pods = watcher::Config::default()
+            .labels("app.kubernetes.io/name=strand,app.kubernetes.io/component=broker");
+        let clusters = Controller::new(api::<Cluster>(&client, scope), watcher::Config::default())
+            .with_config(config.clone())
+            .owns(
+                api::<StatefulSet>(&client, scope),
+                watcher::Config::default(),
+            )
+            .watches(api::<Pod>(&client, scope), broker_pods, |pod: Pod| {
+                cluster::cluster_of_pod(&pod)
+            })
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+            .for_each(|_| async {});
+        running.push(clusters.boxed());
+    }
 
     let lost = async {
         // Ends when leadership is lost or the lease task stops.
         let _ = leading.wait_for(|leading| !*leading).await;
     };
-    let controllers = async { tokio::join!(topics, clusters) };
+    let controllers = futures::future::join_all(running);
     tokio::pin!(controllers);
     tokio::select! {
         _ = &mut controllers => Ok(()),

@@ -76,6 +76,42 @@ fn objects() -> Vec<Value> {
         .collect()
 }
 
+/// Whether a template renders anything with the default values: one that starts with
+/// `{{- if .Values.X }}` renders only when X is true in values.yaml.
+fn rendered_by_default(template: &str) -> bool {
+    let values: Value = serde_saphyr::from_str(&read("values.yaml")).unwrap();
+    let first = template.lines().next().unwrap_or_default().trim();
+    match first
+        .strip_prefix("{{- if .Values.")
+        .and_then(|rest| rest.strip_suffix("}}"))
+    {
+        Some(path) => path
+            .trim()
+            .split('.')
+            .try_fold(&values, |node, key| node.get(key))
+            .map(|value| match value {
+                // Go templates take empty lists, maps and strings as false.
+                Value::Bool(b) => *b,
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                Value::String(s) => !s.is_empty(),
+                other => panic!("a template's condition is {other}"),
+            })
+            .expect("a template's condition is a value"),
+        None => true,
+    }
+}
+
+/// The skeletons of the templates that render with the default values.
+fn default_objects() -> Vec<Value> {
+    templates()
+        .iter()
+        .map(|t| read(&format!("templates/{t}")))
+        .filter(|text| rendered_by_default(text))
+        .flat_map(|text| yaml_documents(&skeleton(&text)))
+        .collect()
+}
+
 fn object<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     objects
         .iter()
@@ -94,8 +130,13 @@ fn templates_are_kubernetes_objects() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Deployment",
+            "Service",
+            "PodMonitor",
             "Role",
+            "RoleBinding",
             "RoleBinding",
             "ServiceAccount"
         ]
@@ -235,6 +276,8 @@ fn operator_pod_is_locked_down() {
     let objects = objects();
     let pod = &object(&objects, "Deployment")["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    // No fixed user id, so OpenShift's restricted SCC admits the pod.
+    assert!(pod["securityContext"].get("runAsUser").is_none());
     let container = &pod["containers"][0];
     let security = &container["securityContext"];
     assert_eq!(security["readOnlyRootFilesystem"], true);
@@ -283,9 +326,16 @@ fn cluster_role_lets_the_operator_apply_what_a_cluster_owns() {
             "delete {resource}"
         );
     }
-    for (resource, verb) in [("pods", "patch"), ("nodes", "get"), ("events", "create")] {
+    for (resource, verb) in [("pods", "patch"), ("events", "create")] {
         assert!(allows(rules, "", resource, verb), "{verb} {resource}");
     }
+    // Nodes in a ClusterRole of their own, bound cluster-wide even when the operator serves
+    // only some namespaces.
+    let nodes = objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole" && allows(&o["rules"], "", "nodes", "get"))
+        .expect("a ClusterRole that reads nodes");
+    assert_eq!(nodes["rules"].as_array().map(Vec::len), Some(1));
     for resource in ["clusters/status", "topics/status"] {
         assert!(
             allows(rules, "strand.dev", resource, "patch"),
@@ -336,4 +386,147 @@ fn examples_are_valid_resources() {
 
 fn open_api_schema(crd: &Value) -> Value {
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// `charts/install.yaml`, the chart rendered with its default values for users without Helm
+/// (and for the end-to-end suite), as objects.
+fn install_manifest() -> Vec<Value> {
+    let path = chart().join("../install.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    yaml_documents(&text)
+}
+
+/// Whether `text` matches `pattern`, where each `x` of the pattern that stood for a template
+/// action may stand for any text (a literal `x` matches itself as well).
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('x') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head)
+                && (head.len()..=text.len())
+                    .filter(|&i| text.is_char_boundary(i))
+                    .any(|i| glob_matches(tail, &text[i..]))
+        }
+    }
+}
+
+/// Differences between a template's skeleton and the rendered object: a skeleton scalar the
+/// object lacks or contradicts, or an object field the skeleton has no place for. A field may
+/// come from an action only where the skeleton has `x` or an empty key (a line of actions).
+fn skeleton_differences(skeleton: &Value, rendered: &Value, path: &str, out: &mut Vec<String>) {
+    match (skeleton, rendered) {
+        (Value::Null, _) => {}
+        (Value::String(pattern), rendered) if pattern.contains('x') => {
+            let text = match rendered {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if !glob_matches(pattern, &text) {
+                out.push(format!("{path}: {text} does not match {pattern}"));
+            }
+        }
+        (Value::Object(skeleton), Value::Object(rendered)) => {
+            for (key, child) in skeleton {
+                match rendered.get(key) {
+                    Some(value) => {
+                        skeleton_differences(child, value, &format!("{path}.{key}"), out)
+                    }
+                    // Filled only by a block the default values leave out.
+                    None if child.is_null() || *child == "x" => {}
+                    None => out.push(format!("{path}.{key}: missing from install.yaml")),
+                }
+            }
+            for key in rendered.keys().filter(|k| !skeleton.contains_key(*k)) {
+                out.push(format!("{path}.{key}: not in the chart"));
+            }
+        }
+        (Value::Array(skeleton), Value::Array(rendered)) => {
+            if skeleton.len() != rendered.len() {
+                out.push(format!(
+                    "{path}: {} items in the chart, {} in install.yaml",
+                    skeleton.len(),
+                    rendered.len()
+                ));
+            }
+            for (i, (s, r)) in skeleton.iter().zip(rendered).enumerate() {
+                skeleton_differences(s, r, &format!("{path}[{i}]"), out);
+            }
+        }
+        (skeleton, rendered) if skeleton == rendered => {}
+        (skeleton, rendered) => out.push(format!(
+            "{path}: chart has {skeleton}, install.yaml {rendered}"
+        )),
+    }
+}
+
+#[test]
+fn install_manifest_is_the_chart_rendered() {
+    let install = install_manifest();
+    let kinds: Vec<&str> = install
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<String> = default_objects()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_owned())
+        .collect();
+    expected.insert(0, "Namespace".to_owned());
+    assert_eq!(kinds, expected);
+    let mut differences = Vec::new();
+    for (skeleton, rendered) in default_objects().iter().zip(&install[1..]) {
+        let kind = skeleton["kind"].as_str().unwrap();
+        skeleton_differences(skeleton, rendered, kind, &mut differences);
+    }
+    assert_eq!(differences, Vec::<String>::new());
+    // Values the skeleton leaves open, rendered with the defaults.
+    let values: Value = serde_saphyr::from_str(&read("values.yaml")).unwrap();
+    let container = &object(&install, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let chart: Value = serde_saphyr::from_str(&read("Chart.yaml")).unwrap();
+    assert_eq!(
+        container["image"],
+        format!(
+            "{}:{}",
+            values["image"]["repository"].as_str().unwrap(),
+            chart["appVersion"].as_str().unwrap()
+        )
+    );
+    assert_eq!(container["imagePullPolicy"], values["image"]["pullPolicy"]);
+    assert_eq!(container["resources"], values["resources"]);
+    assert_eq!(container["args"][4], values["logFormat"]);
+    assert_eq!(container["env"][2]["value"], values["logLevel"]);
+    assert_eq!(container["env"][3]["value"], "");
+    for object in &install[1..] {
+        let namespaced = !object["kind"].as_str().unwrap().starts_with("Cluster");
+        assert_eq!(
+            object["metadata"]["namespace"].as_str(),
+            namespaced.then_some("strand-system"),
+            "{}",
+            object["kind"]
+        );
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/version"],
+            chart["appVersion"]
+        );
+    }
+}
+
+#[test]
+fn chart_skeleton_comparison_finds_drift() {
+    let skeleton: Value =
+        serde_saphyr::from_str("a: {b: 1, c: x, d: \"img:x\", e: {h: }, f: }").unwrap();
+    let same: Value = serde_saphyr::from_str("a: {b: 1, c: 7, d: \"img:1.0\", e: {h: 2}}").unwrap();
+    let drift: Value = serde_saphyr::from_str("a: {b: 2, c: 7, d: \"other\", g: 1}").unwrap();
+    let mut out = Vec::new();
+    skeleton_differences(&skeleton, &same, "", &mut out);
+    assert_eq!(out, Vec::<String>::new());
+    skeleton_differences(&skeleton, &drift, "", &mut out);
+    assert_eq!(
+        out,
+        [
+            ".a.b: chart has 1, install.yaml 2",
+            ".a.d: other does not match img:x",
+            ".a.e: missing from install.yaml",
+            ".a.g: not in the chart"
+        ]
+    );
 }

@@ -137,11 +137,29 @@ fn names_and_subresources_are_as_documented() {
     };
     assert_eq!(
         columns(&cluster),
-        ["Replicas", "Ready", "Controller", "Under-replicated", "Age"]
+        [
+            "Ready",
+            "Reason",
+            "Brokers",
+            "Replicas",
+            "Controller",
+            "Under-replicated",
+            "Age",
+            "Message"
+        ]
     );
     assert_eq!(
         columns(&topic),
-        ["Cluster", "Partitions", "Replication", "Ready", "Age"]
+        [
+            "Ready",
+            "Reason",
+            "Cluster",
+            "Topic",
+            "Partitions",
+            "Replication",
+            "Age",
+            "Message"
+        ]
     );
 }
 
@@ -291,4 +309,51 @@ fn broker_failure_timeout_must_be_a_duration() {
         cel_errors(&crd, &cluster("soon"), None),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn min_insync_replicas_above_the_replication_factor_is_refused() {
+    let crd = serde_json::to_value(Topic::crd()).unwrap();
+    let with = |min_insync: Option<i64>, replication_factor: i64| {
+        let mut spec = json!({
+            "clusterRef": { "name": "main" }, "partitions": 1,
+            "replicationFactor": replication_factor, "config": {},
+        });
+        if let Some(n) = min_insync {
+            spec["config"]["min.insync.replicas"] = json!(n);
+        }
+        topic("orders", spec)
+    };
+    assert_eq!(
+        cel_errors(&crd, &with(Some(2), 3), None),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        cel_errors(&crd, &with(Some(3), 3), None),
+        Vec::<String>::new()
+    );
+    assert_eq!(cel_errors(&crd, &with(None, 1), None), Vec::<String>::new());
+    assert_eq!(
+        cel_errors(&crd, &with(Some(3), 2), None),
+        [
+            "spec: config min.insync.replicas cannot exceed replicationFactor: acks=all writes would always be refused"
+        ]
+    );
+}
+
+#[test]
+fn broker_settings_are_declared_under_both_names() {
+    let crd = serde_json::to_value(Cluster::crd()).unwrap();
+    let config = &open_api_schema(&crd)["properties"]["spec"]["properties"]["config"];
+    let declared: Vec<&String> = config["properties"].as_object().unwrap().keys().collect();
+    for key in [
+        "retention_check_interval_ms",
+        "log.retention.check.interval.ms",
+        "num.partitions",
+    ] {
+        assert!(declared.iter().any(|k| *k == key), "{key} in {declared:?}");
+    }
+    // Anything else is not declared, so the API server's field validation refuses it.
+    assert!(config.get("additionalProperties").is_none());
+    assert!(config.get("x-kubernetes-preserve-unknown-fields").is_none());
 }

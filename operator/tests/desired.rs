@@ -65,8 +65,8 @@ apiVersion: strand.dev/v1alpha1
 kind: Cluster
 metadata: { name: dev, namespace: default }
 spec:
+  # No image: the broker image of the operator's own version.
   replicas: 1
-  image: strand:dev
   storage: { size: 1Gi }
 "#;
 

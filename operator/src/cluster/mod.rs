@@ -4,12 +4,13 @@
 //! ordinals are decommissioned, and the StatefulSet shrinks only once they hold nothing.
 
 pub mod plan;
+mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -22,15 +23,19 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::admin::AdminApi;
-use crate::conditions::{Standing, is_true};
+use crate::conditions::{Standing, is_true, paused};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
-use crate::crd::Cluster;
-use crate::crd::condition::STALLED;
-use crate::desired::{ClusterNames, RACK_ANNOTATION, desired, label_selector};
+use crate::crd::condition::{PAUSED, STALLED};
+use crate::crd::{Cluster, ClusterStatus};
+use crate::desired::{
+    CONFIG_HASH_ANNOTATION, ClusterNames, Desired, DesiredError, RACK_ANNOTATION, desired,
+    label_selector,
+};
 use plan::{Described, Pods};
 
-/// How often a Ready Cluster's status is refreshed from its pods and brokers.
-const RESYNC: Duration = Duration::from_secs(60);
+/// How often a Ready Cluster's status is refreshed from its pods and brokers: leaders and
+/// replica counts change without any Kubernetes object changing.
+const RESYNC: Duration = Duration::from_secs(15);
 /// How soon a Cluster that is getting there is looked at again.
 const PROGRESS: Duration = Duration::from_secs(10);
 
@@ -41,24 +46,109 @@ pub async fn reconcile<A: AdminApi>(
     ctx: Arc<Context<A>>,
 ) -> Result<Action, Error> {
     ctx.metrics.reconciled("Cluster");
-    if is_paused(&*cluster) {
-        info!("paused by annotation");
-        return Ok(Action::await_change());
-    }
+    let _timer = ctx.metrics.timer("Cluster");
+    let key = format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    );
     if cluster.meta().deletion_timestamp.is_some() {
         // Garbage collection removes what the Cluster owns.
+        ctx.metrics.stands("Cluster", key, None);
         return Ok(Action::await_change());
     }
     let names = ClusterNames::of(&cluster)?;
     let namespace = names.namespace().to_owned();
-    let mut objects = desired(&cluster)?;
+    if is_paused(&*cluster) {
+        info!("paused by annotation");
+        let old = cluster.status.clone().unwrap_or_default();
+        let status = ClusterStatus {
+            conditions: paused(
+                &old.conditions,
+                cluster.metadata.generation,
+                Timestamp::now(),
+            ),
+            ..old.clone()
+        };
+        write_status(&ctx, &names, &old, status).await?;
+        ctx.metrics.stands("Cluster", key, Some(PAUSED));
+        return Ok(Action::await_change());
+    }
+    let mut objects = match desired(&cluster) {
+        Ok(objects) => objects,
+        Err(DesiredError::Setting { source, .. }) => {
+            let standing = Standing::Stalled {
+                reason: "InvalidBrokerConfig",
+                message: format!("{source}; the brokers keep running with their last settings"),
+            };
+            stall(&ctx, &cluster, &names, standing).await?;
+            return Ok(Action::requeue(RESYNC));
+        }
+        Err(error) => return Err(error.into()),
+    };
 
     let stateful_sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current = stateful_sets
-        .get_opt(&names.stateful_set())
-        .await?
-        .and_then(|s| s.spec)
+    let existing = stateful_sets.get_opt(&names.stateful_set()).await?;
+    let current = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.replicas);
+    let claims = list_claims(&ctx, &namespace, &names).await?;
+    let mut storage_standing = None;
+    match &existing {
+        None => {
+            let created = cluster
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(i64::MAX, |t| t.0.as_second());
+            let ages: Vec<(String, i64)> = claims
+                .iter()
+                .map(|c| {
+                    let created = c.metadata.creation_timestamp.as_ref();
+                    (c.name_any(), created.map_or(0, |t| t.0.as_second()))
+                })
+                .collect();
+            let retained = plan::retained_volumes(created, &ages);
+            if !retained.is_empty() {
+                if !cluster.spec.adopt_retained_volumes {
+                    let standing = Standing::Stalled {
+                        reason: "RetainedVolumes",
+                        message: format!(
+                            "found {} volumes of an earlier Cluster {} ({}), made before this \
+                             one; no broker was started. To start empty, delete them (kubectl \
+                             delete pvc -n {namespace} -l {}); to start the brokers on that \
+                             cluster's data, set spec.adoptRetainedVolumes: true",
+                            retained.len(),
+                            names.cluster(),
+                            retained.join(", "),
+                            label_selector(names.cluster()),
+                        ),
+                    };
+                    stall(&ctx, &cluster, &names, standing).await?;
+                    return Ok(Action::requeue(PROGRESS));
+                }
+                ctx.publish(
+                    &*cluster,
+                    EventType::Normal,
+                    "AdoptedVolumes",
+                    "CreateBrokers",
+                    format!(
+                        "starting the brokers on {} volumes of an earlier Cluster ({}), as \
+                         spec.adoptRetainedVolumes asks",
+                        retained.len(),
+                        retained.join(", ")
+                    ),
+                )
+                .await;
+            }
+        }
+        Some(existing) => {
+            storage_standing =
+                storage::converge(&ctx, &cluster, existing, &claims, &mut objects).await;
+            announce_changes(&ctx, &cluster, existing, &objects).await;
+        }
+    }
     let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
     let pods = count(&broker_pods);
     let address = names.admin_address();
@@ -119,6 +209,24 @@ pub async fn reconcile<A: AdminApi>(
     if let Some(spec) = objects.stateful_set.spec.as_mut() {
         spec.replicas = Some(sizing.replicas);
     }
+    if let Some(current) = current.filter(|c| *c != sizing.replicas) {
+        let (reason, note) = if sizing.replicas > current {
+            (
+                "ScalingUp",
+                "new brokers join and take replicas and leaders",
+            )
+        } else {
+            ("ScalingDown", "the removed brokers were drained first")
+        };
+        ctx.publish(
+            &*cluster,
+            EventType::Normal,
+            reason,
+            "Scale",
+            format!("brokers {current} → {}: {note}", sizing.replicas),
+        )
+        .await;
+    }
     // The status shows brokers as they are after the calls just made.
     let described = if changed {
         match ctx.admin.describe_cluster(&address).await {
@@ -144,6 +252,7 @@ pub async fn reconcile<A: AdminApi>(
     };
     let standing = refused
         .or(sizing.standing)
+        .or(storage_standing)
         .unwrap_or_else(|| plan::standing(&cluster, pods, &described));
     let requeue = match standing {
         Standing::Ready { .. } | Standing::Stalled { .. } => RESYNC,
@@ -159,11 +268,27 @@ pub async fn reconcile<A: AdminApi>(
         Timestamp::now(),
     );
     let old = cluster.status.clone().unwrap_or_default();
-    if let Standing::Stalled { reason, message } = &standing {
+    warn_on_new_stall(&ctx, &cluster, &old, &standing).await;
+    ctx.metrics
+        .stands("Cluster", key, Some(standing.condition()));
+    write_status(&ctx, &names, &old, status).await?;
+    ctx.backoff.succeeded(&*cluster);
+    Ok(Action::requeue(requeue))
+}
+
+/// Publishes a Warning Event when the Cluster newly stalls (or stalls for a new reason), so a
+/// stalled Cluster does not repeat it.
+async fn warn_on_new_stall<A: AdminApi>(
+    ctx: &Context<A>,
+    cluster: &Cluster,
+    old: &ClusterStatus,
+    standing: &Standing,
+) {
+    if let Standing::Stalled { reason, message } = standing {
         let already = is_true(&old.conditions, STALLED).is_some_and(|c| c.reason == *reason);
         if !already {
             ctx.publish(
-                &*cluster,
+                cluster,
                 EventType::Warning,
                 reason,
                 "Reconcile",
@@ -172,23 +297,118 @@ pub async fn reconcile<A: AdminApi>(
             .await;
         }
     }
-    if status != old {
-        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": Cluster::api_version(&()),
-            "kind": Cluster::kind(&()),
-            "status": status,
-        });
-        clusters
-            .patch_status(
-                names.cluster(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+}
+
+/// Says why nothing was applied: the status keeps what it said of the brokers, with the
+/// conditions of `standing`.
+async fn stall<A: AdminApi>(
+    ctx: &Context<A>,
+    cluster: &Cluster,
+    names: &ClusterNames,
+    standing: Standing,
+) -> Result<(), Error> {
+    let old = cluster.status.clone().unwrap_or_default();
+    warn_on_new_stall(ctx, cluster, &old, &standing).await;
+    let generation = cluster.metadata.generation;
+    let status = ClusterStatus {
+        observed_generation: generation,
+        conditions: standing.conditions(generation, &old.conditions, Timestamp::now()),
+        ..old.clone()
+    };
+    write_status(ctx, names, &old, status).await
+}
+
+/// Writes the Cluster's status by server-side apply, only when it differs from `old`.
+async fn write_status<A>(
+    ctx: &Context<A>,
+    names: &ClusterNames,
+    old: &ClusterStatus,
+    status: ClusterStatus,
+) -> Result<(), Error> {
+    if status == *old {
+        return Ok(());
     }
-    ctx.backoff.succeeded(&*cluster);
-    Ok(Action::requeue(requeue))
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), names.namespace());
+    let patch = json!({
+        "apiVersion": Cluster::api_version(&()),
+        "kind": Cluster::kind(&()),
+        "status": status,
+    });
+    clusters
+        .patch_status(
+            names.cluster(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Publishes an Event when applying `objects` will restart the brokers one by one (their
+/// config or image changed).
+async fn announce_changes<A: AdminApi>(
+    ctx: &Context<A>,
+    cluster: &Cluster,
+    existing: &StatefulSet,
+    objects: &Desired,
+) {
+    let template = |set: &StatefulSet| {
+        let pod = set.spec.as_ref().map(|s| &s.template);
+        let hash = pod
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned());
+        let image = pod
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone());
+        (hash, image)
+    };
+    let (old_hash, old_image) = template(existing);
+    let (new_hash, new_image) = template(&objects.stateful_set);
+    // A template the operator never wrote (no hash, no image) is not a roll to announce.
+    let changed = |old: &Option<String>, new: &Option<String>| old.is_some() && old != new;
+    let what = match (
+        changed(&old_hash, &new_hash),
+        changed(&old_image, &new_image),
+    ) {
+        (_, true) => format!(
+            "image {} → {}",
+            old_image.unwrap_or_default(),
+            new_image.unwrap_or_default()
+        ),
+        (true, false) => "broker config changed".to_owned(),
+        (false, false) => return,
+    };
+    ctx.publish(
+        cluster,
+        EventType::Normal,
+        "RollingRestart",
+        "Roll",
+        format!(
+            "{what}: brokers restart one at a time, each after handing over its leaderships, \
+             the next once it is ready again"
+        ),
+    )
+    .await;
+}
+
+/// The data volumes of the Cluster's brokers.
+async fn list_claims<A>(
+    ctx: &Context<A>,
+    namespace: &str,
+    names: &ClusterNames,
+) -> Result<Vec<PersistentVolumeClaim>, Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = claims
+        .list(&ListParams::default().labels(&label_selector(names.cluster())))
+        .await?;
+    let prefix = format!("data-{}-", names.stateful_set());
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|c| c.name_any().starts_with(&prefix))
+        .collect())
 }
 
 /// The largest replication factor among the cluster's topics, and a topic that has it; `None`

@@ -247,9 +247,18 @@ pub fn status(
         status.controller_id = description.controller_id.map(i64::from);
         status.under_replicated_partitions = saturate(description.under_replicated_partitions);
         status.leaderless_partitions = saturate(description.leaderless_partitions);
+        // A decommissioned broker whose pod is gone (scaled away) is history, not a broker
+        // of the cluster.
+        let gone = |broker: &&strand_proto::admin::BrokerDescription| {
+            broker.state == "decommissioned"
+                && pod_of(names.cluster(), &broker.grpc_address)
+                    .and_then(|pod| pod.rsplit('-').next()?.parse::<i32>().ok())
+                    .is_none_or(|ordinal| ordinal >= cluster.spec.replicas)
+        };
         status.brokers = description
             .brokers
             .iter()
+            .filter(|broker| !gone(broker))
             .map(|broker| BrokerStatus {
                 id: i64::from(broker.broker_id),
                 pod: pod_of(names.cluster(), &broker.grpc_address),
@@ -275,6 +284,44 @@ pub fn status(
         });
     }
     status
+}
+
+/// Bytes a Kubernetes quantity (`1Gi`, `500M`, `1.5e9`) stands for; `None` when it does not
+/// parse.
+pub fn quantity_bytes(quantity: &str) -> Option<f64> {
+    let quantity = quantity.trim();
+    let suffixes: [(&str, f64); 13] = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("Pi", 1024f64.powi(5)),
+        ("Ei", 1024f64.powi(6)),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+        ("m", 1e-3),
+    ];
+    for (suffix, factor) in suffixes {
+        if let Some(number) = quantity.strip_suffix(suffix) {
+            return number.parse::<f64>().ok().map(|n| n * factor);
+        }
+    }
+    quantity.parse::<f64>().ok()
+}
+
+/// Names of the volumes in `claims` (name and creation time, in seconds since the epoch) made
+/// before the Cluster was (created at `cluster_created`): left by an earlier Cluster of the
+/// same name.
+pub fn retained_volumes(cluster_created: i64, claims: &[(String, i64)]) -> Vec<String> {
+    claims
+        .iter()
+        .filter(|(_, created)| *created < cluster_created)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -449,5 +496,25 @@ mod tests {
         );
         assert_eq!(pod_of("main", "other-1.x.svc:9093"), None);
         assert_eq!(pod_of("main", "main-x.x.svc:9093"), None);
+    }
+
+    #[test]
+    fn quantities_are_read_as_kubernetes_writes_them() {
+        assert_eq!(quantity_bytes("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity_bytes("500M"), Some(5e8));
+        assert_eq!(quantity_bytes("1.5e9"), Some(1.5e9));
+        assert_eq!(quantity_bytes("2048"), Some(2048.0));
+        assert!(quantity_bytes("10Gi").unwrap() > quantity_bytes("10G").unwrap());
+        assert_eq!(quantity_bytes("lots"), None);
+    }
+
+    #[test]
+    fn only_volumes_older_than_the_cluster_are_retained_ones() {
+        let claims = [
+            ("data-events-0".to_owned(), 100),
+            ("data-events-1".to_owned(), 250),
+        ];
+        assert_eq!(retained_volumes(200, &claims), ["data-events-0"]);
+        assert!(retained_volumes(50, &claims).is_empty());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, PodSecurityContext, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -29,16 +29,28 @@ use serde::{Deserialize, Serialize};
         label_selector_path = ".status.labelSelector"
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether every broker is ready and nothing is under-replicated"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        description = "Why the cluster is or is not ready"
+    ),
+    printcolumn(
+        name = "Brokers",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Brokers ready"
+    ),
+    printcolumn(
         name = "Replicas",
         type_ = "integer",
         json_path = ".spec.replicas",
         description = "Brokers wanted"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "integer",
-        json_path = ".status.readyReplicas",
-        description = "Brokers ready"
     ),
     printcolumn(
         name = "Controller",
@@ -56,6 +68,13 @@ use serde::{Deserialize, Serialize};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].message"#,
+        description = "What the operator says of the cluster",
+        priority = "1"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -63,20 +82,26 @@ pub struct ClusterSpec {
     /// Number of brokers.
     #[schemars(range(min = 1))]
     pub replicas: i32,
-    /// Broker container image, such as `ghcr.io/strand-dev/strand:0.1.0`.
+    /// Broker container image, such as `ghcr.io/strand-dev/strand:0.1.0`; by default the
+    /// broker image of the operator's own version ([`default_broker_image`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
     /// CPU and memory of each broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Persistent volume of each broker.
     pub storage: StorageSpec,
-    /// Broker settings, written as they are into the broker's `broker.yaml`.
+    /// Broker settings for the brokers' `broker.yaml`, under Strand's names
+    /// (`retention_check_interval_ms`) or Kafka's (`log.retention.check.interval.ms`,
+    /// `num.partitions`, `default.replication.factor`, `auto.create.topics.enable`,
+    /// `auto.leader.rebalance.enable`); numbers and flags may be given as strings. Unknown
+    /// keys are refused when the Cluster is applied.
     ///
     /// Listeners, data directory, advertised address, seeds and rack are set by the operator
     /// on the command line and win over the same settings here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(schema_with = "super::schema::free_form_map")]
+    #[schemars(schema_with = "super::schema::broker_config")]
     pub config: BTreeMap<String, serde_json::Value>,
     /// Spread brokers, and so replicas, across failure domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,15 +115,43 @@ pub struct ClusterSpec {
     /// How the cluster moves leaders and replicas.
     #[serde(default)]
     pub balancing: BalancingSpec,
+    /// What happens to the brokers' volumes when the Cluster is deleted: `Retain` (the
+    /// default) keeps them, so the data outlives a mistaken delete; `Delete` removes them with
+    /// the brokers.
+    #[serde(default)]
+    pub deletion_policy: VolumeDeletionPolicy,
+    /// Start the brokers on volumes left by an earlier Cluster of the same name (kept by
+    /// `deletionPolicy: Retain`), with that cluster's topics and records. Without it, a new
+    /// Cluster that finds such volumes is Stalled and starts nothing, so old data never comes
+    /// back by accident.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_retained_volumes: bool,
+}
+
+/// What happens to a Cluster's volumes when it is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VolumeDeletionPolicy {
+    /// Keep the volumes and their data.
+    #[default]
+    Retain,
+    /// Delete the volumes with the brokers.
+    Delete,
+}
+
+/// The broker image a Cluster runs when it names none: the one released with this operator.
+pub fn default_broker_image() -> String {
+    format!("ghcr.io/strand-dev/strand:{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Persistent volume of each broker.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Volume size, such as `100Gi`.
+    /// Volume size, such as `100Gi`. Raising it expands every broker's volume when its
+    /// StorageClass allows expansion; volumes cannot shrink.
     pub size: Quantity,
-    /// StorageClass of the volumes; the cluster's default class when absent.
+    /// StorageClass of the volumes; the cluster's default class when absent. It cannot change
+    /// once the volumes exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 }
@@ -139,6 +192,11 @@ pub struct PodOverrides {
     /// PriorityClass of the broker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+    /// Replaces the brokers' pod security context (non-root, `fsGroup` 65532 so the image's
+    /// user can write its volume, the runtime's default seccomp profile). On OpenShift set it
+    /// to `{}`: the restricted SCC then assigns the user and group from the namespace's range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
 }
 
 /// The PodDisruptionBudget of the brokers.

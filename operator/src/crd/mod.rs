@@ -7,8 +7,11 @@ mod topic;
 pub use cluster::{
     BalancingSpec, BrokerState, BrokerStatus, Cluster, ClusterSpec, ClusterStatus,
     DisruptionBudgetSpec, PodOverrides, RackSpec, RebalanceStatus, StorageSpec,
+    VolumeDeletionPolicy, default_broker_image,
 };
-pub use topic::{ClusterRef, DeletionPolicy, ReplicaChangeStatus, Topic, TopicSpec, TopicStatus};
+pub use topic::{
+    ClusterRef, DeletionPolicy, OWNER_PREFIX, ReplicaChangeStatus, Topic, TopicSpec, TopicStatus,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -21,6 +24,8 @@ pub mod condition {
     pub const RECONCILING: &str = "Reconciling";
     /// The operator cannot reach the spec without a change from a person; the message says why.
     pub const STALLED: &str = "Stalled";
+    /// The `strand.dev/paused` annotation is set: the operator changes nothing.
+    pub const PAUSED: &str = "Paused";
 }
 
 /// Why CRD YAML could not be produced.

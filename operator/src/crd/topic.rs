@@ -26,10 +26,28 @@ use crate::topic_config::TopicConfig;
     validation = Rule::new("has(self.spec.topicName) || size(self.metadata.name) <= 249")
         .message("metadata.name is longer than a topic name may be (249); set spec.topicName"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether the topic matches its spec"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        description = "Why the topic is or is not ready"
+    ),
+    printcolumn(
         name = "Cluster",
         type_ = "string",
         json_path = ".spec.clusterRef.name",
         description = "Cluster the topic belongs to"
+    ),
+    printcolumn(
+        name = "Topic",
+        type_ = "string",
+        json_path = ".status.topicName",
+        description = "Kafka topic name"
     ),
     printcolumn(
         name = "Partitions",
@@ -43,18 +61,28 @@ use crate::topic_config::TopicConfig;
         json_path = ".spec.replicationFactor",
         description = "Replicas of each partition wanted"
     ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
-        name = "Ready",
+        name = "Message",
         type_ = "string",
-        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
-        description = "Whether the topic matches its spec"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+        json_path = r#".status.conditions[?(@.type=="Ready")].message"#,
+        description = "What the operator says of the topic",
+        priority = "1"
+    )
 )]
 // A rule on an optional field runs only when the old and new objects both have it, so adding
 // or removing topicName is caught here, one level up.
-#[x_kube(validation = Rule::new("has(self.topicName) == has(oldSelf.topicName)")
-    .message("topicName cannot be added or removed after creation"))]
+#[x_kube(
+    validation = Rule::new("has(self.topicName) == has(oldSelf.topicName)")
+        .message("topicName cannot be added or removed after creation"),
+    // Kafka refuses acks=all writes for good when fewer replicas than min.insync.replicas
+    // can ever be in sync.
+    validation = Rule::new(
+        "!has(self.config) || !has(self.config.min__dot__insync__dot__replicas) || \
+         self.config.min__dot__insync__dot__replicas <= self.replicationFactor"
+    )
+    .message("config min.insync.replicas cannot exceed replicationFactor: acks=all writes would always be refused")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicSpec {
     /// The Cluster, in the same namespace, that holds the topic.
@@ -84,9 +112,30 @@ pub struct TopicSpec {
     /// What happens to the Kafka topic when this object is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Take over a topic that already exists in the cluster and is managed by no one (made by
+    /// a Kafka client or `strand topic create`): its partitions and config then follow this
+    /// spec, and `deletionPolicy` applies to it. Without it such a topic is left untouched and
+    /// the Topic is Stalled. A topic another Topic manages is never taken over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
+/// Prefix of the owner a Topic records on the topics it manages.
+pub const OWNER_PREFIX: &str = "strand.dev/Topic/";
+
 impl Topic {
+    /// The owner this Topic records on the topic it manages: kind, namespace, name and uid,
+    /// so that another object (or this name re-created) is never taken for it.
+    pub fn owner(&self) -> String {
+        let meta = &self.metadata;
+        format!(
+            "{OWNER_PREFIX}{}/{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+            meta.uid.as_deref().unwrap_or_default()
+        )
+    }
+
     /// The Kafka topic name: `spec.topicName`, else the object's name.
     pub fn kafka_name(&self) -> Option<&str> {
         self.spec
@@ -125,6 +174,9 @@ pub struct TopicStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,
+    /// Kafka topic name, once the operator has looked at the Topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_name: Option<String>,
     /// Kafka topic id (a UUID), once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,

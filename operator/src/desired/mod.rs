@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
+use crate::broker_config::{SettingError, to_broker_settings};
 use crate::crd::Cluster;
 
 /// Port of the Kafka protocol.
@@ -54,6 +55,15 @@ pub enum DesiredError {
         /// The Cluster's name.
         name: String,
     },
+    /// `spec.config` holds a setting the brokers would refuse.
+    #[error("cluster {name}: {source}")]
+    Setting {
+        /// The Cluster's name.
+        name: String,
+        /// Which setting, and why.
+        #[source]
+        source: SettingError,
+    },
     /// `spec.config` did not render as YAML.
     #[error("cannot render the broker config of cluster {name}")]
     BrokerConfig {
@@ -88,12 +98,15 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
         .ok_or_else(|| DesiredError::MissingUid {
             name: names.cluster().to_owned(),
         })?;
-    let broker_config = serde_saphyr::to_string(&broker_settings(cluster)).map_err(|source| {
-        DesiredError::BrokerConfig {
+    let settings = broker_settings(cluster).map_err(|source| DesiredError::Setting {
+        name: names.cluster().to_owned(),
+        source,
+    })?;
+    let broker_config =
+        serde_saphyr::to_string(&settings).map_err(|source| DesiredError::BrokerConfig {
             name: names.cluster().to_owned(),
             source,
-        }
-    })?;
+        })?;
     Ok(Desired {
         config_map: config_map(&names, &owner, &broker_config),
         headless_service: services::headless(&names, &owner),
@@ -103,12 +116,12 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
     })
 }
 
-/// The broker settings file: `spec.config`, with `spec.balancing` under the broker's names for
-/// what `spec.config` does not set itself.
-fn broker_settings(cluster: &Cluster) -> BTreeMap<String, serde_json::Value> {
+/// The broker settings file: `spec.config` under the broker's names and types, with
+/// `spec.balancing` for what `spec.config` does not set itself.
+fn broker_settings(cluster: &Cluster) -> Result<BTreeMap<String, serde_json::Value>, SettingError> {
     let balancing = &cluster.spec.balancing;
     let timeout: std::time::Duration = balancing.broker_failure_timeout.into();
-    let mut settings = cluster.spec.config.clone();
+    let mut settings = to_broker_settings(&cluster.spec.config)?;
     for (key, value) in [
         (
             "leader_balancing",
@@ -125,7 +138,7 @@ fn broker_settings(cluster: &Cluster) -> BTreeMap<String, serde_json::Value> {
     ] {
         settings.entry(key.to_owned()).or_insert(value);
     }
-    settings
+    Ok(settings)
 }
 
 /// Metadata shared by every owned object: name, namespace, common labels, owner.

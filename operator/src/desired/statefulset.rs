@@ -22,7 +22,7 @@ use super::{
     BROKER_CONFIG_KEY, CONFIG_HASH_ANNOTATION, ClusterNames, GRPC_PORT, HTTP_PORT, KAFKA_PORT,
     RACK_ANNOTATION, fingerprint, labels, metadata, selector_labels,
 };
-use crate::crd::{Cluster, PodOverrides, RackSpec};
+use crate::crd::{Cluster, PodOverrides, RackSpec, VolumeDeletionPolicy};
 
 /// Where the broker binary is in the broker image.
 const STRAND_BINARY: &str = "/usr/local/bin/strand";
@@ -30,7 +30,8 @@ const STRAND_BINARY: &str = "/usr/local/bin/strand";
 const DATA_DIR: &str = "/var/lib/strand";
 /// Where the ConfigMap and pod information are mounted.
 const CONFIG_DIR: &str = "/etc/strand";
-/// User and group the broker runs as: the `nonroot` user of distroless images.
+/// Group that owns the data volume: the `nonroot` group of distroless images, which the
+/// broker image runs as.
 const BROKER_UID: i64 = 65532;
 /// Time a stopping broker gets to hand over leadership and close its logs cleanly before
 /// it is killed; leader transfers of many partitions take a few Raft round trips each.
@@ -59,11 +60,18 @@ pub(super) fn stateful_set(
                 type_: Some("RollingUpdate".to_owned()),
                 rolling_update: None,
             }),
-            // A broker's volume is its log. Deleting it is a decision for a person (or for
-            // the operator after a drain), never a side effect of deleting the Cluster.
+            // A broker's volume is its log. Deleting it with the Cluster is a decision the
+            // Cluster's deletionPolicy states; a scale-down keeps them (the brokers were
+            // drained first, and a later scale-up reuses them).
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some("Retain".to_owned()),
+                    when_deleted: Some(
+                        match spec.deletion_policy {
+                            VolumeDeletionPolicy::Retain => "Retain",
+                            VolumeDeletionPolicy::Delete => "Delete",
+                        }
+                        .to_owned(),
+                    ),
                     when_scaled: Some("Retain".to_owned()),
                 },
             ),
@@ -111,19 +119,21 @@ fn pod_template(cluster: &Cluster, names: &ClusterNames, broker_config: &str) ->
             // Service links would put variables for every Service of the namespace into the
             // broker's environment.
             enable_service_links: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(BROKER_UID),
-                run_as_group: Some(BROKER_UID),
-                // Makes the data volume writable by the broker's group.
-                fs_group: Some(BROKER_UID),
-                fs_group_change_policy: Some("OnRootMismatch".to_owned()),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
+            // No fixed user id: the image runs as its non-root user, and OpenShift's
+            // restricted SCC assigns one of its own range.
+            security_context: Some(overrides.security_context.clone().unwrap_or(
+                PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    // Makes the data volume writable by the broker's group.
+                    fs_group: Some(BROKER_UID),
+                    fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "RuntimeDefault".to_owned(),
+                        ..SeccompProfile::default()
+                    }),
+                    ..PodSecurityContext::default()
+                },
+            )),
             ..PodSpec::default()
         }),
     }
@@ -177,7 +187,13 @@ fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
     };
     Container {
         name: "broker".to_owned(),
-        image: Some(cluster.spec.image.clone()),
+        image: Some(
+            cluster
+                .spec
+                .image
+                .clone()
+                .unwrap_or_else(crate::crd::default_broker_image),
+        ),
         command: Some(vec![STRAND_BINARY.to_owned()]),
         args: Some(broker_args(cluster, names)),
         ports: Some(vec![
@@ -204,10 +220,9 @@ fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         lifecycle: Some(Lifecycle {
-            // Moves the leadership of this broker's partitions to other replicas before it
-            // stops, so that clients see a leader change instead of a leader timeout. The
-            // broker side of `pre-stop` lands with partition balancing; until then the
-            // command fails fast and the broker stops as on SIGTERM.
+            // Moves the leadership of this broker's partitions (and the controller role) to
+            // caught-up replicas before it stops, and waits until they are taken or a
+            // deadline passes, so that clients see a leader change instead of a timeout.
             pre_stop: Some(LifecycleHandler {
                 exec: Some(ExecAction {
                     command: Some(vec![

@@ -15,14 +15,14 @@ use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use strand_proto::admin::TopicDescription;
+use strand_proto::admin::{DeleteTopicRequest, ErrorReason, TopicDescription};
 use tracing::{info, instrument};
 
 use crate::admin::{AdminApi, AdminError};
-use crate::conditions::{Standing, is_true};
+use crate::conditions::{Standing, is_true, paused};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
-use crate::crd::condition::STALLED;
-use crate::crd::{Cluster, DeletionPolicy, Topic};
+use crate::crd::condition::{PAUSED, STALLED};
+use crate::crd::{Cluster, DeletionPolicy, Topic, TopicStatus};
 use crate::desired::ClusterNames;
 use plan::{Plan, Stall};
 
@@ -41,18 +41,36 @@ pub async fn reconcile<A: AdminApi>(
     ctx: Arc<Context<A>>,
 ) -> Result<Action, Error> {
     ctx.metrics.reconciled("Topic");
-    if is_paused(&*topic) {
-        info!("paused by annotation");
-        return Ok(Action::await_change());
-    }
+    let _timer = ctx.metrics.timer("Topic");
+    let key = format!(
+        "{}/{}",
+        topic.namespace().unwrap_or_default(),
+        topic.name_any()
+    );
     let namespace = topic
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(topic.name_any()))?;
+    if is_paused(&*topic) {
+        info!("paused by annotation");
+        let old = topic.status.clone().unwrap_or_default();
+        let status = TopicStatus {
+            conditions: paused(&old.conditions, topic.metadata.generation, Timestamp::now()),
+            ..old.clone()
+        };
+        if status != old {
+            write_status(&topic, &namespace, ctx.as_ref(), &status).await?;
+        }
+        ctx.metrics.stands("Topic", key, Some(PAUSED));
+        return Ok(Action::await_change());
+    }
     let topics: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
     let action = finalizer(&topics, FINALIZER, topic, |event| async {
         match event {
             Finalize::Apply(topic) => apply(&topic, &namespace, &ctx).await,
-            Finalize::Cleanup(topic) => cleanup(&topic, &namespace, &ctx).await,
+            Finalize::Cleanup(topic) => {
+                ctx.metrics.stands("Topic", key.clone(), None);
+                cleanup(&topic, &namespace, &ctx).await
+            }
         }
     })
     .await
@@ -171,7 +189,7 @@ async fn converge<A: AdminApi>(
     match plan::plan(topic, name, &cluster_id, observed.as_ref()) {
         Plan::Stalled(stall) => {
             // A same-named topic of another cluster says nothing about this Topic's, and must
-            // not reach its status.
+            // not reach its status (nor, by `plan::status`, a topic another owner manages).
             let bound = topic.status.as_ref().and_then(|s| s.cluster_id.as_deref());
             let observed = observed.filter(|_| bound.is_none_or(|b| b == cluster_id));
             Ok((cluster_id, observed, stalled(stall)))
@@ -196,11 +214,20 @@ async fn converge<A: AdminApi>(
             let standing = plan::standing_of(&created);
             Ok((cluster_id, Some(created), standing))
         }
-        Plan::Update { request, changes } => {
+        Plan::Update {
+            request,
+            changes,
+            adopts,
+        } => {
             let updated = ctx.admin.update_topic(address, request).await?;
             let note = format!("{name}: {}", changes.join(", "));
             info!(%note);
-            ctx.publish(topic, EventType::Normal, "Updated", "UpdateTopic", note)
+            let (reason, action) = if adopts {
+                ("Adopted", "AdoptTopic")
+            } else {
+                ("Updated", "UpdateTopic")
+            };
+            ctx.publish(topic, EventType::Normal, reason, action, note)
                 .await;
             let standing = plan::standing_of(&updated);
             Ok((cluster_id, Some(updated), standing))
@@ -223,6 +250,11 @@ where
 {
     let status = plan::status(topic, cluster_id, observed, &standing, Timestamp::now());
     let old = topic.status.clone().unwrap_or_default();
+    ctx.metrics.stands(
+        "Topic",
+        format!("{namespace}/{}", topic.name_any()),
+        Some(standing.condition()),
+    );
     if let Standing::Stalled { reason, message } = &standing {
         let already = is_true(&old.conditions, STALLED).is_some_and(|c| c.reason == *reason);
         if !already {
@@ -239,6 +271,16 @@ where
     if status == old {
         return Ok(());
     }
+    write_status(topic, namespace, ctx, &status).await
+}
+
+/// Writes a Topic's status by server-side apply.
+async fn write_status<A>(
+    topic: &Topic,
+    namespace: &str,
+    ctx: &Context<A>,
+    status: &TopicStatus,
+) -> Result<(), Error> {
     let topics: Api<Topic> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = json!({
         "apiVersion": Topic::api_version(&()),
@@ -281,9 +323,26 @@ async fn cleanup<A: AdminApi>(
         info!(%cluster_id, %bound, "the Cluster is another cluster now; its topic is left alone");
         return Ok(Action::await_change());
     }
-    let topic_id = status.topic_id.unwrap_or_default();
-    let deleted = ctx.admin.delete_topic(&address, name, &topic_id).await?;
-    info!(deleted, "topic deleted");
+    let request = DeleteTopicRequest {
+        name: name.to_owned(),
+        topic_id: status.topic_id.unwrap_or_default(),
+        // Deleted only if this Topic still manages it.
+        expected_owner: Some(topic.owner()),
+    };
+    match ctx.admin.delete_topic(&address, request).await {
+        Ok(deleted) => info!(deleted, "topic deleted"),
+        Err(AdminError::Refused {
+            reason: ErrorReason::NotOwner | ErrorReason::InternalTopic,
+            message,
+            ..
+        }) => {
+            let note = format!("topic {name} was not deleted: {message}");
+            info!(%note);
+            ctx.publish(topic, EventType::Warning, "NotDeleted", "DeleteTopic", note)
+                .await;
+        }
+        Err(error) => return Err(error.into()),
+    }
     Ok(Action::await_change())
 }
 

@@ -8,7 +8,7 @@ use strand_meta::{TopicKind, validate_topic_name};
 use strand_proto::admin::{CreateTopicRequest, TopicDescription, UpdateTopicRequest};
 
 use crate::conditions::Standing;
-use crate::crd::{ReplicaChangeStatus, Topic, TopicStatus};
+use crate::crd::{OWNER_PREFIX, ReplicaChangeStatus, Topic, TopicStatus};
 
 /// Why a Topic cannot reach its spec without a person: a condition reason and a message that
 /// says what to change.
@@ -27,12 +27,16 @@ pub enum Plan {
     Stalled(Stall),
     /// The topic does not exist: create it.
     Create(CreateTopicRequest),
-    /// The topic exists and differs: add partitions and set or remove config entries.
+    /// The topic exists and differs (or is to be adopted): add partitions, set or remove
+    /// config entries, record this Topic as its owner. The request names the owner the
+    /// cluster must still see, so nothing changes if another took it meanwhile.
     Update {
         /// The call to make.
         request: UpdateTopicRequest,
         /// One line per change, such as `partitions 6 → 12`.
         changes: Vec<String>,
+        /// The Topic takes the topic over from no one.
+        adopts: bool,
     },
     /// The topic matches the spec.
     InSync,
@@ -100,6 +104,7 @@ pub fn plan(
         });
     }
     let desired_config = topic.spec.config.to_entries();
+    let owner = topic.owner();
     let Some(observed) = observed else {
         return Plan::Create(CreateTopicRequest {
             name: name.to_owned(),
@@ -107,7 +112,12 @@ pub fn plan(
             partitions: topic.spec.partitions.unsigned_abs(),
             replication_factor: topic.spec.replication_factor.unsigned_abs(),
             config: desired_config.into_iter().collect(),
+            owner,
         });
+    };
+    let adopts = match ownership(topic, name, observed) {
+        Ok(adopts) => adopts,
+        Err(stall) => return Plan::Stalled(stall),
     };
     let actual_partitions = observed.partitions.len();
     let wanted_partitions = topic.spec.partitions.unsigned_abs() as usize;
@@ -123,9 +133,14 @@ pub fn plan(
     }
     let mut request = UpdateTopicRequest {
         name: name.to_owned(),
+        expected_owner: Some(observed.owner.clone()),
         ..UpdateTopicRequest::default()
     };
     let mut changes = Vec::new();
+    if adopts {
+        request.owner = Some(owner);
+        changes.push("adopted: managed by this Topic from now on".to_owned());
+    }
     if wanted_partitions > actual_partitions {
         request.partitions = Some(topic.spec.partitions.unsigned_abs());
         changes.push(format!(
@@ -162,9 +177,70 @@ pub fn plan(
         ));
     }
     if !changes.is_empty() {
-        return Plan::Update { request, changes };
+        return Plan::Update {
+            request,
+            changes,
+            adopts,
+        };
     }
     Plan::InSync
+}
+
+/// Whether the Topic may act on the existing topic `observed`: `Ok(false)` when it already
+/// manages it, `Ok(true)` when it is to take it over from no one (it asked to, or it is the
+/// Topic that created it before owners were recorded), otherwise why not.
+fn ownership(topic: &Topic, name: &str, observed: &TopicDescription) -> Result<bool, Stall> {
+    if observed.internal {
+        return Err(Stall {
+            reason: "InternalTopic",
+            message: format!(
+                "{name} is an internal topic of the cluster; it cannot be managed by a Topic"
+            ),
+        });
+    }
+    if observed.owner == topic.owner() {
+        return Ok(false);
+    }
+    if observed.owner.is_empty() {
+        let created_here = topic
+            .status
+            .as_ref()
+            .and_then(|s| s.topic_id.as_deref())
+            .is_some_and(|id| id == observed.topic_id);
+        if topic.spec.adopt || created_here {
+            return Ok(true);
+        }
+        return Err(Stall {
+            reason: "TopicNotOwned",
+            message: format!(
+                "topic {name} already exists in the cluster and no Topic manages it (made by a \
+                 Kafka client or `strand topic create`); nothing was changed. To manage it \
+                 from this Topic, set spec.adopt: true: its partitions and config will then \
+                 follow this spec, and deletionPolicy will apply to it"
+            ),
+        });
+    }
+    match observed.owner.strip_prefix(OWNER_PREFIX) {
+        Some(other) => {
+            let mut parts = other.splitn(3, '/');
+            let (namespace, object) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            Err(Stall {
+                reason: "TopicOwnedByAnotherTopic",
+                message: format!(
+                    "topic {name} is managed by Topic {namespace}/{object}; nothing was changed. \
+                     Two Topics cannot manage one topic: delete this one, or give it another \
+                     spec.topicName"
+                ),
+            })
+        }
+        None => Err(Stall {
+            reason: "TopicOwnedElsewhere",
+            message: format!(
+                "topic {name} is managed by `{}`; nothing was changed",
+                observed.owner
+            ),
+        }),
+    }
 }
 
 /// Partitions of `topic` without a leader, and with fewer replicas assigned than its
@@ -250,9 +326,13 @@ pub fn status(
     let mut status = TopicStatus {
         observed_generation: generation,
         conditions: standing.conditions(generation, &old.conditions, now),
+        topic_name: topic.kafka_name().map(str::to_owned),
         ..old.clone()
     };
-    if let Some(observed) = observed {
+    // Only the topic this Topic manages reaches its status: a stalled Topic never binds to a
+    // topic that is someone else's.
+    let owner = topic.owner();
+    if let Some(observed) = observed.filter(|o| o.owner == owner) {
         let (leaderless, under) = partition_health(observed);
         status.topic_id = Some(observed.topic_id.clone());
         status.cluster_id = Some(observed.cluster_id.clone())

@@ -69,7 +69,12 @@ async fn a_new_cluster_creates_the_five_objects_by_server_side_apply() {
     )
     .await;
     let statefulset = format!("/apis/apps/v1{NS}/statefulsets/main");
-    let mut expected = vec![format!("GET {statefulset}"), format!("GET {PODS_PATH}")];
+    let mut expected = vec![
+        format!("GET {statefulset}"),
+        // Volumes an earlier Cluster of the name left behind, looked for before creating.
+        format!("GET /api/v1{NS}/persistentvolumeclaims"),
+        format!("GET {PODS_PATH}"),
+    ];
     expected.extend(owned_paths().iter().map(|p| format!("PATCH {p}")));
     expected.push(format!("PATCH {CLUSTER_PATH}/status"));
     assert_eq!(lines(&calls), expected);
@@ -143,6 +148,7 @@ async fn orders_with_factor(admin: &FakeCluster, replication_factor: u32) {
                 partitions: 6,
                 replication_factor,
                 config: Default::default(),
+                owner: String::new(),
             },
         )
         .await
@@ -302,5 +308,70 @@ async fn a_rack_aware_cluster_copies_the_node_rack_onto_its_pods() {
     assert_eq!(
         state.objects[&pod_path]["metadata"]["annotations"]["strand.dev/rack"],
         "zone-a"
+    );
+}
+
+#[tokio::test]
+async fn a_new_cluster_that_finds_an_earlier_clusters_volumes_starts_nothing() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    let mut cluster = cluster_object();
+    cluster["metadata"]["creationTimestamp"] = json!("2026-06-01T00:00:00Z");
+    let claims = json!({
+        "kind": "PersistentVolumeClaimList", "apiVersion": "v1", "metadata": {},
+        "items": (0..3).map(|i| json!({
+            "metadata": {
+                "name": format!("data-main-{i}"), "namespace": "default",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app.kubernetes.io/instance": "main"},
+            },
+        })).collect::<Vec<_>>(),
+    });
+    let claims_path = format!("/api/v1{NS}/persistentvolumeclaims");
+    let (calls, state) = reconcile_cluster(
+        cluster.clone(),
+        vec![
+            (PODS_PATH.to_owned(), pod_list(vec![])),
+            (claims_path.clone(), claims.clone()),
+        ],
+        &admin,
+    )
+    .await;
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.is_write() && c.path.contains("statefulsets")),
+        "no broker is started on old volumes unasked"
+    );
+    let stored = &state.objects[CLUSTER_PATH];
+    let stalled = condition(stored, "Stalled");
+    assert_eq!(stalled["reason"], "RetainedVolumes");
+    let message = stalled["message"].as_str().unwrap();
+    assert!(
+        message.contains("data-main-0") && message.contains("adoptRetainedVolumes"),
+        "{message}"
+    );
+    let event = calls.iter().find(|c| c.path == EVENTS_PATH).unwrap();
+    assert_eq!(event.body["reason"], "RetainedVolumes");
+
+    // Asked to adopt them, it starts the brokers and says so.
+    cluster["spec"]["adoptRetainedVolumes"] = json!(true);
+    let (calls, state) = reconcile_cluster(
+        cluster,
+        vec![
+            (PODS_PATH.to_owned(), pod_list(vec![])),
+            (claims_path, claims),
+        ],
+        &admin,
+    )
+    .await;
+    assert!(
+        state
+            .objects
+            .contains_key(&format!("/apis/apps/v1{NS}/statefulsets/main"))
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path == EVENTS_PATH && c.body["reason"] == "AdoptedVolumes")
     );
 }

@@ -279,6 +279,8 @@ async fn existing_orders(admin: &FakeCluster) {
                 partitions: 6,
                 replication_factor: 3,
                 config: Default::default(),
+                // Made by the test's Topic earlier.
+                owner: "strand.dev/Topic/default/orders/t-uid".into(),
             },
         )
         .await
@@ -358,13 +360,142 @@ async fn a_topic_without_its_cluster_is_stalled() {
 }
 
 #[tokio::test]
-async fn a_paused_topic_is_left_alone() {
+async fn a_paused_topic_says_so_and_changes_nothing() {
     let admin = FakeCluster::new("cluster-1", 3);
     let mut topic = topic_object(orders_spec());
     topic["metadata"]["annotations"] = json!({"strand.dev/paused": "true"});
-    let (result, calls, _) =
+    let (result, calls, stored) =
         reconcile_topic(topic, vec![(CLUSTER_PATH, cluster_object())], &admin).await;
     result.unwrap();
-    assert!(calls.is_empty());
+    assert_eq!(lines(&calls), [format!("PATCH {TOPIC_PATH}/status")]);
     assert!(admin.state().calls.is_empty());
+    let stored = stored.unwrap();
+    assert_eq!(condition(&stored, "Paused")["status"], "True");
+    assert_eq!(stored["metadata"]["finalizers"], json!([topic::FINALIZER]));
+}
+
+/// A topic made outside Kubernetes (by a Kafka client or `strand topic create`).
+async fn unowned(admin: &FakeCluster, name: &str, owner: &str) {
+    use strand_operator::admin::AdminApi;
+    admin
+        .create_topic(
+            "",
+            strand_proto::admin::CreateTopicRequest {
+                name: name.into(),
+                partitions: 2,
+                replication_factor: 3,
+                config: [("retention.ms".to_owned(), "1000".to_owned())].into(),
+                owner: owner.into(),
+            },
+        )
+        .await
+        .unwrap();
+    admin.state().calls.clear();
+}
+
+/// Reconciles the test's Topic against an existing `orders` owned by `owner`, checks the
+/// topic was left exactly as it was, and returns the stored Topic.
+async fn reconcile_against_existing(owner: &str) -> Value {
+    let admin = FakeCluster::new("cluster-1", 3);
+    unowned(&admin, "orders", owner).await;
+    let before = admin.state().topics["orders"].clone();
+    let (result, _, stored) = reconcile_topic(
+        topic_object(orders_spec()),
+        vec![(CLUSTER_PATH, cluster_object())],
+        &admin,
+    )
+    .await;
+    result.unwrap();
+    assert!(admin.state().calls.is_empty(), "no call changed the topic");
+    assert_eq!(admin.state().topics["orders"], before);
+    stored.unwrap()
+}
+
+#[tokio::test]
+async fn a_topic_that_exists_unowned_is_stalled_and_untouched() {
+    let stored = reconcile_against_existing("").await;
+    let stalled = condition(&stored, "Stalled");
+    assert_eq!(stalled["reason"], "TopicNotOwned");
+    assert!(stalled["message"].as_str().unwrap().contains("spec.adopt"));
+    assert!(
+        stored["status"]["topicId"].is_null(),
+        "the Topic did not bind to it"
+    );
+    assert!(stored["status"]["clusterId"].is_null());
+}
+
+#[tokio::test]
+async fn deleting_a_topic_that_never_bound_deletes_nothing() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    unowned(&admin, "orders", "").await;
+    // Stalled on the unowned topic, then deleted.
+    let (result, _, stored) = reconcile_topic(
+        topic_object(orders_spec()),
+        vec![(CLUSTER_PATH, cluster_object())],
+        &admin,
+    )
+    .await;
+    result.unwrap();
+    let mut topic = stored.unwrap();
+    topic["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    topic["metadata"]["finalizers"] = json!(["strand.dev/topic"]);
+    let (result, _, _) =
+        reconcile_topic(topic, vec![(CLUSTER_PATH, cluster_object())], &admin).await;
+    result.unwrap();
+    assert!(admin.state().topics.contains_key("orders"));
+    assert!(
+        !admin
+            .state()
+            .calls
+            .contains(&AdminCall::Delete("orders".into()))
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_topic_whose_topic_changed_owner_leaves_it() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    // Bound once (status), but the topic is another Topic's now.
+    unowned(&admin, "orders", "strand.dev/Topic/other/orders/x-uid").await;
+    let topic = deleted(topic_object(orders_spec()), created_status());
+    let (result, _, stored) =
+        reconcile_topic(topic, vec![(CLUSTER_PATH, cluster_object())], &admin).await;
+    result.unwrap();
+    assert!(admin.state().topics.contains_key("orders"), "not deleted");
+    assert_eq!(stored.unwrap()["metadata"]["finalizers"], json!([]));
+}
+
+#[tokio::test]
+async fn a_second_topic_for_one_topic_is_stalled_naming_the_first() {
+    let stored = reconcile_against_existing("strand.dev/Topic/team-a/orders/first-uid").await;
+    let stalled = condition(&stored, "Stalled");
+    assert_eq!(stalled["reason"], "TopicOwnedByAnotherTopic");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .contains("team-a/orders"),
+        "{stalled}"
+    );
+}
+
+#[tokio::test]
+async fn adopting_an_unowned_topic_takes_it_over() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    unowned(&admin, "orders", "").await;
+    let mut spec = orders_spec();
+    spec["adopt"] = json!(true);
+    let (result, _, stored) = reconcile_topic(
+        topic_object(spec),
+        vec![(CLUSTER_PATH, cluster_object())],
+        &admin,
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(admin.state().calls, [AdminCall::Update("orders".into())]);
+    assert_eq!(
+        admin.state().topics["orders"].owner,
+        "strand.dev/Topic/default/orders/t-uid"
+    );
+    let stored = stored.unwrap();
+    assert!(stored["status"]["topicId"].is_string());
 }

@@ -11,8 +11,8 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use strand_operator::admin::{AdminApi, AdminError};
 use strand_proto::admin::{
-    BrokerDescription, BrokerDrain, ClusterDescription, CreateTopicRequest, ErrorReason,
-    PartitionDescription, RebalanceProgress, TopicDescription, UpdateTopicRequest,
+    BrokerDescription, BrokerDrain, ClusterDescription, CreateTopicRequest, DeleteTopicRequest,
+    ErrorReason, PartitionDescription, RebalanceProgress, TopicDescription, UpdateTopicRequest,
 };
 
 /// How long a test waits for anything before failing instead of hanging.
@@ -66,6 +66,11 @@ fn answer(state: &mut ApiState, call: &Call) -> (StatusCode, Value) {
     match call.method.as_str() {
         "GET" => match state.objects.get(&call.path) {
             Some(object) => (StatusCode::OK, object.clone()),
+            // A namespace without volume claims lists none.
+            None if call.path.ends_with("/persistentvolumeclaims") => (
+                StatusCode::OK,
+                json!({"kind": "PersistentVolumeClaimList", "apiVersion": "v1", "metadata": {}, "items": []}),
+            ),
             None => not_found(),
         },
         "POST" if call.path.ends_with("/events") => (StatusCode::CREATED, call.body.clone()),
@@ -202,6 +207,21 @@ fn partitions(from: u32, to: u32, rf: u32) -> Vec<PartitionDescription> {
         .collect()
 }
 
+/// Refuses a change to `topic` unless its owner is `expected` (when given), as the metadata
+/// group does.
+fn check_owner(topic: &TopicDescription, expected: Option<&str>) -> Result<(), AdminError> {
+    match expected {
+        Some(expected) if expected != topic.owner => Err(refused(
+            ErrorReason::NotOwner,
+            format!(
+                "topic {} is managed by `{}`, not by `{expected}`",
+                topic.name, topic.owner
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn refused(reason: ErrorReason, message: String) -> AdminError {
     AdminError::Refused {
         reason,
@@ -268,6 +288,8 @@ impl AdminApi for FakeCluster {
             replication_factor: request.replication_factor,
             config: request.config,
             partitions: partitions(0, request.partitions, request.replication_factor),
+            owner: request.owner,
+            internal: false,
         };
         state.topics.insert(request.name, topic.clone());
         Ok(topic)
@@ -283,6 +305,10 @@ impl AdminApi for FakeCluster {
         let Some(topic) = state.topics.get_mut(&request.name) else {
             return Err(refused(ErrorReason::UnknownTopic, "unknown topic".into()));
         };
+        check_owner(topic, request.expected_owner.as_deref())?;
+        if let Some(owner) = request.owner {
+            topic.owner = owner;
+        }
         if let Some(wanted) = request.partitions {
             let have = u32::try_from(topic.partitions.len()).unwrap();
             let rf = topic.replication_factor;
@@ -299,10 +325,13 @@ impl AdminApi for FakeCluster {
         Ok(topic.clone())
     }
 
-    async fn delete_topic(&self, _: &str, name: &str, _: &str) -> Result<bool, AdminError> {
+    async fn delete_topic(&self, _: &str, request: DeleteTopicRequest) -> Result<bool, AdminError> {
         let mut state = self.state();
-        state.calls.push(AdminCall::Delete(name.to_owned()));
-        Ok(state.topics.remove(name).is_some())
+        state.calls.push(AdminCall::Delete(request.name.clone()));
+        if let Some(topic) = state.topics.get(&request.name) {
+            check_owner(topic, request.expected_owner.as_deref())?;
+        }
+        Ok(state.topics.remove(&request.name).is_some())
     }
 
     async fn list_topics(&self, _: &str) -> Result<Vec<TopicDescription>, AdminError> {

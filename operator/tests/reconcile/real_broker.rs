@@ -12,7 +12,8 @@ use strand_operator::crd::Topic;
 use strand_operator::metrics::Metrics;
 use strand_operator::topic;
 use strand_proto::admin::{
-    ClusterDescription, CreateTopicRequest, TopicDescription, UpdateTopicRequest,
+    ClusterDescription, CreateTopicRequest, DeleteTopicRequest, TopicDescription,
+    UpdateTopicRequest,
 };
 use strand_server::{Broker, BrokerConfig, RaftTuning};
 
@@ -52,8 +53,8 @@ impl AdminApi for Redirect {
     ) -> Result<TopicDescription, AdminError> {
         self.inner.update_topic(&self.to, request).await
     }
-    async fn delete_topic(&self, _: &str, name: &str, id: &str) -> Result<bool, AdminError> {
-        self.inner.delete_topic(&self.to, name, id).await
+    async fn delete_topic(&self, _: &str, request: DeleteTopicRequest) -> Result<bool, AdminError> {
+        self.inner.delete_topic(&self.to, request).await
     }
     async fn list_topics(&self, _: &str) -> Result<Vec<TopicDescription>, AdminError> {
         self.inner.list_topics(&self.to).await

@@ -36,6 +36,9 @@ fn described(partitions: u32, config: &[(&str, &str)]) -> TopicDescription {
                 ..PartitionDescription::default()
             })
             .collect(),
+        // The test Topic (no uid) manages it.
+        owner: "strand.dev/Topic/default/orders/".into(),
+        internal: false,
     }
 }
 
@@ -62,7 +65,10 @@ fn partitions_and_config_changes_are_one_update() {
         "c-1",
         Some(&observed),
     );
-    let Plan::Update { request, changes } = plan else {
+    let Plan::Update {
+        request, changes, ..
+    } = plan
+    else {
         panic!("expected update, got {plan:?}")
     };
     assert_eq!(request.partitions, Some(12));
@@ -123,7 +129,9 @@ fn fewer_partitions_than_the_topic_has_is_stalled() {
 fn a_replication_factor_change_is_an_update_and_reconciles_until_replicas_moved() {
     let mut observed = described(6, &[]);
     observed.replication_factor = 1;
-    let Plan::Update { request, changes } = plan(&orders(6, ""), "orders", "c-1", Some(&observed))
+    let Plan::Update {
+        request, changes, ..
+    } = plan(&orders(6, ""), "orders", "c-1", Some(&observed))
     else {
         panic!("expected update")
     };
