@@ -77,13 +77,6 @@ pub fn setting_of(key: &str) -> Option<&'static Setting> {
         .find(|s| s.name == key || s.kafka == Some(key))
 }
 
-/// Every key `spec.config` accepts, Strand's names first.
-pub fn known_keys() -> Vec<&'static str> {
-    let mut keys: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
-    keys.extend(SETTINGS.iter().filter_map(|s| s.kafka));
-    keys
-}
-
 /// Why a `spec.config` entry cannot be written for the brokers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingError {
@@ -214,7 +207,10 @@ mod tests {
 
     #[test]
     fn every_setting_has_one_entry_per_name() {
-        let keys = known_keys();
+        let keys: Vec<&str> = SETTINGS
+            .iter()
+            .flat_map(|s| std::iter::once(s.name).chain(s.kafka))
+            .collect();
         let unique: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
         assert_eq!(unique.len(), keys.len());
     }

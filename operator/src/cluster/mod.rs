@@ -309,6 +309,11 @@ async fn stall<A: AdminApi>(
 ) -> Result<(), Error> {
     let old = cluster.status.clone().unwrap_or_default();
     warn_on_new_stall(ctx, cluster, &old, &standing).await;
+    ctx.metrics.stands(
+        "Cluster",
+        format!("{}/{}", names.namespace(), names.cluster()),
+        Some(standing.condition()),
+    );
     let generation = cluster.metadata.generation;
     let status = ClusterStatus {
         observed_generation: generation,
