@@ -4,9 +4,10 @@
 //! a produced batch is written once, here. Offsets are a function of the log (each data entry's
 //! first offset is the previous one's plus its record count), so every replica computes the
 //! same offsets. This crate does file I/O but knows nothing of sockets, async runtimes or Raft
-//! libraries; time is passed in by the caller.
+//! libraries; time is passed in by the caller, which may read it from a [`Clock`].
 
 mod batch;
+mod clock;
 mod compact;
 mod config;
 mod entry;
@@ -23,6 +24,7 @@ pub use batch::{
     BATCH_HEADER_LEN, BatchHeader, RecordSpec, build_batch, build_batch_with, decode_records,
     recompress, set_log_append_time, stamp, verify_crc,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use compact::Compacted;
 pub use config::{CompactionPolicy, FlushPolicy, LogConfig, OpenCheck, RetentionPolicy};
 pub use entry::{ENTRY_HEADER_LEN, SEGMENT_HEADER_LEN};

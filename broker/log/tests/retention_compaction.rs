@@ -2,10 +2,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use strand_log::{
-    CompactionPolicy, Log, LogConfig, NewEntry, Offset, Payload, RetentionPolicy, Term,
-    build_batch, decode_records,
+    Clock, CompactionPolicy, Index, Log, LogConfig, ManualClock, NewEntry, Offset, Payload,
+    RetentionPolicy, Term, build_batch, decode_records,
 };
 
 /// Offsets and keys of every record readable from the log, in order.
@@ -28,12 +30,18 @@ fn records(log: &Log) -> Vec<(i64, String, Option<String>)> {
 
 // The wall clock handed to appends; rolling moves it past `segment.ms`.
 thread_local! {
-    static CLOCK_MS: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+    static CLOCK: ManualClock = ManualClock::new(0);
 }
-const WEEK_MS: i64 = 8 * 24 * 3600 * 1000;
+/// More than the default `segment.ms` of a week.
+const EIGHT_DAYS: Duration = Duration::from_secs(8 * 24 * 3600);
+
+/// The test's clock (a handle sharing its time).
+fn clock() -> ManualClock {
+    CLOCK.with(ManualClock::clone)
+}
 
 fn now() -> i64 {
-    CLOCK_MS.with(|c| c.get())
+    clock().now_ms()
 }
 
 fn append_records(log: &mut Log, records: &[(&str, Option<&str>, i64)]) {
@@ -80,7 +88,7 @@ fn ten_segments(dir: &std::path::Path) -> Log {
 /// Rolls by appending a blank entry with the clock moved past `segment.ms`.
 fn force_roll(log: &mut Log) {
     let before = log.segments().len();
-    CLOCK_MS.with(|c| c.set(c.get() + WEEK_MS));
+    clock().advance(EIGHT_DAYS);
     let index = log.next_index();
     log.append(
         &[NewEntry {
@@ -133,6 +141,92 @@ fn retention_by_time_removes_whole_old_segments_and_moves_the_log_start() {
     let log = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.log_start_offset(), Offset(40));
     assert_eq!(log.next_offset(), Offset(40));
+}
+
+#[test]
+fn retention_ms_removes_closed_segments_of_a_quiet_log_as_its_clock_passes_them() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    const HOUR_MS: i64 = 3600 * 1000;
+    let start_ms = 1_700_000_000_000;
+    let clock = clock();
+    clock.set(start_ms);
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        segment_age_max: HOUR,
+        ..small_config()
+    };
+    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    // Four hours of traffic, records stamped when they are produced; `segment.ms` of an hour
+    // gives each hour its segment: offsets 2h and 2h + 1 at start + h hours.
+    for hour in 0..4 {
+        if hour > 0 {
+            clock.advance(HOUR);
+        }
+        for i in 0..2 {
+            let key = format!("k{}", hour * 2 + i);
+            append_records(&mut log, &[(&key, Some("v"), clock.now_ms())]);
+        }
+    }
+    let segments = log.segments();
+    assert_eq!(segments.len(), 4);
+    let expected: Vec<i64> = (0..4).map(|h| start_ms + h * HOUR_MS).collect();
+    let stamps: Vec<i64> = segments.iter().map(|s| s.max_timestamp).collect();
+    assert_eq!(stamps, expected);
+
+    // From here on the log is quiet: only the clock moves.
+    let policy = RetentionPolicy {
+        retention_ms: Some(3 * HOUR_MS + HOUR_MS / 2),
+        retention_bytes: None,
+    };
+    let retain = |log: &mut Log| {
+        let below = log.next_index();
+        log.apply_retention(policy, below, clock.now_ms()).unwrap()
+    };
+    let done = retain(&mut log);
+    assert!(
+        done.removed_segments.is_empty(),
+        "nothing is old enough yet"
+    );
+    assert_eq!(done.log_start_offset, Offset(0));
+
+    // The oldest segment's newest record is exactly retention.ms old: still kept.
+    clock.set(start_ms + policy.retention_ms.unwrap());
+    assert!(retain(&mut log).removed_segments.is_empty());
+    // A millisecond later it is older and goes; the newer ones stay.
+    clock.advance(Duration::from_millis(1));
+    let done = retain(&mut log);
+    assert_eq!(done.removed_segments, vec![segments[0].path.clone()]);
+    assert_eq!(done.removed_bytes, segments[0].size_bytes);
+    assert_eq!(log.log_start_offset(), Offset(2));
+    assert_eq!(log.first_index(), segments[1].base_index);
+    assert!(!segments[0].path.exists());
+    assert!(segments[1..].iter().all(|s| s.path.exists()));
+
+    // An hour later the next one goes.
+    clock.advance(HOUR);
+    let done = retain(&mut log);
+    assert_eq!(done.removed_segments, vec![segments[1].path.clone()]);
+    assert_eq!(log.log_start_offset(), Offset(4));
+
+    // Much later every closed segment is gone, but the active segment stays, however old its
+    // records: the log keeps its end and its newest records.
+    clock.advance(100 * HOUR);
+    let done = retain(&mut log);
+    assert_eq!(done.removed_segments, vec![segments[2].path.clone()]);
+    assert_eq!(log.log_start_offset(), Offset(6));
+    assert_eq!(log.segments().len(), 1);
+    assert_eq!(log.segments()[0].path, segments[3].path);
+    assert_eq!(log.next_offset(), Offset(8));
+    assert_eq!(log.next_index(), Index(8));
+    assert!(retain(&mut log).removed_segments.is_empty());
+    let offsets: Vec<i64> = records(&log).into_iter().map(|(o, _, _)| o).collect();
+    assert_eq!(offsets, vec![6, 7]);
+
+    drop(log);
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(6));
+    assert_eq!(log.next_offset(), Offset(8));
 }
 
 #[test]

@@ -18,7 +18,9 @@ use bytes::Bytes;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend};
-use strand_log::{EntryKind, Index, Log, LogConfig, LogError, NewEntry, Payload, Term};
+use strand_log::{
+    Clock, EntryKind, Index, Log, LogConfig, LogError, NewEntry, Payload, SystemClock, Term,
+};
 use tokio::sync::mpsc;
 
 use crate::state_file::{RaftState, StateFile};
@@ -223,6 +225,8 @@ struct Shared {
     /// The page cache windows of the log while this replica leads and while it follows.
     windows: PageCacheWindows,
     log: Arc<RwLock<Log>>,
+    /// The wall clock whose time the log's appends get (`segment.ms`, the flush interval).
+    clock: Arc<dyn Clock>,
     /// Locked after `log` when both are.
     recent: Mutex<Recent>,
     state: Mutex<RaftState>,
@@ -248,12 +252,25 @@ impl LogStore {
     /// Opens (recovering) the group stored in `dir`: the partition log in `dir/log` and the raft
     /// state beside it, for the replica that is Raft node `node_id`. Must be called inside a
     /// tokio runtime: it starts the flusher task. Before each flush the log's page cache window
-    /// is set from `caching.windows` by whether this replica leads the group.
+    /// is set from `caching.windows` by whether this replica leads the group. Appends take
+    /// their time (for `segment.ms` and the flush interval) from the system clock.
     pub fn open(
         dir: &Path,
         config: LogConfig,
         node_id: NodeId,
         caching: Caching,
+    ) -> Result<LogStore, StorageError> {
+        Self::open_with_clock(dir, config, node_id, caching, Arc::new(SystemClock))
+    }
+
+    /// Opens the group stored in `dir` as [`LogStore::open`] does, with appends taking their
+    /// time from `clock` instead of the system clock.
+    pub fn open_with_clock(
+        dir: &Path,
+        config: LogConfig,
+        node_id: NodeId,
+        caching: Caching,
+        clock: Arc<dyn Clock>,
     ) -> Result<LogStore, StorageError> {
         let log = Log::open(&dir.join("log"), config).map_err(|source| StorageError::Log {
             dir: dir.join("log"),
@@ -269,6 +286,7 @@ impl LogStore {
             node_id,
             windows: caching.windows,
             log: Arc::new(RwLock::new(log)),
+            clock,
             recent: Mutex::new(Recent {
                 budget: caching.recent,
                 rewrites: 0,
@@ -291,6 +309,11 @@ impl LogStore {
     /// The group directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The wall clock the store's appends take their time from.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.shared.clock.clone()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, RaftState> {
@@ -531,7 +554,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .map_err(|e| self.log_error(e))?;
                 }
             }
-            let appended = log.append(&new, 0);
+            let appended = log.append(&new, self.shared.clock.now_ms());
             let mut recent = self.recent();
             match appended {
                 Ok(_) => recent.extend(&log, &entries, Instant::now()),

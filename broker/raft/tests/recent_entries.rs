@@ -1,37 +1,13 @@
 //! The log store serves the newest entries from memory; whatever rewrites the log under it
 //! (truncation, a reset after a snapshot) must make it read the log again.
 
-use bytes::Bytes;
+mod common;
+
+use common::{append, data_entry, value_of};
 use openraft::EntryPayload;
-use openraft::entry::RaftEntry;
-use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
+use openraft::storage::{RaftLogReader, RaftLogStorage};
 use strand_log::{Index, LogConfig, NewEntry, Offset, Payload, Term, build_batch};
-use strand_raft::{Batch, Caching, Entry, LogStore, RecentBudget, log_id};
-
-fn data_entry(term: u64, index: u64, value: &[u8]) -> Entry {
-    let batch = build_batch(&[(None, Some(value), 1)]);
-    Entry::new(
-        log_id(term, index),
-        EntryPayload::Normal(Batch(Bytes::from(batch))),
-    )
-}
-
-fn value_of(entry: &Entry) -> Vec<u8> {
-    match &entry.payload {
-        EntryPayload::Normal(batch) => {
-            let records = strand_log::decode_records(&batch.0).expect("a record batch");
-            records[0].value.clone().expect("a value").to_vec()
-        }
-        other => panic!("expected data, found {other:?}"),
-    }
-}
-
-async fn append(store: &mut LogStore, entries: Vec<Entry>) {
-    store
-        .append(entries, IOFlushed::noop())
-        .await
-        .expect("append");
-}
+use strand_raft::{Caching, LogStore, RecentBudget, log_id};
 
 #[tokio::test]
 async fn entries_read_back_are_the_log_s_after_truncation_and_rewrites() {
