@@ -1,63 +1,13 @@
-//! Kafka's topic administration, served through the same code as the gRPC admin API.
+//! Kafka's topic administration, served through the broker's topic admin (the same core as
+//! the gRPC admin API), whose refusals map to Kafka error codes here, in one place.
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
-use prost::Message;
-use strand_proto::admin::admin_server::Admin;
-use strand_proto::admin::{self as pb, ErrorReason};
-use tonic::Request;
+use strand_proto::admin as pb;
 
-use super::Context;
-use crate::admin_service::AdminService;
-
-/// A refused admin call: the Kafka error and the message for the client.
-pub type Refused = (ResponseError, String);
-
-/// The Kafka error for an admin API status.
-pub fn refused(status: &tonic::Status) -> Refused {
-    let reason = if status.details().is_empty() {
-        None
-    } else {
-        pb::AdminError::decode(status.details())
-            .ok()
-            .and_then(|e| ErrorReason::try_from(e.reason).ok())
-    };
-    let code = match reason {
-        Some(ErrorReason::TopicExists) => ResponseError::TopicAlreadyExists,
-        Some(ErrorReason::UnknownTopic) => ResponseError::UnknownTopicOrPartition,
-        Some(ErrorReason::InvalidTopicName) => ResponseError::InvalidTopicException,
-        Some(ErrorReason::InvalidConfig) => ResponseError::InvalidConfig,
-        Some(ErrorReason::NotEnoughBrokers) => ResponseError::InvalidReplicationFactor,
-        Some(ErrorReason::InvalidPartitions) => ResponseError::InvalidPartitions,
-        Some(ErrorReason::InvalidReplicationFactor) => ResponseError::InvalidReplicationFactor,
-        Some(ErrorReason::NotController) | Some(ErrorReason::Unavailable) => {
-            ResponseError::NotController
-        }
-        Some(ErrorReason::UnknownBroker) => ResponseError::BrokerNotAvailable,
-        Some(ErrorReason::UnknownPartition) => ResponseError::UnknownTopicOrPartition,
-        Some(ErrorReason::BrokerState) => ResponseError::InvalidRequest,
-        // Deleting, re-partitioning or re-replicating an internal topic. Apache Kafka's
-        // controller checks no topic kind for DeleteTopics or CreatePartitions (only its old
-        // `kafka-topics` tool refused to delete internal topics, on the client side); where it
-        // does refuse an admin request for an internal topic, creating `__cluster_metadata`
-        // (ControllerApis.createTopics), the answer is INVALID_REQUEST.
-        Some(ErrorReason::InternalTopic) => ResponseError::InvalidRequest,
-        // Kafka requests name no expected owner, so this does not arise from them.
-        Some(ErrorReason::NotOwner) => ResponseError::InvalidRequest,
-        Some(ErrorReason::Unspecified) | None => match status.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                ResponseError::RequestTimedOut
-            }
-            _ => ResponseError::UnknownServerError,
-        },
-    };
-    (code, status.message().to_string())
-}
-
-fn service(ctx: &Context) -> AdminService {
-    AdminService::new(ctx.inner.clone())
-}
+use crate::context::Context;
+use crate::errors::{Refused, refused};
 
 /// Creates a topic; partitions and replication factor default to the broker's settings, the
 /// replication factor capped at the number of active brokers.
@@ -68,7 +18,7 @@ pub async fn create_topic(
     replication_factor: Option<u16>,
     config: BTreeMap<String, String>,
 ) -> Result<(), Refused> {
-    let settings = &ctx.inner.config.kafka;
+    let settings = &ctx.handles().settings;
     let replication_factor = replication_factor.unwrap_or_else(|| {
         let active = ctx
             .state()
@@ -79,17 +29,17 @@ pub async fn create_topic(
         let active = u16::try_from(active).unwrap_or(u16::MAX).max(1);
         settings.default_replication_factor.min(active)
     });
-    service(ctx)
-        .create_topic(Request::new(pb::CreateTopicRequest {
+    ctx.handles()
+        .admin
+        .create_topic(pb::CreateTopicRequest {
             name: name.to_string(),
             partitions: partitions.unwrap_or(settings.default_partitions),
             replication_factor: u32::from(replication_factor),
             config: config.into_iter().collect(),
             owner: String::new(),
-        }))
+        })
         .await
-        .map(|_| ())
-        .map_err(|s| refused(&s))
+        .map_err(refused)
 }
 
 fn message(text: impl Into<String>) -> Option<kafka_protocol::protocol::StrBytes> {
@@ -203,18 +153,20 @@ pub async fn delete_topics(
     names.extend(req.topics.into_iter().filter_map(|t| t.name));
     let mut results = Vec::with_capacity(names.len());
     for name in names {
-        let outcome = service(&ctx)
-            .delete_topic(Request::new(pb::DeleteTopicRequest {
+        let outcome = ctx
+            .handles()
+            .admin
+            .delete_topic(pb::DeleteTopicRequest {
                 name: name.0.to_string(),
                 topic_id: String::new(),
                 expected_owner: None,
-            }))
+            })
             .await;
         let base = DeletableTopicResult::default().with_name(Some(name));
         results.push(match outcome {
             Ok(_) => base,
-            Err(status) => {
-                let (code, text) = refused(&status);
+            Err(refusal) => {
+                let (code, text) = refused(refusal);
                 base.with_error_code(code.code())
                     .with_error_message(message(text))
             }
@@ -252,15 +204,16 @@ pub async fn create_partitions(
                 format!("topic `{name}` has {now} partitions; it can only grow"),
             )),
             (Some(_), Ok(_)) if req.validate_only => Ok(()),
-            (Some(_), Ok(count)) => service(&ctx)
-                .update_topic(Request::new(pb::UpdateTopicRequest {
+            (Some(_), Ok(count)) => ctx
+                .handles()
+                .admin
+                .update_topic(pb::UpdateTopicRequest {
                     name: name.clone(),
                     partitions: Some(count),
                     ..Default::default()
-                }))
+                })
                 .await
-                .map(|_| ())
-                .map_err(|s| refused(&s)),
+                .map_err(refused),
         };
         let base = CreatePartitionsTopicResult::default().with_name(topic.name);
         results.push(match outcome {
@@ -341,7 +294,7 @@ pub async fn describe_configs(
                     ),
                 },
                 RESOURCE_BROKER => {
-                    let settings = &ctx.inner.config.kafka;
+                    let settings = &ctx.handles().settings;
                     let configs = [
                         ("auto.create.topics.enable", settings.auto_create_topics.to_string()),
                         (
@@ -447,16 +400,16 @@ async fn alter_topic_config(
             .map(|_| ())
             .map_err(|e| (ResponseError::InvalidConfig, format!("invalid config: {e}")));
     }
-    service(ctx)
-        .update_topic(Request::new(pb::UpdateTopicRequest {
+    ctx.handles()
+        .admin
+        .update_topic(pb::UpdateTopicRequest {
             name: name.to_string(),
             set_config: set.into_iter().collect(),
             remove_config: remove,
             ..Default::default()
-        }))
+        })
         .await
-        .map(|_| ())
-        .map_err(|s| refused(&s))
+        .map_err(refused)
 }
 
 /// DescribeCluster: the brokers and the controller.
@@ -472,7 +425,7 @@ pub async fn describe_cluster(
         .values()
         .filter(|b| b.state != strand_meta::BrokerState::Decommissioned)
         .map(|b| {
-            let (host, port) = super::metadata::host_port(&b.kafka_addr);
+            let (host, port) = crate::metadata::host_port(&b.kafka_addr);
             DescribeClusterBroker::default()
                 .with_broker_id(kafka_protocol::messages::BrokerId(b.id.0 as i32))
                 .with_host(kafka_protocol::protocol::StrBytes::from_string(host))
@@ -492,7 +445,7 @@ pub async fn describe_cluster(
                 .unwrap_or_default(),
         ))
         .with_controller_id(kafka_protocol::messages::BrokerId(
-            super::metadata::controller_id(&ctx),
+            crate::metadata::controller_id(&ctx),
         ))
         .with_brokers(brokers)
 }

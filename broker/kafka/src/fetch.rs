@@ -20,8 +20,9 @@ use kafka_protocol::messages::{
 use strand_log::{LogError, Offset};
 use tokio::time::Instant;
 
-use super::Context;
-use crate::registry::PartitionReplica;
+use strand_node::PartitionReplica;
+
+use crate::context::Context;
 
 /// The longest a fetch waits for data, whatever it asks for.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -72,7 +73,7 @@ pub async fn fetch(ctx: Context, req: FetchRequest, version: i16) -> FetchRespon
         .filter_map(|w| w.replica.as_ref().ok())
         .map(|(replica, _)| replica.sm.high_watermark())
         .collect();
-    let mut shutdown = ctx.inner.shutdown.subscribe();
+    let mut shutdown = ctx.handles().shutdown.clone();
     let partitions = loop {
         for watch in &mut watches {
             watch.borrow_and_update();

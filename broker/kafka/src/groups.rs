@@ -18,9 +18,11 @@ use kafka_protocol::protocol::StrBytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{Context, admin, metadata};
-use crate::broker::now_ms;
-use crate::registry::PartitionReplica;
+use strand_node::{Appended, PartitionReplica, Writer, now_ms};
+
+use crate::context::Context;
+use crate::errors::commit_error_code;
+use crate::{admin, metadata};
 
 /// The topic that holds committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -280,14 +282,14 @@ impl Groups {
 
 /// Expires members whose sessions lapsed and completes rebalances that are due.
 pub async fn run(ctx: Context) {
-    let mut shutdown = ctx.inner.shutdown.subscribe();
+    let mut shutdown = ctx.handles().shutdown.clone();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = shutdown.changed() => return,
         }
         let now = Instant::now();
-        let mut groups = ctx.inner.groups.members();
+        let mut groups = ctx.shared.groups.members();
         for group in groups.values_mut() {
             group.pending.retain(|_, expires| *expires > now);
             let expired: Vec<String> = group
@@ -447,7 +449,7 @@ pub async fn join_group(
     let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
     let now = Instant::now();
     let (member_id, mut changed, seen) = {
-        let mut groups = ctx.inner.groups.members();
+        let mut groups = ctx.shared.groups.members();
         let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
         if group.state != State::Empty
             && group.protocol_type.as_deref() != Some(protocol_type.as_str())
@@ -551,7 +553,7 @@ pub async fn join_group(
     let _ = seen;
     loop {
         {
-            let groups = ctx.inner.groups.members();
+            let groups = ctx.shared.groups.members();
             let Some(group) = groups.get(&group_id) else {
                 return failed(ResponseError::UnknownMemberId, &member_id);
             };
@@ -604,7 +606,7 @@ pub async fn sync_group(ctx: Context, req: SyncGroupRequest, _version: i16) -> S
     }
     let member_id = req.member_id.to_string();
     let mut changed = {
-        let mut groups = ctx.inner.groups.members();
+        let mut groups = ctx.shared.groups.members();
         let Some(group) = groups.get_mut(&group_id) else {
             return failed(ResponseError::UnknownMemberId);
         };
@@ -645,7 +647,7 @@ pub async fn sync_group(ctx: Context, req: SyncGroupRequest, _version: i16) -> S
         {
             return failed(ResponseError::RebalanceInProgress);
         }
-        let groups = ctx.inner.groups.members();
+        let groups = ctx.shared.groups.members();
         let Some(group) = groups.get(&group_id) else {
             return failed(ResponseError::UnknownMemberId);
         };
@@ -674,7 +676,7 @@ pub async fn heartbeat(ctx: Context, req: HeartbeatRequest, _version: i16) -> He
     let code = (|| {
         let group_id = req.group_id.0.to_string();
         coordinator(&ctx, &group_id)?;
-        let mut groups = ctx.inner.groups.members();
+        let mut groups = ctx.shared.groups.members();
         let group = groups
             .get_mut(&group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
@@ -714,7 +716,7 @@ pub async fn leave_group(ctx: Context, req: LeaveGroupRequest, version: i16) -> 
         vec![(req.member_id.to_string(), None)]
     };
     let now = Instant::now();
-    let mut groups = ctx.inner.groups.members();
+    let mut groups = ctx.shared.groups.members();
     let mut results = Vec::new();
     for (member_id, instance) in leaving {
         let code = match groups.get_mut(&group_id) {
@@ -762,7 +764,7 @@ fn with_offsets<T>(
     f: impl FnOnce(&mut OffsetCache) -> T,
 ) -> Result<T, ResponseError> {
     use std::collections::hash_map::Entry;
-    let mut caches = ctx.inner.groups.offsets();
+    let mut caches = ctx.shared.groups.offsets();
     let cache = match caches.entry(partition) {
         Entry::Occupied(e) if e.get().term == term => e.into_mut(),
         Entry::Occupied(mut e) => {
@@ -864,15 +866,20 @@ async fn write_offsets(
         .iter()
         .map(|(k, v)| (Some(k.as_slice()), v.as_deref(), now))
         .collect();
-    let batch = strand_raft::Batch(Bytes::from(strand_log::build_batch(&specs)));
-    let submitted = replica
-        .submit(batch)
+    let batch = Bytes::from(strand_log::build_batch(&specs));
+    let appended = ctx
+        .handles()
+        .replicas
+        .append(OFFSETS_TOPIC, partition as i32, Some(batch), Writer::Broker)
         .await
-        .map_err(|_| ResponseError::NotCoordinator)?;
-    submitted
-        .applied()
-        .await
-        .map_err(|_| ResponseError::NotCoordinator)?;
+        .map_err(|e| commit_error_code(&e))?;
+    // Offset commits carry no producer id, so they are never duplicates.
+    if let Appended::Submitted { submitted, .. } = appended {
+        submitted
+            .applied()
+            .await
+            .map_err(|e| commit_error_code(&e))?;
+    }
     with_offsets(ctx, replica, term, partition, |cache| {
         for (k, v) in &records {
             apply_record(cache, Some(k), v.as_deref());
@@ -889,7 +896,7 @@ pub async fn offset_commit(
     let group_id = req.group_id.0.to_string();
     let checked = (|| {
         let (replica, term, partition) = coordinator(&ctx, &group_id)?;
-        let groups = ctx.inner.groups.members();
+        let groups = ctx.shared.groups.members();
         let group = groups.get(&group_id);
         let generation = req.generation_id_or_member_epoch;
         if generation >= 0 {
@@ -1068,14 +1075,14 @@ pub async fn offset_fetch(
 fn known_groups(ctx: &Context) -> BTreeMap<String, (String, &'static str)> {
     let mut out = BTreeMap::new();
     {
-        let caches = ctx.inner.groups.offsets();
+        let caches = ctx.shared.groups.offsets();
         for cache in caches.values() {
             for group in cache.groups.keys() {
                 out.insert(group.clone(), ("consumer".to_string(), State::Empty.name()));
             }
         }
     }
-    let groups = ctx.inner.groups.members();
+    let groups = ctx.shared.groups.members();
     for (id, group) in groups.iter() {
         if group.members.is_empty() && !out.contains_key(id) {
             continue;
@@ -1129,7 +1136,7 @@ pub async fn describe_groups(
             if let Err(e) = coordinator(&ctx, &name) {
                 return base.with_error_code(e.code());
             }
-            let groups = ctx.inner.groups.members();
+            let groups = ctx.shared.groups.members();
             match groups.get(&name) {
                 Some(group) if !group.members.is_empty() => base
                     .with_group_state(text(group.state.name()))
@@ -1196,7 +1203,7 @@ pub async fn delete_groups(
 async fn delete_group(ctx: &Context, name: &str) -> Result<(), ResponseError> {
     let (replica, term, partition) = coordinator(ctx, name)?;
     {
-        let groups = ctx.inner.groups.members();
+        let groups = ctx.shared.groups.members();
         if groups.get(name).is_some_and(|g| !g.members.is_empty()) {
             return Err(ResponseError::NonEmptyGroup);
         }
@@ -1204,7 +1211,7 @@ async fn delete_group(ctx: &Context, name: &str) -> Result<(), ResponseError> {
     let offsets = with_offsets(ctx, &replica, term, partition, |cache| {
         cache.groups.get(name).cloned()
     })?;
-    let existed = ctx.inner.groups.members().remove(name).is_some();
+    let existed = ctx.shared.groups.members().remove(name).is_some();
     let Some(offsets) = offsets else {
         return if existed {
             Ok(())

@@ -8,11 +8,15 @@
 //! connection, as Kafka brokers do; everything else is answered with a Kafka error code.
 
 mod admin;
+mod context;
+mod errors;
 mod fetch;
 pub mod groups;
 mod metadata;
 mod produce;
 mod versions;
+
+pub use context::Handles;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,14 +24,42 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::broker::Inner;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::context::{Context, Shared};
+
+/// Kafka listener settings.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `auto.create.topics.enable`: Metadata for an unknown topic creates it.
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of an automatically created topic or of a CreateTopics
+    /// request that leaves the count to the broker.
+    pub default_partitions: u32,
+    /// `default.replication.factor`: likewise for the replication factor; capped at the
+    /// number of active brokers when a topic is created automatically.
+    pub default_replication_factor: u16,
+    /// `log.retention.check.interval.ms`: how often replicas apply retention and compaction.
+    pub retention_check_interval: Duration,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            auto_create_topics: false,
+            default_partitions: 1,
+            default_replication_factor: 3,
+            retention_check_interval: Duration::from_secs(300),
+        }
+    }
+}
 
 /// The largest request accepted (Kafka's `socket.request.max.bytes` default).
 pub const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
@@ -38,13 +70,18 @@ const IN_FLIGHT_MAX: usize = 64;
 type Pending = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
 
 /// Serves Kafka clients on `listener` until the broker shuts down.
-pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
-    let mut shutdown = inner.shutdown.subscribe();
+pub async fn serve(handles: Handles, listener: TcpListener) {
+    let mut shutdown = handles.shutdown.clone();
+    let shared = Arc::new(Shared {
+        handles,
+        groups: Default::default(),
+        producer_ids: Mutex::new(0..0),
+    });
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     tokio::spawn(groups::run(Context {
-        inner: inner.clone(),
+        shared: shared.clone(),
         peer: local,
     }));
     loop {
@@ -52,7 +89,7 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(inner.clone(), stream, peer));
+                    tokio::spawn(connection(shared.clone(), stream, peer));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka listener cannot accept");
@@ -75,8 +112,8 @@ enum Closed {
     Malformed(String),
 }
 
-async fn connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
-    let mut shutdown = inner.shutdown.subscribe();
+async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let mut shutdown = shared.handles.shutdown.clone();
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<(i32, ApiKey, i16, Pending)>(IN_FLIGHT_MAX);
     let write = async move {
@@ -99,13 +136,13 @@ async fn connection(inner: Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
         }
     };
     let read = async move {
-        let context = Context { inner, peer };
+        let context = Context { shared, peer };
         while let Some(frame) = read_frame(&mut reader).await? {
             let (header, api_key, request) = decode_request(frame)?;
             let version = header.request_api_version;
             tracing::trace!(%peer, ?api_key, version, correlation = header.correlation_id, "kafka request");
             let (pending, reply_version) = match request {
-                Decoded::Request(request) => (context.dispatch(&header, *request).await, version),
+                Decoded::Request(request) => (dispatch(&context, &header, *request).await, version),
                 // ApiVersions answers a version it does not speak in the v0 layout.
                 Decoded::UnsupportedApiVersions => {
                     let response = versions::unsupported_version();
@@ -218,213 +255,88 @@ fn encode_response(
     response.encode(out, version).map_err(|e| e.to_string())
 }
 
-/// What every handler may use.
-#[derive(Clone)]
-pub struct Context {
-    inner: Arc<Inner>,
-    /// The client's address.
-    peer: SocketAddr,
-}
-
-/// The leader of a partition as this broker knows it.
-#[derive(Debug, Clone, Copy)]
-pub struct Leadership {
-    /// The leading broker, when known.
-    pub leader: Option<strand_meta::BrokerId>,
-    /// Its Raft term, which is the partition's leader epoch.
-    pub epoch: i32,
-}
-
-impl Context {
-    fn state(&self) -> crate::meta::SharedState {
-        self.inner.cluster()
-    }
-
-    /// Who leads `topic`/`partition`: the local replica's view when this broker holds one,
-    /// else the cluster-wide view the controller last shared.
-    fn leadership(&self, topic_id: strand_meta::TopicId, partition: u32) -> Leadership {
-        use openraft::async_runtime::WatchReceiver;
-        let group = crate::registry::partition_group(topic_id, partition);
-        if let Some(crate::registry::Group::Partition(replica)) = self.inner.registry.get(&group) {
-            let (leader, term) = {
-                let watch = replica.raft.metrics();
-                let metrics = watch.borrow_watched();
-                (metrics.current_leader, metrics.current_term)
-            };
-            return Leadership {
-                leader: leader.and_then(|n| Inner::broker_of_node(&self.state(), n)),
-                epoch: i32::try_from(term).unwrap_or(i32::MAX),
-            };
-        }
-        match self.inner.views.get(&group) {
-            Some(view) => Leadership {
-                leader: Some(view.leader),
-                epoch: i32::try_from(view.term).unwrap_or(i32::MAX),
-            },
-            None => Leadership {
-                leader: None,
-                epoch: -1,
-            },
-        }
-    }
-
-    /// The replicas caught up with the leader (Kafka's ISR), from the controller's view.
-    fn in_sync(
-        &self,
-        topic_id: strand_meta::TopicId,
-        partition: u32,
-        replicas: &[strand_meta::BrokerId],
-    ) -> Vec<strand_meta::BrokerId> {
-        let group = crate::registry::partition_group(topic_id, partition);
-        let lagging = self
-            .inner
-            .views
-            .get(&group)
-            .map(|v| v.lagging)
-            .unwrap_or_default();
-        replicas
-            .iter()
-            .filter(|b| !lagging.contains(b) && self.broker_alive(**b))
-            .copied()
-            .collect()
-    }
-
-    /// Whether a broker reports to the controller.
-    fn broker_alive(&self, broker: strand_meta::BrokerId) -> bool {
-        self.inner.views.alive(broker)
-    }
-
-    /// The local replica of `topic`/`partition` if it leads; the Kafka error otherwise.
-    fn leader_replica(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(Arc<crate::registry::PartitionReplica>, i32), ResponseError> {
-        use openraft::async_runtime::WatchReceiver;
-        let state = self.state();
-        let Some(meta) = state.topic_by_name(topic) else {
-            return Err(ResponseError::UnknownTopicOrPartition);
+/// Starts handling a request and returns its response to come. The ordered part (a produce
+/// handing batches to Raft) is done when this returns.
+async fn dispatch(ctx: &Context, header: &RequestHeader, request: RequestKind) -> Pending {
+    let version = header.request_api_version;
+    let ctx = ctx.clone();
+    macro_rules! later {
+        ($kind:ident, $e:expr) => {
+            Box::pin(async move { Some(ResponseKind::$kind($e.await)) }) as Pending
         };
-        let Ok(index) = u32::try_from(partition) else {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        };
-        if index as usize >= meta.partitions.len() {
-            return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    match request {
+        RequestKind::ApiVersions(_) => Box::pin(async move { Some(versions::api_versions()) }),
+        RequestKind::Metadata(req) => later!(Metadata, metadata::metadata(ctx, req, version)),
+        RequestKind::Produce(req) => produce::produce(ctx, req, version).await,
+        RequestKind::Fetch(req) => later!(Fetch, fetch::fetch(ctx, req, version)),
+        RequestKind::ListOffsets(req) => {
+            later!(ListOffsets, fetch::list_offsets(ctx, req, version))
         }
-        let group = crate::registry::partition_group(meta.id, index);
-        let Some(crate::registry::Group::Partition(replica)) = self.inner.registry.get(&group)
-        else {
-            return Err(ResponseError::NotLeaderOrFollower);
-        };
-        // Read in place: this runs for every partition of every produce and fetch.
-        let (leads, term) = {
-            let watch = replica.raft.metrics();
-            let metrics = watch.borrow_watched();
-            (
-                metrics.state == openraft::ServerState::Leader
-                    && metrics.current_leader == Some(self.inner.identity.node_id),
-                metrics.current_term,
+        RequestKind::OffsetForLeaderEpoch(req) => later!(
+            OffsetForLeaderEpoch,
+            fetch::offset_for_leader_epoch(ctx, req, version)
+        ),
+        RequestKind::FindCoordinator(req) => {
+            later!(FindCoordinator, groups::find_coordinator(ctx, req, version))
+        }
+        RequestKind::JoinGroup(req) => {
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            later!(JoinGroup, groups::join_group(ctx, req, version, client_id))
+        }
+        RequestKind::SyncGroup(req) => later!(SyncGroup, groups::sync_group(ctx, req, version)),
+        RequestKind::Heartbeat(req) => later!(Heartbeat, groups::heartbeat(ctx, req, version)),
+        RequestKind::LeaveGroup(req) => {
+            later!(LeaveGroup, groups::leave_group(ctx, req, version))
+        }
+        RequestKind::OffsetCommit(req) => {
+            later!(OffsetCommit, groups::offset_commit(ctx, req, version))
+        }
+        RequestKind::OffsetFetch(req) => {
+            later!(OffsetFetch, groups::offset_fetch(ctx, req, version))
+        }
+        RequestKind::ListGroups(req) => {
+            later!(ListGroups, groups::list_groups(ctx, req, version))
+        }
+        RequestKind::DescribeGroups(req) => {
+            later!(DescribeGroups, groups::describe_groups(ctx, req, version))
+        }
+        RequestKind::DeleteGroups(req) => {
+            later!(DeleteGroups, groups::delete_groups(ctx, req, version))
+        }
+        RequestKind::InitProducerId(req) => {
+            later!(InitProducerId, produce::init_producer_id(ctx, req, version))
+        }
+        RequestKind::DescribeConfigs(req) => {
+            later!(DescribeConfigs, admin::describe_configs(ctx, req, version))
+        }
+        RequestKind::IncrementalAlterConfigs(req) => later!(
+            IncrementalAlterConfigs,
+            admin::incremental_alter_configs(ctx, req, version)
+        ),
+        RequestKind::DescribeCluster(req) => {
+            later!(DescribeCluster, admin::describe_cluster(ctx, req, version))
+        }
+        RequestKind::CreateTopics(req) => {
+            later!(CreateTopics, admin::create_topics(ctx, req, version))
+        }
+        RequestKind::DeleteTopics(req) => {
+            later!(DeleteTopics, admin::delete_topics(ctx, req, version))
+        }
+        RequestKind::CreatePartitions(req) => {
+            later!(
+                CreatePartitions,
+                admin::create_partitions(ctx, req, version)
             )
-        };
-        if !leads {
-            return Err(ResponseError::NotLeaderOrFollower);
         }
-        Ok((replica, i32::try_from(term).unwrap_or(i32::MAX)))
-    }
-
-    /// Checks a client's idea of the leader epoch (`-1` means it has none).
-    fn check_epoch(client: i32, ours: i32) -> Result<(), ResponseError> {
-        match client {
-            -1 => Ok(()),
-            e if e < ours => Err(ResponseError::FencedLeaderEpoch),
-            e if e > ours => Err(ResponseError::UnknownLeaderEpoch),
-            _ => Ok(()),
-        }
-    }
-
-    /// Starts handling a request and returns its response to come. The ordered part (a
-    /// produce handing batches to Raft) is done when this returns.
-    async fn dispatch(&self, header: &RequestHeader, request: RequestKind) -> Pending {
-        let version = header.request_api_version;
-        let ctx = self.clone();
-        macro_rules! later {
-            ($kind:ident, $e:expr) => {
-                Box::pin(async move { Some(ResponseKind::$kind($e.await)) }) as Pending
-            };
-        }
-        match request {
-            RequestKind::ApiVersions(_) => Box::pin(async move { Some(versions::api_versions()) }),
-            RequestKind::Metadata(req) => later!(Metadata, metadata::metadata(ctx, req, version)),
-            RequestKind::Produce(req) => produce::produce(ctx, req, version).await,
-            RequestKind::Fetch(req) => later!(Fetch, fetch::fetch(ctx, req, version)),
-            RequestKind::ListOffsets(req) => {
-                later!(ListOffsets, fetch::list_offsets(ctx, req, version))
-            }
-            RequestKind::OffsetForLeaderEpoch(req) => later!(
-                OffsetForLeaderEpoch,
-                fetch::offset_for_leader_epoch(ctx, req, version)
-            ),
-            RequestKind::FindCoordinator(req) => {
-                later!(FindCoordinator, groups::find_coordinator(ctx, req, version))
-            }
-            RequestKind::JoinGroup(req) => {
-                let client_id = header
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.to_string())
-                    .unwrap_or_default();
-                later!(JoinGroup, groups::join_group(ctx, req, version, client_id))
-            }
-            RequestKind::SyncGroup(req) => later!(SyncGroup, groups::sync_group(ctx, req, version)),
-            RequestKind::Heartbeat(req) => later!(Heartbeat, groups::heartbeat(ctx, req, version)),
-            RequestKind::LeaveGroup(req) => {
-                later!(LeaveGroup, groups::leave_group(ctx, req, version))
-            }
-            RequestKind::OffsetCommit(req) => {
-                later!(OffsetCommit, groups::offset_commit(ctx, req, version))
-            }
-            RequestKind::OffsetFetch(req) => {
-                later!(OffsetFetch, groups::offset_fetch(ctx, req, version))
-            }
-            RequestKind::ListGroups(req) => {
-                later!(ListGroups, groups::list_groups(ctx, req, version))
-            }
-            RequestKind::DescribeGroups(req) => {
-                later!(DescribeGroups, groups::describe_groups(ctx, req, version))
-            }
-            RequestKind::DeleteGroups(req) => {
-                later!(DeleteGroups, groups::delete_groups(ctx, req, version))
-            }
-            RequestKind::InitProducerId(req) => {
-                later!(InitProducerId, produce::init_producer_id(ctx, req, version))
-            }
-            RequestKind::DescribeConfigs(req) => {
-                later!(DescribeConfigs, admin::describe_configs(ctx, req, version))
-            }
-            RequestKind::IncrementalAlterConfigs(req) => later!(
-                IncrementalAlterConfigs,
-                admin::incremental_alter_configs(ctx, req, version)
-            ),
-            RequestKind::DescribeCluster(req) => {
-                later!(DescribeCluster, admin::describe_cluster(ctx, req, version))
-            }
-            RequestKind::CreateTopics(req) => {
-                later!(CreateTopics, admin::create_topics(ctx, req, version))
-            }
-            RequestKind::DeleteTopics(req) => {
-                later!(DeleteTopics, admin::delete_topics(ctx, req, version))
-            }
-            RequestKind::CreatePartitions(req) => {
-                later!(
-                    CreatePartitions,
-                    admin::create_partitions(ctx, req, version)
-                )
-            }
-            other => {
-                // `versions::supported` lets through only the requests handled above.
-                tracing::error!(request = ?std::mem::discriminant(&other), "no handler");
-                Box::pin(async { None })
-            }
+        other => {
+            // `versions::supported` lets through only the requests handled above.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler");
+            Box::pin(async { None })
         }
     }
 }

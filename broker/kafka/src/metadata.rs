@@ -8,8 +8,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use strand_meta::{Topic, TopicKind};
 
-use super::{Context, admin};
-use crate::broker::Inner;
+use strand_node::Cluster;
+
+use crate::admin;
+use crate::context::Context;
 
 /// Splits `host:port`; a bad port reads as 0, which no client can reach, so it shows.
 pub fn host_port(addr: &str) -> (String, i32) {
@@ -26,9 +28,10 @@ pub fn host_port(addr: &str) -> (String, i32) {
 
 /// The controller's broker id, or -1.
 pub fn controller_id(ctx: &Context) -> i32 {
-    ctx.inner
+    ctx.handles()
+        .cluster
         .controller()
-        .and_then(|(node, _)| Inner::broker_of_node(&ctx.state(), node))
+        .and_then(|(node, _)| Cluster::broker_of_node(&ctx.state(), node))
         .map_or(-1, |b| b.0 as i32)
 }
 
@@ -45,7 +48,7 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
     // allow it.
     let mut created = Vec::new();
     let auto_create =
-        ctx.inner.config.kafka.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+        ctx.handles().settings.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     if let (Some(names), true) = (&names, auto_create) {
         for name in names {
             if state.topic_by_name(name).is_none() {
@@ -84,14 +87,10 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
         .map(|b| broker_entry(b.id.0, &b.kafka_addr, b.rack.clone()))
         .collect();
     // A broker still joining lists itself, so clients keep a connection and ask again.
-    let me = ctx.inner.identity.broker_id;
+    let me = ctx.handles().cluster.identity().broker_id;
     if !brokers.iter().any(|b| b.node_id.0 == me as i32) {
-        let config = &ctx.inner.config;
-        brokers.push(broker_entry(
-            me,
-            &config.kafka_advertised,
-            config.rack.clone(),
-        ));
+        let handles = ctx.handles();
+        brokers.push(broker_entry(me, &handles.advertised, handles.rack.clone()));
     }
     MetadataResponse::default()
         .with_brokers(brokers)
@@ -125,7 +124,7 @@ fn describe(ctx: &Context, topic: &Topic) -> MetadataResponseTopic {
                 .iter()
                 .map(|b| BrokerId(b.0 as i32))
                 .collect();
-            let isr = ctx.in_sync(topic.id, p as u32, &assignment.replicas);
+            let isr = ctx.in_sync(topic, p as u32);
             let error = match leadership.leader {
                 Some(_) => 0,
                 None => ResponseError::LeaderNotAvailable.code(),

@@ -27,6 +27,7 @@ pub enum DecodeError {
     UnknownKind(u64),
 }
 
+/// A vote in its protobuf form.
 pub fn vote_to_pb(v: &Vote) -> pb::Vote {
     pb::Vote {
         term: v.leader_id.term,
@@ -35,6 +36,7 @@ pub fn vote_to_pb(v: &Vote) -> pb::Vote {
     }
 }
 
+/// A vote from its protobuf form; a missing vote is an error.
 pub fn vote_from_pb(v: Option<pb::Vote>) -> Result<Vote, DecodeError> {
     let v = v.ok_or(DecodeError::Missing("vote"))?;
     Ok(if v.committed {
@@ -44,6 +46,7 @@ pub fn vote_from_pb(v: Option<pb::Vote>) -> Result<Vote, DecodeError> {
     })
 }
 
+/// A log id in its protobuf form.
 pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
     pb::LogId {
         term: id.leader_id.term,
@@ -51,6 +54,7 @@ pub fn log_id_to_pb(id: &LogId) -> pb::LogId {
     }
 }
 
+/// A log id from its protobuf form.
 pub fn log_id_from_pb(id: pb::LogId) -> LogId {
     log_id(id.term, id.index)
 }
@@ -90,6 +94,7 @@ fn entry_from_pb(e: pb::Entry) -> Result<Entry, DecodeError> {
     Ok(Entry::new(id, payload))
 }
 
+/// An AppendEntries request for `target`, in its protobuf form.
 pub fn append_to_pb(
     req: &AppendEntriesRequest<TypeConfig>,
     target: pb::Target,
@@ -103,6 +108,7 @@ pub fn append_to_pb(
     }
 }
 
+/// An AppendEntries request from its protobuf form.
 pub fn append_from_pb(
     req: pb::AppendEntriesRequest,
 ) -> Result<AppendEntriesRequest<TypeConfig>, DecodeError> {
@@ -118,6 +124,7 @@ pub fn append_from_pb(
     })
 }
 
+/// An AppendEntries answer in its protobuf form.
 pub fn append_response_to_pb(
     resp: &AppendEntriesResponse<TypeConfig>,
 ) -> pb::AppendEntriesResponse {
@@ -135,6 +142,7 @@ pub fn append_response_to_pb(
     }
 }
 
+/// An AppendEntries answer from its protobuf form.
 pub fn append_response_from_pb(
     resp: pb::AppendEntriesResponse,
 ) -> Result<AppendEntriesResponse<TypeConfig>, DecodeError> {
@@ -151,6 +159,7 @@ pub fn append_response_from_pb(
     )
 }
 
+/// A (pre-)vote request for `target`, in its protobuf form.
 pub fn vote_request_to_pb(
     req: &VoteRequest<TypeConfig>,
     target: pb::Target,
@@ -165,12 +174,14 @@ pub fn vote_request_to_pb(
     }
 }
 
+/// A vote request from its protobuf form.
 pub fn vote_request_from_pb(req: pb::VoteRequest) -> Result<VoteRequest<TypeConfig>, DecodeError> {
     let mut out = VoteRequest::new(vote_from_pb(req.vote)?, req.last_log_id.map(log_id_from_pb));
     out.leadership_transfer = req.leadership_transfer;
     Ok(out)
 }
 
+/// A vote answer in its protobuf form.
 pub fn vote_response_to_pb(resp: &VoteResponse<TypeConfig>) -> pb::VoteResponse {
     pb::VoteResponse {
         vote: Some(vote_to_pb(&resp.vote)),
@@ -179,6 +190,7 @@ pub fn vote_response_to_pb(resp: &VoteResponse<TypeConfig>) -> pb::VoteResponse 
     }
 }
 
+/// A vote answer from its protobuf form.
 pub fn vote_response_from_pb(
     resp: pb::VoteResponse,
 ) -> Result<VoteResponse<TypeConfig>, DecodeError> {
@@ -189,6 +201,7 @@ pub fn vote_response_from_pb(
     ))
 }
 
+/// One result of a pipelined append stream, in its protobuf form.
 pub fn stream_append_result_to_pb(
     result: &openraft::raft::StreamAppendResult<TypeConfig>,
 ) -> pb::StreamAppendResponse {
@@ -206,6 +219,7 @@ pub fn stream_append_result_to_pb(
     }
 }
 
+/// One result of a pipelined append stream, from its protobuf form.
 pub fn stream_append_result_from_pb(
     resp: pb::StreamAppendResponse,
 ) -> Result<openraft::raft::StreamAppendResult<TypeConfig>, DecodeError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::broker::Inner;
+use tokio::sync::watch;
 
 /// The reserve a broker keeps free unless configured otherwise: room for segment rolls,
 /// snapshots and compaction's rewritten segments.
@@ -79,11 +79,10 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Measures free space until the broker shuts down.
-pub async fn run(inner: Arc<Inner>) {
-    let mut stop = inner.shutdown.subscribe();
+/// Measures the free space of `dir` until `stop` turns true.
+pub async fn run(disk: Arc<DiskGuard>, dir: std::path::PathBuf, mut stop: watch::Receiver<bool>) {
     loop {
-        inner.disk.measure(&inner.config.data_dir);
+        disk.measure(&dir);
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = stop.wait_for(|s| *s) => return,

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use openraft::async_runtime::WatchReceiver;
 use strand_raft::{GroupStateMachine, LogStore, TypeConfig};
 
+use crate::append::{AppendError, CheckedBatch};
 use crate::producers::ProducerState;
 
 use crate::meta::MetaMachine;
@@ -49,7 +50,7 @@ impl PartitionReplica {
     /// An idle partition's leader hears no acknowledgements, because its heartbeats are sent
     /// coalesced per broker (see `heartbeat.rs`), so its quorum lease lapses; a write then
     /// renews the lease with one Raft heartbeat round and goes on.
-    pub async fn write(
+    async fn write(
         &self,
         batch: strand_raft::Batch,
     ) -> Result<
@@ -94,13 +95,15 @@ pub struct Submitted {
 impl PartitionReplica {
     /// Hands a batch to Raft and returns once it is queued, so batches submitted one after the
     /// other are appended in that order; [`Submitted::applied`] waits for the commit.
-    pub async fn submit(&self, batch: strand_raft::Batch) -> Result<Submitted, String> {
+    /// Only [`crate::Replicas::append`] calls it, after every guard.
+    pub(crate) async fn submit(&self, batch: CheckedBatch) -> Result<Submitted, AppendError> {
+        let batch = batch.into_raft();
         let (responder, outcome) = openraft::impls::ProgressResponder::complete_only();
         self.raft
             .write(batch.clone())
             .responder(responder)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| fatal(&e))?;
         Ok(Submitted {
             replica: self.clone(),
             batch,
@@ -111,23 +114,36 @@ impl PartitionReplica {
 
 impl Submitted {
     /// What applying the batch produced, once it is committed. A batch refused because the
-    /// leader's lease lapsed is written again through [`PartitionReplica::write`], which
+    /// leader's lease lapsed is written again through `PartitionReplica::write`, which
     /// renews the lease first.
-    pub async fn applied(self) -> Result<strand_raft::Applied, String> {
-        use openraft::error::{ClientWriteError, ForwardReason};
+    pub async fn applied(self) -> Result<strand_raft::Applied, AppendError> {
+        use openraft::error::{ClientWriteError, ForwardReason, RaftError};
         match self.outcome.await {
             Ok(Ok(response)) => Ok(response.data),
             Ok(Err(ClientWriteError::ForwardToLeader(f)))
                 if f.reason == ForwardReason::LeaseExpired =>
             {
-                self.replica
-                    .write(self.batch)
-                    .await
-                    .map_err(|e| e.to_string())
+                self.replica.write(self.batch).await.map_err(|e| match e {
+                    RaftError::Fatal(fatal_error) => fatal(&fatal_error),
+                    RaftError::APIError(e) => AppendError::NotLeader(e.to_string()),
+                })
             }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the partition's raft group stopped".to_string()),
+            Ok(Err(e)) => Err(AppendError::NotLeader(e.to_string())),
+            Err(_) => Err(AppendError::NotLeader(
+                "the partition's raft group stopped".to_string(),
+            )),
         }
+    }
+}
+
+/// A Raft group's fatal error as a refusal: a storage failure is the log's, anything else
+/// (the group stopped) sends the client to the next leader.
+fn fatal(error: &openraft::error::Fatal<TypeConfig>) -> AppendError {
+    match error {
+        openraft::error::Fatal::StorageError(e) => {
+            AppendError::Storage(format!("the partition's log cannot be written: {e}"))
+        }
+        other => AppendError::NotLeader(format!("the partition's raft group stopped: {other}")),
     }
 }
 

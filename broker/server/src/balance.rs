@@ -5,9 +5,9 @@
 //! (add learner → catch up → joint membership change → remove) and hands leadership to the
 //! preferred replica.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
@@ -18,99 +18,15 @@ use strand_meta::{
     PlanState, TopicId,
 };
 
-use crate::broker::Inner;
+use crate::balancer::{Offer, lock};
 use crate::controller::{PartitionView, caught_up, partition_views};
-use crate::registry::{PartitionReplica, partition_group};
+use crate::shared::Inner;
+use strand_node::registry::{PartitionReplica, partition_group};
 
 /// How long a metadata change made by balancing may wait for the controller.
 const PATIENCE: Duration = Duration::from_secs(5);
 /// Shortest time between two leadership hand-overs of one partition.
 const TRANSFER_EVERY: Duration = Duration::from_secs(5);
-
-/// A leadership offer this broker made while it led a partition group.
-#[derive(Debug, Clone, Copy)]
-struct Offer {
-    /// The term it led in: the offer stands until that term ends.
-    term: u64,
-    /// When it was made.
-    at: Instant,
-}
-
-/// How the cluster balances itself. The controller's settings are the ones that count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BalancingSettings {
-    /// Move replicas by itself whenever the planner finds the cluster uneven (new brokers,
-    /// draining brokers, failed brokers, replication-factor changes). When off, only
-    /// `Rebalance` calls and draining move replicas.
-    pub auto: bool,
-    /// Hand leadership to each partition's preferred replica when it is caught up.
-    pub leader_balancing: bool,
-    /// Replica moves in flight at once, across the cluster.
-    pub max_concurrent_moves: usize,
-    /// How long a broker may be unreachable before its replicas are re-created elsewhere.
-    pub broker_failure_timeout: Duration,
-}
-
-impl Default for BalancingSettings {
-    fn default() -> Self {
-        BalancingSettings {
-            auto: true,
-            leader_balancing: true,
-            max_concurrent_moves: 2,
-            broker_failure_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
-/// Balancing's memory on one broker: none of it needs to survive a restart.
-#[derive(Default)]
-pub struct Balancer {
-    /// A `Rebalance` call asked for moves; cleared once the cluster is balanced.
-    requested: AtomicBool,
-    /// When this broker, as controller, last saw each broker report.
-    seen: Mutex<BTreeMap<BrokerId, Instant>>,
-    /// Since when this broker has been the controller.
-    controller_since: Mutex<Option<Instant>>,
-    /// Partition groups whose membership change is running in a task.
-    busy: Mutex<HashSet<String>>,
-    /// The last leadership offer made from here, per partition group: at most one per group
-    /// this broker offered and still hosts (dropped with the replica, or replaced when the
-    /// group offers again).
-    offers: Mutex<HashMap<String, Offer>>,
-    /// Set once the broker starts stopping (the pre-stop hook or SIGTERM, `hand_over.rs`): it
-    /// hands its leaderships away and takes none back until it restarts.
-    pub(crate) leaving: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Balancer {
-    /// Asks the controller's executor to run until the cluster is balanced, even with
-    /// automatic balancing off.
-    pub fn request(&self) {
-        self.requested.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether this broker is shutting down and handing its leaderships away.
-    pub fn is_leaving(&self) -> bool {
-        self.leaving.load(Ordering::Relaxed)
-    }
-
-    /// Whether this broker offered the leadership of `group` while leading it in `term`: if
-    /// it still leads in that term, the offer stands (see [`offer_leadership`]).
-    pub(crate) fn offered(&self, group: &str, term: u64) -> bool {
-        lock(&self.offers)
-            .get(group)
-            .is_some_and(|o| o.term == term)
-    }
-
-    /// Forgets what balancing remembers of a group this broker no longer hosts.
-    pub(crate) fn forget(&self, group: &str) {
-        lock(&self.offers).remove(group);
-    }
-}
 
 /// What the planner is given, and why nothing may be planned right now.
 pub struct PlanInput {
@@ -242,8 +158,8 @@ pub async fn execute(inner: &Inner, state: &ClusterState) {
             partition: PartitionId(mv.partition),
             replicas: mv.to.clone(),
         };
-        match inner.propose(&command, PATIENCE).await {
-            Ok(crate::meta::Outcome::Refused(r)) => {
+        match inner.cluster.propose(&command, PATIENCE).await {
+            Ok(strand_node::meta::Outcome::Refused(r)) => {
                 tracing::warn!(topic = %topic.name, partition = mv.partition, reason = %r.message, "replica move refused");
             }
             Ok(_) => tracing::info!(topic = %topic.name, partition = mv.partition,
@@ -290,8 +206,8 @@ async fn finish_moves(
                 partition: PartitionId(p as u32),
                 replicas: assignment.replicas.clone(),
             };
-            match inner.propose(&command, PATIENCE).await {
-                Ok(crate::meta::Outcome::Refused(r)) => {
+            match inner.cluster.propose(&command, PATIENCE).await {
+                Ok(strand_node::meta::Outcome::Refused(r)) => {
                     tracing::debug!(reason = %r.message, "finishing a move refused");
                 }
                 Ok(_) => tracing::info!(topic = %topic.name, partition = p,
@@ -326,7 +242,9 @@ async fn decommission_drained(inner: &Inner, state: &ClusterState) {
             broker_id: broker.id,
             state: BrokerState::Decommissioned,
         };
-        if let Ok(crate::meta::Outcome::Done { .. }) = inner.propose(&command, PATIENCE).await {
+        if let Ok(strand_node::meta::Outcome::Done { .. }) =
+            inner.cluster.propose(&command, PATIENCE).await
+        {
             tracing::info!(broker = %broker.id, "broker drained and decommissioned");
         }
     }
@@ -371,7 +289,7 @@ fn next_step(
         .topic(topic_id)
         .and_then(|t| t.partitions.get(partition as usize))?;
     let target = nodes_of(state, &assignment.replicas)?;
-    let me = inner.identity.node_id;
+    let me = inner.cluster.identity().node_id;
     let membership = metrics.membership_config.membership();
     let in_step = membership.voter_ids().count() == target.len()
         && membership.voter_ids().all(|n| target.contains(&n))

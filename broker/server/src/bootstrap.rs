@@ -13,8 +13,9 @@ use strand_meta::{BrokerId, ClusterId, Command, NodeId};
 use strand_proto::broker::HelloRequest;
 use strand_proto::broker::broker_client::BrokerClient;
 
-use crate::broker::{Inner, now_ms};
-use crate::meta::Outcome;
+use crate::shared::Inner;
+use strand_node::meta::Outcome;
+use strand_node::now_ms;
 
 /// Pause between attempts while the seeds are not all up.
 const RETRY: Duration = Duration::from_millis(300);
@@ -31,17 +32,17 @@ struct Seed {
 async fn hello(inner: &Inner, addr: &str) -> Option<Seed> {
     if addr == inner.config.grpc_advertised {
         return Some(Seed {
-            broker_id: inner.identity.broker_id,
-            node_id: inner.identity.node_id,
+            broker_id: inner.cluster.identity().broker_id,
+            node_id: inner.cluster.identity().node_id,
             addr: addr.to_string(),
-            cluster: inner.cluster().cluster_id().is_some(),
-            initialized: inner.meta.is_initialized().await.unwrap_or(false),
+            cluster: inner.cluster.state().cluster_id().is_some(),
+            initialized: inner.cluster.raft().is_initialized().await.unwrap_or(false),
         });
     }
-    let channel = inner.peers.channel(addr).ok()?;
+    let channel = inner.cluster.peers().channel(addr).ok()?;
     let mut request = tonic::Request::new(HelloRequest {
-        broker_id: inner.identity.broker_id,
-        node_id: inner.identity.node_id,
+        broker_id: inner.cluster.identity().broker_id,
+        node_id: inner.cluster.identity().node_id,
         grpc_address: inner.config.grpc_advertised.clone(),
     });
     request.set_timeout(Duration::from_secs(1));
@@ -67,6 +68,7 @@ pub async fn run(inner: Arc<Inner>) {
         if formed_here {
             let cluster_id = ClusterId(uuid::Uuid::new_v4());
             match inner
+                .cluster
                 .propose(&Command::Bootstrap { cluster_id }, Duration::from_secs(60))
                 .await
             {
@@ -85,7 +87,7 @@ pub async fn run(inner: Arc<Inner>) {
 /// Returns whether this broker initialized a new metadata group.
 async fn form_or_join(inner: &Inner) -> bool {
     loop {
-        if inner.meta.is_initialized().await.unwrap_or(false) {
+        if inner.cluster.raft().is_initialized().await.unwrap_or(false) {
             return false;
         }
         let mut seeds = Vec::new();
@@ -96,7 +98,7 @@ async fn form_or_join(inner: &Inner) -> bool {
         }
         if seeds
             .iter()
-            .any(|s| s.cluster || (s.initialized && s.node_id != inner.identity.node_id))
+            .any(|s| s.cluster || (s.initialized && s.node_id != inner.cluster.identity().node_id))
         {
             // A cluster exists: this broker joins it by registering; the controller adds it.
             tracing::info!("joining the existing cluster");
@@ -104,7 +106,7 @@ async fn form_or_join(inner: &Inner) -> bool {
         }
         let all_answered = seeds.len() == inner.config.seeds.len();
         let lowest = seeds.iter().map(|s| s.broker_id).min();
-        if all_answered && lowest == Some(inner.identity.broker_id) {
+        if all_answered && lowest == Some(inner.cluster.identity().broker_id) {
             let members: BTreeMap<u64, BasicNode> = seeds
                 .iter()
                 .map(|s| {
@@ -116,7 +118,7 @@ async fn form_or_join(inner: &Inner) -> bool {
                     )
                 })
                 .collect();
-            match inner.meta.initialize(members).await {
+            match inner.cluster.raft().initialize(members).await {
                 Ok(()) => {
                     tracing::info!(seeds = seeds.len(), "formed the metadata group");
                     return true;
@@ -132,8 +134,8 @@ async fn form_or_join(inner: &Inner) -> bool {
 async fn register(inner: &Inner) {
     let config = &inner.config;
     let command = Command::RegisterBroker {
-        broker_id: BrokerId(inner.identity.broker_id),
-        node_id: NodeId(inner.identity.node_id),
+        broker_id: BrokerId(inner.cluster.identity().broker_id),
+        node_id: NodeId(inner.cluster.identity().node_id),
         kafka_addr: config.kafka_advertised.clone(),
         grpc_addr: config.grpc_advertised.clone(),
         http_addr: config.http_advertised.clone(),
@@ -141,10 +143,14 @@ async fn register(inner: &Inner) {
         now_ms: now_ms() as u64,
     };
     loop {
-        match inner.propose(&command, Duration::from_secs(5)).await {
+        match inner
+            .cluster
+            .propose(&command, Duration::from_secs(5))
+            .await
+        {
             Ok(Outcome::Done { .. }) => {
                 tracing::info!(
-                    broker = inner.identity.broker_id,
+                    broker = inner.cluster.identity().broker_id,
                     "registered with the controller"
                 );
                 return;

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::async_runtime::WatchReceiver;
 use strand_meta::Command;
 use strand_proto::broker as pb;
 use strand_proto::broker::broker_server::Broker as BrokerRpc;
-use strand_raft::{Batch, Offset};
+use strand_raft::Offset;
 use tonic::{Request, Response, Status};
 
-use crate::broker::Inner;
-use crate::registry::PartitionReplica;
+use crate::shared::Inner;
+use strand_node::registry::PartitionReplica;
+use strand_node::{AppendError, Appended, Writer};
 
 /// Longest a fetch may wait for new data.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -45,11 +45,17 @@ impl BrokerRpc for BrokerService {
         &self,
         _request: Request<pb::HelloRequest>,
     ) -> Result<Response<pb::HelloResponse>, Status> {
-        let state = self.inner.cluster();
-        let initialized = self.inner.meta.is_initialized().await.unwrap_or(false);
+        let state = self.inner.cluster.state();
+        let initialized = self
+            .inner
+            .cluster
+            .raft()
+            .is_initialized()
+            .await
+            .unwrap_or(false);
         Ok(Response::new(pb::HelloResponse {
-            broker_id: self.inner.identity.broker_id,
-            node_id: self.inner.identity.node_id,
+            broker_id: self.inner.cluster.identity().broker_id,
+            node_id: self.inner.cluster.identity().node_id,
             cluster_id: state
                 .cluster_id()
                 .map(|c| c.0.to_string())
@@ -57,6 +63,7 @@ impl BrokerRpc for BrokerService {
             initialized,
             controller_address: self
                 .inner
+                .cluster
                 .controller()
                 .map(|(_, addr)| addr)
                 .unwrap_or_default(),
@@ -70,14 +77,16 @@ impl BrokerRpc for BrokerService {
         let req = request.into_inner();
         let command = Command::from_bytes(&req.command)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let outcome = if self.inner.is_controller() {
+        let outcome = if self.inner.cluster.is_controller() {
             self.inner
+                .cluster
                 .propose_here(&command)
                 .await
                 .map_err(Status::unavailable)?
-        } else if let (false, Some((_, addr))) = (req.forwarded, self.inner.controller()) {
+        } else if let (false, Some((_, addr))) = (req.forwarded, self.inner.cluster.controller()) {
             // Passed on at most once, so a forward never loops.
             self.inner
+                .cluster
                 .pass_to_controller(&addr, &command)
                 .await
                 .map_err(Status::unavailable)?
@@ -97,27 +106,29 @@ impl BrokerRpc for BrokerService {
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         let req = request.into_inner();
-        let replica = self.replica(&req.topic, req.partition)?;
-        strand_log::BatchHeader::parse(&req.batch)
-            .and_then(|_| strand_log::verify_crc(&req.batch))
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match replica.write(Batch(req.batch)).await {
+        let partition = i32::try_from(req.partition).unwrap_or(i32::MAX);
+        let appended = self
+            .inner
+            .replicas()
+            .append(
+                &req.topic,
+                partition,
+                Some(req.batch),
+                Writer::Client { acks_all: true },
+            )
+            .await;
+        let applied = match appended {
+            Ok(Appended::Submitted { submitted, .. }) => submitted.applied().await,
+            Ok(Appended::Duplicate(base_offset)) => {
+                return Ok(Response::new(pb::ProduceResponse { base_offset }));
+            }
+            Err(e) => Err(e),
+        };
+        match applied {
             Ok(applied) => Ok(Response::new(pb::ProduceResponse {
                 base_offset: applied.base_offset.0,
             })),
-            Err(e) => {
-                let metrics = replica.raft.metrics().borrow_watched().clone();
-                let leader = metrics
-                    .current_leader
-                    .and_then(|n| Inner::broker_of_node(&self.inner.cluster(), n));
-                Err(Status::failed_precondition(format!(
-                    "{}-{} not written here: {e} (this replica is {:?}, leader: {})",
-                    req.topic,
-                    req.partition,
-                    metrics.state,
-                    leader.map_or("unknown".to_string(), |b| format!("broker {b}"))
-                )))
-            }
+            Err(e) => Err(status_of_append(&req.topic, req.partition, &e)),
         }
     }
 
@@ -166,5 +177,25 @@ impl BrokerRpc for BrokerService {
     ) -> Result<Response<pb::StatusReply>, Status> {
         self.inner.record_report(request.into_inner());
         Ok(Response::new(crate::controller::status_reply(&self.inner)))
+    }
+}
+
+/// The gRPC status for a refused append: the one place this mapping lives. The message says
+/// which partition and why, for a person.
+fn status_of_append(topic: &str, partition: u32, error: &AppendError) -> Status {
+    let message = format!("{topic}-{partition} not written: {error}");
+    match error {
+        AppendError::NoRecords
+        | AppendError::TooLarge { .. }
+        | AppendError::UnsupportedFormat(_)
+        | AppendError::Corrupt(_)
+        | AppendError::Transactional => Status::invalid_argument(message),
+        AppendError::UnknownPartition(_) => Status::not_found(message),
+        AppendError::InternalTopic(_) => Status::permission_denied(message),
+        AppendError::NotLeader(_)
+        | AppendError::NotEnoughReplicas(_)
+        | AppendError::Producer(_) => Status::failed_precondition(message),
+        AppendError::Storage(_) => Status::resource_exhausted(message),
+        AppendError::InFlight => Status::unavailable(message),
     }
 }

@@ -14,7 +14,7 @@ use strand_proto::broker::broker_client::BrokerClient;
 use strand_proto::broker::{PartitionStatus, StatusReport};
 use strand_raft::TypeConfig;
 
-use crate::broker::{Inner, Report};
+use crate::shared::{Inner, Report};
 
 /// How often membership is checked.
 const TICK: Duration = Duration::from_millis(300);
@@ -36,8 +36,8 @@ pub async fn run(inner: Arc<Inner>) {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let state = inner.cluster();
-        if inner.is_controller() {
+        let state = inner.cluster.state();
+        if inner.cluster.is_controller() {
             if let Err(e) = keep_metadata_membership(&inner, &state).await {
                 tracing::debug!(error = %e, "metadata membership change not done yet");
             }
@@ -75,7 +75,7 @@ pub fn caught_up(metrics: &openraft::RaftMetrics<TypeConfig>, node: u64) -> bool
 /// Adds registered brokers to the metadata group as learners, keeps 3 voters (5 from five
 /// brokers on) preferring caught-up learners, and drops retired incarnations.
 async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result<(), String> {
-    let metrics = inner.meta.metrics().borrow_watched().clone();
+    let metrics = inner.cluster.raft().metrics().borrow_watched().clone();
     let membership = metrics.membership_config.membership().clone();
     let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -90,7 +90,8 @@ async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result
                 addr: broker.grpc_addr.clone(),
             };
             inner
-                .meta
+                .cluster
+                .raft()
                 .add_learner(broker.node_id.0, node, false)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -114,7 +115,8 @@ async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result
     }
     if wanted != voters && !wanted.is_empty() {
         inner
-            .meta
+            .cluster
+            .raft()
             .change_membership(ChangeMembers::ReplaceAllVoters(wanted.clone()), false)
             .await
             .map_err(|e| e.to_string())?;
@@ -146,7 +148,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
             if !leader {
                 // Who this follower hears from: a new leader is known from its followers'
                 // reports before its own arrives.
-                let me = inner.identity.node_id;
+                let me = inner.cluster.identity().node_id;
                 let leader_node = metrics.current_leader.filter(|l| *l != me);
                 return PartitionStatus {
                     group: group.to_string(),
@@ -161,7 +163,7 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
                 .membership_config
                 .membership()
                 .voter_ids()
-                .filter(|n| *n != inner.identity.node_id)
+                .filter(|n| *n != inner.cluster.identity().node_id)
                 .filter(|n| !current_nodes.contains(n) || !caught_up(&metrics, *n))
                 .filter_map(|n| by_node.get(&n).map(|b| b.0))
                 .collect();
@@ -195,8 +197,8 @@ fn status_report(inner: &Inner, state: &ClusterState) -> StatusReport {
         })
         .collect();
     StatusReport {
-        broker_id: inner.identity.broker_id,
-        node_id: inner.identity.node_id,
+        broker_id: inner.cluster.identity().broker_id,
+        node_id: inner.cluster.identity().node_id,
         partitions,
         disk_low: inner.disk.is_low(),
         leaving: inner.balancer.is_leaving(),
@@ -218,16 +220,16 @@ pub async fn report_loop(inner: Arc<Inner>) {
 /// Sends this broker's status report to the controller now (records it, on the controller)
 /// and takes the controller's view from the reply; whether the report arrived.
 pub async fn report_once(inner: &Inner) -> bool {
-    let report = status_report(inner, &inner.cluster());
-    if inner.is_controller() {
+    let report = status_report(inner, &inner.cluster.state());
+    if inner.cluster.is_controller() {
         inner.record_report(report);
         inner.views.replace(&status_reply(inner));
         return true;
     }
-    let Some((_, addr)) = inner.controller() else {
+    let Some((_, addr)) = inner.cluster.controller() else {
         return false;
     };
-    let Ok(channel) = inner.peers.channel(&addr) else {
+    let Ok(channel) = inner.cluster.peers().channel(&addr) else {
         return false;
     };
     let mut request = tonic::Request::new(report);
@@ -288,7 +290,7 @@ pub fn status_reply(inner: &Inner) -> strand_proto::broker::StatusReply {
 
 /// Brokers whose fresh reports say they are stopping.
 fn leaving_brokers(inner: &Inner) -> Vec<u32> {
-    let state = inner.cluster();
+    let state = inner.cluster.state();
     let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
     current_reports(&reports, &state)
         .filter(|(_, r)| r.leaving)
@@ -298,7 +300,7 @@ fn leaving_brokers(inner: &Inner) -> Vec<u32> {
 
 /// Brokers whose fresh reports say their disk is nearly full.
 fn disk_low_brokers(inner: &Inner) -> Vec<u32> {
-    let state = inner.cluster();
+    let state = inner.cluster.state();
     let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
     current_reports(&reports, &state)
         .filter(|(_, r)| r.disk_low)
@@ -324,7 +326,7 @@ fn current_reports<'a>(
 
 /// The fresh reports' view of every partition, by group id; and which brokers reported lately.
 pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTreeSet<BrokerId>) {
-    let state = inner.cluster();
+    let state = inner.cluster.state();
     let reports = inner.reports.lock().unwrap_or_else(|p| p.into_inner());
     let mut views: BTreeMap<String, ((u64, Instant), PartitionView)> = BTreeMap::new();
     let fresh: Vec<(BrokerId, &Report)> = current_reports(&reports, &state).collect();
@@ -357,7 +359,7 @@ pub fn partition_views(inner: &Inner) -> (BTreeMap<String, PartitionView>, BTree
         for p in &report.partitions {
             let Some(leader) = p
                 .leader_node
-                .and_then(|n| Inner::broker_of_node(&state, n))
+                .and_then(|n| strand_node::Cluster::broker_of_node(&state, n))
                 .filter(|b| alive.contains(b))
             else {
                 continue;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use openraft::async_runtime::WatchReceiver;
 use serde::{Deserialize, Serialize};
 
-use crate::broker::Inner;
 use crate::controller::{REPORT_EVERY, caught_up};
+use crate::shared::Inner;
 
 /// How long the first hand-over waits after telling the controller it is leaving: every
 /// broker sends a status report, and gets the controller's view back, once a [`REPORT_EVERY`].
@@ -71,7 +71,10 @@ struct Led {
 
 enum Transfer {
     /// A partition group, by group id.
-    Partition(String, std::sync::Arc<crate::registry::PartitionReplica>),
+    Partition(
+        String,
+        std::sync::Arc<strand_node::registry::PartitionReplica>,
+    ),
     Controller,
 }
 
@@ -139,7 +142,8 @@ pub async fn hand_over_all(inner: &Inner, patience: Duration) -> HandOver {
                     crate::balance::offer_leadership(inner, group, replica, to).await
                 }
                 Transfer::Controller => inner
-                    .meta
+                    .cluster
+                    .raft()
                     .trigger()
                     .transfer_leader(to)
                     .await
@@ -165,12 +169,12 @@ pub async fn hand_over_all(inner: &Inner, patience: Duration) -> HandOver {
 
 /// The leaderships this broker holds now, each with the caught-up voters that could take it.
 fn led_here(inner: &Inner) -> Vec<Led> {
-    let me = inner.identity.node_id;
-    let state = inner.cluster();
+    let me = inner.cluster.identity().node_id;
+    let state = inner.cluster.state();
     // Whether the broker of a node reported lately and is not stopping itself: an offer that
     // one cannot take leaves the group without writes until an election ends it.
     let can_take = |node: u64| {
-        Inner::broker_of_node(&state, node)
+        strand_node::Cluster::broker_of_node(&state, node)
             .is_some_and(|b| inner.views.alive(b) && !inner.views.leaving(b))
     };
     // The caught-up voters but this broker (only those that can take leadership, when there
@@ -202,8 +206,8 @@ fn led_here(inner: &Inner) -> Vec<Led> {
             transfer: Transfer::Partition(group.to_string(), replica),
         });
     }
-    if inner.is_controller() {
-        let watch = inner.meta.metrics();
+    if inner.cluster.is_controller() {
+        let watch = inner.cluster.raft().metrics();
         let (voters, alone) = others(&watch.borrow_watched());
         led.push(Led {
             name: CONTROLLER.to_string(),

@@ -16,9 +16,9 @@ use openraft::raft::AppendEntriesRequest;
 use strand_proto::raft as pb;
 use strand_proto::raft::raft_client::RaftClient;
 
-use crate::broker::Inner;
-use crate::convert;
-use crate::registry::{Group, PartitionReplica};
+use crate::shared::Inner;
+use strand_node::convert;
+use strand_node::registry::{Group, PartitionReplica};
 
 /// Sends this broker's coalesced heartbeats until it shuts down.
 pub async fn run(inner: Arc<Inner>) {
@@ -38,7 +38,7 @@ pub async fn run(inner: Arc<Inner>) {
         let sends = batches.into_iter().map(|(addr, items)| {
             let inner = inner.clone();
             async move {
-                let Ok(channel) = inner.peers.channel(&addr) else { return };
+                let Ok(channel) = inner.cluster.peers().channel(&addr) else { return };
                 let mut request = tonic::Request::new(pb::HeartbeatBatch { items });
                 request.set_timeout(interval * 2);
                 if let Err(status) = RaftClient::new(channel).heartbeat(request).await {
@@ -58,7 +58,7 @@ fn collect(
     BTreeMap<String, Vec<pb::GroupHeartbeat>>,
     Vec<Arc<PartitionReplica>>,
 ) {
-    let me = inner.identity.node_id;
+    let me = inner.cluster.identity().node_id;
     let mut batches: BTreeMap<String, Vec<pb::GroupHeartbeat>> = BTreeMap::new();
     let mut lagging = Vec::new();
     for (group, replica) in inner.registry.partitions() {
@@ -111,7 +111,7 @@ fn collect(
 
 /// Hands each heartbeat of a batch to its group, all at once.
 pub async fn deliver(inner: &Inner, batch: pb::HeartbeatBatch) {
-    let node_id = inner.identity.node_id;
+    let node_id = inner.cluster.identity().node_id;
     let senders: std::collections::BTreeSet<u64> = batch
         .items
         .iter()

@@ -18,7 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::broker::Inner;
+use crate::shared::Inner;
 
 /// How long `POST /v1/pre-stop` waits for leaderships to be taken when the request names no
 /// `timeout_ms`.
@@ -48,12 +48,12 @@ pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
 
 /// Why the broker is not ready yet, if it is not.
 pub fn not_ready(inner: &Inner) -> Option<String> {
-    let state = inner.cluster();
-    match state.broker(inner.broker_id()) {
-        Some(b) if b.node_id.0 == inner.identity.node_id => {}
+    let state = inner.cluster.state();
+    match state.broker(inner.cluster.broker_id()) {
+        Some(b) if b.node_id.0 == inner.cluster.identity().node_id => {}
         _ => return Some("not registered with the controller yet".into()),
     }
-    let me = inner.broker_id();
+    let me = inner.cluster.broker_id();
     let behind: Vec<String> = inner
         .registry
         .partitions()
@@ -151,14 +151,14 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> String {
     led.set(leaders as i64);
     registry.register("partition_leaders", "Partitions this broker leads", led);
     let controller: prometheus_client::metrics::gauge::Gauge = Default::default();
-    controller.set(i64::from(inner.is_controller()));
+    controller.set(i64::from(inner.cluster.is_controller()));
     registry.register(
         "controller",
         "1 when this broker is the controller",
         controller,
     );
     let version: prometheus_client::metrics::gauge::Gauge = Default::default();
-    version.set(inner.cluster().version() as i64);
+    version.set(inner.cluster.state().version() as i64);
     registry.register(
         "metadata_version",
         "Number of metadata changes applied",

@@ -1,38 +1,36 @@
-//! The Strand broker: Raft groups for the metadata and every partition replica, the gRPC
-//! server that carries their RPCs and the admin API, and the HTTP health and metrics port.
+//! The Strand broker's shell: starts one broker ([`Broker::start`]) from its parts in
+//! `strand-node`, runs the Raft groups' background tasks (bootstrap, partition groups,
+//! controller, heartbeats, elections, balancing, retention), and serves the gRPC port (Raft,
+//! admin, broker calls), the HTTP port (health, metrics) and, through `strand-kafka`, the
+//! Kafka listener.
 
+mod admin;
 mod admin_service;
-mod append_stream;
 mod balance;
+mod balancer;
 mod bootstrap;
 mod broker;
 mod broker_service;
+mod config;
+mod contacts;
 mod controller;
-mod convert;
-mod disk;
 mod elections;
 mod hand_over;
 mod heartbeat;
 mod http;
-mod identity;
-mod kafka;
-mod meta;
-mod network;
 mod partitions;
-mod producers;
 mod raft_service;
-mod registry;
 mod retention;
 mod services;
+mod shared;
 mod tuning;
-mod views;
 
-pub use balance::BalancingSettings;
-pub use broker::{Broker, BrokerConfig, Inner, KafkaSettings, StartError, now_ms};
-pub use disk::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard};
+pub use balancer::BalancingSettings;
+pub use broker::{Broker, StartError};
+pub use config::{BrokerConfig, KafkaSettings};
 pub use hand_over::HandOver;
 pub use http::not_ready;
-pub use identity::Identity;
-pub use kafka::MAX_REQUEST_BYTES;
-pub use meta::{Outcome, Refusal};
+pub use shared::Inner;
+pub use strand_kafka::MAX_REQUEST_BYTES;
+pub use strand_node::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard, Identity, Outcome, Refusal, now_ms};
 pub use tuning::RaftTuning;

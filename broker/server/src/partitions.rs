@@ -13,16 +13,16 @@ use strand_log::{FlushPolicy, LogConfig};
 use strand_meta::{ClusterState, Topic};
 use strand_raft::{Caching, GroupStateMachine, LogStore, PageCacheWindows, RECENT_AGE_MAX};
 
-use crate::broker::Inner;
-use crate::network::GroupNetwork;
-use crate::registry::{Group, PartitionReplica, partition_group};
+use crate::shared::Inner;
+use strand_node::network::GroupNetwork;
+use strand_node::registry::{Group, PartitionReplica, partition_group};
 
 /// How often the manager looks again even without a metadata change (to retry failures).
 const RESYNC: Duration = Duration::from_secs(1);
 
 /// Runs until the broker shuts down.
 pub async fn run(inner: Arc<Inner>) {
-    let mut state = inner.state.clone();
+    let mut state = inner.cluster.watch();
     let mut stop = inner.shutdown.subscribe();
     loop {
         let current = state.borrow_and_update().clone();
@@ -85,7 +85,7 @@ fn log_config(topic: &Topic) -> LogConfig {
 }
 
 async fn sync(inner: &Inner, state: &ClusterState) {
-    let me = inner.broker_id();
+    let me = inner.cluster.broker_id();
     let mut wanted = HashSet::new();
     for (topic_id, partition, _) in state.assignments_for(me) {
         let group = partition_group(topic_id, partition.0);
@@ -131,20 +131,20 @@ async fn open_replica(
     let store = LogStore::open(
         &dir,
         log_config(topic),
-        inner.identity.node_id,
+        inner.cluster.identity().node_id,
         Caching {
             windows: PAGE_CACHE_WINDOWS,
             recent: Some(inner.recent_entries.clone()),
         },
     )
     .map_err(|e| e.to_string())?;
-    let producers = crate::producers::ProducerState::default();
+    let producers = strand_node::producers::ProducerState::default();
     let sm =
         GroupStateMachine::open(&dir, store.log(), producers.clone()).map_err(|e| e.to_string())?;
     let raft = openraft::Raft::new(
-        inner.identity.node_id,
+        inner.cluster.identity().node_id,
         Arc::new(inner.config.tuning.partition_config()),
-        GroupNetwork::new(group.to_string(), inner.peers.clone()),
+        GroupNetwork::new(group.to_string(), inner.cluster.peers().clone()),
         store.clone(),
         sm.clone(),
     )
@@ -175,7 +175,8 @@ async fn start_group(
     let Some(assignment) = topic.partitions.get(replica.partition as usize) else {
         return Ok(());
     };
-    let starts_here = assignment.initial_nodes.first().map(|n| n.0) == Some(inner.identity.node_id);
+    let starts_here =
+        assignment.initial_nodes.first().map(|n| n.0) == Some(inner.cluster.identity().node_id);
     // A group with a membership is running; asking openraft would cost a call per second each.
     let has_members = replica
         .raft

@@ -16,9 +16,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use std::sync::Arc;
 
-use crate::broker::Inner;
-use crate::convert;
-use crate::registry::{Group, Registry};
+use crate::shared::Inner;
+use strand_node::convert;
+use strand_node::registry::{Group, Registry};
 
 /// The Raft gRPC service of one broker.
 pub struct RaftService {
@@ -32,7 +32,7 @@ impl RaftService {
     pub fn new(inner: Arc<Inner>) -> Self {
         RaftService {
             registry: inner.registry.clone(),
-            node_id: inner.identity.node_id,
+            node_id: inner.cluster.identity().node_id,
             inner,
         }
     }

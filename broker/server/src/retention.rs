@@ -12,8 +12,8 @@ use openraft::async_runtime::WatchReceiver;
 use strand_log::{CompactionPolicy, Index, RetentionPolicy};
 use strand_meta::{CleanupPolicy, TopicConfig, validate_topic_config};
 
-use crate::broker::{Inner, now_ms};
-use crate::registry::PartitionReplica;
+use crate::shared::Inner;
+use strand_node::registry::PartitionReplica;
 
 /// Runs until the broker shuts down, one pass every `retention_check_interval`.
 pub async fn run(inner: Arc<Inner>) {
@@ -25,7 +25,7 @@ pub async fn run(inner: Arc<Inner>) {
             _ = tokio::time::sleep(inner.config.kafka.retention_check_interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let state = inner.cluster();
+        let state = inner.cluster.state();
         let partitions = inner.registry.partitions();
         compacted.retain(|group, _| partitions.iter().any(|(g, _)| **g == **group));
         for (group, replica) in partitions {
@@ -95,9 +95,11 @@ async fn tend(
     let delete_retention_ms = config.delete_retention_ms.min(i64::MAX as u64) as i64;
     let topic = replica.topic.clone();
     let partition = replica.partition;
+    // The store's clock, the one its appends were stamped with.
+    let clock = replica.store.clock();
     tokio::task::spawn_blocking(move || {
         let mut log = log.write().map_err(|_| "log lock poisoned".to_string())?;
-        let now = now_ms();
+        let now = clock.now_ms();
         if limited {
             let retained = log
                 .apply_retention(retention, below, now)

@@ -6,20 +6,21 @@ use strand_proto::admin::admin_server::AdminServer;
 use strand_proto::broker::broker_server::BrokerServer;
 use strand_proto::raft::raft_server::RaftServer;
 
+use crate::admin::Admin;
 use crate::admin_service::AdminService;
-use crate::broker::Inner;
 use crate::broker_service::BrokerService;
 use crate::raft_service::RaftService;
+use crate::shared::Inner;
 
 /// Largest gRPC message a broker accepts or sends (an append of several large batches).
 const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 /// Serves the broker's gRPC services on `listener` until the broker shuts down.
-pub async fn serve_grpc(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
+pub async fn serve_grpc(inner: Arc<Inner>, admin: Arc<Admin>, listener: tokio::net::TcpListener) {
     let raft = RaftServer::new(RaftService::new(inner.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let admin = AdminServer::new(AdminService::new(inner.clone()));
+    let admin = AdminServer::new(AdminService::new(admin));
     let broker = BrokerServer::new(BrokerService::new(inner.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -29,8 +30,8 @@ pub async fn serve_grpc(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
     // the leader's delayed acknowledgement, 40 ms on Linux, in about one commit of a hundred.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
-        .initial_stream_window_size(crate::network::STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(crate::network::CONNECTION_WINDOW_BYTES)
+        .initial_stream_window_size(strand_node::network::STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(strand_node::network::CONNECTION_WINDOW_BYTES)
         .add_service(raft)
         .add_service(admin)
         .add_service(broker)

@@ -353,6 +353,7 @@ async fn a_replica_moves_to_another_broker_and_leadership_follows_the_preferred_
         .as_ref()
         .unwrap()
         .inner()
+        .cluster
         .propose(
             &Command::ReassignPartition {
                 topic_id,
@@ -491,6 +492,7 @@ async fn leadership_offered_to_a_broker_that_just_stopped_is_taken_by_another_re
         .as_ref()
         .unwrap()
         .inner()
+        .cluster
         .propose(
             &Command::ReassignPartition {
                 topic_id,

@@ -53,11 +53,10 @@ impl Cluster {
             brokers.push(Some(Broker::start(config).await.unwrap()));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while brokers
-            .iter()
-            .flatten()
-            .any(|b| b.inner().cluster().brokers().len() < size || b.inner().controller().is_none())
-        {
+        while brokers.iter().flatten().any(|b| {
+            b.inner().cluster.state().brokers().len() < size
+                || b.inner().cluster.controller().is_none()
+        }) {
             assert!(Instant::now() < deadline, "cluster did not form");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -199,7 +198,7 @@ async fn pre_stop_hands_every_leadership_to_another_broker() {
     let leaving = (0..3).max_by_key(|b| led(&cluster, *b)).unwrap();
     let partitions_led = led(&cluster, leaving);
     assert!(partitions_led > 0);
-    let was_controller = cluster.broker(leaving).inner().is_controller();
+    let was_controller = cluster.broker(leaving).inner().cluster.is_controller();
 
     let report = pre_stop(&cluster, leaving, 30_000).await;
     assert_eq!(report.remaining, 0, "{report:?}");
@@ -209,7 +208,7 @@ async fn pre_stop_hands_every_leadership_to_another_broker() {
         partitions_led + usize::from(was_controller),
         "{report:?}"
     );
-    assert!(!cluster.broker(leaving).inner().is_controller());
+    assert!(!cluster.broker(leaving).inner().cluster.is_controller());
     for p in 0..6 {
         let leader = cluster.leader("spread", p);
         assert!(

@@ -66,10 +66,10 @@ impl Cluster {
             brokers.push(Broker::start(config).await.unwrap());
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while brokers
-            .iter()
-            .any(|b| b.inner().cluster().brokers().len() < 3 || b.inner().controller().is_none())
-        {
+        while brokers.iter().any(|b| {
+            b.inner().cluster.state().brokers().len() < 3
+                || b.inner().cluster.controller().is_none()
+        }) {
             assert!(Instant::now() < deadline, "cluster did not form");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

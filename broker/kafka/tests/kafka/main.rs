@@ -32,6 +32,7 @@ struct Cluster {
     brokers: Vec<Option<Broker>>,
     bootstrap: String,
     kafka: Vec<SocketAddr>,
+    grpc: Vec<SocketAddr>,
 }
 
 impl Cluster {
@@ -74,10 +75,10 @@ impl Cluster {
         // Clients are started once the cluster has formed: every broker registered, and a
         // controller elected.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while brokers
-            .iter()
-            .any(|b| b.inner().cluster().brokers().len() < 3 || b.inner().controller().is_none())
-        {
+        while brokers.iter().any(|b| {
+            b.inner().cluster.state().brokers().len() < 3
+                || b.inner().cluster.controller().is_none()
+        }) {
             assert!(std::time::Instant::now() < deadline, "cluster did not form");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -90,6 +91,7 @@ impl Cluster {
             brokers: brokers.into_iter().map(Some).collect(),
             bootstrap,
             kafka,
+            grpc,
         }
     }
 
@@ -517,6 +519,8 @@ async fn idempotent_producer_across_a_leader_kill_writes_each_record_once() {
 }
 
 /// A client that speaks the Kafka wire format directly, for what librdkafka will not send.
+mod append_guards;
+
 mod wire {
     use bytes::{Buf, BufMut, Bytes, BytesMut};
     use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};

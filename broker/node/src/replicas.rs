@@ -1,0 +1,262 @@
+//! The partition replicas as writers and readers see them: find the local leader of a
+//! partition, and append to it through the one path every writer takes, with every guard in
+//! one place.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
+use strand_meta::{BrokerId, ClusterState, Topic};
+
+use crate::append::{AppendError, CheckedBatch, ProducerRefusal, TopicRules, Writer};
+use crate::cluster::{Cluster, now_ms};
+use crate::disk::DiskGuard;
+use crate::producers::Verdict;
+use crate::registry::{Group, PartitionReplica, Registry, Submitted, partition_group};
+use crate::views::SharedViews;
+
+/// The partition replicas hosted here, with what their guards look at. Cheap to clone.
+#[derive(Clone)]
+pub struct Replicas {
+    cluster: Cluster,
+    registry: Registry,
+    views: Arc<SharedViews>,
+    disk: Arc<DiskGuard>,
+}
+
+/// An append handed to Raft.
+pub enum Appended {
+    /// Queued in order; its outcome comes once committed.
+    Submitted {
+        /// The write, to wait for.
+        submitted: Submitted,
+        /// The log start offset when it was queued.
+        log_start_offset: i64,
+        /// The time stamped under `LogAppendTime`; -1 otherwise.
+        log_append_time: i64,
+    },
+    /// A retry of an idempotent batch already written, at this base offset.
+    Duplicate(i64),
+}
+
+impl Replicas {
+    /// The replicas of `registry`, guarded by the cluster state, the controller's views and
+    /// this broker's disk.
+    pub fn new(
+        cluster: Cluster,
+        registry: Registry,
+        views: Arc<SharedViews>,
+        disk: Arc<DiskGuard>,
+    ) -> Replicas {
+        Replicas {
+            cluster,
+            registry,
+            views,
+            disk,
+        }
+    }
+
+    /// The groups hosted here.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The local replica of `topic`/`partition` if it leads, with its leader epoch.
+    pub fn leader(
+        &self,
+        state: &ClusterState,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<PartitionReplica>, i32), AppendError> {
+        let unknown = || AppendError::UnknownPartition(format!("{topic}-{partition}"));
+        let meta = state.topic_by_name(topic).ok_or_else(unknown)?;
+        let index = u32::try_from(partition).map_err(|_| unknown())?;
+        if index as usize >= meta.partitions.len() {
+            return Err(unknown());
+        }
+        let not_led = || AppendError::NotLeader(format!("{topic}-{partition} is not led here"));
+        let Some(Group::Partition(replica)) = self.registry.get(&partition_group(meta.id, index))
+        else {
+            return Err(not_led());
+        };
+        // Read in place: this runs for every partition of every produce and fetch.
+        let (leads, term) = {
+            let watch = replica.raft.metrics();
+            let metrics = watch.borrow_watched();
+            (
+                metrics.state == openraft::ServerState::Leader
+                    && metrics.current_leader == Some(self.cluster.node_id()),
+                metrics.current_term,
+            )
+        };
+        if !leads {
+            return Err(not_led());
+        }
+        Ok((replica, i32::try_from(term).unwrap_or(i32::MAX)))
+    }
+
+    /// The replicas of a partition caught up with the leader (Kafka's ISR), from the
+    /// controller's view.
+    pub fn in_sync(&self, topic: &Topic, partition: u32) -> Vec<BrokerId> {
+        let Some(assignment) = topic.partitions.get(partition as usize) else {
+            return Vec::new();
+        };
+        let lagging = self
+            .views
+            .get(&partition_group(topic.id, partition))
+            .map(|v| v.lagging)
+            .unwrap_or_default();
+        assignment
+            .replicas
+            .iter()
+            .filter(|b| !lagging.contains(b) && self.views.alive(**b))
+            .copied()
+            .collect()
+    }
+
+    /// Appends `records` to `topic`/`partition` for `writer`: the one write path. The guards,
+    /// in order: internal topics take only the broker's writes; this replica must lead; no
+    /// broker holding a replica may be short of disk; acks=all needs `min.insync.replicas`
+    /// in sync; the batch must pass [`CheckedBatch::check`] under the topic's rules; an
+    /// idempotent producer's batch must be next in its sequence. Returns once the batch is
+    /// queued in Raft, so appends made one after another keep their order.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Option<Bytes>,
+        writer: Writer,
+    ) -> Result<Appended, AppendError> {
+        let state = self.cluster.state();
+        let meta = state.topic_by_name(topic);
+        if meta.is_some_and(Topic::is_internal) && writer != Writer::Broker {
+            // Kafka answers the same (ReplicaManager.appendToLocalLog).
+            return Err(AppendError::InternalTopic(topic.to_string()));
+        }
+        let rules =
+            TopicRules::of(meta.and_then(|t| strand_meta::validate_topic_config(&t.config).ok()));
+        let (replica, _) = self.leader(&state, topic, partition)?;
+        self.check_space(&state, topic, partition)?;
+        if writer.acks_all()
+            && rules.min_insync_replicas > 1
+            && let Some(meta) = meta
+        {
+            self.check_in_sync(meta, partition, rules.min_insync_replicas)?;
+        }
+        let batch = CheckedBatch::check(records, &rules, now_ms())?;
+        if batch.is_idempotent()
+            && let Some(base_offset) = check_idempotent(&replica, &batch)?
+        {
+            return Ok(Appended::Duplicate(base_offset));
+        }
+        let log_start_offset = replica
+            .store
+            .log()
+            .read()
+            .map(|l| l.log_start_offset().0)
+            .unwrap_or(-1);
+        let log_append_time = batch.log_append_time();
+        let header = *batch.header();
+        let idempotent = batch.is_idempotent();
+        match replica.submit(batch).await {
+            Ok(submitted) => Ok(Appended::Submitted {
+                submitted,
+                log_start_offset,
+                log_append_time,
+            }),
+            Err(e) => {
+                if idempotent {
+                    replica.producers.unreserve(&header);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses a write when a broker holding a replica of the partition is short of disk
+    /// space: this one, as measured here, or another, as the controller last heard.
+    fn check_space(
+        &self,
+        state: &ClusterState,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), AppendError> {
+        if self.disk.is_low() {
+            return Err(AppendError::Storage(format!(
+                "broker {} has {} bytes of disk free, below its reserve of {}; retry once space is freed",
+                self.cluster.broker_id(),
+                self.disk.free(),
+                self.disk.reserve()
+            )));
+        }
+        let full = state
+            .topic_by_name(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+            .and_then(|a| a.hosts().find(|b| self.views.disk_low(*b)));
+        match full {
+            Some(full) => Err(AppendError::Storage(format!(
+                "broker {full}, which holds a replica of {topic}-{partition}, is nearly out of disk space; retry once space is freed"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses an acks=all write when fewer replicas are in sync (Kafka's ISR, as Metadata
+    /// reports it) than the topic's `min.insync.replicas`.
+    fn check_in_sync(&self, meta: &Topic, partition: i32, min: u32) -> Result<(), AppendError> {
+        let Ok(index) = u32::try_from(partition) else {
+            return Ok(());
+        };
+        let in_sync = self.in_sync(meta, index);
+        if in_sync.len() >= min as usize {
+            return Ok(());
+        }
+        let brokers: Vec<String> = in_sync.iter().map(|b| b.0.to_string()).collect();
+        Err(AppendError::NotEnoughReplicas(format!(
+            "{}-{partition} has {} replicas in sync (brokers [{}]), fewer than its min.insync.replicas of {min}",
+            meta.name,
+            in_sync.len(),
+            brokers.join(", ")
+        )))
+    }
+}
+
+/// Checks an idempotent producer's batch: a retry of a written batch is answered with its
+/// offset (`Some`), a gap or an old epoch is refused, and anything else is reserved (`None`)
+/// and written.
+fn check_idempotent(
+    replica: &PartitionReplica,
+    batch: &CheckedBatch,
+) -> Result<Option<i64>, AppendError> {
+    let (leading, applied_term, term) = {
+        let watch = replica.raft.metrics();
+        let metrics = watch.borrow_watched();
+        (
+            metrics.state == openraft::ServerState::Leader,
+            metrics.last_applied.map(|l| l.leader_id.term),
+            metrics.current_term,
+        )
+    };
+    // Leadership first, as Kafka checks it: a follower's producer state lags the leader's, so
+    // a batch sent to a replica that just stopped leading looked like a sequence gap there
+    // (OUT_OF_ORDER_SEQUENCE_NUMBER, fatal to an idempotent client) instead of being sent on
+    // to the new leader.
+    if !leading {
+        return Err(AppendError::NotLeader(
+            "this replica does not lead the partition".to_string(),
+        ));
+    }
+    // Until this leader has applied its own first entry, earlier leaders' batches may still be
+    // unapplied, and a retry of one of them would not be recognised.
+    if applied_term != Some(term) {
+        return Err(AppendError::NotLeader(
+            "the new leader is still applying earlier entries".to_string(),
+        ));
+    }
+    match replica.producers.check(term, batch.header()) {
+        Verdict::Append => Ok(None),
+        Verdict::Duplicate(base_offset) => Ok(Some(base_offset)),
+        Verdict::InFlight => Err(AppendError::InFlight),
+        Verdict::Refused(e) => Err(AppendError::Producer(ProducerRefusal(e))),
+    }
+}

@@ -1,0 +1,42 @@
+//! How a broker is started: its addresses, data directory, seeds and settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use strand_kafka::KafkaSettings;
+
+use crate::tuning::RaftTuning;
+
+/// How a broker is started.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The stable broker id (the pod ordinal on Kubernetes).
+    pub broker_id: u32,
+    /// Where the broker keeps its identity, metadata log and partitions.
+    pub data_dir: PathBuf,
+    /// Address the gRPC server (Raft, admin, broker calls) listens on.
+    pub grpc_listen: SocketAddr,
+    /// host:port other brokers and clients use to reach the gRPC server.
+    pub grpc_advertised: String,
+    /// host:port Kafka clients will use (recorded in metadata).
+    pub kafka_advertised: String,
+    /// Address the Kafka listener binds.
+    pub kafka_listen: SocketAddr,
+    /// How the Kafka listener behaves.
+    pub kafka: KafkaSettings,
+    /// Address the HTTP server (/healthz, /readyz, /metrics) listens on.
+    pub http_listen: SocketAddr,
+    /// host:port of the HTTP server, recorded in metadata.
+    pub http_advertised: String,
+    /// gRPC addresses of the seed brokers, which form the metadata group of a new cluster.
+    pub seeds: Vec<String>,
+    /// The broker's rack, for spreading replicas.
+    pub rack: Option<String>,
+    /// Raft heartbeats, election timeouts and snapshots.
+    pub tuning: RaftTuning,
+    /// How the cluster balances replicas and leaders (the controller's settings count).
+    pub balancing: crate::balancer::BalancingSettings,
+    /// Free bytes the data directory keeps in reserve: below this, partitions with a replica
+    /// here refuse produce.
+    pub disk_reserve_bytes: u64,
+}
