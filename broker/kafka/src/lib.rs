@@ -33,6 +33,8 @@ use tokio::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use strand_node::Limits;
+
 use crate::context::{Context, Shared};
 
 /// Kafka listener settings.
@@ -48,6 +50,8 @@ pub struct KafkaSettings {
     pub default_replication_factor: u16,
     /// `log.retention.check.interval.ms`: how often replicas apply retention and compaction.
     pub retention_check_interval: Duration,
+    /// The bounds on what clients send (`strand_node::limits`).
+    pub limits: Limits,
 }
 
 impl Default for KafkaSettings {
@@ -57,6 +61,7 @@ impl Default for KafkaSettings {
             default_partitions: 1,
             default_replication_factor: 3,
             retention_check_interval: Duration::from_secs(300),
+            limits: Limits::default(),
         }
     }
 }

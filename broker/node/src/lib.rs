@@ -10,6 +10,7 @@ mod cluster;
 pub mod convert;
 pub mod disk;
 pub mod identity;
+pub mod limits;
 pub mod meta;
 pub mod network;
 pub mod producers;
@@ -22,6 +23,7 @@ pub use append::{AppendError, CheckedBatch, TopicRules, Writer};
 pub use cluster::{Cluster, now_ms};
 pub use disk::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard};
 pub use identity::Identity;
+pub use limits::Limits;
 pub use meta::{MetaMachine, Outcome, Refusal, SharedState};
 pub use network::{GroupNetwork, Peers};
 pub use registry::{

@@ -37,6 +37,20 @@ struct Cluster {
 
 impl Cluster {
     async fn start(dir: &Path, auto_create_topics: bool) -> Cluster {
+        Cluster::start_with(
+            dir,
+            KafkaSettings {
+                auto_create_topics,
+                // Short, so the retention test need not wait long.
+                retention_check_interval: Duration::from_millis(300),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Three brokers with the Kafka listener settings `kafka` (lower limits, say).
+    async fn start_with(dir: &Path, settings: KafkaSettings) -> Cluster {
         if let Ok(filter) = std::env::var("STRAND_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -56,12 +70,7 @@ impl Cluster {
                 grpc_advertised: grpc[i as usize].to_string(),
                 kafka_advertised: kafka[i as usize].to_string(),
                 kafka_listen: kafka[i as usize],
-                kafka: KafkaSettings {
-                    auto_create_topics,
-                    // Short, so the retention test need not wait long.
-                    retention_check_interval: Duration::from_millis(300),
-                    ..Default::default()
-                },
+                kafka: settings.clone(),
                 http_listen: http,
                 http_advertised: http.to_string(),
                 seeds: seeds.clone(),
