@@ -14,8 +14,8 @@ use strand_node::{AppendError, Appended, Writer};
 
 use crate::errors::append_error_code;
 
-use crate::Pending;
 use crate::context::Context;
+use crate::dispatch::Pending;
 
 /// One partition's part of the answer, before or after the commit.
 enum Slot {

@@ -31,6 +31,6 @@ pub use config::{BrokerConfig, KafkaSettings};
 pub use hand_over::HandOver;
 pub use http::not_ready;
 pub use shared::Inner;
-pub use strand_kafka::MAX_REQUEST_BYTES;
+
 pub use strand_node::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard, Identity, Outcome, Refusal, now_ms};
 pub use tuning::RaftTuning;

@@ -529,6 +529,7 @@ async fn idempotent_producer_across_a_leader_kill_writes_each_record_once() {
 
 /// A client that speaks the Kafka wire format directly, for what librdkafka will not send.
 mod append_guards;
+mod connection_limits;
 
 mod wire {
     use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -556,6 +557,55 @@ mod wire {
                 .write_all(&(body.len() as i32).to_be_bytes())
                 .await?;
             self.stream.write_all(body).await
+        }
+
+        /// Sends bytes as they are, with no size prefix.
+        pub async fn send_raw(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).await.unwrap();
+        }
+
+        /// Sends a Produce v9 of `batch` to partition 0 of `topic` (acks=all) without waiting
+        /// for the answer; its correlation id.
+        pub async fn send_produce(&mut self, topic: &str, batch: Bytes) -> i32 {
+            use kafka_protocol::messages::produce_request::{
+                PartitionProduceData, TopicProduceData,
+            };
+            use kafka_protocol::messages::{ProduceRequest, TopicName};
+            let request = ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(batch)),
+                        ]),
+                ]);
+            self.correlation += 1;
+            let mut buf = BytesMut::new();
+            RequestHeader::default()
+                .with_request_api_key(ApiKey::Produce as i16)
+                .with_request_api_version(9)
+                .with_correlation_id(self.correlation)
+                .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+                .encode(&mut buf, ApiKey::Produce.request_header_version(9))
+                .unwrap();
+            request.encode(&mut buf, 9).unwrap();
+            self.send_frame(&buf).await.unwrap();
+            self.correlation
+        }
+
+        /// Reads the next Produce v9 answer: its correlation id and the response.
+        pub async fn read_produce(&mut self) -> (i32, kafka_protocol::messages::ProduceResponse) {
+            let mut frame = self.read_frame().await.expect("a response");
+            let header =
+                ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(9))
+                    .unwrap();
+            let response =
+                kafka_protocol::messages::ProduceResponse::decode(&mut frame, 9).unwrap();
+            (header.correlation_id, response)
         }
 
         /// Reads one frame; `None` when the broker closed the connection.
