@@ -12,46 +12,9 @@ use serde::{Deserialize, Serialize};
 
 pub use strand_meta::{ConfigError, KEYS, KeySpec, ValueKind, check_entry, key_spec};
 
-/// `cleanup.policy`: what happens to old segments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum CleanupPolicy {
-    /// Delete segments past retention.
-    #[serde(rename = "delete")]
-    Delete,
-    /// Keep the latest record of every key.
-    #[serde(rename = "compact")]
-    Compact,
-    /// Compact, and also delete past retention.
-    #[serde(rename = "compact,delete")]
-    CompactDelete,
-}
-
-/// `compression.type`: how the broker stores batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CompressionType {
-    /// Keep whatever codec the producer used.
-    Producer,
-    /// Store uncompressed.
-    Uncompressed,
-    /// gzip.
-    Gzip,
-    /// Snappy.
-    Snappy,
-    /// LZ4.
-    Lz4,
-    /// Zstandard.
-    Zstd,
-}
-
-/// `message.timestamp.type`: which timestamp records carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum TimestampType {
-    /// The producer's timestamp.
-    CreateTime,
-    /// The broker's time of append.
-    LogAppendTime,
-}
+/// The value types are `strand-meta`'s, with their schemas (its `schema` feature): one
+/// definition of each for the broker, the operator and the CRDs.
+pub use strand_meta::{CleanupPolicy, CompressionType, TimestampType};
 
 /// Kafka topic config with typed values; absent keys take the cluster's defaults.
 ///

@@ -258,10 +258,18 @@ fn encode_response(
     api_key: ApiKey,
     version: i16,
     response: &ResponseKind,
-) -> Result<(), String> {
+) -> Result<(), EncodeError> {
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(out, api_key.response_header_version(version))
-        .map_err(|e| e.to_string())?;
-    response.encode(out, version).map_err(|e| e.to_string())
+        .map_err(|e| EncodeError(e.to_string()))?;
+    response
+        .encode(out, version)
+        .map_err(|e| EncodeError(e.to_string()))
 }
+
+/// A response the protocol library cannot encode (a value out of its version's range): a
+/// broker bug, logged; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the response: {0}")]
+struct EncodeError(String);

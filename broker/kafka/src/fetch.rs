@@ -65,6 +65,7 @@ pub async fn fetch(ctx: Context, req: FetchRequest, version: i16) -> FetchRespon
     } else {
         FETCH_RESPONSE_MAX
     };
+    let wanted = Arc::new(wanted);
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms.max(0)).unwrap_or(0));
     let deadline = Instant::now() + wait.min(FETCH_WAIT_MAX);
@@ -78,7 +79,13 @@ pub async fn fetch(ctx: Context, req: FetchRequest, version: i16) -> FetchRespon
         for watch in &mut watches {
             watch.borrow_and_update();
         }
-        let (partitions, bytes, errors) = read_all(&wanted, response_max);
+        // Reading segment files blocks: off the async workers.
+        let reading = wanted.clone();
+        let read = tokio::task::spawn_blocking(move || read_all(&reading, response_max)).await;
+        let Ok((partitions, bytes, errors)) = read else {
+            tracing::error!("a fetch read failed");
+            break Vec::new();
+        };
         if bytes >= min_bytes.max(1)
             || errors
             || watches.is_empty()
@@ -175,6 +182,15 @@ pub async fn list_offsets(
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    // A timestamp lookup reads segment files: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || list_offsets_now(&ctx, &req, version)).await;
+    answer.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "ListOffsets failed");
+        ListOffsetsResponse::default()
+    })
+}
+
+fn list_offsets_now(ctx: &Context, req: &ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .iter()
@@ -189,7 +205,7 @@ pub async fn list_offsets(
                         .with_offset(-1)
                         .with_leader_epoch(-1);
                     match list_one(
-                        &ctx,
+                        ctx,
                         &topic.name,
                         p.partition_index,
                         p.current_leader_epoch,

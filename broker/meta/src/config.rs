@@ -181,18 +181,24 @@ pub fn check_entry(key: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// `cleanup.policy`: what happens to old segments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CleanupPolicy {
     /// Delete segments past retention.
+    #[serde(rename = "delete")]
     Delete,
     /// Keep the latest record of every key.
+    #[serde(rename = "compact")]
     Compact,
     /// Compact, and also delete past retention.
+    #[serde(rename = "compact,delete")]
     CompactDelete,
 }
 
-/// `compression.type`: the codec the broker stores batches with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `compression.type`: how the broker stores batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum CompressionType {
     /// Keep whatever codec the producer used.
     Producer,
@@ -209,7 +215,8 @@ pub enum CompressionType {
 }
 
 /// `message.timestamp.type`: which timestamp records carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum TimestampType {
     /// The producer's timestamp.
     CreateTime,

@@ -17,6 +17,28 @@ use crate::meta::{Outcome, Refusal, SharedState, encode_command};
 use crate::network::Peers;
 use crate::registry::MetaRaft;
 
+/// Why one attempt at a metadata proposal failed (the caller may try again elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This broker stopped being the controller while proposing.
+    #[error("the controller changed")]
+    ControllerChanged,
+    /// The metadata group refused or failed the write.
+    #[error("the metadata group did not take it: {0}")]
+    Raft(String),
+    /// The controller applied it but gave no answer that could be read.
+    #[error("the controller gave no answer")]
+    NoAnswer,
+    /// The broker at `addr` could not be reached or refused the call.
+    #[error("controller at {addr}: {message}")]
+    Unreachable {
+        /// The broker asked.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
 /// The metadata group's handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -136,18 +158,18 @@ impl Cluster {
     /// controller. Retries while no controller is elected, up to `patience`.
     pub async fn propose(&self, command: &Command, patience: Duration) -> Result<Outcome, Refusal> {
         let deadline = Instant::now() + patience;
-        let mut last_problem = "no controller is elected yet".to_string();
+        let mut last_problem: Option<ProposeError> = None;
         while Instant::now() < deadline {
             match self.controller() {
                 Some((leader, _)) if leader == self.parts.identity.node_id => {
                     match self.propose_here(command).await {
                         Ok(outcome) => return Ok(outcome),
-                        Err(problem) => last_problem = problem,
+                        Err(problem) => last_problem = Some(problem),
                     }
                 }
                 Some((_, addr)) => match self.propose_there(&addr, command).await {
                     Ok(outcome) => return Ok(outcome),
-                    Err(problem) => last_problem = problem,
+                    Err(problem) => last_problem = Some(problem),
                 },
                 // Not in the metadata group (yet): a seed knows the controller.
                 None => {
@@ -159,7 +181,7 @@ impl Cluster {
                     {
                         match self.propose_there(seed, command).await {
                             Ok(outcome) => return Ok(outcome),
-                            Err(problem) => last_problem = problem,
+                            Err(problem) => last_problem = Some(problem),
                         }
                     }
                 }
@@ -168,28 +190,35 @@ impl Cluster {
         }
         Err(Refusal::new(
             ErrorReason::NotController,
-            format!("metadata change not accepted: {last_problem}"),
+            match last_problem {
+                Some(problem) => format!("metadata change not accepted: {problem}"),
+                None => "metadata change not accepted: no controller is elected yet".to_string(),
+            },
         ))
     }
 
     /// Proposes on the local metadata group, which must lead.
-    pub async fn propose_here(&self, command: &Command) -> Result<Outcome, String> {
+    pub async fn propose_here(&self, command: &Command) -> Result<Outcome, ProposeError> {
         let batch = encode_command(command, now_ms());
         match self.parts.meta.client_write(batch).await {
             Ok(resp) => resp
                 .data
                 .answer
                 .and_then(|a| serde_json::from_slice(&a).ok())
-                .ok_or_else(|| "the controller gave no answer".to_string()),
+                .ok_or(ProposeError::NoAnswer),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err("the controller changed".to_string())
+                Err(ProposeError::ControllerChanged)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(ProposeError::Raft(e.to_string())),
         }
     }
 
     /// Proposes through the broker at `addr`, which passes it to the controller if it is not.
-    pub async fn propose_there(&self, addr: &str, command: &Command) -> Result<Outcome, String> {
+    pub async fn propose_there(
+        &self,
+        addr: &str,
+        command: &Command,
+    ) -> Result<Outcome, ProposeError> {
         self.send_proposal(
             addr,
             ProposeRequest {
@@ -206,7 +235,7 @@ impl Cluster {
         &self,
         addr: &str,
         command: &Command,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, ProposeError> {
         self.send_proposal(
             addr,
             ProposeRequest {
@@ -217,16 +246,28 @@ impl Cluster {
         .await
     }
 
-    async fn send_proposal(&self, addr: &str, proposal: ProposeRequest) -> Result<Outcome, String> {
-        let channel = self.parts.peers.channel(addr).map_err(|e| e.to_string())?;
+    async fn send_proposal(
+        &self,
+        addr: &str,
+        proposal: ProposeRequest,
+    ) -> Result<Outcome, ProposeError> {
+        let unreachable = |message: String| ProposeError::Unreachable {
+            addr: addr.to_string(),
+            message,
+        };
+        let channel = self
+            .parts
+            .peers
+            .channel(addr)
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut client = BrokerClient::new(channel);
         let mut request = tonic::Request::new(proposal);
         request.set_timeout(Duration::from_secs(5));
         let answer = client
             .propose_metadata(request)
             .await
-            .map_err(|s| format!("controller at {addr}: {}", s.message()))?;
-        serde_json::from_slice(&answer.into_inner().answer).map_err(|e| e.to_string())
+            .map_err(|s| unreachable(s.message().to_string()))?;
+        serde_json::from_slice(&answer.into_inner().answer).map_err(|_| ProposeError::NoAnswer)
     }
 }
 

@@ -20,7 +20,7 @@ mod topic_admin;
 pub mod views;
 
 pub use append::{AppendError, CheckedBatch, TopicRules, Writer};
-pub use cluster::{Cluster, now_ms};
+pub use cluster::{Cluster, ProposeError, now_ms};
 pub use disk::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard};
 pub use identity::Identity;
 pub use limits::Limits;

@@ -82,14 +82,14 @@ impl BrokerRpc for BrokerService {
                 .cluster
                 .propose_here(&command)
                 .await
-                .map_err(Status::unavailable)?
+                .map_err(|e| Status::unavailable(e.to_string()))?
         } else if let (false, Some((_, addr))) = (req.forwarded, self.inner.cluster.controller()) {
             // Passed on at most once, so a forward never loops.
             self.inner
                 .cluster
                 .pass_to_controller(&addr, &command)
                 .await
-                .map_err(Status::unavailable)?
+                .map_err(|e| Status::unavailable(e.to_string()))?
         } else {
             return Err(Status::failed_precondition(
                 "this broker is not the controller",

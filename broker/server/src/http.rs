@@ -102,8 +102,22 @@ async fn pre_stop(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuery) ->
     }
 }
 
+/// A pre-stop query string that cannot be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum QueryError {
+    /// `timeout_ms` is not a number.
+    #[error("timeout_ms must be a number of milliseconds, not `{0}`")]
+    NotMilliseconds(String),
+    /// Another parameter.
+    #[error("unknown query parameter `{0}`; only timeout_ms is known")]
+    Unknown(String),
+    /// Over the longest hand-over allowed.
+    #[error("timeout_ms may be at most {}, not {}", PRE_STOP_TIMEOUT_MAX.as_millis(), .0.as_millis())]
+    TooLong(Duration),
+}
+
 /// The `timeout_ms` of a pre-stop query string, or the default.
-fn pre_stop_timeout(query: Option<&str>) -> Result<Duration, String> {
+fn pre_stop_timeout(query: Option<&str>) -> Result<Duration, QueryError> {
     let Some(query) = query.filter(|q| !q.is_empty()) else {
         return Ok(PRE_STOP_TIMEOUT);
     };
@@ -111,24 +125,18 @@ fn pre_stop_timeout(query: Option<&str>) -> Result<Duration, String> {
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("timeout_ms", value)) => {
-                let ms: u64 = value.parse().map_err(|_| {
-                    format!("timeout_ms must be a number of milliseconds, not `{value}`")
-                })?;
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|_| QueryError::NotMilliseconds(value.to_string()))?;
                 timeout = Duration::from_millis(ms);
             }
             _ => {
-                return Err(format!(
-                    "unknown query parameter `{pair}`; only timeout_ms is known"
-                ));
+                return Err(QueryError::Unknown(pair.to_string()));
             }
         }
     }
     if timeout > PRE_STOP_TIMEOUT_MAX {
-        return Err(format!(
-            "timeout_ms may be at most {}, not {}",
-            PRE_STOP_TIMEOUT_MAX.as_millis(),
-            timeout.as_millis()
-        ));
+        return Err(QueryError::TooLong(timeout));
     }
     Ok(timeout)
 }
@@ -188,7 +196,7 @@ mod tests {
         );
         assert_eq!(
             pre_stop_timeout(Some("timeout_ms=soon")),
-            Err("timeout_ms must be a number of milliseconds, not `soon`".into())
+            Err(QueryError::NotMilliseconds("soon".into()))
         );
         assert!(pre_stop_timeout(Some("timeout=1")).is_err());
         assert!(pre_stop_timeout(Some("timeout_ms=600001")).is_err());
