@@ -45,6 +45,37 @@ pub struct PartitionReplica {
 const LEASE_RENEWALS_MAX: u32 = 3;
 
 impl PartitionReplica {
+    /// Renews this leader's quorum lease when less than a quarter of it is left, so the writes
+    /// queued next are taken. openraft refuses a write while the lease has lapsed, and a
+    /// refused write can only be written again behind the writes queued after it: that
+    /// reorders a producer's batches in the log, and an idempotent producer's next batch then
+    /// looks like a gap (OUT_OF_ORDER_SEQUENCE_NUMBER, fatal to the client). An idle
+    /// partition's lease lapses because coalesced heartbeats do not report back
+    /// (`heartbeat.rs`); a leader just elected may not have one yet.
+    pub(crate) async fn renew_lease_if_due(&self) {
+        let mut metrics = self.raft.metrics();
+        let (before, alone) = {
+            let m = metrics.borrow_watched();
+            let voters = m.membership_config.membership().voter_ids().count();
+            (m.last_quorum_acked, voters <= 1)
+        };
+        // A group of one is its own quorum: its lease never lapses.
+        if alone {
+            return;
+        }
+        let lease = std::time::Duration::from_millis(self.raft.config().election_timeout_max);
+        let left = before
+            .as_ref()
+            .map(|acked| lease.saturating_sub(openraft::Instant::elapsed(&**acked)));
+        if left.is_some_and(|left| left > lease / 4) {
+            return;
+        }
+        let _ = self.raft.trigger().heartbeat().await;
+        let renewed = metrics
+            .wait_until(|m: &openraft::RaftMetrics<TypeConfig>| m.last_quorum_acked != before);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), renewed).await;
+    }
+
     /// Writes one batch through Raft and returns what applying it produced (its base offset).
     ///
     /// An idle partition's leader hears no acknowledgements, because its heartbeats are sent
@@ -115,11 +146,23 @@ impl PartitionReplica {
 impl Submitted {
     /// What applying the batch produced, once it is committed. A batch refused because the
     /// leader's lease lapsed is written again through `PartitionReplica::write`, which
-    /// renews the lease first.
+    /// renews the lease first, unless an idempotent producer wrote it: written again it
+    /// would land behind that producer's later batches, so it is refused (the client retries
+    /// it, and the producer's later batches in this term are refused until it does).
     pub async fn applied(self) -> Result<strand_raft::Applied, AppendError> {
         use openraft::error::{ClientWriteError, ForwardReason, RaftError};
         match self.outcome.await {
             Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(ClientWriteError::ForwardToLeader(f)))
+                if f.reason == ForwardReason::LeaseExpired && idempotent(&self.batch).is_some() =>
+            {
+                if let Some(header) = idempotent(&self.batch) {
+                    self.replica.producers.unreserve(&header);
+                }
+                Err(AppendError::NotLeader(
+                    "the leader's lease lapsed before the batch was taken; retry".to_string(),
+                ))
+            }
             Ok(Err(ClientWriteError::ForwardToLeader(f)))
                 if f.reason == ForwardReason::LeaseExpired =>
             {
@@ -134,6 +177,13 @@ impl Submitted {
             )),
         }
     }
+}
+
+/// The header of an idempotent producer's batch; `None` for any other.
+fn idempotent(batch: &strand_raft::Batch) -> Option<strand_log::BatchHeader> {
+    strand_log::BatchHeader::parse(&batch.0)
+        .ok()
+        .filter(|h| h.producer_id >= 0)
 }
 
 /// A Raft group's fatal error as a refusal: a storage failure is the log's, anything else

@@ -158,6 +158,7 @@ impl Replicas {
         let log_append_time = batch.log_append_time();
         let header = *batch.header();
         let idempotent = batch.is_idempotent();
+        replica.renew_lease_if_due().await;
         match replica.submit(batch).await {
             Ok(submitted) => Ok(Appended::Submitted {
                 submitted,
