@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::KafkaSettings;
 use crate::errors::append_error_code;
-use crate::groups::Groups;
+use crate::groups::state::Groups;
 
 /// The broker's parts the Kafka listener works with, handed to it by the broker.
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use strand_node::{AppendError, Refusal};
 use strand_proto::admin::ErrorReason;
 
 /// The Kafka error for a refused append: the one place this mapping lives (offset commits
-/// map the same refusals to the coordinator's errors, as Kafka does, in `groups.rs`).
+/// map the same refusals to the coordinator's errors, as Kafka does, in [`commit_error_code`]).
 pub fn append_error_code(error: &AppendError) -> ResponseError {
     match error {
         AppendError::NoRecords | AppendError::Transactional => ResponseError::InvalidRecord,

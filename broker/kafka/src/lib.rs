@@ -79,7 +79,7 @@ pub async fn serve(handles: Handles, listener: TcpListener) {
                         // Closed at once: the client sees the connection end and retries
                         // later; the connections already open go on.
                         refused_since_warning += 1;
-                        if refused_since_warning == 1 || refused_since_warning % 1000 == 0 {
+                        if refused_since_warning == 1 || refused_since_warning.is_multiple_of(1000) {
                             tracing::warn!(%peer, limit = limits.connections_max,
                                 refused = refused_since_warning,
                                 "kafka connection refused: connections_max reached");

@@ -9,10 +9,10 @@
 //! | `in_flight_requests_max` | 64 per connection | (`queued.max.requests`, per broker) | the connection's next request is not read until a response is sent |
 //! | `in_flight_bytes_max` | 256 MiB per connection | (`queued.max.request.bytes`) | likewise, by the bytes of requests being handled |
 //! | `idle_timeout` | 10 min | `connections.max.idle.ms` | an idle connection is closed |
-//! | `groups_max` | 10,000 per coordinator | (none) | JoinGroup of a new group: COORDINATOR_NOT_AVAILABLE |
+//! | `groups_max` | 10,000 per coordinator | (none) | groups with no members and no pending ids are dropped; if still full, JoinGroup of a new group: COORDINATOR_NOT_AVAILABLE |
 //! | `group_members_max` | 1,000 | `group.max.size` | JoinGroup of a new member: GROUP_MAX_SIZE_REACHED |
 //! | `pending_members_max` | 1,000 per group | (none) | JoinGroup asking for a member id: GROUP_MAX_SIZE_REACHED |
-//! | `rebalance_wait_max` | 5 min | (`group.max.session.timeout.ms`) | a JoinGroup or SyncGroup waits at most this long for the rebalance |
+//! | `rebalance_wait_max` | 5 min | (none: Kafka waits the client's rebalance timeout) | a JoinGroup or SyncGroup waits at most this long for the rebalance |
 //! | `producer_expiry` | 1 day | `producer.id.expiration.ms` | an idempotent producer silent this long is forgotten |
 //! | `producers_max` | 10,000 per partition | (none) | the producer silent longest is forgotten |
 
