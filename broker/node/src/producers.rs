@@ -5,8 +5,12 @@
 //! Every replica applies the same batches, so the state is the same everywhere and travels in
 //! snapshots. The leader also tracks batches handed to Raft but not yet applied (in flight),
 //! checked and reserved in request order before a batch is submitted.
+//!
+//! A producer is forgotten when it has been silent `producer_expiry` (measured in batch
+//! timestamps, so every replica forgets it at the same batch) or when more than
+//! `producers_max` are remembered; its next batch is then checked as one never seen.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +19,8 @@ use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 use strand_log::{BatchHeader, Offset};
 use strand_raft::{Batch, LogId, Machine};
+
+use crate::Limits;
 
 /// Batches remembered per producer, as Kafka keeps (`max.in.flight.requests.per.connection`
 /// may be at most 5 with idempotence).
@@ -31,6 +37,26 @@ struct Written {
 struct Producer {
     epoch: i16,
     batches: VecDeque<Written>,
+    /// The max timestamp of its last batch. `None` for a producer restored from a snapshot
+    /// taken before producers expired: it is not expired by time until its next batch gives
+    /// it a timestamp (an upgrade does not forget active producers), and it is the first to
+    /// go past `producers_max`.
+    #[serde(default)]
+    last_timestamp: Option<i64>,
+    /// The Raft index of its last batch, to order producers whose timestamps tie by which
+    /// wrote last (0 in an old snapshot).
+    #[serde(default)]
+    last_index: u64,
+}
+
+/// How long a producer has been silent, ordered oldest first: its last timestamp, the Raft
+/// index of its last batch, its id.
+type Age = (Option<i64>, u64, i64);
+
+impl Producer {
+    fn age(&self, id: i64) -> Age {
+        (self.last_timestamp, self.last_index, id)
+    }
 }
 
 /// Batches of one producer submitted by this leader in `term` and not applied yet.
@@ -45,10 +71,15 @@ struct InFlight {
     retry_from: Option<i32>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Producers {
     applied: HashMap<i64, Producer>,
+    /// The applied producers by age, so the one silent longest is found without a scan.
+    by_age: BTreeSet<Age>,
     in_flight: HashMap<i64, InFlight>,
+    /// `producer_expiry` in milliseconds, the unit of batch timestamps.
+    expiry_ms: i64,
+    producers_max: usize,
 }
 
 /// What to do with an idempotent batch.
@@ -65,8 +96,17 @@ pub enum Verdict {
 }
 
 /// The producer state of one partition replica, shared by its state machine and its leader.
-#[derive(Debug, Clone, Default)]
+///
+/// Every replica of a partition must be given the same limits: they decide which producers
+/// the applied state forgets, and the replicas' states must stay the same.
+#[derive(Debug, Clone)]
 pub struct ProducerState(Arc<Mutex<Producers>>);
+
+impl Default for ProducerState {
+    fn default() -> Self {
+        ProducerState::new(&Limits::default())
+    }
+}
 
 fn last_seq(header: &BatchHeader) -> i32 {
     header.base_sequence.wrapping_add(header.last_offset_delta)
@@ -78,6 +118,18 @@ fn next_seq(seq: i32) -> i32 {
 }
 
 impl ProducerState {
+    /// An empty state that forgets producers past `limits.producer_expiry` and
+    /// `limits.producers_max`.
+    pub fn new(limits: &Limits) -> Self {
+        ProducerState(Arc::new(Mutex::new(Producers {
+            applied: HashMap::new(),
+            by_age: BTreeSet::new(),
+            in_flight: HashMap::new(),
+            expiry_ms: i64::try_from(limits.producer_expiry.as_millis()).unwrap_or(i64::MAX),
+            producers_max: limits.producers_max,
+        })))
+    }
+
     /// Checks an idempotent batch against what is applied and in flight in `term`, and
     /// reserves it when it may be written.
     pub fn check(&self, term: u64, header: &BatchHeader) -> Verdict {
@@ -179,18 +231,32 @@ impl ProducerState {
     }
 }
 
-impl Machine for ProducerState {
-    fn apply(&mut self, _log_id: LogId, batch: &Batch, base_offset: Offset) -> Option<Bytes> {
-        let header = BatchHeader::parse(&batch.0).ok()?;
-        if header.producer_id < 0 {
-            return None;
+impl Producers {
+    /// Records an applied batch at Raft index `index`, then forgets whom it makes too old.
+    fn apply(&mut self, index: u64, header: &BatchHeader, base_offset: Offset) {
+        if header.producer_id >= 0 {
+            self.record(index, header, base_offset);
         }
-        let mut producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (first, last) = (header.base_sequence, last_seq(&header));
-        if let Some(flight) = producers.in_flight.get_mut(&header.producer_id) {
+        self.expire(header.max_timestamp, header.producer_id);
+    }
+
+    fn record(&mut self, index: u64, header: &BatchHeader, base_offset: Offset) {
+        let id = header.producer_id;
+        let (first, last) = (header.base_sequence, last_seq(header));
+        if let Some(flight) = self.in_flight.get_mut(&id) {
             flight.batches.retain(|b| *b != (first, last));
+            // Nothing left in flight and nothing to retry: the applied state says all the
+            // reservation did, and dropping it keeps the leader's map as small as the batches
+            // in flight.
+            if flight.batches.is_empty()
+                && flight.retry_from.is_none()
+                && flight.epoch == header.producer_epoch
+            {
+                self.in_flight.remove(&id);
+            }
         }
-        let producer = producers.applied.entry(header.producer_id).or_default();
+        let producer = self.applied.entry(id).or_default();
+        self.by_age.remove(&producer.age(id));
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
             producer.batches.clear();
@@ -203,6 +269,71 @@ impl Machine for ProducerState {
         while producer.batches.len() > REMEMBERED {
             producer.batches.pop_front();
         }
+        producer.last_timestamp = Some(header.max_timestamp);
+        producer.last_index = index;
+        self.by_age.insert(producer.age(id));
+    }
+
+    /// Forgets, after a batch with max timestamp `now` from producer `current` (-1 for none):
+    /// the producer silent longest if its last timestamp is more than `producer_expiry`
+    /// before `now`, then the oldest ones while more than `producers_max` remain.
+    ///
+    /// At most one producer is expired by time per batch, judged against that batch's own
+    /// timestamp, with no clock kept from one batch to the next. Under CreateTime the
+    /// timestamp is the client's: a client stamping the year 3000 could otherwise make every
+    /// other producer look expired with one batch, and a clock carried forward would let the
+    /// honest batches after it finish the job. This way each eviction costs the client one
+    /// batch, the price `producers_max` already sets (once the table is full, one batch under
+    /// a new producer id evicts the oldest). The honest case loses little: silent producers
+    /// go at least as fast as new ones can arrive (one per batch), and `producers_max` bounds
+    /// the memory meanwhile. A client whose clock is behind only makes itself look old; one
+    /// whose clock is ahead keeps its own entry longer, never more than `producers_max`
+    /// entries in all. Keeping the producers ordered by age makes this O(log n) a batch,
+    /// where a sweep every N batches would scan them all and forget in bursts.
+    fn expire(&mut self, now: i64, current: i64) {
+        let horizon = now.saturating_sub(self.expiry_ms);
+        // Producers restored without a timestamp sort first; they wait for a batch of theirs.
+        let with_time: Age = (Some(i64::MIN), 0, i64::MIN);
+        if let Some(&oldest) = self.by_age.range(with_time..).next()
+            && oldest.0.is_some_and(|t| t < horizon)
+        {
+            self.forget(oldest);
+        }
+        while self.applied.len() > self.producers_max {
+            // The producer that just wrote is kept if any other can go: its retry is the one
+            // most likely to come, and a few milliseconds of clock skew should not lose it.
+            let oldest = self
+                .by_age
+                .iter()
+                .find(|age| age.2 != current)
+                .or_else(|| self.by_age.first())
+                .copied();
+            let Some(oldest) = oldest else { break };
+            self.forget(oldest);
+        }
+    }
+
+    /// Forgets a producer, and the leader's reservation of it when none of its batches is in
+    /// flight, so that its next batch is checked as one never seen.
+    fn forget(&mut self, age: Age) {
+        let id = age.2;
+        self.by_age.remove(&age);
+        self.applied.remove(&id);
+        if self
+            .in_flight
+            .get(&id)
+            .is_some_and(|f| f.batches.is_empty())
+        {
+            self.in_flight.remove(&id);
+        }
+    }
+}
+
+impl Machine for ProducerState {
+    fn apply(&mut self, log_id: LogId, batch: &Batch, base_offset: Offset) -> Option<Bytes> {
+        let header = BatchHeader::parse(&batch.0).ok()?;
+        let mut producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        producers.apply(log_id.index, &header, base_offset);
         None
     }
 
@@ -212,12 +343,13 @@ impl Machine for ProducerState {
     }
 
     fn restore(&mut self, state: &[u8]) -> io::Result<()> {
-        let applied = if state.is_empty() {
+        let applied: HashMap<i64, Producer> = if state.is_empty() {
             HashMap::new()
         } else {
             serde_json::from_slice(state).map_err(io::Error::other)?
         };
         let mut producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        producers.by_age = applied.iter().map(|(id, p)| p.age(*id)).collect();
         producers.applied = applied;
         producers.in_flight.clear();
         Ok(())
@@ -229,18 +361,229 @@ mod tests {
     use super::*;
 
     fn batch(first: i32, count: i32) -> BatchHeader {
+        batch_of(7, 0, first, count, 0)
+    }
+
+    fn batch_of(producer: i64, epoch: i16, first: i32, count: i32, time: i64) -> BatchHeader {
         BatchHeader {
             base_offset: 0,
             partition_leader_epoch: 0,
             attributes: 0,
             last_offset_delta: count - 1,
-            base_timestamp: 0,
-            max_timestamp: 0,
-            producer_id: 7,
-            producer_epoch: 0,
-            base_sequence: first,
+            base_timestamp: time,
+            max_timestamp: time,
+            producer_id: producer,
+            producer_epoch: epoch,
+            base_sequence: if producer < 0 { -1 } else { first },
             records_count: count,
         }
+    }
+
+    const DAY: i64 = 24 * 3600 * 1000;
+
+    fn limits(producers_max: usize) -> Limits {
+        Limits {
+            producers_max,
+            ..Limits::default()
+        }
+    }
+
+    /// Writes through the leader's path: checked, then applied at the next Raft index, whose
+    /// number is also the batch's offset.
+    struct Leader {
+        state: ProducerState,
+        index: u64,
+        next_seq: HashMap<i64, i32>,
+    }
+
+    impl Leader {
+        fn new(limits: &Limits) -> Leader {
+            Leader {
+                state: ProducerState::new(limits),
+                index: 0,
+                next_seq: HashMap::new(),
+            }
+        }
+
+        /// A one-record batch from `producer` (epoch 0) stamped `time`: its header.
+        fn write(&mut self, producer: i64, time: i64) -> BatchHeader {
+            let seq = self.next_seq.entry(producer).or_insert(0);
+            let header = batch_of(producer, 0, *seq, 1, time);
+            *seq += 1;
+            if producer >= 0 {
+                assert_eq!(self.state.check(1, &header), Verdict::Append);
+            }
+            self.index += 1;
+            let mut producers = self.state.0.lock().unwrap();
+            producers.apply(self.index, &header, Offset(self.index as i64));
+            header
+        }
+
+        fn remembered(&self) -> Vec<i64> {
+            let producers = self.state.0.lock().unwrap();
+            let mut ids: Vec<i64> = producers.applied.keys().copied().collect();
+            ids.sort();
+            assert_eq!(producers.by_age.len(), ids.len());
+            ids
+        }
+    }
+
+    /// Batches a producer might send next, from its last one: the retry of it, the next one,
+    /// one after a gap, and the first of a new epoch at sequence 0 and past it.
+    fn probes(last: &BatchHeader) -> [BatchHeader; 5] {
+        let (id, seq, time) = (last.producer_id, last.base_sequence, last.max_timestamp);
+        [
+            *last,
+            batch_of(id, 0, seq + 1, 1, time),
+            batch_of(id, 0, seq + 5, 1, time),
+            batch_of(id, 1, 0, 1, time),
+            batch_of(id, 1, 3, 1, time),
+        ]
+    }
+
+    #[test]
+    fn producers_silent_longest_are_forgotten_and_then_treated_as_never_seen() {
+        struct Case {
+            name: &'static str,
+            producers_max: usize,
+            /// (producer, batch timestamp), applied in order; -1 is a non-idempotent batch.
+            writes: &'static [(i64, i64)],
+            remembered: &'static [i64],
+        }
+        let cases = [
+            Case {
+                name: "silent past the expiry: forgotten",
+                producers_max: 10,
+                writes: &[(1, 0), (2, DAY + 1)],
+                remembered: &[2],
+            },
+            Case {
+                name: "silent exactly the expiry: remembered",
+                producers_max: 10,
+                writes: &[(1, 0), (2, DAY)],
+                remembered: &[1, 2],
+            },
+            Case {
+                name: "a batch without a producer id expires too",
+                producers_max: 10,
+                writes: &[(1, 0), (-1, DAY + 1)],
+                remembered: &[],
+            },
+            Case {
+                name: "one producer expires per batch",
+                producers_max: 10,
+                writes: &[(1, 0), (2, 0), (3, DAY + 1)],
+                remembered: &[2, 3],
+            },
+            Case {
+                name: "the next batch expires the next one",
+                producers_max: 10,
+                writes: &[(1, 0), (2, 0), (3, DAY + 1), (3, DAY + 2)],
+                remembered: &[3],
+            },
+            Case {
+                name: "a timestamp from the far future expires one producer, not all",
+                producers_max: 10,
+                writes: &[(1, 0), (2, 0), (3, 0), (9, 1000 * DAY), (2, 1), (3, 2)],
+                remembered: &[2, 3, 9],
+            },
+            Case {
+                name: "past producers_max the oldest timestamp goes",
+                producers_max: 2,
+                writes: &[(1, 10), (2, 30), (3, 20)],
+                remembered: &[2, 3],
+            },
+            Case {
+                name: "equal timestamps: the one that wrote first goes",
+                producers_max: 2,
+                writes: &[(2, 5), (1, 5), (3, 5)],
+                remembered: &[1, 3],
+            },
+            Case {
+                name: "the producer that just wrote stays, however old its clock",
+                producers_max: 2,
+                writes: &[(1, 50), (2, 60), (3, 10)],
+                remembered: &[2, 3],
+            },
+        ];
+        for case in cases {
+            let scenario = || {
+                let mut leader = Leader::new(&limits(case.producers_max));
+                let mut last = HashMap::new();
+                for &(producer, time) in case.writes {
+                    last.insert(producer, leader.write(producer, time));
+                }
+                (leader, last)
+            };
+            let (leader, last) = scenario();
+            assert_eq!(leader.remembered(), case.remembered, "{}", case.name);
+            for (&producer, header) in last.iter().filter(|(p, _)| **p >= 0) {
+                if case.remembered.contains(&producer) {
+                    // A retry of its last batch is still recognised.
+                    let offset = leader.state.0.lock().unwrap().applied[&producer]
+                        .batches
+                        .back()
+                        .unwrap()
+                        .base_offset;
+                    assert_eq!(
+                        leader.state.check(1, header),
+                        Verdict::Duplicate(offset),
+                        "{}: producer {producer}",
+                        case.name
+                    );
+                    continue;
+                }
+                // Each probe on its own scenario, as a check reserves what it accepts.
+                for probe in probes(header) {
+                    let (forgetful, _) = scenario();
+                    let never_seen = ProducerState::new(&limits(case.producers_max));
+                    assert_eq!(
+                        forgetful.state.check(1, &probe),
+                        never_seen.check(1, &probe),
+                        "{}: producer {producer}, probe {probe:?}",
+                        case.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_snapshot_keeps_the_producers_timestamps() {
+        let mut leader = Leader::new(&Limits::default());
+        leader.write(1, 0);
+        let kept = leader.write(2, DAY / 2);
+        let mut restored = ProducerState::default();
+        restored.restore(&leader.state.snapshot()).unwrap();
+        let mut follower = Leader {
+            state: restored,
+            index: leader.index,
+            next_seq: leader.next_seq.clone(),
+        };
+        assert_eq!(follower.remembered(), [1, 2]);
+        follower.write(3, DAY + 1);
+        // Producer 1's timestamp came through the snapshot: it expired.
+        assert_eq!(follower.remembered(), [2, 3]);
+        assert_eq!(follower.state.check(1, &kept), Verdict::Duplicate(2));
+    }
+
+    #[test]
+    fn a_snapshot_from_before_producers_expired_restores() {
+        let old = br#"{"7":{"epoch":0,"batches":[{"first_seq":0,"last_seq":4,"base_offset":0}]}}"#;
+        let mut state = ProducerState::new(&limits(2));
+        state.restore(old).unwrap();
+        assert_eq!(state.check(1, &batch(0, 5)), Verdict::Duplicate(0));
+        let mut leader = Leader {
+            state,
+            index: 1,
+            next_seq: HashMap::new(),
+        };
+        // Without a timestamp it is not expired by time, even by a batch far ahead of it...
+        leader.write(1, 1000 * DAY);
+        assert_eq!(leader.remembered(), [1, 7]);
+        // ...and it is the first to go past producers_max.
+        leader.write(2, 0);
+        assert_eq!(leader.remembered(), [1, 2]);
     }
 
     #[test]

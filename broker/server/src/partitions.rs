@@ -138,7 +138,7 @@ async fn open_replica(
         },
     )
     .map_err(|e| e.to_string())?;
-    let producers = strand_node::producers::ProducerState::default();
+    let producers = strand_node::producers::ProducerState::new(&inner.config.kafka.limits);
     let sm =
         GroupStateMachine::open(&dir, store.log(), producers.clone()).map_err(|e| e.to_string())?;
     let raft = openraft::Raft::new(

@@ -530,6 +530,9 @@ async fn idempotent_producer_across_a_leader_kill_writes_each_record_once() {
 /// A client that speaks the Kafka wire format directly, for what librdkafka will not send.
 mod append_guards;
 mod connection_limits;
+mod group_limits;
+mod hand_over_order;
+mod producer_limits;
 
 mod wire {
     use bytes::{Buf, BufMut, Bytes, BytesMut};
