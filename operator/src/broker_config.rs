@@ -64,6 +64,27 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting("max_concurrent_moves", None, SettingKind::Count),
     setting("broker_failure_timeout_ms", None, SettingKind::Count),
+    setting(
+        "socket_request_max_bytes",
+        Some("socket.request.max.bytes"),
+        SettingKind::Count,
+    ),
+    setting(
+        "max_connections",
+        Some("max.connections"),
+        SettingKind::Count,
+    ),
+    setting(
+        "connections_max_idle_ms",
+        Some("connections.max.idle.ms"),
+        SettingKind::Count,
+    ),
+    setting("group_max_size", Some("group.max.size"), SettingKind::Count),
+    setting(
+        "producer_id_expiration_ms",
+        Some("producer.id.expiration.ms"),
+        SettingKind::Count,
+    ),
 ];
 
 const fn setting(name: &'static str, kafka: Option<&'static str>, kind: SettingKind) -> Setting {

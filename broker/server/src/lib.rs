@@ -32,5 +32,7 @@ pub use hand_over::HandOver;
 pub use http::not_ready;
 pub use shared::Inner;
 
-pub use strand_node::{DEFAULT_DISK_RESERVE_BYTES, DiskGuard, Identity, Outcome, Refusal, now_ms};
+pub use strand_node::{
+    DEFAULT_DISK_RESERVE_BYTES, DiskGuard, Identity, Limits, Outcome, Refusal, now_ms,
+};
 pub use tuning::RaftTuning;

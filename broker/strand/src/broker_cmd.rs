@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use strand_server::{
-    BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, KafkaSettings, RaftTuning,
+    BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, KafkaSettings, Limits,
+    RaftTuning,
 };
 
 use crate::admin_cmd::BrokerAdminCommand;
@@ -114,6 +115,45 @@ struct Settings {
     /// How long a broker may be unreachable before its replicas are re-created on other
     /// brokers, in milliseconds. Default 300000 (5 minutes).
     broker_failure_timeout_ms: Option<u64>,
+    /// Largest Kafka request, in bytes (`socket.request.max.bytes`). Default 104857600.
+    socket_request_max_bytes: Option<usize>,
+    /// Kafka connections open at once (`max.connections`). Default 10000.
+    max_connections: Option<usize>,
+    /// Idle Kafka connections are closed after this many milliseconds
+    /// (`connections.max.idle.ms`). Default 600000.
+    connections_max_idle_ms: Option<u64>,
+    /// Members of one consumer group (`group.max.size`). Default 1000.
+    group_max_size: Option<usize>,
+    /// An idempotent producer silent this many milliseconds is forgotten
+    /// (`producer.id.expiration.ms`). Default 86400000 (1 day).
+    producer_id_expiration_ms: Option<u64>,
+}
+
+/// The Kafka listener's bounds: the defaults, with the ones Kafka lets a broker's config set.
+fn limits_of(settings: &Settings) -> anyhow::Result<Limits> {
+    let mut limits = Limits::default();
+    let positive = |name: &str, value: u64| {
+        if value == 0 {
+            bail!("{name} must be at least 1");
+        }
+        Ok(value)
+    };
+    if let Some(bytes) = settings.socket_request_max_bytes {
+        limits.request_bytes_max = positive("socket_request_max_bytes", bytes as u64)? as usize;
+    }
+    if let Some(count) = settings.max_connections {
+        limits.connections_max = positive("max_connections", count as u64)? as usize;
+    }
+    if let Some(ms) = settings.connections_max_idle_ms {
+        limits.idle_timeout = Duration::from_millis(positive("connections_max_idle_ms", ms)?);
+    }
+    if let Some(count) = settings.group_max_size {
+        limits.group_members_max = positive("group_max_size", count as u64)? as usize;
+    }
+    if let Some(ms) = settings.producer_id_expiration_ms {
+        limits.producer_expiry = Duration::from_millis(positive("producer_id_expiration_ms", ms)?);
+    }
+    Ok(limits)
 }
 
 fn read_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
@@ -216,6 +256,7 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         retention_check_interval: settings
             .retention_check_interval_ms
             .map_or(defaults.retention_check_interval, Duration::from_millis),
+        limits: limits_of(&settings)?,
     };
     if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
         bail!("default_partitions and default_replication_factor must be at least 1");
