@@ -131,7 +131,13 @@ impl MetaMachine {
 }
 
 impl Machine for MetaMachine {
-    fn apply(&mut self, log_id: LogId, batch: &Batch, _base_offset: Offset) -> Option<Bytes> {
+    fn apply(
+        &mut self,
+        log_id: LogId,
+        batch: &Batch,
+        _header: &strand_log::BatchHeader,
+        _base_offset: Offset,
+    ) -> Option<Bytes> {
         let records = match strand_log::decode_records(&batch.0) {
             Ok(records) => records,
             Err(e) => {

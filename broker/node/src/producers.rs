@@ -330,10 +330,15 @@ impl Producers {
 }
 
 impl Machine for ProducerState {
-    fn apply(&mut self, log_id: LogId, batch: &Batch, base_offset: Offset) -> Option<Bytes> {
-        let header = BatchHeader::parse(&batch.0).ok()?;
+    fn apply(
+        &mut self,
+        log_id: LogId,
+        _batch: &Batch,
+        header: &BatchHeader,
+        base_offset: Offset,
+    ) -> Option<Bytes> {
         let mut producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        producers.apply(log_id.index, &header, base_offset);
+        producers.apply(log_id.index, header, base_offset);
         None
     }
 

@@ -23,9 +23,16 @@ use crate::{Applied, Batch, LogId, Snapshot, SnapshotMeta, StoredMembership, Typ
 
 /// What a group does with committed data entries beyond counting offsets.
 pub trait Machine: Send + Sync + 'static {
-    /// Applies one committed data entry whose first record has `base_offset`; the answer goes
-    /// back to the writer.
-    fn apply(&mut self, log_id: LogId, batch: &Batch, base_offset: Offset) -> Option<Bytes>;
+    /// Applies one committed data entry, `batch` with its parsed `header`, whose first record
+    /// has `base_offset`; the answer goes back to the writer. (The header is parsed once, by
+    /// the group's state machine, for the offsets and for the machine.)
+    fn apply(
+        &mut self,
+        log_id: LogId,
+        batch: &Batch,
+        header: &BatchHeader,
+        base_offset: Offset,
+    ) -> Option<Bytes>;
     /// The machine's state, for a snapshot.
     fn snapshot(&self) -> Vec<u8>;
     /// Replaces the machine's state with one from a snapshot.
@@ -37,7 +44,7 @@ pub trait Machine: Send + Sync + 'static {
 pub struct NoMachine;
 
 impl Machine for NoMachine {
-    fn apply(&mut self, _: LogId, _: &Batch, _: Offset) -> Option<Bytes> {
+    fn apply(&mut self, _: LogId, _: &Batch, _: &BatchHeader, _: Offset) -> Option<Bytes> {
         None
     }
 
@@ -270,7 +277,9 @@ impl<M: Machine> RaftStateMachine<TypeConfig> for GroupStateMachine<M> {
                         )
                     })?;
                     state.next_offset = base_offset.plus(header.offset_count());
-                    answer = state.machine.apply(entry.log_id, batch, base_offset);
+                    answer = state
+                        .machine
+                        .apply(entry.log_id, batch, &header, base_offset);
                 }
                 EntryPayload::Membership(membership) => {
                     state.membership =
