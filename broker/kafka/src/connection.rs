@@ -18,8 +18,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::context::{Context, Shared};
@@ -51,17 +50,17 @@ struct Queued {
     _bytes: OwnedSemaphorePermit,
 }
 
-/// Serves one client connection until it ends, breaks a bound, or the broker stops; `_slot`
-/// is its place among the broker's `connections_max`.
+/// Serves one client connection (its two halves, over TCP or TLS) until it ends, breaks a
+/// bound, or the broker stops; `_slot` is its place among the broker's `connections_max`.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    mut reader: impl AsyncRead + Unpin + Send,
+    mut writer: impl AsyncWrite + Unpin + Send,
     peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
 ) {
     let limits = shared.handles.settings.limits.clone();
     let mut shutdown = shared.handles.shutdown.clone();
-    let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Queued>(limits.in_flight_requests_max.max(1));
     // Permits are bytes of requests read and not yet answered.
     let bytes_max = limits.in_flight_bytes_max.clamp(1, Semaphore::MAX_PERMITS);

@@ -1,5 +1,6 @@
-//! The Kafka protocol listener of a broker: [`serve`] accepts connections (up to
-//! `connections_max`) and serves each (`connection.rs`) over the broker's [`Handles`].
+//! The Kafka protocol listener of a broker: [`Listener::serve`] accepts connections (up to
+//! `connections_max`), over TLS when it has [`TlsFiles`], and serves each (`connection.rs`)
+//! over the broker's [`Handles`].
 
 mod admin;
 mod connection;
@@ -10,9 +11,11 @@ mod fetch;
 pub mod groups;
 mod metadata;
 mod produce;
+mod tls;
 mod versions;
 
 pub use context::Handles;
+pub use tls::{TlsError, TlsFiles, server_config};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::context::{Context, Shared};
+use crate::tls::Tls;
 
 /// Kafka listener settings.
 #[derive(Debug, Clone)]
@@ -39,6 +43,8 @@ pub struct KafkaSettings {
     pub retention_check_interval: Duration,
     /// The bounds on what clients send (`strand_node::limits`).
     pub limits: Limits,
+    /// TLS (Kafka's `SSL` security protocol), or plaintext when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for KafkaSettings {
@@ -49,18 +55,41 @@ impl Default for KafkaSettings {
             default_replication_factor: 3,
             retention_check_interval: Duration::from_secs(300),
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
 
-/// Serves Kafka clients on `listener` until the broker shuts down.
-pub async fn serve(handles: Handles, listener: TcpListener) {
-    let mut shutdown = handles.shutdown.clone();
-    let shared = Arc::new(Shared {
-        handles,
-        groups: Default::default(),
-        producer_ids: Mutex::new(0..0),
-    });
+/// The Kafka listener of a broker, ready to serve.
+pub struct Listener {
+    shared: Arc<Shared>,
+    tls: Option<Tls>,
+}
+
+impl Listener {
+    /// The listener over `handles`; its TLS files, if any, are read now, so a broker does not
+    /// start with a listener it cannot serve.
+    pub fn new(handles: Handles) -> Result<Listener, TlsError> {
+        let tls = match &handles.settings.tls {
+            Some(files) => Some(Tls::start(files.clone(), handles.shutdown.clone())?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            handles,
+            groups: Default::default(),
+            producer_ids: Mutex::new(0..0),
+        });
+        Ok(Listener { shared, tls })
+    }
+
+    /// Serves Kafka clients on `listener` until the broker shuts down.
+    pub async fn serve(self, listener: TcpListener) {
+        serve(self.shared, self.tls, listener).await
+    }
+}
+
+async fn serve(shared: Arc<Shared>, tls: Option<Tls>, listener: TcpListener) {
+    let mut shutdown = shared.handles.shutdown.clone();
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -89,7 +118,27 @@ pub async fn serve(handles: Handles, listener: TcpListener) {
                     };
                     refused_since_warning = 0;
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection::serve(shared.clone(), stream, peer, permit));
+                    match &tls {
+                        None => {
+                            let (reader, writer) = stream.into_split();
+                            tokio::spawn(connection::serve(shared.clone(), reader, writer, peer, permit));
+                        }
+                        Some(tls) => {
+                            let acceptor = tls.acceptor();
+                            let shared = shared.clone();
+                            tokio::spawn(async move {
+                                let handshake = shared.handles.settings.limits.idle_timeout;
+                                match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => {
+                                        let (reader, writer) = tokio::io::split(stream);
+                                        connection::serve(shared, reader, writer, peer, permit).await;
+                                    }
+                                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "kafka TLS handshake failed"),
+                                    Err(_) => tracing::info!(%peer, "kafka TLS handshake did not finish within idle_timeout"),
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka listener cannot accept");

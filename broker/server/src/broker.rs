@@ -31,6 +31,9 @@ pub enum StartError {
     /// Raft refused to start.
     #[error("metadata group: {0}")]
     Raft(String),
+    /// The Kafka listener's TLS files cannot be used.
+    #[error("kafka listener TLS: {0}")]
+    KafkaTls(#[from] strand_kafka::TlsError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -137,7 +140,8 @@ impl Broker {
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(inner.clone(), admin, grpc));
         tasks.spawn(crate::http::serve(inner.clone(), http));
-        tasks.spawn(strand_kafka::serve(kafka_handles, kafka));
+        let kafka_listener = strand_kafka::Listener::new(kafka_handles)?;
+        tasks.spawn(kafka_listener.serve(kafka));
         tasks.spawn(crate::bootstrap::run(inner.clone()));
         tasks.spawn(crate::partitions::run(inner.clone()));
         tasks.spawn(crate::controller::run(inner.clone()));

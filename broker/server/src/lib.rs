@@ -31,6 +31,7 @@ pub use config::{BrokerConfig, KafkaSettings};
 pub use hand_over::HandOver;
 pub use http::not_ready;
 pub use shared::Inner;
+pub use strand_kafka::TlsFiles;
 
 pub use strand_node::{
     DEFAULT_DISK_RESERVE_BYTES, DiskGuard, Identity, Limits, Outcome, Refusal, now_ms,

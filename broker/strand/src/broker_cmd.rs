@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use strand_server::{
     BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, KafkaSettings, Limits,
-    RaftTuning,
+    RaftTuning, TlsFiles,
 };
 
 use crate::admin_cmd::BrokerAdminCommand;
@@ -77,6 +77,16 @@ pub struct BrokerArgs {
     /// `auto.create.topics.enable`); overrides the settings file.
     #[arg(long, env = "STRAND_AUTO_CREATE_TOPICS")]
     auto_create_topics: Option<bool>,
+    /// PEM certificate chain of the Kafka listener: with `--kafka-tls-key`, the listener speaks
+    /// TLS (Kafka's `SSL` security protocol). Read again when the file changes.
+    #[arg(long, env = "STRAND_KAFKA_TLS_CERT", requires = "kafka_tls_key")]
+    kafka_tls_cert: Option<PathBuf>,
+    /// PEM private key of the Kafka listener's certificate.
+    #[arg(long, env = "STRAND_KAFKA_TLS_KEY", requires = "kafka_tls_cert")]
+    kafka_tls_key: Option<PathBuf>,
+    /// PEM CA certificates Kafka clients must present a certificate signed by (mutual TLS).
+    #[arg(long, env = "STRAND_KAFKA_TLS_CLIENT_CA", requires = "kafka_tls_cert")]
+    kafka_tls_client_ca: Option<PathBuf>,
     /// Stop when standard input closes: used by `strand dev` so brokers never outlive it.
     #[arg(long, hide = true)]
     stop_when_stdin_closes: bool,
@@ -257,6 +267,14 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             .retention_check_interval_ms
             .map_or(defaults.retention_check_interval, Duration::from_millis),
         limits: limits_of(&settings)?,
+        tls: match (&args.kafka_tls_cert, &args.kafka_tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.kafka_tls_client_ca.clone(),
+            }),
+            _ => None,
+        },
     };
     if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
         bail!("default_partitions and default_replication_factor must be at least 1");

@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Run a broker, decommission / recommission one, or hand its leaderships over before it
     /// stops.
-    Broker(broker_cmd::BrokerCommandArgs),
+    Broker(Box<broker_cmd::BrokerCommandArgs>),
     /// Run a local cluster of brokers on 127.0.0.1 (no Kubernetes needed).
     Dev(dev_cmd::DevArgs),
     /// Inspect partition logs on disk.

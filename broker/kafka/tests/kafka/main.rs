@@ -533,6 +533,7 @@ mod connection_limits;
 mod group_limits;
 mod hand_over_order;
 mod producer_limits;
+mod tls;
 
 mod wire {
     use bytes::{Buf, BufMut, Bytes, BytesMut};
