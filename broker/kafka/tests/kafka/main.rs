@@ -683,6 +683,27 @@ mod wire {
     }
 }
 
+/// A new producer id from InitProducerId, as an idempotent client gets one.
+async fn producer_id(conn: &mut wire::Conn) -> i64 {
+    use kafka_protocol::messages::{
+        ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    };
+    let init: InitProducerIdResponse = conn
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(init.error_code, 0);
+    assert!(init.producer_id.0 >= 0);
+    init.producer_id.0
+}
+
 async fn produce_raw(
     conn: &mut wire::Conn,
     topic: &str,
@@ -731,28 +752,12 @@ async fn produce_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retried_idempotent_batch_is_written_once_and_gaps_are_refused() {
     use kafka_protocol::ResponseError;
-    use kafka_protocol::messages::{
-        ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
-    };
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), false).await;
     cluster.create_topic("ledger", 1).await;
     let leader = cluster.leader("ledger", 0).await;
     let mut conn = wire::Conn::open(cluster.kafka[leader]).await;
-    let init: InitProducerIdResponse = conn
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-        .await;
-    assert_eq!(init.error_code, 0);
-    let id = init.producer_id.0;
-    assert!(id >= 0);
+    let id = producer_id(&mut conn).await;
 
     let first = produce_raw(&mut conn, "ledger", wire::idempotent_batch(id, 0, 0, 3)).await;
     assert_eq!((first.error_code, first.base_offset), (0, 0));

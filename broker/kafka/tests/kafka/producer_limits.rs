@@ -2,29 +2,10 @@
 //! `strand_node::limits`): past it the producer silent longest is forgotten, its next batch is
 //! taken as one from a producer never seen, and the partition goes on serving everyone.
 
-use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use strand_node::Limits;
 use strand_server::KafkaSettings;
 
-use super::{Cluster, produce_raw, wire};
-
-/// A new producer id from InitProducerId, as an idempotent client gets one.
-async fn producer_id(conn: &mut wire::Conn) -> i64 {
-    let init: InitProducerIdResponse = conn
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(60_000)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-        .await;
-    assert_eq!(init.error_code, 0);
-    assert!(init.producer_id.0 >= 0);
-    init.producer_id.0
-}
+use super::{Cluster, produce_raw, producer_id, wire};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn past_producers_max_the_producer_silent_longest_is_forgotten() {
