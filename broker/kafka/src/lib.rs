@@ -15,7 +15,8 @@ mod tls;
 mod versions;
 
 pub use context::Handles;
-pub use tls::{TlsError, TlsFiles, server_config};
+pub use strand_node::{TlsError, TlsFiles};
+pub use tls::server_config;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! (cert-manager writes new files into the same volume) is served to new connections without
 //! a restart; connections already open keep theirs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -12,35 +12,9 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use strand_node::{TlsError, TlsFiles};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-
-/// Where the listener's certificate, key and (for mutual TLS) client CA are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// PEM certificate chain, the server's certificate first.
-    pub cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-    /// PEM CA certificates client certificates must chain to; `None` asks for none.
-    pub client_ca: Option<PathBuf>,
-}
-
-/// Why the TLS files cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A file could not be read or holds no usable PEM item.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// rustls refused the certificate, key or CA.
-    #[error("TLS configuration: {0}")]
-    Config(String),
-}
 
 fn file_error(path: &Path, message: impl std::fmt::Display) -> TlsError {
     TlsError::File {

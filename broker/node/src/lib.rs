@@ -16,6 +16,7 @@ pub mod network;
 pub mod producers;
 pub mod registry;
 mod replicas;
+pub mod tls;
 mod topic_admin;
 pub mod views;
 
@@ -30,5 +31,6 @@ pub use registry::{
     Group, META_GROUP, MetaRaft, PartitionRaft, PartitionReplica, Registry, partition_group,
 };
 pub use replicas::{Appended, Replicas};
+pub use tls::{TlsError, TlsFiles};
 pub use topic_admin::{AdminFuture, TopicAdmin};
 pub use views::{LeaderView, SharedViews};

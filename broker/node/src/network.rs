@@ -20,7 +20,7 @@ use openraft::raft::{
 use strand_proto::raft as pb;
 use strand_proto::raft::raft_client::RaftClient;
 use strand_raft::{NodeId, Snapshot, SnapshotData, SnapshotSource, TypeConfig, Vote};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::{append_stream, convert};
 
@@ -41,9 +41,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Mutual TLS to the other brokers, when the cluster's gRPC port has it.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Peers {
+    /// Channels that speak mutual TLS with `tls` (the broker's certificate and the cluster's
+    /// CA).
+    pub fn with_tls(tls: ClientTlsConfig) -> Peers {
+        Peers {
+            channels: Default::default(),
+            tls: Some(tls),
+        }
+    }
+
     /// The channel to the broker at `addr` (host:port), created on first use; it connects lazily
     /// and reconnects by itself.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
@@ -51,7 +62,13 @@ impl Peers {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = match &self.tls {
+            None => Endpoint::from_shared(format!("http://{addr}"))?,
+            Some(tls) => {
+                Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.clone())?
+            }
+        };
+        let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)

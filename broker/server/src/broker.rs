@@ -31,6 +31,9 @@ pub enum StartError {
     /// Raft refused to start.
     #[error("metadata group: {0}")]
     Raft(String),
+    /// The gRPC port's TLS files cannot be used.
+    #[error("gRPC TLS: {0}")]
+    GrpcTls(#[source] strand_node::TlsError),
     /// The Kafka listener's TLS files cannot be used.
     #[error("kafka listener TLS: {0}")]
     KafkaTls(#[from] strand_kafka::TlsError),
@@ -73,7 +76,22 @@ impl Broker {
         let (machine, state) = MetaMachine::new();
         let sm = GroupStateMachine::open(&meta_dir, store.log(), machine)
             .map_err(StartError::MetaSnapshot)?;
-        let peers = Peers::default();
+        let peers = match &config.grpc_tls {
+            Some(files) => {
+                Peers::with_tls(strand_node::tls::grpc_client(files).map_err(StartError::GrpcTls)?)
+            }
+            None => Peers::default(),
+        };
+        let grpc_tls = match &config.grpc_tls {
+            Some(files) if files.client_ca.is_none() => {
+                return Err(StartError::GrpcTls(strand_node::TlsError::Config(
+                    "the gRPC port's TLS needs the cluster CA (client certificates are required)"
+                        .to_string(),
+                )));
+            }
+            Some(files) => Some(strand_node::tls::grpc_server(files).map_err(StartError::GrpcTls)?),
+            None => None,
+        };
         let meta = openraft::Raft::new(
             identity.node_id,
             Arc::new(config.tuning.meta_config()),
@@ -138,7 +156,12 @@ impl Broker {
             shutdown: inner.shutdown.subscribe(),
         };
         let mut tasks = JoinSet::new();
-        tasks.spawn(crate::services::serve_grpc(inner.clone(), admin, grpc));
+        tasks.spawn(crate::services::serve_grpc(
+            inner.clone(),
+            admin,
+            grpc,
+            grpc_tls,
+        ));
         tasks.spawn(crate::http::serve(inner.clone(), http));
         let kafka_listener = strand_kafka::Listener::new(kafka_handles)?;
         tasks.spawn(kafka_listener.serve(kafka));

@@ -39,4 +39,9 @@ pub struct BrokerConfig {
     /// Free bytes the data directory keeps in reserve: below this, partitions with a replica
     /// here refuse produce.
     pub disk_reserve_bytes: u64,
+    /// Mutual TLS on the gRPC port (Raft, admin API, broker calls): this broker's certificate
+    /// and key, and the cluster's CA (`client_ca`), which every caller's certificate (other
+    /// brokers', the operator's, admin clients') must be signed by, and which this broker
+    /// checks other brokers against. `None`: plaintext, open to anyone who can reach it.
+    pub grpc_tls: Option<strand_node::TlsFiles>,
 }

@@ -16,7 +16,12 @@ use crate::shared::Inner;
 const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 /// Serves the broker's gRPC services on `listener` until the broker shuts down.
-pub async fn serve_grpc(inner: Arc<Inner>, admin: Arc<Admin>, listener: tokio::net::TcpListener) {
+pub async fn serve_grpc(
+    inner: Arc<Inner>,
+    admin: Arc<Admin>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) {
     let raft = RaftServer::new(RaftService::new(inner.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -29,7 +34,17 @@ pub async fn serve_grpc(inner: Arc<Inner>, admin: Arc<Admin>, listener: tokio::n
     // applies to listeners it binds. With it on, a follower's small append answers waited for
     // the leader's delayed acknowledgement, 40 ms on Linux, in about one commit of a hundred.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = match builder.tls_config(tls) {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::error!(error = %e, "gRPC TLS cannot be used; the gRPC port stays closed");
+                return;
+            }
+        };
+    }
+    let result = builder
         .initial_stream_window_size(strand_node::network::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(strand_node::network::CONNECTION_WINDOW_BYTES)
         .add_service(raft)

@@ -65,6 +65,7 @@ impl Cluster {
                     tuning,
                     balancing,
                     disk_reserve_bytes: 0,
+                    grpc_tls: None,
                 }
             })
             .collect();

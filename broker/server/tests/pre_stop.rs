@@ -49,6 +49,7 @@ impl Cluster {
                 tuning: RaftTuning::default(),
                 balancing: Default::default(),
                 disk_reserve_bytes: 0,
+                grpc_tls: None,
             };
             brokers.push(Some(Broker::start(config).await.unwrap()));
         }

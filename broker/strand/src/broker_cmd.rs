@@ -87,6 +87,18 @@ pub struct BrokerArgs {
     /// PEM CA certificates Kafka clients must present a certificate signed by (mutual TLS).
     #[arg(long, env = "STRAND_KAFKA_TLS_CLIENT_CA", requires = "kafka_tls_cert")]
     kafka_tls_client_ca: Option<PathBuf>,
+    /// PEM certificate chain of this broker on the gRPC port (Raft, admin API, broker calls):
+    /// with `--grpc-tls-key` and `--grpc-tls-ca`, the port speaks mutual TLS and this broker
+    /// presents the certificate to other brokers.
+    #[arg(long, env = "STRAND_GRPC_TLS_CERT", requires_all = ["grpc_tls_key", "grpc_tls_ca"])]
+    grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key of the gRPC certificate.
+    #[arg(long, env = "STRAND_GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    grpc_tls_key: Option<PathBuf>,
+    /// PEM CA of the cluster: every gRPC caller (brokers, the operator, admin clients) must
+    /// present a certificate it signed, and other brokers' certificates are checked against it.
+    #[arg(long, env = "STRAND_GRPC_TLS_CA", requires = "grpc_tls_cert")]
+    grpc_tls_ca: Option<PathBuf>,
     /// Stop when standard input closes: used by `strand dev` so brokers never outlive it.
     #[arg(long, hide = true)]
     stop_when_stdin_closes: bool,
@@ -319,6 +331,14 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         disk_reserve_bytes: settings
             .disk_reserve_bytes
             .unwrap_or(DEFAULT_DISK_RESERVE_BYTES),
+        grpc_tls: match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.grpc_tls_ca.clone(),
+            }),
+            _ => None,
+        },
     };
     let broker = Broker::start(config)
         .await

@@ -104,6 +104,7 @@ async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
         tuning: RaftTuning::default(),
         balancing: Default::default(),
         disk_reserve_bytes: 0,
+        grpc_tls: None,
     })
     .await
     .expect("broker starts");

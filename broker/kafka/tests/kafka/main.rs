@@ -78,6 +78,7 @@ impl Cluster {
                 tuning: RaftTuning::default(),
                 balancing: Default::default(),
                 disk_reserve_bytes: 0,
+                grpc_tls: None,
             };
             brokers.push(Broker::start(config).await.unwrap());
         }

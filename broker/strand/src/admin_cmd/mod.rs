@@ -69,10 +69,27 @@ pub(crate) struct Admin {
 impl Admin {
     /// Connects eagerly, so an unreachable address is reported as such rather than as a
     /// failed call.
+    /// With `STRAND_TLS_CA`, `STRAND_TLS_CERT` and `STRAND_TLS_KEY` set (PEM files: the
+    /// cluster's CA and an admin client's certificate and key), it speaks mutual TLS, as a
+    /// broker started with `--grpc-tls-*` requires.
     pub(crate) async fn connect(server: &str) -> Result<Self, CliError> {
-        let endpoint = endpoint(server)?
+        let mut endpoint = endpoint(server)?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
+        if let Some(tls) = tls_from_env()? {
+            let url = format!(
+                "https://{}",
+                endpoint.uri().authority().map_or(server, |a| a.as_str())
+            );
+            endpoint = Endpoint::from_shared(url)
+                .and_then(|e| e.tls_config(tls))
+                .map_err(|error| CliError {
+                    message: format!("cannot use TLS for `{server}`: {error}"),
+                    hint: None,
+                })?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(CALL_TIMEOUT);
+        }
         let channel = endpoint
             .connect()
             .await
@@ -92,6 +109,36 @@ impl Admin {
             .map(tonic::Response::into_inner)
             .map_err(|status| error::from_status(&self.server, &status))
     }
+}
+
+/// The client TLS of `STRAND_TLS_CA`, `STRAND_TLS_CERT` and `STRAND_TLS_KEY`, when set.
+fn tls_from_env() -> Result<Option<tonic::transport::ClientTlsConfig>, CliError> {
+    let var = |name: &str| std::env::var_os(name).map(std::path::PathBuf::from);
+    let (ca, cert, key) = (
+        var("STRAND_TLS_CA"),
+        var("STRAND_TLS_CERT"),
+        var("STRAND_TLS_KEY"),
+    );
+    let (Some(ca), Some(cert), Some(key)) = (ca.clone(), cert.clone(), key.clone()) else {
+        if ca.is_some() || cert.is_some() || key.is_some() {
+            return Err(CliError {
+                message: "STRAND_TLS_CA, STRAND_TLS_CERT and STRAND_TLS_KEY go together".to_owned(),
+                hint: Some("set all three, or none for a plaintext admin port".to_owned()),
+            });
+        }
+        return Ok(None);
+    };
+    let files = strand_node::TlsFiles {
+        cert,
+        key,
+        client_ca: Some(ca),
+    };
+    strand_node::tls::grpc_client(&files)
+        .map(Some)
+        .map_err(|error| CliError {
+            message: error.to_string(),
+            hint: None,
+        })
 }
 
 /// The endpoint for `server`; `HOST:PORT` is taken as plain-text HTTP/2, and a full URL is

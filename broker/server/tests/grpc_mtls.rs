@@ -1,0 +1,194 @@
+//! Mutual TLS on the gRPC port, against in-process brokers: brokers holding certificates of
+//! their cluster's CA form the cluster, replicate and answer admin calls made with such a
+//! certificate; a caller without a certificate or with another CA's, and a broker of another
+//! cluster, are refused.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use strand_proto::admin::admin_client::AdminClient;
+use strand_proto::admin::{CreateTopicRequest, DescribeClusterRequest};
+use strand_server::{Broker, BrokerConfig, RaftTuning, TlsFiles};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+/// A CA and the certificates it issued, as PEM files.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "cluster CA");
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca,
+            ca_key,
+        }
+    }
+
+    /// Certificate and key for `name`, valid for 127.0.0.1, with the CA as client CA.
+    fn files(&self, name: &str) -> TlsFiles {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let (cert_path, key_path) = (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        TlsFiles {
+            cert: cert_path,
+            key: key_path,
+            client_ca: Some(self.dir.join("ca.pem")),
+        }
+    }
+}
+
+fn config(dir: &Path, id: u32, grpc: SocketAddr, seeds: &[String], tls: TlsFiles) -> BrokerConfig {
+    let (kafka, http) = (strand_e2e::free_addr(), strand_e2e::free_addr());
+    BrokerConfig {
+        broker_id: id,
+        data_dir: dir.join(format!("broker-{id}")),
+        grpc_listen: grpc,
+        grpc_advertised: grpc.to_string(),
+        kafka_advertised: kafka.to_string(),
+        kafka_listen: kafka,
+        kafka: Default::default(),
+        http_listen: http,
+        http_advertised: http.to_string(),
+        seeds: seeds.to_vec(),
+        rack: None,
+        tuning: RaftTuning::default(),
+        balancing: Default::default(),
+        disk_reserve_bytes: 0,
+        grpc_tls: Some(tls),
+    }
+}
+
+/// An admin client of `addr` presenting `identity` (none: no client certificate), trusting
+/// `ca`.
+async fn admin(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<&TlsFiles>,
+) -> Result<AdminClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let mut tls =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()));
+    if let Some(files) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(&files.cert).unwrap(),
+            std::fs::read(&files.key).unwrap(),
+        ));
+    }
+    let channel = Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    Ok(AdminClient::new(channel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_holders_of_the_cluster_ca_reach_the_grpc_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let grpc: Vec<SocketAddr> = (0..3).map(|_| strand_e2e::free_addr()).collect();
+    let seeds: Vec<String> = grpc.iter().map(|a| a.to_string()).collect();
+    let mut brokers = Vec::new();
+    for i in 0..3u32 {
+        let files = pki.files(&format!("broker-{i}"));
+        let config = config(dir.path(), i, grpc[i as usize], &seeds, files);
+        brokers.push(Broker::start(config).await.unwrap());
+    }
+    // The cluster forms over mutual TLS: every broker registered, a controller elected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while brokers.iter().any(|b| {
+        b.inner().cluster.state().brokers().len() < 3 || b.inner().cluster.controller().is_none()
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not form over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // An admin client with a certificate of the cluster's CA creates a replicated topic.
+    let operator = pki.files("operator");
+    let ca = pki.dir.join("ca.pem");
+    let mut client = admin(grpc[1], &ca, Some(&operator)).await.unwrap();
+    let created = client
+        .create_topic(CreateTopicRequest {
+            name: "secured".into(),
+            partitions: 2,
+            replication_factor: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("an admin with the cluster's certificate is served")
+        .into_inner();
+    assert!(
+        created.partitions.iter().all(|p| p.leader.is_some()),
+        "{created:?}"
+    );
+
+    // Without a client certificate, or with another CA's, nothing is answered.
+    let anonymous = match admin(grpc[0], &ca, None).await {
+        Ok(mut client) => client
+            .describe_cluster(DescribeClusterRequest::default())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(!anonymous, "a caller without a certificate was answered");
+    let other = Pki::new(&dir.path().join("other"));
+    let stranger = other.files("stranger");
+    let foreign = match admin(grpc[0], &ca, Some(&stranger)).await {
+        Ok(mut client) => client
+            .describe_cluster(DescribeClusterRequest::default())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(
+        !foreign,
+        "a caller with another CA's certificate was answered"
+    );
+
+    // A broker of another cluster (another CA) cannot join: it never registers.
+    let intruder_grpc = strand_e2e::free_addr();
+    let intruder_files = other.files("broker-3");
+    let intruder = Broker::start(config(dir.path(), 3, intruder_grpc, &seeds, intruder_files))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(brokers[0].inner().cluster.state().brokers().len(), 3);
+    assert!(intruder.inner().cluster.state().brokers().is_empty());
+    intruder.stop().await;
+
+    // The cluster's own brokers still answer.
+    client
+        .describe_cluster(DescribeClusterRequest::default())
+        .await
+        .expect("the cluster still serves its admins");
+    for broker in brokers {
+        broker.stop().await;
+    }
+}
