@@ -261,6 +261,18 @@ pub async fn offset_for_leader_epoch(
     req: OffsetForLeaderEpochRequest,
     _version: i16,
 ) -> OffsetForLeaderEpochResponse {
+    // An epoch lookup may read segment files: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || epoch_ends_now(&ctx, &req)).await;
+    answer.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "OffsetForLeaderEpoch failed");
+        OffsetForLeaderEpochResponse::default()
+    })
+}
+
+fn epoch_ends_now(
+    ctx: &Context,
+    req: &OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let topics = req
         .topics
         .iter()
