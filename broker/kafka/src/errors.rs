@@ -18,7 +18,7 @@ pub fn append_error_code(error: &AppendError) -> ResponseError {
         AppendError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
         AppendError::NotEnoughReplicas(_) => ResponseError::NotEnoughReplicas,
-        AppendError::Producer(refusal) => refusal.0,
+        AppendError::Producer(code) => *code,
         AppendError::InFlight => ResponseError::RequestTimedOut,
     }
 }

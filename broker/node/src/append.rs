@@ -71,20 +71,10 @@ pub enum AppendError {
     NotEnoughReplicas(String),
     /// An idempotent producer's batch is out of sequence or of a fenced epoch.
     #[error("{0}")]
-    Producer(ProducerRefusal),
+    Producer(ResponseError),
     /// An earlier attempt of the same idempotent batch is still being replicated.
     #[error("an earlier attempt of this batch is still being replicated")]
     InFlight,
-}
-
-/// An idempotent producer's refusal, as Kafka names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProducerRefusal(pub ResponseError);
-
-impl std::fmt::Display for ProducerRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
 }
 
 /// What a topic's config asks of the batches written to it.

@@ -154,18 +154,14 @@ impl Submitted {
         match self.outcome.await {
             Ok(Ok(response)) => Ok(response.data),
             Ok(Err(ClientWriteError::ForwardToLeader(f)))
-                if f.reason == ForwardReason::LeaseExpired && idempotent(&self.batch).is_some() =>
+                if f.reason == ForwardReason::LeaseExpired =>
             {
                 if let Some(header) = idempotent(&self.batch) {
                     self.replica.producers.unreserve(&header);
+                    return Err(AppendError::NotLeader(
+                        "the leader's lease lapsed before the batch was taken; retry".to_string(),
+                    ));
                 }
-                Err(AppendError::NotLeader(
-                    "the leader's lease lapsed before the batch was taken; retry".to_string(),
-                ))
-            }
-            Ok(Err(ClientWriteError::ForwardToLeader(f)))
-                if f.reason == ForwardReason::LeaseExpired =>
-            {
                 self.replica.write(self.batch).await.map_err(|e| match e {
                     RaftError::Fatal(fatal_error) => fatal(&fatal_error),
                     RaftError::APIError(e) => AppendError::NotLeader(e.to_string()),

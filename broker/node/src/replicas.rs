@@ -8,7 +8,7 @@ use bytes::Bytes;
 use openraft::async_runtime::WatchReceiver;
 use strand_meta::{BrokerId, ClusterState, Topic};
 
-use crate::append::{AppendError, CheckedBatch, ProducerRefusal, TopicRules, Writer};
+use crate::append::{AppendError, CheckedBatch, TopicRules, Writer};
 use crate::cluster::{Cluster, now_ms};
 use crate::disk::DiskGuard;
 use crate::producers::Verdict;
@@ -258,6 +258,6 @@ fn check_idempotent(
         Verdict::Append => Ok(None),
         Verdict::Duplicate(base_offset) => Ok(Some(base_offset)),
         Verdict::InFlight => Err(AppendError::InFlight),
-        Verdict::Refused(e) => Err(AppendError::Producer(ProducerRefusal(e))),
+        Verdict::Refused(e) => Err(AppendError::Producer(e)),
     }
 }
