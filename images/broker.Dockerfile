@@ -14,7 +14,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p strand --bin strand \
  && cp target/release/strand /usr/local/bin/strand
 
-# glibc and libgcc, nothing else; runs as uid/gid 65532, the user the operator's pod
+# glibc, libgcc and libssl (linked by `strand bench`'s librdkafka; the broker speaks TLS with
+# rustls), nothing else; runs as uid/gid 65532, the user the operator's pod
 # security context expects.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /usr/local/bin/strand /usr/local/bin/strand

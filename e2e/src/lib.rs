@@ -480,20 +480,43 @@ pub struct DevCluster {
     pub bootstrap: String,
     /// gRPC address of broker 0, for the admin API.
     pub admin: String,
+    /// With `--secure`, the client properties file it wrote.
+    pub properties: Option<std::path::PathBuf>,
 }
 
 impl DevCluster {
     /// Starts `strand dev --brokers N` and waits until it reports that it is up.
     pub fn start(brokers: u16) -> DevCluster {
+        DevCluster::start_with(brokers, false)
+    }
+
+    /// Starts `strand dev --brokers N --secure` and waits until it reports that it is up.
+    pub fn start_secure(brokers: u16) -> DevCluster {
+        DevCluster::start_with(brokers, true)
+    }
+
+    fn start_with(brokers: u16, secure: bool) -> DevCluster {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().expect("temporary directory");
-        // Below the ephemeral port range, spread by process id so parallel runs do not collide.
-        let port_base = 20_000 + (std::process::id() % 500) as u16 * 20;
+        // Below the ephemeral port range, in slots of 600 ports (a dev cluster of up to 9
+        // brokers uses P..P+81 and P+552..P+633), starting from one picked by process id and
+        // taking the first whose ports are all free, so parallel runs do not collide.
+        let ports_of = |base: u16| {
+            (0..brokers).flat_map(move |i| [base + 10 * i, base + 1 + 10 * i, base + 552 + 10 * i])
+        };
+        let first = std::process::id() as u16 % 21;
+        let port_base = (0..21)
+            .map(|k| 20_000 + ((first + k) % 21) * 600)
+            .find(|&base| {
+                ports_of(base).all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+            })
+            .expect("a free slot of ports for strand dev");
         let mut child = Command::new(strand_bin())
             .args(["dev", "--brokers", &brokers.to_string()])
             .args(["--port-base", &port_base.to_string()])
             .arg("--data-dir")
             .arg(dir.path())
+            .args(secure.then_some("--secure"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -501,14 +524,18 @@ impl DevCluster {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut properties = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 println!("strand dev: {line}");
-                if line.starts_with("Strand is up") {
-                    let _ = tx.send(());
+                if let Some(rest) = line.trim().strip_prefix("client properties: ") {
+                    properties = rest.split(' ').next().map(std::path::PathBuf::from);
+                }
+                if line.trim().starts_with("press Ctrl-C") {
+                    let _ = tx.send(properties.take());
                 }
             }
         });
-        let dev = DevCluster {
+        let mut dev = DevCluster {
             child,
             _dir: dir,
             bootstrap: (0..brokers)
@@ -516,8 +543,10 @@ impl DevCluster {
                 .collect::<Vec<_>>()
                 .join(","),
             admin: format!("127.0.0.1:{}", port_base + 1),
+            properties: None,
         };
-        rx.recv_timeout(Duration::from_secs(120))
+        dev.properties = rx
+            .recv_timeout(Duration::from_secs(120))
             .expect("strand dev reports it is up");
         dev
     }

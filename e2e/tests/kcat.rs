@@ -99,3 +99,70 @@ fn kcat_produces_and_consumes_ten_thousand_keyed_records_against_strand_dev() {
     }
     drop(dev);
 }
+
+#[test]
+fn kcat_reads_and_writes_with_the_client_properties_of_strand_dev_secure() {
+    let dev = strand_e2e::DevCluster::start_secure(3);
+    let properties = dev
+        .properties
+        .clone()
+        .expect("strand dev --secure prints its client properties file");
+    let with_file = |args: &[&str]| {
+        let mut command = kcat();
+        command
+            // The system's librdkafka (with OpenSSL), not the rdkafka crate's.
+            .env_remove("LD_LIBRARY_PATH")
+            .arg("-F")
+            .arg(&properties)
+            .args(["-X", "broker.address.family=v4"])
+            .args(args);
+        command
+    };
+    // The admin user may create topics by producing to them (`strand dev` auto-creates).
+    let mut producer = with_file(&["-P", "-t", "secured", "-X", "acks=all"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed (apt-get install kcat)");
+    {
+        let mut stdin = producer.stdin.take().unwrap();
+        for i in 0..500 {
+            writeln!(stdin, "secured-{i:03}").unwrap();
+        }
+    }
+    assert!(producer.wait().unwrap().success(), "kcat -P -F failed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = with_file(&["-C", "-t", "secured", "-e", "-q"])
+            .output()
+            .unwrap();
+        let lines = String::from_utf8_lossy(&output.stdout).lines().count();
+        if output.status.success() && lines == 500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kcat -C -F read {lines} of 500");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let listed = with_file(&["-L"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("topic \"secured\""));
+
+    // Without the properties: plaintext gets no metadata; SASL with a wrong password neither.
+    let plain = kcat()
+        .args(["-L", "-b", &dev.bootstrap, "-m", "5"])
+        .args(["-X", "broker.address.family=v4"])
+        .env_remove("LD_LIBRARY_PATH")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "a plaintext client was served");
+    let wrong = with_file(&["-L", "-m", "5", "-X", "sasl.password=wrong"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password was served");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("Authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    drop(dev);
+}

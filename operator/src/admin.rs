@@ -83,6 +83,9 @@ impl AdminError {
                 ErrorReason::BrokerState => "BrokerState",
                 ErrorReason::NotOwner => "TopicNotOwned",
                 ErrorReason::InternalTopic => "InternalTopic",
+                ErrorReason::InvalidAcl => "InvalidAcl",
+                ErrorReason::InvalidCredential => "InvalidCredential",
+                ErrorReason::UnknownUser => "UnknownUser",
             },
         }
     }

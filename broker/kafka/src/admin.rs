@@ -6,8 +6,19 @@ use std::collections::BTreeMap;
 use kafka_protocol::ResponseError;
 use strand_proto::admin as pb;
 
+use strand_auth::Operation;
+
 use crate::context::Context;
 use crate::errors::{Refused, refused};
+use crate::security::Resource;
+
+/// The refusal of a topic the client may not act on.
+fn topic_denied() -> Refused {
+    (
+        ResponseError::TopicAuthorizationFailed,
+        "not authorized for this topic".to_string(),
+    )
+}
 
 /// Creates a topic; partitions and replication factor default to the broker's settings, the
 /// replication factor capped at the number of active brokers.
@@ -56,6 +67,7 @@ pub async fn create_topics(
 ) -> kafka_protocol::messages::CreateTopicsResponse {
     use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
     let mut results = Vec::with_capacity(req.topics.len());
+    let create_any = ctx.authorized(Operation::Create, Resource::cluster());
     for topic in req.topics {
         let name = topic.name.0.to_string();
         let base = CreatableTopicResult::default()
@@ -75,7 +87,9 @@ pub async fn create_topics(
             -1 => None,
             n => Some(u16::try_from(n).unwrap_or(0)),
         };
-        let outcome = if !topic.assignments.is_empty() {
+        let outcome = if !create_any && !ctx.authorized(Operation::Create, Resource::topic(&name)) {
+            Err(topic_denied())
+        } else if !topic.assignments.is_empty() {
             Err((
                 ResponseError::InvalidRequest,
                 "manual replica assignments are not accepted; Strand places replicas".to_string(),
@@ -153,23 +167,26 @@ pub async fn delete_topics(
     names.extend(req.topics.into_iter().filter_map(|t| t.name));
     let mut results = Vec::with_capacity(names.len());
     for name in names {
-        let outcome = ctx
-            .handles()
-            .admin
-            .delete_topic(pb::DeleteTopicRequest {
-                name: name.0.to_string(),
-                topic_id: String::new(),
-                expected_owner: None,
-            })
-            .await;
+        let outcome = if ctx.authorized(Operation::Delete, Resource::topic(&name)) {
+            ctx.handles()
+                .admin
+                .delete_topic(pb::DeleteTopicRequest {
+                    name: name.0.to_string(),
+                    topic_id: String::new(),
+                    expected_owner: None,
+                })
+                .await
+                .map(|_| ())
+                .map_err(refused)
+        } else {
+            Err(topic_denied())
+        };
         let base = DeletableTopicResult::default().with_name(Some(name));
         results.push(match outcome {
-            Ok(_) => base,
-            Err(refusal) => {
-                let (code, text) = refused(refusal);
-                base.with_error_code(code.code())
-                    .with_error_message(message(text))
-            }
+            Ok(()) => base,
+            Err((code, text)) => base
+                .with_error_code(code.code())
+                .with_error_message(message(text)),
         });
     }
     kafka_protocol::messages::DeleteTopicsResponse::default().with_responses(results)
@@ -187,6 +204,7 @@ pub async fn create_partitions(
         let name = topic.name.0.to_string();
         let current = ctx.state().topic_by_name(&name).map(|t| t.partitions.len());
         let outcome = match (current, u32::try_from(topic.count)) {
+            _ if !ctx.authorized(Operation::Alter, Resource::topic(&name)) => Err(topic_denied()),
             (None, _) => Err((
                 ResponseError::UnknownTopicOrPartition,
                 format!("unknown topic `{name}`"),
@@ -267,6 +285,22 @@ pub async fn describe_configs(
                 let base = DescribeConfigsResult::default()
                     .with_resource_type(resource.resource_type)
                     .with_resource_name(resource.resource_name.clone());
+                let denied = match resource.resource_type {
+                    RESOURCE_TOPIC => (!ctx.authorized(
+                        Operation::DescribeConfigs,
+                        Resource::topic(&resource.resource_name),
+                    ))
+                    .then_some(ResponseError::TopicAuthorizationFailed),
+                    RESOURCE_BROKER => (!ctx
+                        .authorized(Operation::DescribeConfigs, Resource::cluster()))
+                    .then_some(ResponseError::ClusterAuthorizationFailed),
+                    _ => None,
+                };
+                if let Some(code) = denied {
+                    return base
+                        .with_error_code(code.code())
+                        .with_error_message(message("not authorized to describe its configs"));
+                }
                 match resource.resource_type {
                 RESOURCE_TOPIC => match state.topic_by_name(&resource.resource_name) {
                     None => base
@@ -332,6 +366,15 @@ pub async fn incremental_alter_configs(
     for resource in &req.resources {
         let name = resource.resource_name.to_string();
         let outcome = match resource.resource_type {
+            RESOURCE_TOPIC if !ctx.authorized(Operation::AlterConfigs, Resource::topic(&name)) => {
+                Err(topic_denied())
+            }
+            RESOURCE_BROKER if !ctx.authorized(Operation::AlterConfigs, Resource::cluster()) => {
+                Err((
+                    ResponseError::ClusterAuthorizationFailed,
+                    "not authorized to alter broker configs".to_string(),
+                ))
+            }
             RESOURCE_TOPIC => alter_topic_config(&ctx, &name, resource, req.validate_only).await,
             RESOURCE_BROKER => Err((
                 ResponseError::InvalidRequest,
@@ -424,8 +467,9 @@ pub async fn describe_cluster(
         .brokers()
         .values()
         .filter(|b| b.state != strand_meta::BrokerState::Decommissioned)
-        .map(|b| {
-            let (host, port) = crate::metadata::host_port(&b.kafka_addr);
+        .filter_map(|b| Some((b, ctx.advertised_addr(b)?)))
+        .map(|(b, addr)| {
+            let (host, port) = crate::metadata::host_port(addr);
             DescribeClusterBroker::default()
                 .with_broker_id(kafka_protocol::messages::BrokerId(b.id.0 as i32))
                 .with_host(kafka_protocol::protocol::StrBytes::from_string(host))

@@ -16,14 +16,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::context::{Context, Shared};
 use crate::dispatch::{Pending, dispatch};
+use crate::sasl::{Sasl, Step};
+use crate::security::Session;
 use crate::versions;
+
+fn ready(response: ResponseKind) -> Pending {
+    Box::pin(async move { Some(response) })
+}
 
 /// Why a connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +48,10 @@ enum Closed {
     Idle(Duration),
     #[error("no more of a started request for {0:?} (idle_timeout)")]
     Stalled(Duration),
+    #[error("{0:?} before SASL authentication")]
+    Unauthenticated(ApiKey),
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
 }
 
 /// A queued response: what the writer needs to send it, and the share of the connection's
@@ -57,6 +71,7 @@ pub(crate) async fn serve(
     mut reader: impl AsyncRead + Unpin + Send,
     mut writer: impl AsyncWrite + Unpin + Send,
     peer: SocketAddr,
+    session: Session,
     _slot: OwnedSemaphorePermit,
 ) {
     let limits = shared.handles.settings.limits.clone();
@@ -92,7 +107,16 @@ pub(crate) async fn serve(
         }
     };
     let read = async move {
-        let context = Context { shared, peer };
+        let mut sasl = session
+            .listener
+            .protocol
+            .sasl()
+            .then(|| Sasl::new(shared.handles.settings.security.sasl_mechanisms.clone()));
+        let mut context = Context {
+            shared,
+            peer,
+            session: Arc::new(session),
+        };
         let idle = || in_flight.available_permits() == bytes_max;
         loop {
             let Some(size) = read_size(&mut reader, limits.idle_timeout, idle).await? else {
@@ -117,8 +141,44 @@ pub(crate) async fn serve(
             let (header, api_key, request) = decode_request(frame)?;
             let version = header.request_api_version;
             tracing::trace!(%peer, ?api_key, version, correlation = header.correlation_id, "kafka request");
+            if let Some(sasl) = &sasl
+                && !sasl.admits(api_key)
+            {
+                return Err(Closed::Unauthenticated(api_key));
+            }
+            let mut failed = false;
             let (pending, reply_version) = match request {
-                Decoded::Request(request) => (dispatch(&context, &header, *request).await, version),
+                Decoded::Request(request) => match *request {
+                    RequestKind::SaslHandshake(req) => {
+                        let response = match &mut sasl {
+                            Some(sasl) => sasl.handshake(&req),
+                            None => SaslHandshakeResponse::default()
+                                .with_error_code(ResponseError::IllegalSaslState.code()),
+                        };
+                        (ready(ResponseKind::SaslHandshake(response)), version)
+                    }
+                    RequestKind::SaslAuthenticate(req) => {
+                        let (response, step) = match &mut sasl {
+                            Some(sasl) => sasl.authenticate(&req, &context.state()),
+                            None => (
+                                SaslAuthenticateResponse::default()
+                                    .with_error_code(ResponseError::IllegalSaslState.code()),
+                                Step::Failed,
+                            ),
+                        };
+                        match step {
+                            Step::Continue => {}
+                            Step::Authenticated(principal) => {
+                                let mut session = (*context.session).clone();
+                                session.principal = principal;
+                                context.session = Arc::new(session);
+                            }
+                            Step::Failed => failed = true,
+                        }
+                        (ready(ResponseKind::SaslAuthenticate(response)), version)
+                    }
+                    request => (dispatch(&context, &header, request).await, version),
+                },
                 // ApiVersions answers a version it does not speak in the v0 layout.
                 Decoded::UnsupportedApiVersions => {
                     let response = versions::unsupported_version();
@@ -135,6 +195,10 @@ pub(crate) async fn serve(
             if tx.send(queued).await.is_err() {
                 break;
             }
+            if failed {
+                // The answer is sent, then the connection closes.
+                return Err(Closed::AuthenticationFailed);
+            }
         }
         Ok::<(), Closed>(())
     };
@@ -145,7 +209,7 @@ pub(crate) async fn serve(
     };
     match outcome {
         Err(Closed::Io(e)) => tracing::debug!(%peer, error = %e, "kafka connection failed"),
-        Err(e @ (Closed::Idle(_) | Closed::Stalled(_))) => {
+        Err(e @ (Closed::Idle(_) | Closed::Stalled(_) | Closed::AuthenticationFailed)) => {
             tracing::debug!(%peer, error = %e, "closing kafka connection")
         }
         Err(e) => tracing::warn!(%peer, error = %e, "closing kafka connection"),

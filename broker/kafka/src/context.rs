@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::KafkaSettings;
 use crate::errors::append_error_code;
 use crate::groups::state::Groups;
+use crate::security::Session;
 
 /// The broker's parts the Kafka listener works with, handed to it by the broker.
 #[derive(Clone)]
@@ -54,6 +55,8 @@ pub struct Context {
     pub(crate) shared: Arc<Shared>,
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// The listener the client came in on, and who it is.
+    pub(crate) session: Arc<Session>,
 }
 
 /// The leader of a partition as this broker knows it.
@@ -124,6 +127,16 @@ impl Context {
             .replicas
             .leader(&self.state(), topic, partition)
             .map_err(|e| append_error_code(&e))
+    }
+
+    /// The address of `broker` on the listener this client came in on: `None` when the broker
+    /// does not have that listener. A broker that registered a single listener serves all.
+    pub(crate) fn advertised_addr<'a>(&self, broker: &'a strand_meta::Broker) -> Option<&'a str> {
+        match broker.listeners.get(&self.session.listener.name) {
+            Some(addr) => Some(addr),
+            None if broker.listeners.is_empty() => Some(&broker.kafka_addr),
+            None => None,
+        }
     }
 
     /// Checks a client's idea of the leader epoch (`-1` means it has none).

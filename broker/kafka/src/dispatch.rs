@@ -6,7 +6,7 @@ use std::pin::Pin;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 use crate::context::Context;
-use crate::{admin, fetch, groups, metadata, produce, versions};
+use crate::{acls, admin, fetch, groups, metadata, produce, versions};
 
 /// A response still being produced; `None` when the request gets no response (acks=0).
 pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>;
@@ -93,8 +93,22 @@ pub(crate) async fn dispatch(
                 admin::create_partitions(ctx, req, version)
             )
         }
+        RequestKind::CreateAcls(req) => later!(CreateAcls, acls::create_acls(ctx, req, version)),
+        RequestKind::DescribeAcls(req) => {
+            later!(DescribeAcls, acls::describe_acls(ctx, req, version))
+        }
+        RequestKind::DeleteAcls(req) => later!(DeleteAcls, acls::delete_acls(ctx, req, version)),
+        RequestKind::DescribeUserScramCredentials(req) => later!(
+            DescribeUserScramCredentials,
+            acls::describe_user_scram_credentials(ctx, req, version)
+        ),
+        RequestKind::AlterUserScramCredentials(req) => later!(
+            AlterUserScramCredentials,
+            acls::alter_user_scram_credentials(ctx, req, version)
+        ),
         other => {
-            // `versions::supported` lets through only the requests handled above.
+            // `versions::supported` lets through only the requests handled above (SASL's
+            // are answered by the connection).
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler");
             Box::pin(async { None })
         }

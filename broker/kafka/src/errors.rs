@@ -51,6 +51,9 @@ pub fn refused(refusal: Refusal) -> Refused {
         Some(ErrorReason::InternalTopic) => ResponseError::InvalidRequest,
         // Kafka requests name no expected owner, so this does not arise from them.
         Some(ErrorReason::NotOwner) => ResponseError::InvalidRequest,
+        Some(ErrorReason::InvalidAcl) => ResponseError::InvalidRequest,
+        Some(ErrorReason::InvalidCredential) => ResponseError::UnacceptableCredential,
+        Some(ErrorReason::UnknownUser) => ResponseError::ResourceNotFound,
         Some(ErrorReason::Unspecified) | None => ResponseError::UnknownServerError,
     };
     (code, refusal.message)

@@ -17,12 +17,14 @@ use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
+use strand_auth::Operation;
 use strand_log::{LogError, Offset};
 use tokio::time::Instant;
 
 use strand_node::PartitionReplica;
 
 use crate::context::Context;
+use crate::security::Resource;
 
 /// The longest a fetch waits for data, whatever it asks for.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -42,13 +44,17 @@ struct Wanted {
 pub async fn fetch(ctx: Context, req: FetchRequest, version: i16) -> FetchResponse {
     let mut wanted = Vec::new();
     for (t, topic) in req.topics.iter().enumerate() {
+        let readable = ctx.authorized(Operation::Read, Resource::topic(&topic.topic.0));
         for p in &topic.partitions {
-            let replica =
+            let replica = if readable {
                 ctx.leader_replica(&topic.topic.0, p.partition)
                     .and_then(|(replica, epoch)| {
                         Context::check_epoch(p.current_leader_epoch, epoch)
                             .map(|()| (replica, epoch))
-                    });
+                    })
+            } else {
+                Err(ResponseError::TopicAuthorizationFailed)
+            };
             wanted.push(Wanted {
                 topic: t,
                 partition: p.partition,
@@ -235,6 +241,9 @@ fn list_one(
     client_epoch: i32,
     timestamp: i64,
 ) -> Result<(i64, i64, i32), ResponseError> {
+    if !ctx.authorized(Operation::Describe, Resource::topic(topic)) {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
     let (replica, epoch) = ctx.leader_replica(&topic.0, partition)?;
     Context::check_epoch(client_epoch, epoch)?;
     let hw = *replica.sm.high_watermark().borrow();
@@ -285,8 +294,13 @@ fn epoch_ends_now(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let found = ctx.leader_replica(&topic.topic.0, p.partition).and_then(
-                        |(replica, epoch)| {
+                    let describable =
+                        ctx.authorized(Operation::Describe, Resource::topic(&topic.topic));
+                    let found = describable
+                        .then_some(())
+                        .ok_or(ResponseError::TopicAuthorizationFailed)
+                        .and_then(|()| ctx.leader_replica(&topic.topic.0, p.partition))
+                        .and_then(|(replica, epoch)| {
                             Context::check_epoch(p.current_leader_epoch, epoch)?;
                             let log = replica.store.log();
                             let log = log.read().unwrap_or_else(|p| p.into_inner());
@@ -295,8 +309,7 @@ fn epoch_ends_now(
                                 tracing::error!(error = %e, "epoch lookup cannot read the log");
                                 ResponseError::KafkaStorageError
                             })
-                        },
-                    );
+                        });
                     match found {
                         Ok(Some((term, end))) => base
                             .with_leader_epoch(i32::try_from(term.0).unwrap_or(i32::MAX))

@@ -2,6 +2,7 @@
 //! `connections_max`), over TLS when it has [`TlsFiles`], and serves each (`connection.rs`)
 //! over the broker's [`Handles`].
 
+mod acls;
 mod admin;
 mod connection;
 mod context;
@@ -11,10 +12,15 @@ mod fetch;
 pub mod groups;
 mod metadata;
 mod produce;
+mod sasl;
+mod security;
 mod tls;
 mod versions;
 
 pub use context::Handles;
+pub use security::{
+    ANONYMOUS, ListenerSpec, SaslMechanism, SecurityProtocol, SecuritySettings, Session,
+};
 pub use strand_node::{TlsError, TlsFiles};
 pub use tls::server_config;
 
@@ -44,8 +50,46 @@ pub struct KafkaSettings {
     pub retention_check_interval: Duration,
     /// The bounds on what clients send (`strand_node::limits`).
     pub limits: Limits,
-    /// TLS (Kafka's `SSL` security protocol), or plaintext when `None`.
+    /// The certificate, key and client CA of listeners that speak TLS (`SSL`, `SASL_SSL`). A
+    /// client CA makes `SSL` listeners require client certificates, which name the principal;
+    /// `SASL_SSL` listeners do not ask for them.
     pub tls: Option<TlsFiles>,
+    /// SASL mechanisms, the authorizer, and principals from certificates.
+    pub security: SecuritySettings,
+    /// The name of the broker's main listener (the one on its Kafka address); by default its
+    /// security protocol's name.
+    pub listener_name: Option<String>,
+    /// Whether clients of the main listener authenticate with SASL: `SASL_SSL` with `tls`,
+    /// `SASL_PLAINTEXT` without; otherwise it is `SSL` or `PLAINTEXT`.
+    pub sasl: bool,
+    /// Listeners besides the main one, each with its own address and protocol.
+    pub more_listeners: Vec<ListenerSpec>,
+}
+
+impl KafkaSettings {
+    /// The security protocol of the main listener.
+    pub fn main_protocol(&self) -> SecurityProtocol {
+        match (self.tls.is_some(), self.sasl) {
+            (false, false) => SecurityProtocol::Plaintext,
+            (true, false) => SecurityProtocol::Ssl,
+            (false, true) => SecurityProtocol::SaslPlaintext,
+            (true, true) => SecurityProtocol::SaslSsl,
+        }
+    }
+
+    /// The main listener bound to `listen` and advertised as `advertised`.
+    pub fn main_listener(&self, listen: SocketAddr, advertised: &str) -> ListenerSpec {
+        let protocol = self.main_protocol();
+        ListenerSpec {
+            name: self
+                .listener_name
+                .clone()
+                .unwrap_or_else(|| protocol.name().to_string()),
+            listen,
+            advertised: advertised.to_string(),
+            protocol,
+        }
+    }
 }
 
 impl Default for KafkaSettings {
@@ -57,49 +101,113 @@ impl Default for KafkaSettings {
             retention_check_interval: Duration::from_secs(300),
             limits: Limits::default(),
             tls: None,
+            security: SecuritySettings::default(),
+            listener_name: None,
+            sasl: false,
+            more_listeners: Vec::new(),
         }
     }
 }
 
-/// The Kafka listener of a broker, ready to serve.
+/// Why a listener cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Its TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// It speaks TLS but the broker has no TLS files.
+    #[error("listener {0} speaks TLS but no certificate and key are configured")]
+    NoTlsFiles(String),
+}
+
+/// The Kafka listeners of a broker, ready to serve: they share the consumer groups this
+/// broker coordinates and its producer ids.
 pub struct Listener {
     shared: Arc<Shared>,
-    tls: Option<Tls>,
+    listeners: Vec<(Arc<ListenerSpec>, Option<Tls>, TcpListener)>,
 }
 
 impl Listener {
-    /// The listener over `handles`; its TLS files, if any, are read now, so a broker does not
-    /// start with a listener it cannot serve.
-    pub fn new(handles: Handles) -> Result<Listener, TlsError> {
-        let tls = match &handles.settings.tls {
-            Some(files) => Some(Tls::start(files.clone(), handles.shutdown.clone())?),
-            None => None,
-        };
+    /// The Kafka service over `handles`, serving no listener yet.
+    pub fn new(handles: Handles) -> Listener {
         let shared = Arc::new(Shared {
             handles,
             groups: Default::default(),
             producer_ids: Mutex::new(0..0),
         });
-        Ok(Listener { shared, tls })
+        Listener {
+            shared,
+            listeners: Vec::new(),
+        }
     }
 
-    /// Serves Kafka clients on `listener` until the broker shuts down.
-    pub async fn serve(self, listener: TcpListener) {
-        serve(self.shared, self.tls, listener).await
+    /// Adds a listener bound to `socket`. Its TLS files, if it speaks TLS, are read now, so a
+    /// broker does not start with a listener it cannot serve.
+    pub fn add(&mut self, spec: ListenerSpec, socket: TcpListener) -> Result<(), ListenerError> {
+        let tls = if spec.protocol.tls() {
+            let Some(files) = &self.shared.handles.settings.tls else {
+                return Err(ListenerError::NoTlsFiles(spec.name));
+            };
+            let mut files = files.clone();
+            if spec.protocol.sasl() {
+                // SASL names the client; a certificate is not asked for.
+                files.client_ca = None;
+            }
+            Some(Tls::start(files, self.shared.handles.shutdown.clone())?)
+        } else {
+            None
+        };
+        self.listeners.push((Arc::new(spec), tls, socket));
+        Ok(())
+    }
+
+    /// Serves Kafka clients on every listener until the broker shuts down.
+    pub async fn serve(self) {
+        let local = self
+            .listeners
+            .first()
+            .and_then(|(_, _, l)| l.local_addr().ok())
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        tokio::spawn(groups::run(Context {
+            shared: self.shared.clone(),
+            peer: local,
+            session: Arc::new(Session {
+                listener: Arc::new(ListenerSpec {
+                    name: "internal".into(),
+                    listen: local,
+                    advertised: self.shared.handles.advertised.clone(),
+                    protocol: SecurityProtocol::Plaintext,
+                }),
+                host: local.ip().to_string(),
+                principal: ANONYMOUS.into(),
+            }),
+        }));
+        let connections = Arc::new(Semaphore::new(
+            self.shared.handles.settings.limits.connections_max,
+        ));
+        let mut serving = tokio::task::JoinSet::new();
+        for (spec, tls, socket) in self.listeners {
+            serving.spawn(serve(
+                self.shared.clone(),
+                spec,
+                tls,
+                socket,
+                connections.clone(),
+            ));
+        }
+        while serving.join_next().await.is_some() {}
     }
 }
 
-async fn serve(shared: Arc<Shared>, tls: Option<Tls>, listener: TcpListener) {
+async fn serve(
+    shared: Arc<Shared>,
+    spec: Arc<ListenerSpec>,
+    tls: Option<Tls>,
+    listener: TcpListener,
+    connections: Arc<Semaphore>,
+) {
     let mut shutdown = shared.handles.shutdown.clone();
-    let local = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    tokio::spawn(groups::run(Context {
-        shared: shared.clone(),
-        peer: local,
-    }));
     let limits = &shared.handles.settings.limits;
-    let connections = Arc::new(Semaphore::new(limits.connections_max));
     let mut refused_since_warning = 0u64;
     loop {
         tokio::select! {
@@ -119,10 +227,15 @@ async fn serve(shared: Arc<Shared>, tls: Option<Tls>, listener: TcpListener) {
                     };
                     refused_since_warning = 0;
                     let _ = stream.set_nodelay(true);
+                    let session = Session {
+                        listener: spec.clone(),
+                        host: peer.ip().to_string(),
+                        principal: ANONYMOUS.into(),
+                    };
                     match &tls {
                         None => {
                             let (reader, writer) = stream.into_split();
-                            tokio::spawn(connection::serve(shared.clone(), reader, writer, peer, permit));
+                            tokio::spawn(connection::serve(shared.clone(), reader, writer, peer, session, permit));
                         }
                         Some(tls) => {
                             let acceptor = tls.acceptor();
@@ -131,8 +244,19 @@ async fn serve(shared: Arc<Shared>, tls: Option<Tls>, listener: TcpListener) {
                                 let handshake = shared.handles.settings.limits.idle_timeout;
                                 match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                                     Ok(Ok(stream)) => {
+                                        let mut session = session;
+                                        if let Some(certificate) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                                            let mapping = &shared.handles.settings.security.principal_mapping;
+                                            match strand_auth::principal_of_certificate(certificate, mapping) {
+                                                Ok(principal) => session.principal = principal,
+                                                Err(e) => {
+                                                    tracing::info!(%peer, error = %e, "kafka client certificate names no principal; connection closed");
+                                                    return;
+                                                }
+                                            }
+                                        }
                                         let (reader, writer) = tokio::io::split(stream);
-                                        connection::serve(shared, reader, writer, peer, permit).await;
+                                        connection::serve(shared, reader, writer, peer, session, permit).await;
                                     }
                                     Ok(Err(e)) => tracing::info!(%peer, error = %e, "kafka TLS handshake failed"),
                                     Err(_) => tracing::info!(%peer, "kafka TLS handshake did not finish within idle_timeout"),

@@ -10,8 +10,11 @@ use strand_meta::{Topic, TopicKind};
 
 use strand_node::Cluster;
 
+use strand_auth::Operation;
+
 use crate::admin;
 use crate::context::Context;
+use crate::security::Resource;
 
 /// Splits `host:port`; a bad port reads as 0, which no client can reach, so it shows.
 pub fn host_port(addr: &str) -> (String, i32) {
@@ -46,12 +49,19 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
     });
     // Unknown topics are created when both the request (v4+; always before) and the broker
     // allow it.
+    // Kafka's order: a topic the client may not describe is refused whether or not it
+    // exists; one it may describe but that does not exist is created when it may create it.
+    let describable = |name: &str| ctx.authorized(Operation::Describe, Resource::topic(name));
     let mut created = Vec::new();
     let auto_create =
         ctx.handles().settings.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     if let (Some(names), true) = (&names, auto_create) {
         for name in names {
-            if state.topic_by_name(name).is_none() {
+            if state.topic_by_name(name).is_none()
+                && describable(name)
+                && (ctx.authorized(Operation::Create, Resource::cluster())
+                    || ctx.authorized(Operation::Create, Resource::topic(name)))
+            {
                 match admin::create_topic(&ctx, name, None, None, Default::default()).await {
                     Ok(()) => created.push(name.clone()),
                     Err((code, message)) => {
@@ -68,11 +78,15 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
         None => state
             .topics_by_id()
             .values()
+            .filter(|t| describable(&t.name))
             .map(|t| describe(&ctx, t))
             .collect(),
         Some(names) => names
             .iter()
             .map(|name| match state.topic_by_name(name) {
+                _ if !describable(name) => MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
                 Some(topic) => describe(&ctx, topic),
                 None => MetadataResponseTopic::default()
                     .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
@@ -80,17 +94,26 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
             })
             .collect(),
     };
+    // Each client is told the addresses of the listener it came in on; a broker without
+    // that listener is left out, and one that registered a single listener serves all.
+    let listener = &ctx.session.listener;
     let mut brokers: Vec<MetadataResponseBroker> = state
         .brokers()
         .values()
         .filter(|b| b.state != strand_meta::BrokerState::Decommissioned)
-        .map(|b| broker_entry(b.id.0, &b.kafka_addr, b.rack.clone()))
+        .filter_map(|b| {
+            ctx.advertised_addr(b)
+                .map(|addr| broker_entry(b.id.0, addr, b.rack.clone()))
+        })
         .collect();
     // A broker still joining lists itself, so clients keep a connection and ask again.
     let me = ctx.handles().cluster.identity().broker_id;
     if !brokers.iter().any(|b| b.node_id.0 == me as i32) {
-        let handles = ctx.handles();
-        brokers.push(broker_entry(me, &handles.advertised, handles.rack.clone()));
+        brokers.push(broker_entry(
+            me,
+            &listener.advertised,
+            ctx.handles().rack.clone(),
+        ));
     }
     MetadataResponse::default()
         .with_brokers(brokers)

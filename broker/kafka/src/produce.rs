@@ -9,6 +9,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use strand_auth::{Operation, ResourceType};
 use strand_node::registry::Submitted;
 use strand_node::{AppendError, Appended, Writer};
 
@@ -16,6 +17,7 @@ use crate::errors::append_error_code;
 
 use crate::context::Context;
 use crate::dispatch::Pending;
+use crate::security::Resource;
 
 /// One partition's part of the answer, before or after the commit.
 enum Slot {
@@ -66,8 +68,17 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let mut slots = Vec::with_capacity(topic.partition_data.len());
+        let writable = ctx.authorized(Operation::Write, Resource::topic(&name));
         for data in topic.partition_data {
             let index = data.index;
+            if !writable {
+                slots.push(failed(
+                    index,
+                    ResponseError::TopicAuthorizationFailed,
+                    "not authorized to write to the topic",
+                ));
+                continue;
+            }
             let appended = ctx
                 .handles()
                 .replicas
@@ -183,6 +194,13 @@ pub async fn init_producer_id(
         .is_some_and(|t| !t.0.is_empty())
     {
         return failed(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    // Kafka's rule for an idempotent producer: IdempotentWrite on the cluster, or Write on
+    // some topic.
+    if !ctx.authorized(Operation::IdempotentWrite, Resource::cluster())
+        && !ctx.authorized_any(Operation::Write, ResourceType::Topic)
+    {
+        return failed(ResponseError::ClusterAuthorizationFailed);
     }
     if req.producer_id.0 >= 0 {
         return match req.producer_epoch.checked_add(1) {

@@ -56,6 +56,20 @@ const APIS: &[Api] = &[
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    // v0 (a handshake followed by raw SASL tokens, without SaslAuthenticate) is not spoken,
+    // but advertised: librdkafka before 2.x enables SASL only when v0 is listed, then uses v1.
+    Api {
+        key: ApiKey::SaslHandshake,
+        advertised_min: 0,
+        min: 1,
+        max: 1,
+    },
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// Whether requests of this API and version are accepted.

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::command::{
-    Applied, Command, CommandError, InternalTopicChange, MAX_ADDR_LEN, MAX_OWNER_LEN,
-    MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK, Registration, validate_topic_name,
+    Applied, Command, CommandError, InternalTopicChange, MAX_ADDR_LEN, MAX_LISTENERS,
+    MAX_OWNER_LEN, MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK, Registration,
+    validate_topic_name,
 };
 use crate::config::validate_topic_config;
 use crate::ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
@@ -28,6 +29,7 @@ impl ClusterState {
                 broker_id,
                 node_id,
                 kafka_addr,
+                listeners,
                 grpc_addr,
                 http_addr,
                 rack,
@@ -36,6 +38,7 @@ impl ClusterState {
                 *broker_id,
                 *node_id,
                 [kafka_addr, grpc_addr, http_addr],
+                listeners,
                 rack,
                 *now_ms,
             )?,
@@ -108,6 +111,14 @@ impl ClusterState {
                 replication_factor,
             } => self.set_replication_factor(*topic_id, *replication_factor)?,
             Command::AllocateProducerIds { count } => self.allocate_producer_ids(*count)?,
+            Command::CreateAcls { acls } => self.create_acls(acls)?,
+            Command::DeleteAcls { acls } => self.delete_acls(acls),
+            Command::UpsertScramCredential { user, credential } => {
+                self.upsert_scram_credential(user, credential)?
+            }
+            Command::DeleteScramCredential { user, mechanism } => {
+                self.delete_scram_credential(user, *mechanism)?
+            }
         };
         self.version += 1;
         Ok(applied)
@@ -128,21 +139,29 @@ impl ClusterState {
         broker_id: BrokerId,
         node_id: NodeId,
         [kafka_addr, grpc_addr, http_addr]: [&String; 3],
+        listeners: &BTreeMap<String, String>,
         rack: &Option<String>,
         now_ms: u64,
     ) -> Result<Applied, CommandError> {
+        let named = listeners.iter().map(|(name, addr)| (name.as_str(), addr));
         for (listener, addr) in [
             ("kafka", kafka_addr),
             ("grpc", grpc_addr),
             ("http", http_addr),
-        ] {
+        ]
+        .into_iter()
+        .chain(named)
+        {
             if !is_host_port(addr) {
                 return Err(CommandError::InvalidAddress {
                     broker_id,
-                    listener,
+                    listener: listener.to_string(),
                     addr: addr.clone(),
                 });
             }
+        }
+        if listeners.len() > MAX_LISTENERS || listeners.keys().any(|name| !is_listener_name(name)) {
+            return Err(CommandError::InvalidListeners { broker_id });
         }
         // A node id is one incarnation's identity: whoever held it, now or before, keeps it.
         for other in self.brokers.values() {
@@ -170,6 +189,7 @@ impl ClusterState {
                         node_id,
                         retired_node_ids: Vec::new(),
                         kafka_addr: kafka_addr.clone(),
+                        listeners: listeners.clone(),
                         grpc_addr: grpc_addr.clone(),
                         http_addr: http_addr.clone(),
                         rack: rack.clone(),
@@ -190,6 +210,7 @@ impl ClusterState {
                     Registration::NewIncarnation { retired }
                 };
                 broker.kafka_addr = kafka_addr.clone();
+                broker.listeners = listeners.clone();
                 broker.grpc_addr = grpc_addr.clone();
                 broker.http_addr = http_addr.clone();
                 broker.rack = rack.clone();
@@ -754,4 +775,13 @@ fn is_host_port(addr: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// Kafka's listener names: letters, digits, `_` and `-`, at most 64 of them.
+fn is_listener_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

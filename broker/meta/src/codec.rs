@@ -8,12 +8,13 @@ use crate::state::ClusterState;
 
 /// The newest snapshot format, which this build reads and writes when the state needs it.
 ///
-/// Formats: 1, the first; 2, topics may have an `owner`. A state that format 1 can hold is
+/// Formats: 1, the first; 2, topics may have an `owner`; 3, ACLs, SCRAM credentials and
+/// named Kafka listeners. A state that format 1 can hold is
 /// written as format 1, byte for byte what builds before owners wrote, so a broker of that
 /// version can still install a snapshot from this one during a rolling upgrade; once a topic
 /// has an owner the snapshot is format 2, which such a broker refuses by number instead of
 /// silently dropping the owners.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// The oldest snapshot format this build reads.
 pub const OLDEST_SNAPSHOT_FORMAT: u32 = 1;
@@ -119,7 +120,12 @@ impl ClusterState {
 
     /// The oldest format that holds this state (see [`SNAPSHOT_FORMAT`]).
     fn snapshot_format(&self) -> u32 {
-        if self.topics.values().any(|t| t.owner.is_some()) {
+        if !self.acls.is_empty()
+            || !self.scram.is_empty()
+            || self.brokers.values().any(|b| !b.listeners.is_empty())
+        {
+            3
+        } else if self.topics.values().any(|t| t.owner.is_some()) {
             2
         } else {
             1

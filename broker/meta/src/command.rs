@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use strand_auth::{AclBinding, AclError, ScramCredential, ScramMechanism};
+
 use crate::config::ConfigError;
 use crate::ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
 use crate::state::{BrokerState, TopicKind};
@@ -21,6 +23,9 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
 /// Longest advertised address accepted: a DNS name (253) plus `:` and a port.
 pub const MAX_ADDR_LEN: usize = 260;
+
+/// Most named Kafka listeners one broker may register.
+pub const MAX_LISTENERS: usize = 16;
 
 /// Longest topic owner accepted, in bytes. The operator's owners,
 /// `strand.dev/Topic/<namespace>/<name>/<uid>`, take at most 17 + 63 + 253 + 36 + 2.
@@ -43,8 +48,12 @@ pub enum Command {
         broker_id: BrokerId,
         /// The Raft node id of this incarnation.
         node_id: NodeId,
-        /// Advertised Kafka listener, `host:port`.
+        /// Advertised Kafka listener, `host:port`: the first of `listeners`.
         kafka_addr: String,
+        /// Every Kafka listener by name (Kafka's `advertised.listeners`), `host:port` each;
+        /// empty from brokers that had only one.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        listeners: BTreeMap<String, String>,
         /// Advertised gRPC listener, `host:port`.
         grpc_addr: String,
         /// Advertised HTTP listener, `host:port`.
@@ -184,6 +193,31 @@ pub enum Command {
         /// How many ids.
         count: u64,
     },
+    /// Adds ACLs (Kafka's CreateAcls); one already present is kept as is. All or none.
+    CreateAcls {
+        /// The ACLs.
+        acls: Vec<AclBinding>,
+    },
+    /// Removes exactly these ACLs (the proposer resolved DeleteAcls filters against its state);
+    /// one already gone is skipped.
+    DeleteAcls {
+        /// The ACLs.
+        acls: Vec<AclBinding>,
+    },
+    /// Sets a user's SCRAM credential for one mechanism (AlterUserScramCredentials upsertion).
+    UpsertScramCredential {
+        /// The user name, without `User:`.
+        user: String,
+        /// The salted, iterated credential; never the password.
+        credential: ScramCredential,
+    },
+    /// Removes a user's SCRAM credential for one mechanism.
+    DeleteScramCredential {
+        /// The user name.
+        user: String,
+        /// The mechanism.
+        mechanism: ScramMechanism,
+    },
 }
 
 /// Serde for the `Option<Option<String>>` of owners, which must tell "absent" (`None`, the
@@ -313,6 +347,26 @@ pub enum Applied {
         /// How many ids, from `first`.
         count: u64,
     },
+    /// ACLs were added.
+    AclsCreated {
+        /// How many were new.
+        added: usize,
+    },
+    /// ACLs were removed.
+    AclsDeleted {
+        /// How many were present.
+        removed: usize,
+    },
+    /// A SCRAM credential was set.
+    ScramCredentialSet {
+        /// The user.
+        user: String,
+    },
+    /// A SCRAM credential was removed.
+    ScramCredentialDeleted {
+        /// The user.
+        user: String,
+    },
 }
 
 /// Why a topic name was refused (Kafka's rules).
@@ -434,10 +488,18 @@ pub enum CommandError {
     InvalidAddress {
         /// The broker registering.
         broker_id: BrokerId,
-        /// Which listener: `kafka`, `grpc` or `http`.
-        listener: &'static str,
+        /// Which listener: `kafka`, `grpc`, `http` or a named Kafka listener.
+        listener: String,
         /// The address as given.
         addr: String,
+    },
+    /// A broker's named listeners are too many or badly named.
+    #[error(
+        "broker {broker_id} registers more than {MAX_LISTENERS} Kafka listeners or a listener name that is not letters, digits, `_` and `-`"
+    )]
+    InvalidListeners {
+        /// The broker registering.
+        broker_id: BrokerId,
     },
     /// The broker id is not registered.
     #[error("unknown broker {broker_id}")]
@@ -659,5 +721,40 @@ pub enum CommandError {
         next: u64,
         /// Ids asked for.
         count: u64,
+    },
+    /// An ACL is not well formed.
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(#[from] AclError),
+    /// A SCRAM user name is empty, too long or not valid.
+    #[error("invalid SCRAM user name `{user}`: {reason}")]
+    InvalidScramUser {
+        /// The name.
+        user: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A SCRAM credential's iterations are outside the mechanism's bounds.
+    #[error(
+        "SCRAM credential of `{user}` has {iterations} iterations; {mechanism} takes {min} to {max}"
+    )]
+    InvalidScramIterations {
+        /// The user.
+        user: String,
+        /// The mechanism's name.
+        mechanism: &'static str,
+        /// Iterations given.
+        iterations: u32,
+        /// Fewest allowed.
+        min: u32,
+        /// Most allowed.
+        max: u32,
+    },
+    /// There is no such credential to delete.
+    #[error("user `{user}` has no {mechanism} credential")]
+    UnknownScramCredential {
+        /// The user.
+        user: String,
+        /// The mechanism's name.
+        mechanism: &'static str,
     },
 }

@@ -14,13 +14,14 @@ mod ids;
 mod placement;
 mod planner;
 mod query;
+mod security;
 mod state;
 
 pub use codec::{CodecError, MAX_COMMAND_BYTES, OLDEST_SNAPSHOT_FORMAT, SNAPSHOT_FORMAT};
 pub use command::{
-    Applied, Command, CommandError, InternalTopicChange, MAX_ADDR_LEN, MAX_OWNER_LEN,
-    MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK, MAX_TOPIC_NAME_LEN, Registration,
-    TopicNameError, validate_topic_name,
+    Applied, Command, CommandError, InternalTopicChange, MAX_ADDR_LEN, MAX_LISTENERS,
+    MAX_OWNER_LEN, MAX_PARTITIONS_PER_TOPIC, MAX_PRODUCER_ID_BLOCK, MAX_TOPIC_NAME_LEN,
+    Registration, TopicNameError, validate_topic_name,
 };
 pub use config::{
     CleanupPolicy, CompressionType, ConfigError, KEYS, KeySpec, TimestampType, TopicConfig,
@@ -32,4 +33,5 @@ pub use planner::{
     LeaderTransfer, Plan, PlanBroker, PlanPartition, PlanState, ReplicaMove, apply_plan, plan,
 };
 pub use query::{BrokerSummary, ClusterDescription};
+pub use security::{MAX_SCRAM_USER_LEN, check_scram_user};
 pub use state::{Broker, BrokerState, ClusterState, PartitionAssignment, Topic, TopicKind};

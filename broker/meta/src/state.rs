@@ -3,9 +3,11 @@
 //! Fields are private: the state changes only through [`ClusterState::apply`], so every broker
 //! that applies the same commands holds the same state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+use strand_auth::{AclBinding, ScramCredential, ScramMechanism};
 
 use crate::ids::{BrokerId, ClusterId, NodeId, TopicId};
 
@@ -40,8 +42,12 @@ pub struct Broker {
     pub node_id: NodeId,
     /// Node ids of previous incarnations, oldest first; none of them is ever accepted again.
     pub retired_node_ids: Vec<NodeId>,
-    /// Advertised Kafka listener, `host:port`.
+    /// Advertised Kafka listener, `host:port`: the first of `listeners`.
     pub kafka_addr: String,
+    /// Every advertised Kafka listener by name, `host:port` each; empty for a broker that
+    /// registered a single listener (then `kafka_addr` serves every client).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
     /// Advertised gRPC listener (Raft and admin), `host:port`.
     pub grpc_addr: String,
     /// Advertised HTTP listener (metrics and probes), `host:port`.
@@ -149,6 +155,12 @@ pub struct ClusterState {
     pub(crate) topic_names: BTreeMap<String, TopicId>,
     pub(crate) next_producer_id: u64,
     pub(crate) version: u64,
+    /// Kafka ACLs, in order.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) acls: BTreeSet<AclBinding>,
+    /// SCRAM credentials by user and mechanism.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 /// The serialized form of [`ClusterState`], checked on the way in.
@@ -160,6 +172,10 @@ struct StateRepr {
     topics: BTreeMap<TopicId, Topic>,
     next_producer_id: u64,
     version: u64,
+    #[serde(default)]
+    acls: BTreeSet<AclBinding>,
+    #[serde(default)]
+    scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 impl TryFrom<StateRepr> for ClusterState {
@@ -185,6 +201,8 @@ impl TryFrom<StateRepr> for ClusterState {
             topic_names,
             next_producer_id: repr.next_producer_id,
             version: repr.version,
+            acls: repr.acls,
+            scram: repr.scram,
         })
     }
 }
@@ -205,6 +223,8 @@ impl ClusterState {
             topic_names: BTreeMap::new(),
             next_producer_id: 0,
             version: 0,
+            acls: BTreeSet::new(),
+            scram: BTreeMap::new(),
         }
     }
 
@@ -236,6 +256,25 @@ impl ClusterState {
     /// The first producer id the next block will hand out.
     pub fn next_producer_id(&self) -> u64 {
         self.next_producer_id
+    }
+
+    /// Every Kafka ACL.
+    pub fn acls(&self) -> &BTreeSet<AclBinding> {
+        &self.acls
+    }
+
+    /// A user's SCRAM credential for a mechanism.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        self.scram.get(user)?.get(&mechanism)
+    }
+
+    /// Every user with SCRAM credentials, and their credentials by mechanism.
+    pub fn scram_users(&self) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+        &self.scram
     }
 
     /// How many commands have been applied successfully; a command that fails leaves it as is.

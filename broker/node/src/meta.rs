@@ -74,6 +74,11 @@ pub fn refusal(error: &CommandError) -> Refusal {
         | E::ReplicaOnInactiveBroker { .. } => ErrorReason::NotEnoughBrokers,
         E::NotOwner { .. } => ErrorReason::NotOwner,
         E::InternalTopic { .. } => ErrorReason::InternalTopic,
+        E::InvalidAcl(_) => ErrorReason::InvalidAcl,
+        E::InvalidScramUser { .. } | E::InvalidScramIterations { .. } => {
+            ErrorReason::InvalidCredential
+        }
+        E::UnknownScramCredential { .. } => ErrorReason::UnknownUser,
         _ => ErrorReason::Unspecified,
     };
     let config_key = match error {

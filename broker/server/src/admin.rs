@@ -50,6 +50,11 @@ impl Admin {
         Admin { inner }
     }
 
+    /// The metadata group, where the security calls propose.
+    pub(crate) fn cluster(&self) -> &strand_node::Cluster {
+        &self.inner.cluster
+    }
+
     /// Where a call is served: here when this broker is the controller, else at the controller
     /// (found from this broker's metadata group, or from a seed while this broker is not in it).
     pub(crate) async fn route(&self) -> Result<Route, Refusal> {

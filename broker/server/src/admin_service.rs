@@ -13,6 +13,7 @@ use strand_proto::admin::admin_server::Admin as AdminApi;
 use tonic::{Request, Response, Status};
 
 use crate::admin::{Admin, Route};
+use crate::admin_security as security;
 
 /// Turns a refusal into a status carrying an `AdminError`: the one place this mapping lives.
 pub fn status_of(refusal: Refusal) -> Status {
@@ -30,7 +31,10 @@ pub fn status_of(refusal: Refusal) -> Status {
         ErrorReason::InvalidTopicName
         | ErrorReason::InvalidConfig
         | ErrorReason::InvalidPartitions
-        | ErrorReason::InvalidReplicationFactor => tonic::Code::InvalidArgument,
+        | ErrorReason::InvalidReplicationFactor
+        | ErrorReason::InvalidAcl
+        | ErrorReason::InvalidCredential => tonic::Code::InvalidArgument,
+        ErrorReason::UnknownUser => tonic::Code::NotFound,
         ErrorReason::NotEnoughBrokers => tonic::Code::FailedPrecondition,
         ErrorReason::NotController | ErrorReason::Unavailable => tonic::Code::Unavailable,
         ErrorReason::Unspecified => tonic::Code::FailedPrecondition,
@@ -253,5 +257,63 @@ impl AdminApi for AdminService {
             transfer_leadership,
             self.admin.transfer_here(request.into_inner()).await
         )
+    }
+
+    async fn create_acls(
+        &self,
+        request: Request<pb::CreateAclsRequest>,
+    ) -> Result<Response<pb::CreateAclsResponse>, Status> {
+        security::create_acls(self.admin.cluster(), request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status_of)
+    }
+
+    async fn list_acls(
+        &self,
+        request: Request<pb::ListAclsRequest>,
+    ) -> Result<Response<pb::ListAclsResponse>, Status> {
+        security::list_acls(self.admin.cluster(), request.get_ref())
+            .map(Response::new)
+            .map_err(status_of)
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<pb::DeleteAclsRequest>,
+    ) -> Result<Response<pb::DeleteAclsResponse>, Status> {
+        security::delete_acls(self.admin.cluster(), request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status_of)
+    }
+
+    async fn upsert_scram_user(
+        &self,
+        request: Request<pb::UpsertScramUserRequest>,
+    ) -> Result<Response<pb::ScramUser>, Status> {
+        security::upsert_scram_user(self.admin.cluster(), request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status_of)
+    }
+
+    async fn list_scram_users(
+        &self,
+        _request: Request<pb::ListScramUsersRequest>,
+    ) -> Result<Response<pb::ListScramUsersResponse>, Status> {
+        Ok(Response::new(security::list_scram_users(
+            self.admin.cluster(),
+        )))
+    }
+
+    async fn delete_scram_user(
+        &self,
+        request: Request<pb::DeleteScramUserRequest>,
+    ) -> Result<Response<pb::DeleteScramUserResponse>, Status> {
+        security::delete_scram_user(self.admin.cluster(), request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status_of)
     }
 }

@@ -137,6 +137,7 @@ async fn register(inner: &Inner) {
         broker_id: BrokerId(inner.cluster.identity().broker_id),
         node_id: NodeId(inner.cluster.identity().node_id),
         kafka_addr: config.kafka_advertised.clone(),
+        listeners: registered_listeners(config),
         grpc_addr: config.grpc_advertised.clone(),
         http_addr: config.http_advertised.clone(),
         rack: config.rack.clone(),
@@ -164,4 +165,20 @@ async fn register(inner: &Inner) {
         }
         tokio::time::sleep(RETRY).await;
     }
+}
+
+/// The named listeners a broker registers: none when it has only its main listener under its
+/// default name (then its Kafka address serves every client, as before listeners had names).
+fn registered_listeners(
+    config: &crate::BrokerConfig,
+) -> std::collections::BTreeMap<String, String> {
+    let kafka = &config.kafka;
+    if kafka.more_listeners.is_empty() && kafka.listener_name.is_none() {
+        return Default::default();
+    }
+    let main = kafka.main_listener(config.kafka_listen, &config.kafka_advertised);
+    std::iter::once(main)
+        .chain(kafka.more_listeners.iter().cloned())
+        .map(|l| (l.name, l.advertised))
+        .collect()
 }

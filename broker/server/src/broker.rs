@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
+use crate::guard::GrpcGuard;
 use crate::shared::Inner;
 
 /// Errors starting a broker.
@@ -34,9 +35,15 @@ pub enum StartError {
     /// The gRPC port's TLS files cannot be used.
     #[error("gRPC TLS: {0}")]
     GrpcTls(#[source] strand_node::TlsError),
-    /// The Kafka listener's TLS files cannot be used.
-    #[error("kafka listener TLS: {0}")]
-    KafkaTls(#[from] strand_kafka::TlsError),
+    /// A Kafka listener cannot be served (its TLS files cannot be used).
+    #[error("kafka listener: {0}")]
+    KafkaListener(#[from] strand_kafka::ListenerError),
+    /// The gRPC port's own certificate names no principal.
+    #[error(transparent)]
+    GrpcGuard(#[from] crate::guard::GuardError),
+    /// Two Kafka listeners share a name.
+    #[error("two kafka listeners are named {0}")]
+    DuplicateListener(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -109,12 +116,25 @@ impl Broker {
                 addr: config.grpc_listen,
                 source,
             })?;
-        let kafka = tokio::net::TcpListener::bind(config.kafka_listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.kafka_listen,
-                source,
-            })?;
+        let mut kafka = Vec::new();
+        let main = config
+            .kafka
+            .main_listener(config.kafka_listen, &config.kafka_advertised);
+        for spec in std::iter::once(main).chain(config.kafka.more_listeners.iter().cloned()) {
+            if kafka
+                .iter()
+                .any(|(s, _): &(strand_kafka::ListenerSpec, _)| s.name == spec.name)
+            {
+                return Err(StartError::DuplicateListener(spec.name));
+            }
+            let socket = tokio::net::TcpListener::bind(spec.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: spec.listen,
+                    source,
+                })?;
+            kafka.push((spec, socket));
+        }
         let http = tokio::net::TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -155,6 +175,22 @@ impl Broker {
             rack: inner.config.rack.clone(),
             shutdown: inner.shutdown.subscribe(),
         };
+        let grpc_tls = match (grpc_tls, &inner.config.grpc_tls) {
+            (Some(tls), Some(files)) => {
+                let guard = GrpcGuard::new(
+                    &inner.config.grpc_access,
+                    &files.cert,
+                    inner.cluster.clone(),
+                    inner.config.kafka.security.clone(),
+                )?;
+                Some((tls, guard))
+            }
+            _ => {
+                tracing::warn!(addr = %inner.config.grpc_listen,
+                    "the gRPC port has no TLS: anyone who reaches it can administer the cluster and join its Raft groups; give the broker --grpc-tls-cert, --grpc-tls-key and --grpc-tls-ca");
+                None
+            }
+        };
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::services::serve_grpc(
             inner.clone(),
@@ -163,8 +199,11 @@ impl Broker {
             grpc_tls,
         ));
         tasks.spawn(crate::http::serve(inner.clone(), http));
-        let kafka_listener = strand_kafka::Listener::new(kafka_handles)?;
-        tasks.spawn(kafka_listener.serve(kafka));
+        let mut kafka_listener = strand_kafka::Listener::new(kafka_handles);
+        for (spec, socket) in kafka {
+            kafka_listener.add(spec, socket)?;
+        }
+        tasks.spawn(kafka_listener.serve());
         tasks.spawn(crate::bootstrap::run(inner.clone()));
         tasks.spawn(crate::partitions::run(inner.clone()));
         tasks.spawn(crate::controller::run(inner.clone()));

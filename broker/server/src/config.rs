@@ -44,4 +44,7 @@ pub struct BrokerConfig {
     /// brokers', the operator's, admin clients') must be signed by, and which this broker
     /// checks other brokers against. `None`: plaintext, open to anyone who can reach it.
     pub grpc_tls: Option<strand_node::TlsFiles>,
+    /// With `grpc_tls`, the principals of the cluster's brokers and of its administrators:
+    /// the only callers the gRPC port answers.
+    pub grpc_access: crate::guard::GrpcAccess,
 }

@@ -392,6 +392,7 @@ mod tests {
             broker_id: BrokerId(broker),
             node_id: NodeId(node),
             kafka_addr: addr.clone(),
+            listeners: Default::default(),
             grpc_addr: addr.clone(),
             http_addr: addr,
             rack: None,

@@ -5,6 +5,7 @@
 //! Kafka listener.
 
 mod admin;
+mod admin_security;
 mod admin_service;
 mod balance;
 mod balancer;
@@ -15,6 +16,7 @@ mod config;
 mod contacts;
 mod controller;
 mod elections;
+mod guard;
 mod hand_over;
 mod heartbeat;
 mod http;
@@ -28,10 +30,12 @@ mod tuning;
 pub use balancer::BalancingSettings;
 pub use broker::{Broker, StartError};
 pub use config::{BrokerConfig, KafkaSettings};
+pub use guard::{GrpcAccess, GuardError};
 pub use hand_over::HandOver;
 pub use http::not_ready;
 pub use shared::Inner;
 pub use strand_kafka::TlsFiles;
+pub use strand_kafka::{ListenerSpec, SaslMechanism, SecurityProtocol, SecuritySettings};
 
 pub use strand_node::{
     DEFAULT_DISK_RESERVE_BYTES, DiskGuard, Identity, Limits, Outcome, Refusal, now_ms,

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use strand_proto::admin::admin_server::AdminServer;
 use strand_proto::broker::broker_server::BrokerServer;
 use strand_proto::raft::raft_server::RaftServer;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Status};
 
 use crate::admin::Admin;
 use crate::admin_service::AdminService;
 use crate::broker_service::BrokerService;
+use crate::guard::GrpcGuard;
 use crate::raft_service::RaftService;
 use crate::shared::Inner;
 
@@ -20,7 +23,7 @@ pub async fn serve_grpc(
     inner: Arc<Inner>,
     admin: Arc<Admin>,
     listener: tokio::net::TcpListener,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<(tonic::transport::ServerTlsConfig, GrpcGuard)>,
 ) {
     let raft = RaftServer::new(RaftService::new(inner.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -29,6 +32,21 @@ pub async fn serve_grpc(
     let broker = BrokerServer::new(BrokerService::new(inner.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let (tls, guard) = match tls {
+        Some((tls, guard)) => (Some(tls), Some(guard)),
+        None => (None, None),
+    };
+    // Without TLS every call is let through.
+    let check = |only: fn(&GrpcGuard, Request<()>) -> Result<Request<()>, Status>| {
+        let guard = guard.clone();
+        move |request: Request<()>| match &guard {
+            Some(guard) => only(guard, request),
+            None => Ok(request),
+        }
+    };
+    let raft = InterceptedService::new(raft, check(GrpcGuard::brokers_only));
+    let broker = InterceptedService::new(broker, check(GrpcGuard::brokers_only));
+    let admin = InterceptedService::new(admin, check(GrpcGuard::admins_only));
     let mut shutdown = inner.shutdown.subscribe();
     // Nagle's algorithm off on every accepted connection: the server's own `tcp_nodelay` only
     // applies to listeners it binds. With it on, a follower's small append answers waited for

@@ -66,6 +66,7 @@ impl Cluster {
                     balancing,
                     disk_reserve_bytes: 0,
                     grpc_tls: None,
+                    grpc_access: Default::default(),
                 }
             })
             .collect();

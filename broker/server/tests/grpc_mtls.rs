@@ -1,7 +1,8 @@
 //! Mutual TLS on the gRPC port, against in-process brokers: brokers holding certificates of
 //! their cluster's CA form the cluster, replicate and answer admin calls made with such a
 //! certificate; a caller without a certificate or with another CA's, and a broker of another
-//! cluster, are refused.
+//! cluster, are refused; a certificate of the cluster's CA that names neither a broker nor an
+//! admin reaches neither the admin API nor Raft.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{CreateTopicRequest, DescribeClusterRequest};
-use strand_server::{Broker, BrokerConfig, RaftTuning, TlsFiles};
+use strand_server::{Broker, BrokerConfig, GrpcAccess, RaftTuning, TlsFiles};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// A CA and the certificates it issued, as PEM files.
@@ -79,6 +80,10 @@ fn config(dir: &Path, id: u32, grpc: SocketAddr, seeds: &[String], tls: TlsFiles
         balancing: Default::default(),
         disk_reserve_bytes: 0,
         grpc_tls: Some(tls),
+        grpc_access: GrpcAccess {
+            broker_principals: (0..3).map(|i| format!("User:CN=broker-{i}")).collect(),
+            admin_principals: vec!["User:CN=operator".into()],
+        },
     }
 }
 
@@ -104,6 +109,24 @@ async fn admin(
         .connect()
         .await?;
     Ok(AdminClient::new(channel))
+}
+
+/// A channel to `addr` presenting `identity`, trusting `ca`.
+async fn connect(addr: SocketAddr, ca: &Path, identity: &TlsFiles) -> tonic::transport::Channel {
+    Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()))
+                .identity(Identity::from_pem(
+                    std::fs::read(&identity.cert).unwrap(),
+                    std::fs::read(&identity.key).unwrap(),
+                )),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,6 +205,35 @@ async fn only_holders_of_the_cluster_ca_reach_the_grpc_port() {
     assert_eq!(brokers[0].inner().cluster.state().brokers().len(), 3);
     assert!(intruder.inner().cluster.state().brokers().is_empty());
     intruder.stop().await;
+
+    // A certificate of the cluster's CA that names neither a broker nor an admin is refused
+    // by the admin API, and by the Raft service.
+    let alice = pki.files("alice");
+    let mut client_alice = admin(grpc[0], &ca, Some(&alice)).await.unwrap();
+    let refused = client_alice
+        .describe_cluster(DescribeClusterRequest::default())
+        .await
+        .expect_err("a non-admin principal was answered");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("User:CN=alice"), "{refused:?}");
+    let channel = connect(grpc[0], &ca, &alice).await;
+    let vote = strand_proto::raft::raft_client::RaftClient::new(channel.clone())
+        .vote(strand_proto::raft::VoteRequest::default())
+        .await
+        .expect_err("a non-broker principal's Raft call was answered");
+    assert_eq!(vote.code(), tonic::Code::PermissionDenied, "{vote:?}");
+    let propose = strand_proto::broker::broker_client::BrokerClient::new(channel)
+        .propose_metadata(strand_proto::broker::ProposeRequest::default())
+        .await
+        .expect_err("a non-broker principal's metadata proposal was answered");
+    assert_eq!(propose.code(), tonic::Code::PermissionDenied, "{propose:?}");
+    // The operator's certificate is an admin but not a broker: no Raft calls.
+    let channel = connect(grpc[0], &ca, &operator).await;
+    let vote = strand_proto::raft::raft_client::RaftClient::new(channel)
+        .vote(strand_proto::raft::VoteRequest::default())
+        .await
+        .expect_err("the operator's Raft call was answered");
+    assert_eq!(vote.code(), tonic::Code::PermissionDenied, "{vote:?}");
 
     // The cluster's own brokers still answer.
     client

@@ -50,6 +50,7 @@ impl Cluster {
                 balancing: Default::default(),
                 disk_reserve_bytes: 0,
                 grpc_tls: None,
+                grpc_access: Default::default(),
             };
             brokers.push(Some(Broker::start(config).await.unwrap()));
         }

@@ -63,6 +63,7 @@ impl Cluster {
                 balancing: Default::default(),
                 disk_reserve_bytes: 0,
                 grpc_tls: None,
+                grpc_access: Default::default(),
             };
             brokers.push(Broker::start(config).await.unwrap());
         }

@@ -46,6 +46,13 @@ struct Common {
     /// Topic to use.
     #[arg(short, long, default_value = "strand-bench")]
     topic: String,
+    /// Client properties file (librdkafka style, as `kcat -F` reads, such as the one `strand
+    /// dev --secure` writes): `security.protocol`, `sasl.*`, `ssl.*`, `bootstrap.servers`.
+    #[arg(short = 'F', long, value_name = "FILE")]
+    client_config: Option<std::path::PathBuf>,
+    /// One more client property, `KEY=VALUE` (applied after the file). Repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    property: Vec<String>,
     /// Output of the final report.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -213,15 +220,34 @@ fn print_report(report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client_config(common: &Common) -> ClientConfig {
+fn client_config(common: &Common) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &common.bootstrap_servers);
-    config
+    if let Some(path) = &common.client_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .with_context(|| format!("{}: `{line}` is not KEY=VALUE", path.display()))?;
+            config.set(key.trim(), value.trim());
+        }
+    }
+    for property in &common.property {
+        let (key, value) = property
+            .split_once('=')
+            .with_context(|| format!("-X `{property}` is not KEY=VALUE"))?;
+        config.set(key, value);
+    }
+    Ok(config)
 }
 
 /// Creates the topic unless it exists.
 async fn ensure_topic(args: &ProduceArgs) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(&args.common)
+    let admin: AdminClient<DefaultClientContext> = client_config(&args.common)?
         .create()
         .context("cannot create a Kafka admin client")?;
     let topic = NewTopic::new(
@@ -397,7 +423,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<Report> {
             tally: tally.clone(),
             epoch,
         };
-        let producer: BenchProducer = client_config(&args.common)
+        let producer: BenchProducer = client_config(&args.common)?
             .set("acks", acks)
             .set("compression.codec", &args.compression)
             .set("linger.ms", "5")
@@ -518,7 +544,7 @@ fn progress_line(
 }
 
 fn consume(args: ConsumeArgs) -> anyhow::Result<Report> {
-    let consumer: BaseConsumer = client_config(&args.common)
+    let consumer: BaseConsumer = client_config(&args.common)?
         .set("group.id", "strand-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
+use std::sync::Arc;
+
+use strand_auth::{AuthorizerSettings, PrincipalMapper};
 use strand_server::{
-    BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, KafkaSettings, Limits,
-    RaftTuning, TlsFiles,
+    BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, GrpcAccess, KafkaSettings,
+    Limits, ListenerSpec, RaftTuning, SaslMechanism, SecurityProtocol, SecuritySettings, TlsFiles,
 };
 
 use crate::admin_cmd::BrokerAdminCommand;
@@ -99,6 +102,56 @@ pub struct BrokerArgs {
     /// present a certificate it signed, and other brokers' certificates are checked against it.
     #[arg(long, env = "STRAND_GRPC_TLS_CA", requires = "grpc_tls_cert")]
     grpc_tls_ca: Option<PathBuf>,
+    /// Clients of the main Kafka listener authenticate with SASL (PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512): SASL_SSL with `--kafka-tls-cert`, SASL_PLAINTEXT without.
+    #[arg(long, env = "STRAND_KAFKA_SASL")]
+    kafka_sasl: bool,
+    /// Name of the main Kafka listener (Kafka's listener names); by default its security
+    /// protocol's name, such as SASL_SSL.
+    #[arg(long, env = "STRAND_KAFKA_LISTENER_NAME")]
+    kafka_listener_name: Option<String>,
+    /// A further Kafka listener, `NAME,PROTOCOL,BIND[,ADVERTISED]`: for example
+    /// `EXTERNAL,SASL_SSL,0.0.0.0:9094,broker-0.example.com:31094`. Metadata answers each
+    /// client with the advertised addresses of the listener it connected to. Repeatable;
+    /// separated by `;` in the environment variable.
+    #[arg(long = "listener", env = "STRAND_LISTENERS", value_delimiter = ';')]
+    listeners: Vec<String>,
+    /// SASL mechanisms offered, comma-separated (Kafka's `sasl.enabled.mechanisms`).
+    #[arg(
+        long,
+        env = "STRAND_SASL_MECHANISMS",
+        value_delimiter = ',',
+        default_value = "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"
+    )]
+    sasl_mechanisms: Vec<SaslMechanism>,
+    /// `acl` turns Kafka's ACL authorizer on: every request is checked against the ACLs, and
+    /// what no ACL allows is refused. `none` allows every client everything.
+    #[arg(long, env = "STRAND_AUTHORIZER", default_value = "none", value_parser = ["none", "acl"])]
+    authorizer: String,
+    /// Principals allowed everything, `;`-separated (Kafka's `super.users`), such as
+    /// `User:admin;User:CN=operator`.
+    #[arg(long, env = "STRAND_SUPER_USERS", value_delimiter = ';')]
+    super_users: Vec<String>,
+    /// Allow a request on a resource no ACL names (Kafka's
+    /// `allow.everyone.if.no.acl.found`).
+    #[arg(long, env = "STRAND_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    allow_everyone_if_no_acl_found: bool,
+    /// How a client certificate's subject becomes a principal (Kafka's
+    /// `ssl.principal.mapping.rules`), such as `RULE:^CN=(.*?),.*$/$1/,DEFAULT`.
+    #[arg(
+        long,
+        env = "STRAND_SSL_PRINCIPAL_MAPPING_RULES",
+        default_value = "DEFAULT"
+    )]
+    ssl_principal_mapping_rules: String,
+    /// Principals of the cluster's brokers on the gRPC port, `;`-separated; by default the
+    /// principal of this broker's own gRPC certificate.
+    #[arg(long, env = "STRAND_GRPC_BROKER_PRINCIPALS", value_delimiter = ';')]
+    grpc_broker_principals: Vec<String>,
+    /// Principals allowed the gRPC admin API besides brokers and super users, `;`-separated
+    /// (the operator, administrators).
+    #[arg(long, env = "STRAND_GRPC_ADMIN_PRINCIPALS", value_delimiter = ';')]
+    grpc_admin_principals: Vec<String>,
     /// Stop when standard input closes: used by `strand dev` so brokers never outlive it.
     #[arg(long, hide = true)]
     stop_when_stdin_closes: bool,
@@ -287,6 +340,24 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             }),
             _ => None,
         },
+        security: SecuritySettings {
+            sasl_mechanisms: args.sasl_mechanisms.clone(),
+            authorizer: (args.authorizer == "acl").then(|| AuthorizerSettings {
+                super_users: args.super_users.iter().cloned().collect(),
+                allow_if_no_acls: args.allow_everyone_if_no_acl_found,
+            }),
+            principal_mapping: Arc::new(
+                PrincipalMapper::parse(&args.ssl_principal_mapping_rules)
+                    .context("--ssl-principal-mapping-rules")?,
+            ),
+        },
+        listener_name: args.kafka_listener_name.clone(),
+        sasl: args.kafka_sasl,
+        more_listeners: args
+            .listeners
+            .iter()
+            .map(|l| parse_listener(l, &args.advertised_host))
+            .collect::<anyhow::Result<_>>()?,
     };
     if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
         bail!("default_partitions and default_replication_factor must be at least 1");
@@ -339,6 +410,10 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             }),
             _ => None,
         },
+        grpc_access: GrpcAccess {
+            broker_principals: args.grpc_broker_principals.clone(),
+            admin_principals: args.grpc_admin_principals.clone(),
+        },
     };
     let broker = Broker::start(config)
         .await
@@ -347,6 +422,35 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
     tracing::info!("shutting down");
     broker.shutdown().await;
     Ok(())
+}
+
+/// A `--listener`: `NAME,PROTOCOL,BIND[,ADVERTISED]`; the advertised address defaults to
+/// the advertised host and the bound port.
+fn parse_listener(text: &str, advertised_host: &str) -> anyhow::Result<ListenerSpec> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [name, protocol, bind, rest @ ..] = parts.as_slice() else {
+        bail!("--listener `{text}`: expected NAME,PROTOCOL,BIND[,ADVERTISED]");
+    };
+    let protocol: SecurityProtocol = protocol
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--listener `{text}`: {e}"))?;
+    let listen: SocketAddr = bind.parse().with_context(|| {
+        format!("--listener `{text}`: BIND must be host:port, such as 0.0.0.0:9094")
+    })?;
+    let advertised = match rest {
+        [] => format!("{advertised_host}:{}", listen.port()),
+        [advertised] => advertised.to_string(),
+        _ => bail!("--listener `{text}`: expected NAME,PROTOCOL,BIND[,ADVERTISED]"),
+    };
+    if name.is_empty() {
+        bail!("--listener `{text}`: the name is empty");
+    }
+    Ok(ListenerSpec {
+        name: name.to_string(),
+        listen,
+        advertised,
+        protocol,
+    })
 }
 
 async fn wait_for_stop(stop_when_stdin_closes: bool) {

@@ -25,6 +25,12 @@ pub struct DevArgs {
     /// First port: broker i listens on Kafka P+10i, gRPC P+1+10i, HTTP P+552+10i.
     #[arg(long, default_value_t = 9092)]
     port_base: u16,
+    /// Secure the cluster: Kafka clients speak TLS and authenticate with SASL/SCRAM (or
+    /// PLAIN), requests are checked against ACLs, and brokers talk mutual TLS. A CA, the
+    /// certificates and an `admin` user are generated; the client properties file printed at
+    /// start-up holds everything a client needs (`kcat -F FILE`).
+    #[arg(long)]
+    secure: bool,
 }
 
 /// The ports of broker `i`.
@@ -81,14 +87,23 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|i| format!("127.0.0.1:{}", ports(args.port_base, i).1))
         .collect();
     println!("starting {} brokers in {}", args.brokers, dir.display());
+    let secure = if args.secure {
+        Some(crate::dev_secure::Secure::generate(&dir.join("tls"))?)
+    } else {
+        None
+    };
     let mut children = Children(Vec::new());
     for i in 0..args.brokers {
         let (kafka, grpc, http) = ports(args.port_base, i);
         let log_path = dir.join(format!("broker-{i}.log"));
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = Command::new(&exe)
-            .arg("broker")
+        let mut command = Command::new(&exe);
+        command.arg("broker");
+        if let Some(secure) = &secure {
+            command.args(secure.broker_args());
+        }
+        let child = command
             .args(["--broker-id", &i.to_string()])
             .arg("--data-dir")
             .arg(dir.join(format!("broker-{i}")))
@@ -110,14 +125,28 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        wait_until_up(&args, &mut children, &dir).await?;
+        let admin = match &secure {
+            Some(secure) => secure.admin_endpoint(&seeds[0])?,
+            None => tonic::transport::Endpoint::from_shared(format!("http://{}", seeds[0]))?,
+        };
+        wait_until_up(&args, &mut children, &dir, &admin).await?;
         let bootstrap: Vec<String> = (0..args.brokers)
             .map(|i| format!("127.0.0.1:{}", ports(args.port_base, i).0))
             .collect();
+        let properties = match &secure {
+            Some(secure) => Some(secure.create_admin_user(&admin, &bootstrap).await?),
+            None => None,
+        };
         println!("Strand is up: {} brokers", args.brokers);
         println!("  bootstrap servers: {}", bootstrap.join(","));
         println!("  admin API:         {}", seeds[0]);
         println!("  broker logs:       {}", dir.join("broker-*.log").display());
+        if let (Some(secure), Some(properties)) = (&secure, &properties) {
+            println!("  security:          TLS + SASL/SCRAM on Kafka, ACLs, mutual TLS between brokers");
+            println!("  client properties: {} (user `admin`, a super user)", properties.display());
+            println!("    try: kcat -F {} -L", properties.display());
+            println!("  admin CLI:         {}", secure.cli_env());
+        }
         println!(
             "create a topic: strand topic create demo --partitions 3 --replication-factor {} --server {}",
             args.brokers.min(3),
@@ -142,8 +171,8 @@ async fn wait_until_up(
     args: &DevArgs,
     children: &mut Children,
     dir: &std::path::Path,
+    admin: &tonic::transport::Endpoint,
 ) -> anyhow::Result<()> {
-    let admin = format!("http://127.0.0.1:{}", ports(args.port_base, 0).1);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = std::collections::BTreeSet::new();
     loop {
@@ -155,7 +184,7 @@ async fn wait_until_up(
                 );
             }
         }
-        if let Some(d) = describe(&admin).await {
+        if let Some(d) = describe(admin).await {
             // Brokers register in any order: each is printed once, when first seen.
             for b in &d.brokers {
                 if seen.insert(b.broker_id) {
@@ -176,8 +205,10 @@ async fn wait_until_up(
     }
 }
 
-async fn describe(admin: &str) -> Option<strand_proto::admin::ClusterDescription> {
-    let mut client = AdminClient::connect(admin.to_string()).await.ok()?;
+async fn describe(
+    admin: &tonic::transport::Endpoint,
+) -> Option<strand_proto::admin::ClusterDescription> {
+    let mut client = AdminClient::new(admin.connect().await.ok()?);
     let d = client
         .describe_cluster(DescribeClusterRequest {})
         .await

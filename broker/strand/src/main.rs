@@ -5,6 +5,7 @@ mod apply_cmd;
 mod bench_cmd;
 mod broker_cmd;
 mod dev_cmd;
+mod dev_secure;
 mod log_cmd;
 mod pre_stop_cmd;
 
@@ -34,6 +35,10 @@ enum Command {
     Topic(admin_cmd::TopicArgs),
     /// Describe the cluster through the admin API.
     Cluster(admin_cmd::ClusterArgs),
+    /// Create, list and delete Kafka ACLs through the admin API.
+    Acl(admin_cmd::AclArgs),
+    /// Create, list and delete SCRAM users through the admin API.
+    User(admin_cmd::UserArgs),
     /// Create or change the topics that Topic YAML declares, through the admin API.
     Apply(apply_cmd::ApplyArgs),
     /// Measure a cluster with Kafka clients: produce or consume load, throughput and latency.
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Log(command) => log_cmd::run(command),
         Command::Topic(args) => admin_cmd::run_topic(args),
         Command::Cluster(args) => admin_cmd::run_cluster(args),
+        Command::Acl(args) => admin_cmd::run_acl(args),
+        Command::User(args) => admin_cmd::run_user(args),
         Command::Apply(args) => apply_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
     };

@@ -105,6 +105,7 @@ async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
         balancing: Default::default(),
         disk_reserve_bytes: 0,
         grpc_tls: None,
+        grpc_access: Default::default(),
     })
     .await
     .expect("broker starts");

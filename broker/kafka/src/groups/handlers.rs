@@ -13,7 +13,10 @@ use strand_node::now_ms;
 use super::membership::{Join, Joined, Joining, Refused, State, Syncing};
 use super::offsets::{Committed, GroupOffsets, OFFSET_METADATA_MAX, commit_record, tombstone};
 use super::{coordinator, text};
+use strand_auth::Operation;
+
 use crate::context::Context;
+use crate::security::Resource;
 
 /// JoinGroup.
 pub async fn join_group(
@@ -31,6 +34,9 @@ pub async fn join_group(
     let group_id = req.group_id.0.to_string();
     if group_id.is_empty() {
         return failed(ResponseError::InvalidGroupId, "");
+    }
+    if !ctx.authorized(Operation::Read, Resource::group(&group_id)) {
+        return failed(ResponseError::GroupAuthorizationFailed, "");
     }
     if let Err(e) = coordinator(&ctx, &group_id) {
         return failed(e, "");
@@ -147,6 +153,9 @@ fn joined_answer(
 pub async fn sync_group(ctx: Context, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
     let failed = |e: ResponseError| SyncGroupResponse::default().with_error_code(e.code());
     let group_id = req.group_id.0.to_string();
+    if !ctx.authorized(Operation::Read, Resource::group(&group_id)) {
+        return failed(ResponseError::GroupAuthorizationFailed);
+    }
     if let Err(e) = coordinator(&ctx, &group_id) {
         return failed(e);
     }
@@ -201,6 +210,9 @@ fn assigned_answer(assigned: super::membership::Assigned) -> SyncGroupResponse {
 pub async fn heartbeat(ctx: Context, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
     let group_id = req.group_id.0.to_string();
     let code = match coordinator(&ctx, &group_id) {
+        _ if !ctx.authorized(Operation::Read, Resource::group(&group_id)) => {
+            ResponseError::GroupAuthorizationFailed.code()
+        }
         Err(e) => e.code(),
         Ok(_) => ctx
             .shared
@@ -217,6 +229,10 @@ pub async fn heartbeat(ctx: Context, req: HeartbeatRequest, _version: i16) -> He
 /// LeaveGroup: members leave, and the others rebalance at once.
 pub async fn leave_group(ctx: Context, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group_id = req.group_id.0.to_string();
+    if !ctx.authorized(Operation::Read, Resource::group(&group_id)) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if let Err(e) = coordinator(&ctx, &group_id) {
         return LeaveGroupResponse::default().with_error_code(e.code());
     }
@@ -261,6 +277,16 @@ pub async fn offset_commit(
     _version: i16,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
+    if !ctx.authorized(Operation::Read, Resource::group(&group_id)) {
+        return commit_answer(&req, |_, _| ResponseError::GroupAuthorizationFailed.code());
+    }
+    // Kafka answers the topics the client may not read and commits the others.
+    let unreadable: BTreeSet<String> = req
+        .topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|name| !ctx.authorized(Operation::Read, Resource::topic(name)))
+        .collect();
     let checked = coordinator(&ctx, &group_id).and_then(|found| {
         ctx.shared
             .groups
@@ -276,7 +302,11 @@ pub async fn offset_commit(
     };
     let mut records = Vec::new();
     let mut too_large = BTreeSet::new();
-    for topic in &req.topics {
+    for topic in req
+        .topics
+        .iter()
+        .filter(|t| !unreadable.contains(t.name.as_str()))
+    {
         for p in &topic.partitions {
             let metadata = p
                 .committed_metadata
@@ -308,7 +338,9 @@ pub async fn offset_commit(
         .write(&ctx.handles().replicas, &replica, term, partition, records)
         .await;
     commit_answer(&req, |topic, p| {
-        if too_large.contains(&(topic.to_string(), p)) {
+        if unreadable.contains(topic) {
+            ResponseError::TopicAuthorizationFailed.code()
+        } else if too_large.contains(&(topic.to_string(), p)) {
             ResponseError::OffsetMetadataTooLarge.code()
         } else {
             written.err().map_or(0, |e| e.code())
@@ -351,7 +383,12 @@ pub async fn offset_fetch(
 ) -> OffsetFetchResponse {
     use offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
     let group_id = req.group_id.0.to_string();
-    let found = coordinator(&ctx, &group_id).and_then(|(replica, term, partition)| {
+    let found = if ctx.authorized(Operation::Describe, Resource::group(&group_id)) {
+        coordinator(&ctx, &group_id)
+    } else {
+        Err(ResponseError::GroupAuthorizationFailed)
+    };
+    let found = found.and_then(|(replica, term, partition)| {
         ctx.shared
             .groups
             .offsets()
@@ -389,12 +426,16 @@ pub async fn offset_fetch(
             return OffsetFetchResponse::default().with_topics(topics);
         }
     };
+    let describable = |topic: &str| ctx.authorized(Operation::Describe, Resource::topic(topic));
     let entry = |topic: &str, p: i32| {
         let base = OffsetFetchResponsePartition::default()
             .with_partition_index(p)
             .with_committed_offset(-1)
             .with_committed_leader_epoch(-1)
             .with_metadata(Some(text("")));
+        if !describable(topic) {
+            return base.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+        }
         match offsets.get(&(topic.to_string(), p)) {
             Some(c) => base
                 .with_committed_offset(c.offset)
@@ -419,7 +460,8 @@ pub async fn offset_fetch(
             .collect(),
         None => {
             let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-            for (topic, p) in offsets.keys() {
+            // Asked for every topic: those the client may not describe are left out.
+            for (topic, p) in offsets.keys().filter(|(topic, _)| describable(topic)) {
                 by_topic.entry(topic).or_default().push(*p);
             }
             by_topic
@@ -462,9 +504,12 @@ fn known_groups(ctx: &Context) -> BTreeMap<String, (String, &'static str)> {
 /// ListGroups.
 pub async fn list_groups(ctx: Context, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
+    // Describe on the cluster lists every group; otherwise those the client may describe.
+    let all = ctx.authorized(Operation::Describe, Resource::cluster());
     let groups = known_groups(&ctx)
         .into_iter()
         .filter(|(_, (_, state))| states.is_empty() || states.iter().any(|s| s == state))
+        .filter(|(id, _)| all || ctx.authorized(Operation::Describe, Resource::group(id)))
         .map(|(id, (protocol_type, state))| {
             let listed = list_groups_response::ListedGroup::default()
                 .with_group_id(GroupId(text(id)))
@@ -493,6 +538,9 @@ pub async fn describe_groups(
         .map(|id| {
             let name = id.0.to_string();
             let base = DescribedGroup::default().with_group_id(id.clone());
+            if !ctx.authorized(Operation::Describe, Resource::group(&name)) {
+                return base.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             if let Err(e) = coordinator(&ctx, &name) {
                 return base.with_error_code(e.code());
             }
@@ -540,9 +588,13 @@ pub async fn delete_groups(
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in &req.groups_names {
         let name = id.0.to_string();
-        let code = match delete_group(&ctx, &name).await {
-            Ok(()) => 0,
-            Err(e) => e.code(),
+        let code = if !ctx.authorized(Operation::Delete, Resource::group(&name)) {
+            ResponseError::GroupAuthorizationFailed.code()
+        } else {
+            match delete_group(&ctx, &name).await {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            }
         };
         results.push(
             delete_groups_response::DeletableGroupResult::default()

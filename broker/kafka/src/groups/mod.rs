@@ -28,7 +28,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use strand_node::PartitionReplica;
 
+use strand_auth::Operation;
+
 use crate::context::Context;
+use crate::security::Resource;
 use crate::{admin, metadata};
 
 pub use handlers::{
@@ -121,14 +124,21 @@ pub async fn find_coordinator(
     };
     let mut found = Vec::with_capacity(keys.len());
     for key in &keys {
-        found.push(if req.key_type != 0 {
-            Err((
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported".to_string(),
-            ))
-        } else {
-            locate(&ctx, key).await
-        });
+        found.push(
+            if req.key_type == 0 && !ctx.authorized(Operation::Describe, Resource::group(key)) {
+                Err((
+                    ResponseError::GroupAuthorizationFailed,
+                    "not authorized to describe the group".to_string(),
+                ))
+            } else if req.key_type != 0 {
+                Err((
+                    ResponseError::CoordinatorNotAvailable,
+                    "transactions are not supported".to_string(),
+                ))
+            } else {
+                locate(&ctx, key).await
+            },
+        );
     }
     if version >= 4 {
         let coordinators = keys
@@ -184,6 +194,13 @@ async fn locate(ctx: &Context, group: &str) -> Result<(i32, String, i32), (Respo
         ResponseError::CoordinatorNotAvailable,
         format!("{OFFSETS_TOPIC} partition {partition} has no leader yet"),
     ))?;
-    let (host, port) = metadata::host_port(&broker.kafka_addr);
+    let addr = ctx.advertised_addr(broker).ok_or((
+        ResponseError::CoordinatorNotAvailable,
+        format!(
+            "the coordinator, broker {}, has no listener {}",
+            broker.id, ctx.session.listener.name
+        ),
+    ))?;
+    let (host, port) = metadata::host_port(addr);
     Ok((broker.id.0 as i32, host, port))
 }

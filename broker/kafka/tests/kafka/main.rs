@@ -51,6 +51,12 @@ impl Cluster {
 
     /// Three brokers with the Kafka listener settings `kafka` (lower limits, say).
     async fn start_with(dir: &Path, settings: KafkaSettings) -> Cluster {
+        Cluster::start_each(dir, |_| settings.clone()).await
+    }
+
+    /// Three brokers, broker `i` with the Kafka listener settings `settings(i)` (its own
+    /// further listeners, say).
+    async fn start_each(dir: &Path, settings: impl Fn(u32) -> KafkaSettings) -> Cluster {
         if let Ok(filter) = std::env::var("STRAND_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
@@ -70,7 +76,7 @@ impl Cluster {
                 grpc_advertised: grpc[i as usize].to_string(),
                 kafka_advertised: kafka[i as usize].to_string(),
                 kafka_listen: kafka[i as usize],
-                kafka: settings.clone(),
+                kafka: settings(i),
                 http_listen: http,
                 http_advertised: http.to_string(),
                 seeds: seeds.clone(),
@@ -79,6 +85,7 @@ impl Cluster {
                 balancing: Default::default(),
                 disk_reserve_bytes: 0,
                 grpc_tls: None,
+                grpc_access: Default::default(),
             };
             brokers.push(Broker::start(config).await.unwrap());
         }
@@ -534,6 +541,7 @@ mod connection_limits;
 mod group_limits;
 mod hand_over_order;
 mod producer_limits;
+mod security;
 mod tls;
 
 mod wire {

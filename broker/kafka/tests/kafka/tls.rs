@@ -25,14 +25,14 @@ use tokio_rustls::TlsConnector;
 use super::{Cluster, wire};
 
 /// A CA, and certificates it signed, as PEM files in a directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     ca: rcgen::Certificate,
     ca_key: KeyPair,
 }
 
 impl Pki {
-    fn new(dir: &Path, name: &str) -> Pki {
+    pub(crate) fn new(dir: &Path, name: &str) -> Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -49,13 +49,13 @@ impl Pki {
         }
     }
 
-    fn ca(&self) -> PathBuf {
+    pub(crate) fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
 
     /// A certificate for `common_name` (and 127.0.0.1, localhost) written as `<file>.pem`
     /// and `<file>-key.pem`.
-    fn issue(&self, file: &str, common_name: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn issue(&self, file: &str, common_name: &str) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         params
@@ -76,7 +76,7 @@ impl Pki {
 }
 
 /// A rustls client trusting `ca`, with a client certificate when given.
-fn connector(ca: &Path, client: Option<(&Path, &Path)>) -> TlsConnector {
+pub(crate) fn connector(ca: &Path, client: Option<(&Path, &Path)>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();

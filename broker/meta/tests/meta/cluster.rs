@@ -98,6 +98,7 @@ fn same_incarnation_registering_again_updates_addresses_only() {
     let before = state.broker(BrokerId(0)).unwrap().clone();
     let moved = Command::RegisterBroker {
         broker_id: BrokerId(0),
+        listeners: Default::default(),
         node_id: NodeId(100),
         kafka_addr: "10.0.0.9:9092".into(),
         grpc_addr: "10.0.0.9:9093".into(),
@@ -137,6 +138,7 @@ fn addresses_that_are_not_host_port_are_refused() {
         let mut state = cluster(0);
         let command = Command::RegisterBroker {
             broker_id: BrokerId(0),
+            listeners: Default::default(),
             node_id: NodeId(1),
             kafka_addr: "ok:9092".into(),
             grpc_addr: bad.into(),
@@ -148,7 +150,7 @@ fn addresses_that_are_not_host_port_are_refused() {
             state.apply(&command),
             Err(CommandError::InvalidAddress {
                 broker_id: BrokerId(0),
-                listener: "grpc",
+                listener: "grpc".into(),
                 addr: bad.into()
             }),
             "{bad:?}"

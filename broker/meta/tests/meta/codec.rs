@@ -179,7 +179,7 @@ fn snapshot_of_another_format_is_refused_by_number() {
     assert_eq!(
         err.to_string(),
         format!(
-            "metadata snapshot format {next} is not supported; this build reads formats 1 to 2"
+            "metadata snapshot format {next} is not supported; this build reads formats 1 to 3"
         )
     );
 }
@@ -254,4 +254,135 @@ proptest! {
             prop_assert!(Command::from_bytes(&command[..cut]).is_err());
         }
     }
+}
+
+#[test]
+fn acls_scram_credentials_and_named_listeners_take_format_3_and_round_trip() {
+    use strand_auth::{
+        AclBinding, Operation, PatternType, Permission, ResourceType, ScramCredential,
+        ScramMechanism,
+    };
+    use strand_meta::{Applied, CommandError};
+    let mut state = cluster(1);
+    let acl = AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: "orders".into(),
+        pattern_type: PatternType::Prefixed,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: Operation::Write,
+        permission: Permission::Allow,
+    };
+    // The same ACL twice is kept once.
+    let created = state.apply(&Command::CreateAcls {
+        acls: vec![acl.clone(), acl.clone()],
+    });
+    assert_eq!(created, Ok(Applied::AclsCreated { added: 1 }));
+    let credential =
+        ScramCredential::from_password(ScramMechanism::Sha512, "pw", &[7; 32], 4096).unwrap();
+    state
+        .apply(&Command::UpsertScramCredential {
+            user: "alice".into(),
+            credential: credential.clone(),
+        })
+        .unwrap();
+    let bytes = state.to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(json["format"], 3);
+    assert!(!String::from_utf8_lossy(&bytes).contains("\"pw\""));
+    assert_eq!(ClusterState::from_bytes(&bytes).unwrap(), state);
+
+    // Refusals change nothing, not even the version.
+    let version = state.version();
+    let mut bad = acl.clone();
+    bad.resource_type = ResourceType::Cluster;
+    assert!(matches!(
+        state.apply(&Command::CreateAcls {
+            acls: vec![acl.clone(), bad]
+        }),
+        Err(CommandError::InvalidAcl(_))
+    ));
+    let mut weak = credential.clone();
+    weak.iterations = 10;
+    assert!(matches!(
+        state.apply(&Command::UpsertScramCredential {
+            user: "bob".into(),
+            credential: weak
+        }),
+        Err(CommandError::InvalidScramIterations { .. })
+    ));
+    assert!(matches!(
+        state.apply(&Command::DeleteScramCredential {
+            user: "alice".into(),
+            mechanism: ScramMechanism::Sha256
+        }),
+        Err(CommandError::UnknownScramCredential { .. })
+    ));
+    assert_eq!(state.version(), version);
+
+    // Removing them returns the snapshot to the format older brokers read.
+    let deleted = state.apply(&Command::DeleteAcls {
+        acls: vec![acl.clone(), acl],
+    });
+    assert_eq!(deleted, Ok(Applied::AclsDeleted { removed: 1 }));
+    state
+        .apply(&Command::DeleteScramCredential {
+            user: "alice".into(),
+            mechanism: ScramMechanism::Sha512,
+        })
+        .unwrap();
+    assert!(state.scram_users().is_empty());
+    let json: serde_json::Value = serde_json::from_slice(&state.to_bytes()).unwrap();
+    assert_eq!(json["format"], 1);
+
+    // A broker with named listeners.
+    let mut listeners = std::collections::BTreeMap::new();
+    listeners.insert("INTERNAL".to_string(), "b0.internal:9092".to_string());
+    listeners.insert("EXTERNAL".to_string(), "b0.example.com:31092".to_string());
+    let Command::RegisterBroker {
+        broker_id,
+        node_id,
+        grpc_addr,
+        http_addr,
+        rack,
+        now_ms,
+        ..
+    } = register(0, 1, None)
+    else {
+        unreachable!()
+    };
+    let registration = Command::RegisterBroker {
+        broker_id,
+        node_id,
+        kafka_addr: "b0.internal:9092".into(),
+        listeners: listeners.clone(),
+        grpc_addr: grpc_addr.clone(),
+        http_addr: http_addr.clone(),
+        rack: rack.clone(),
+        now_ms,
+    };
+    state.apply(&registration).unwrap();
+    assert_eq!(state.broker(broker_id).unwrap().listeners, listeners);
+    let bytes = state.to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["format"],
+        3
+    );
+    assert_eq!(ClusterState::from_bytes(&bytes).unwrap(), state);
+    let mut bad = listeners;
+    bad.insert("no spaces".into(), "b0:1".into());
+    let refused = state.apply(&Command::RegisterBroker {
+        broker_id,
+        node_id,
+        kafka_addr: "b0.internal:9092".into(),
+        listeners: bad,
+        grpc_addr,
+        http_addr,
+        rack,
+        now_ms,
+    });
+    assert!(
+        matches!(refused, Err(CommandError::InvalidListeners { .. })),
+        "{refused:?}"
+    );
 }

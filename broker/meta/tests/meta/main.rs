@@ -29,6 +29,7 @@ fn topic_id(seed: u128) -> TopicId {
 fn register(broker: u32, node: u64, rack: Option<&str>) -> Command {
     Command::RegisterBroker {
         broker_id: BrokerId(broker),
+        listeners: Default::default(),
         node_id: NodeId(node),
         kafka_addr: format!("broker-{broker}.strand:9092"),
         grpc_addr: format!("broker-{broker}.strand:9093"),

@@ -52,6 +52,7 @@ fn command() -> impl Strategy<Value = Command> {
         2 => (broker.clone(), 0u64..8, prop::option::of("[ab]")).prop_map(|(b, node, rack)| {
             Command::RegisterBroker {
                 broker_id: b,
+                listeners: Default::default(),
                 node_id: NodeId(node),
                 kafka_addr: format!("b{b}:9092"),
                 grpc_addr: format!("b{b}:9093"),

@@ -130,6 +130,15 @@ fn hint_for(admin: &AdminError) -> Option<String> {
             "Strand keeps internal topics such as __consumer_offsets for itself: they cannot be deleted, re-partitioned, re-replicated or owned; their config can still be changed"
                 .to_owned()
         }
+        ErrorReason::InvalidAcl => {
+            "an ACL names a resource type (Topic, Group, Cluster, TransactionalId), a pattern (Literal, Prefixed), a principal `User:name`, a host (`*` for any), an operation and Allow or Deny; a Cluster ACL's resource is kafka-cluster"
+                .to_owned()
+        }
+        ErrorReason::InvalidCredential => {
+            "a SCRAM user needs a non-empty name, SCRAM-SHA-256 or SCRAM-SHA-512, and 4096 to 16384 iterations"
+                .to_owned()
+        }
+        ErrorReason::UnknownUser => "`strand user list` lists the SCRAM users".to_owned(),
     };
     Some(hint)
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod config_arg;
 mod error;
 mod output;
+mod security;
 mod topic;
 mod topic_view;
 
@@ -21,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use balance::{BrokerAdminCommand, run_broker_admin};
 pub use cluster::{ClusterArgs, run_cluster};
 pub use output::OutputFormat;
+pub use security::{AclArgs, UserArgs, run_acl, run_user, upsert_request};
 pub use topic::{TopicArgs, run_topic};
 
 use error::CliError;

@@ -360,6 +360,49 @@ impl Admin for FakeAdmin {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(orders()))
     }
+
+    // The security calls are tested against real brokers (`broker/server/tests/security.rs`).
+    async fn create_acls(
+        &self,
+        _request: Request<strand_proto::admin::CreateAclsRequest>,
+    ) -> Result<Response<strand_proto::admin::CreateAclsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_acls(
+        &self,
+        _request: Request<strand_proto::admin::ListAclsRequest>,
+    ) -> Result<Response<strand_proto::admin::ListAclsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn delete_acls(
+        &self,
+        _request: Request<strand_proto::admin::DeleteAclsRequest>,
+    ) -> Result<Response<strand_proto::admin::DeleteAclsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn upsert_scram_user(
+        &self,
+        _request: Request<strand_proto::admin::UpsertScramUserRequest>,
+    ) -> Result<Response<strand_proto::admin::ScramUser>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_scram_users(
+        &self,
+        _request: Request<strand_proto::admin::ListScramUsersRequest>,
+    ) -> Result<Response<strand_proto::admin::ListScramUsersResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn delete_scram_user(
+        &self,
+        _request: Request<strand_proto::admin::DeleteScramUserRequest>,
+    ) -> Result<Response<strand_proto::admin::DeleteScramUserResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
 }
 
 /// A running fake admin server; it stops when this is dropped.
