@@ -104,6 +104,13 @@ pub(crate) async fn serve(
             if writer.write_all(&out).await.is_err() {
                 return;
             }
+            // Over TLS the end of a response may still sit in the session's buffer until the
+            // next write; a client waiting for it (a consumer between fetches) would wait for
+            // that. Flushing once nothing else is ready to go sends it now; over TCP it is
+            // free.
+            if rx.is_empty() && writer.flush().await.is_err() {
+                return;
+            }
         }
     };
     let read = async move {

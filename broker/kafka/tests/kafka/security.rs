@@ -1,9 +1,10 @@
 //! SASL/SCRAM, mutual TLS principals and ACLs with real clients: kafka-python, kcat and the
-//! rdkafka crate (librdkafka with OpenSSL) over SASL_SSL, librdkafka over an SSL listener
-//! whose client certificates name the principal; users and ACLs through both the Kafka admin
-//! APIs and the gRPC admin API; refusals in Kafka's words; and the bad inputs of a SASL
-//! exchange (a request before authenticating, an unknown mechanism, a 10 MB token, an exchange
-//! cut short) answered or closed without disturbing other clients.
+//! rdkafka crate (librdkafka with OpenSSL) over SASL_SSL and over an SSL listener whose client
+//! certificates name the principal; users and ACLs through both the Kafka admin APIs and the
+//! gRPC admin API; refusals in Kafka's words; ACLs made on one broker holding on every broker;
+//! re-authentication; and the bad inputs of a SASL exchange (a request before authenticating,
+//! an unknown mechanism, a 10 MB token, an exchange cut short, a wrong PLAIN password) answered
+//! or closed while other clients are served.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -413,6 +414,53 @@ async fn sasl_scram_certificates_and_acls_with_real_clients() {
         Err(KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed)) => {}
         other => panic!("carol produced without ACLs: {other:?}"),
     }
+    // kafka-python and kcat over the MTLS listener, as alice's and carol's certificates.
+    let path = |p: &Path| p.display().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/mtls_smoke.py");
+    let output = Command::new("python3")
+        .args([script, &mtls_bootstrap, &path(&ca), "rd-orders"])
+        .args([
+            path(&alice_cert),
+            path(&alice_key),
+            path(&carol_cert),
+            path(&carol_key),
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "kafka-python over mTLS failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let kcat_tls = |cert: &Path, key: &Path| {
+        Command::new("kcat")
+            .env_remove("LD_LIBRARY_PATH")
+            .args(["-b", &mtls_bootstrap, "-X", "broker.address.family=v4"])
+            .args(["-X", "security.protocol=ssl"])
+            .arg("-X")
+            .arg(format!("ssl.ca.location={}", path(&ca)))
+            .arg("-X")
+            .arg(format!("ssl.certificate.location={}", path(cert)))
+            .arg("-X")
+            .arg(format!("ssl.key.location={}", path(key)))
+            .args(["-C", "-t", "rd-orders", "-e", "-q", "-o", "beginning"])
+            .output()
+            .expect("kcat is installed")
+    };
+    let read = kcat_tls(&alice_cert, &alice_key);
+    let lines = String::from_utf8_lossy(&read.stdout).lines().count();
+    assert!(
+        read.status.success() && lines >= 80,
+        "kcat over mTLS read {lines}"
+    );
+    let refused = kcat_tls(&carol_cert, &carol_key);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("Topic authorization failed"),
+        "kcat as carol: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 
     // kcat (the system's librdkafka with OpenSSL) from a client properties file, as
     // `strand dev --secure` writes one.
@@ -444,8 +492,8 @@ async fn sasl_scram_certificates_and_acls_with_real_clients() {
     let consumed = kcat(&["-C", "-t", "rd-orders", "-e", "-q", "-o", "beginning"]);
     let lines = String::from_utf8_lossy(&consumed.stdout).lines().count();
     assert!(
-        consumed.status.success() && lines == 60,
-        "kcat -C read {lines} of 60"
+        consumed.status.success() && lines == 80,
+        "kcat -C read {lines} of 80"
     );
 
     // Bad input on the SASL listener, over TLS.
@@ -494,6 +542,22 @@ async fn sasl_scram_certificates_and_acls_with_real_clients() {
         .await
         .unwrap();
     assert_eq!(answer.error_code, 0, "{answer:?}");
+    // Re-authentication (KIP-368) on the same connection: as the same user it succeeds; as
+    // another it fails and the connection is closed.
+    assert_eq!(handshake(&mut stream, "PLAIN").await.error_code, 0);
+    let again = authenticate(&mut stream, b"\0dave\0dave-secret".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(again.error_code, 0, "{again:?}");
+    assert_eq!(handshake(&mut stream, "PLAIN").await.error_code, 0);
+    let other = authenticate(
+        &mut stream,
+        format!("\0admin\0{ADMIN_PASSWORD}").into_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.error_code, 58, "{other:?}");
+    assert!(closed(&mut stream).await, "the connection stayed open");
     let mut stream = open().await;
     handshake(&mut stream, "PLAIN").await;
     let answer = authenticate(&mut stream, b"\0dave\0wrong".to_vec())
