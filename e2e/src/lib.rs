@@ -504,7 +504,10 @@ impl DevCluster {
         let ports_of = |base: u16| {
             (0..brokers).flat_map(move |i| [base + 10 * i, base + 1 + 10 * i, base + 552 + 10 * i])
         };
-        let first = std::process::id() as u16 % 21;
+        // Clusters started by one process (tests on parallel threads) take successive slots.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let started = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let first = (std::process::id().wrapping_add(started) % 21) as u16;
         let port_base = (0..21)
             .map(|k| 20_000 + ((first + k) % 21) * 600)
             .find(|&base| {
