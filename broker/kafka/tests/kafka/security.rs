@@ -564,6 +564,23 @@ async fn sasl_scram_certificates_and_acls_with_real_clients() {
         .await
         .unwrap();
     assert_eq!(answer.error_code, 58, "{answer:?}");
+    // An unknown user gets the same answer as a wrong password, with SCRAM and PLAIN.
+    let mut stream = open().await;
+    handshake(&mut stream, "SCRAM-SHA-512").await;
+    let answer = authenticate(&mut stream, b"n,,n=nobody,r=abcdefghijklmnop".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(answer.error_code, 58, "{answer:?}");
+    assert_eq!(
+        answer.error_message.as_deref(),
+        Some("Authentication failed: invalid credentials")
+    );
+    let mut stream = open().await;
+    handshake(&mut stream, "PLAIN").await;
+    let answer = authenticate(&mut stream, b"\0nobody\0pw".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(answer.error_code, 58, "{answer:?}");
     // Everyone else was served throughout.
     produce(&dave, "rd-orders", 1).await.unwrap();
     cluster.shutdown().await;

@@ -56,6 +56,16 @@ impl Pki {
     /// A certificate for `common_name` (and 127.0.0.1, localhost) written as `<file>.pem`
     /// and `<file>-key.pem`.
     pub(crate) fn issue(&self, file: &str, common_name: &str) -> (PathBuf, PathBuf) {
+        self.issue_with(file, common_name, |_| {})
+    }
+
+    /// Like [`Pki::issue`], with the certificate's parameters changed by `change` first.
+    pub(crate) fn issue_with(
+        &self,
+        file: &str,
+        common_name: &str,
+        change: impl FnOnce(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         params
@@ -64,6 +74,7 @@ impl Pki {
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
+        change(&mut params);
         let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
         let (cert_path, key_path) = (
             self.dir.join(format!("{file}.pem")),
@@ -277,6 +288,14 @@ async fn a_client_ca_requires_client_certificates_signed_by_it() {
     let foreign = connector(&pki.ca(), Some((&stranger, &stranger_key)));
     let foreign = api_versions_over_tls(cluster.kafka[1], &foreign).await;
     assert!(foreign.is_err(), "{foreign:?}");
+    // A certificate of the right CA that has expired is refused too.
+    let (expired, expired_key) = pki.issue_with("expired", "expired", |params| {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let expired = connector(&pki.ca(), Some((&expired, &expired_key)));
+    let expired = api_versions_over_tls(cluster.kafka[1], &expired).await;
+    assert!(expired.is_err(), "{expired:?}");
     assert_eq!(
         api_versions_over_tls(cluster.kafka[1], &with_cert).await,
         Ok(0)
