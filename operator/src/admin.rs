@@ -18,7 +18,7 @@ use strand_proto::admin::{
     ListTopicsRequest, RebalanceProgress, RebalanceStatusRequest, RecommissionBrokerRequest,
     TopicDescription, UpdateTopicRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// How long to wait for the TCP and HTTP/2 handshake with a broker.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,9 +118,26 @@ impl AdminError {
     }
 }
 
+/// The mutual TLS of a cluster's admin API: its CA and the admin certificate and key, PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    /// The cluster's CA, which the brokers' certificate must chain to.
+    pub ca: String,
+    /// The admin certificate presented.
+    pub cert: String,
+    /// Its private key.
+    pub key: String,
+}
+
 /// The admin calls the reconcilers make. `address` is a cluster's admin gRPC address as an
-/// `http://host:port` URL.
+/// `https://host:port` URL (`http://` without TLS).
 pub trait AdminApi: Send + Sync + 'static {
+    /// Sets the TLS of calls to `address`; calls made after a change use it. Without it an
+    /// `https://` address cannot be called. A fake cluster has nothing to do with it.
+    fn use_tls(&self, address: &str, tls: AdminTls) {
+        let _ = (address, tls);
+    }
+
     /// The cluster's id, controller, brokers and partition health.
     fn describe_cluster(
         &self,
@@ -186,7 +203,10 @@ pub trait AdminApi: Send + Sync + 'static {
 /// [`AdminApi`] over gRPC, with one lazily connected channel per cluster address.
 #[derive(Default)]
 pub struct GrpcAdmin {
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Each channel with the TLS it was made with.
+    channels: Mutex<HashMap<String, (Option<AdminTls>, Channel)>>,
+    /// The TLS of each address, from [`AdminApi::use_tls`].
+    tls: Mutex<HashMap<String, AdminTls>>,
 }
 
 impl GrpcAdmin {
@@ -196,28 +216,57 @@ impl GrpcAdmin {
     }
 
     fn client(&self, address: &str) -> Result<AdminClient<Channel>, AdminError> {
+        let unavailable = |message: String| AdminError::Unavailable {
+            address: address.to_owned(),
+            message,
+        };
+        let tls = self
+            .tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(address)
+            .cloned();
         let mut channels = self
             .channels
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(channel) = channels.get(address) {
+        if let Some((made_with, channel)) = channels.get(address)
+            && *made_with == tls
+        {
             return Ok(AdminClient::new(channel.clone()));
         }
-        let endpoint = Endpoint::from_shared(address.to_owned())
-            .map_err(|error| AdminError::Unavailable {
-                address: address.to_owned(),
-                message: format!("invalid admin address: {error}"),
-            })?
+        let mut endpoint = Endpoint::from_shared(address.to_owned())
+            .map_err(|error| unavailable(format!("invalid admin address: {error}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
+        if address.starts_with("https://") {
+            let Some(tls) = &tls else {
+                return Err(unavailable(
+                    "no admin certificate for this cluster yet".to_owned(),
+                ));
+            };
+            let config = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&tls.ca))
+                .identity(Identity::from_pem(&tls.cert, &tls.key));
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|error| unavailable(format!("admin TLS cannot be used: {error}")))?;
+        }
         // A lazy channel reconnects by itself when brokers restart or move.
         let channel = endpoint.connect_lazy();
-        channels.insert(address.to_owned(), channel.clone());
+        channels.insert(address.to_owned(), (tls, channel.clone()));
         Ok(AdminClient::new(channel))
     }
 }
 
 impl AdminApi for GrpcAdmin {
+    fn use_tls(&self, address: &str, tls: AdminTls) {
+        self.tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(address.to_owned(), tls);
+    }
+
     async fn describe_cluster(&self, address: &str) -> Result<ClusterDescription, AdminError> {
         let mut client = self.client(address)?;
         client

@@ -14,5 +14,6 @@ pub mod crd;
 pub mod desired;
 pub mod http;
 pub mod metrics;
+pub mod pki;
 pub mod topic;
 pub mod topic_config;

@@ -326,6 +326,13 @@ fn cluster_role_lets_the_operator_apply_what_a_cluster_owns() {
             "delete {resource}"
         );
     }
+    // The certificates' Secrets, by name: the operator lists and watches no Secret.
+    for verb in ["get", "create", "patch"] {
+        assert!(allows(rules, "", "secrets", verb), "{verb} secrets");
+    }
+    for verb in ["list", "watch", "delete"] {
+        assert!(!allows(rules, "", "secrets", verb), "{verb} secrets");
+    }
     for (resource, verb) in [("pods", "patch"), ("events", "create")] {
         assert!(allows(rules, "", resource, verb), "{verb} {resource}");
     }

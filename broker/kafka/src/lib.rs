@@ -14,7 +14,6 @@ mod metadata;
 mod produce;
 mod sasl;
 mod security;
-mod tls;
 mod versions;
 
 pub use context::Handles;
@@ -22,18 +21,21 @@ pub use security::{
     ANONYMOUS, ListenerSpec, SaslMechanism, SecurityProtocol, SecuritySettings, Session,
 };
 pub use strand_node::{TlsError, TlsFiles};
-pub use tls::server_config;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strand_node::Limits;
+use strand_node::tls::Reloading;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::context::{Context, Shared};
-use crate::tls::Tls;
+
+/// A TLS listener's acceptor, rebuilt when its files change.
+type Tls = Reloading<TlsAcceptor>;
 
 /// Kafka listener settings.
 #[derive(Debug, Clone)]
@@ -153,7 +155,11 @@ impl Listener {
                 // SASL names the client; a certificate is not asked for.
                 files.client_ca = None;
             }
-            Some(Tls::start(files, self.shared.handles.shutdown.clone())?)
+            Some(Tls::start(
+                "kafka listener",
+                files,
+                strand_node::tls::kafka_acceptor,
+            )?)
         } else {
             None
         };
@@ -238,7 +244,7 @@ async fn serve(
                             tokio::spawn(connection::serve(shared.clone(), reader, writer, peer, session, permit));
                         }
                         Some(tls) => {
-                            let acceptor = tls.acceptor();
+                            let (acceptor, _) = tls.current();
                             let shared = shared.clone();
                             tokio::spawn(async move {
                                 let handshake = shared.handles.settings.limits.idle_timeout;

@@ -88,6 +88,13 @@ impl Log {
                 .index
                 .position_for_offset(offset)
                 .unwrap_or(SEGMENT_HEADER_LEN as u64);
+            if out.bytes.capacity() == 0 {
+                // At most what is left of this segment, or the bound: one allocation rather
+                // than a doubling series of copies (a fetch reads up to a megabyte).
+                let left = segment.size.saturating_sub(from);
+                out.bytes
+                    .reserve(usize::try_from(left).unwrap_or(usize::MAX).min(max_bytes));
+            }
             let mut done = false;
             let end = segment.scan(from, |_, header, payload| {
                 if header.kind != EntryKind::Data || header.next_offset() <= offset {

@@ -22,6 +22,7 @@ use strand_proto::raft::raft_client::RaftClient;
 use strand_raft::{NodeId, Snapshot, SnapshotData, SnapshotSource, TypeConfig, Vote};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::tls::Reloading;
 use crate::{append_stream, convert};
 
 /// Bytes of a snapshot file sent in one message.
@@ -40,33 +41,36 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// RPCs over one HTTP/2 connection.
 #[derive(Clone, Default)]
 pub struct Peers {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Each channel with the generation of the TLS configuration it was made with.
+    channels: Arc<Mutex<HashMap<String, (u64, Channel)>>>,
     /// Mutual TLS to the other brokers, when the cluster's gRPC port has it.
-    tls: Option<ClientTlsConfig>,
+    tls: Option<Reloading<ClientTlsConfig>>,
 }
 
 impl Peers {
     /// Channels that speak mutual TLS with `tls` (the broker's certificate and the cluster's
-    /// CA).
-    pub fn with_tls(tls: ClientTlsConfig) -> Peers {
+    /// CA). When the files change, channels made after that present the new certificate.
+    pub fn with_tls(tls: Reloading<ClientTlsConfig>) -> Peers {
         Peers {
             channels: Default::default(),
             tls: Some(tls),
         }
     }
 
-    /// The channel to the broker at `addr` (host:port), created on first use; it connects lazily
-    /// and reconnects by itself.
+    /// The channel to the broker at `addr` (host:port), created on first use and again after
+    /// the broker's certificate changed; it connects lazily and reconnects by itself.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let tls = self.tls.as_ref().map(Reloading::current);
+        let generation = tls.as_ref().map_or(0, |(_, generation)| *generation);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(addr) {
+        if let Some((made_with, channel)) = channels.get(addr)
+            && *made_with == generation
+        {
             return Ok(channel.clone());
         }
-        let endpoint = match &self.tls {
+        let endpoint = match tls {
             None => Endpoint::from_shared(format!("http://{addr}"))?,
-            Some(tls) => {
-                Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls.clone())?
-            }
+            Some((tls, _)) => Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?,
         };
         let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
@@ -76,7 +80,7 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
+        channels.insert(addr.to_string(), (generation, channel.clone()));
         Ok(channel)
     }
 }
@@ -105,7 +109,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetwork {
         PeerClient {
             group: self.group.clone(),
             target,
-            channel: self.peers.channel(&node.addr).ok(),
+            peers: self.peers.clone(),
             addr: node.addr.clone(),
         }
     }
@@ -116,8 +120,9 @@ pub struct PeerClient {
     group: String,
     target: NodeId,
     addr: String,
-    /// `None` when the peer's address is not a valid one.
-    channel: Option<Channel>,
+    /// The channel of each RPC comes from here, so a renewed certificate is used from the
+    /// next RPC on.
+    peers: Peers,
 }
 
 fn unreachable<E: std::fmt::Display>(addr: &str, e: E) -> Unreachable<TypeConfig> {
@@ -146,9 +151,9 @@ impl PeerClient {
     }
 
     fn channel(&self) -> Result<Channel, RPCError<TypeConfig>> {
-        self.channel
-            .clone()
-            .ok_or_else(|| RPCError::Unreachable(unreachable(&self.addr, "not a valid address")))
+        self.peers
+            .channel(&self.addr)
+            .map_err(|e| RPCError::Unreachable(unreachable(&self.addr, e)))
     }
 
     fn client(&self) -> Result<RaftClient<Channel>, RPCError<TypeConfig>> {

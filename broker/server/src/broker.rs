@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use strand_node::identity;
+use strand_node::tls::Reloading;
 use strand_node::{Cluster, Group, GroupNetwork, META_GROUP, MetaMachine, Peers, Registry};
 use strand_raft::{Caching, GroupStateMachine, LogStore, RecentBudget};
 use tokio::sync::watch;
@@ -83,21 +84,17 @@ impl Broker {
         let (machine, state) = MetaMachine::new();
         let sm = GroupStateMachine::open(&meta_dir, store.log(), machine)
             .map_err(StartError::MetaSnapshot)?;
-        let peers = match &config.grpc_tls {
+        let (peers, grpc_tls) = match &config.grpc_tls {
             Some(files) => {
-                Peers::with_tls(strand_node::tls::grpc_client(files).map_err(StartError::GrpcTls)?)
+                let client =
+                    Reloading::start("gRPC client", files.clone(), strand_node::tls::grpc_client)
+                        .map_err(StartError::GrpcTls)?;
+                let server =
+                    Reloading::start("gRPC port", files.clone(), strand_node::tls::grpc_acceptor)
+                        .map_err(StartError::GrpcTls)?;
+                (Peers::with_tls(client), Some(server))
             }
-            None => Peers::default(),
-        };
-        let grpc_tls = match &config.grpc_tls {
-            Some(files) if files.client_ca.is_none() => {
-                return Err(StartError::GrpcTls(strand_node::TlsError::Config(
-                    "the gRPC port's TLS needs the cluster CA (client certificates are required)"
-                        .to_string(),
-                )));
-            }
-            Some(files) => Some(strand_node::tls::grpc_server(files).map_err(StartError::GrpcTls)?),
-            None => None,
+            None => (Peers::default(), None),
         };
         let meta = openraft::Raft::new(
             identity.node_id,

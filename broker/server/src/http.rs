@@ -1,22 +1,26 @@
 //! The broker's HTTP port: `/healthz` (the process is alive), `/readyz` (registered with the
 //! controller and every local replica caught up), `/metrics` (Prometheus text format), and
 //! `POST /v1/pre-stop?timeout_ms=N`, the hand-over a stopping broker makes (see
-//! `hand_over.rs`), started before SIGTERM by `strand broker pre-stop`.
+//! `hand_over.rs`), started before SIGTERM by `strand broker pre-stop`. The port has no
+//! authentication, so pre-stop is answered only on the loopback interface: the pod's own
+//! preStop hook reaches it there, and nobody elsewhere can make a broker give up its
+//! leaderships.
 //!
 //! Readiness is what paces a rolling restart: the StatefulSet replaces the next pod only once
 //! the restarted one is ready, and a broker is ready only when none of its replicas is behind
 //! its leader, as the leaders last reported to the controller.
 
-use openraft::async_runtime::WatchReceiver;
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use openraft::async_runtime::WatchReceiver;
 
 use crate::shared::Inner;
 
@@ -36,6 +40,7 @@ pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
         .route("/metrics", get(metrics))
         .route("/v1/pre-stop", post(pre_stop))
         .with_state(inner);
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -86,7 +91,19 @@ async fn readyz(State(inner): State<Arc<Inner>>) -> (StatusCode, String) {
 
 /// Hands this broker's leaderships over and answers, once it leads nothing or the timeout
 /// passed, with the [`HandOver`](crate::HandOver) as JSON.
-async fn pre_stop(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuery) -> Response {
+async fn pre_stop(
+    State(inner): State<Arc<Inner>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !peer.ip().to_canonical().is_loopback() {
+        tracing::warn!(%peer, "pre-stop refused: it is only taken from this host (the pod's preStop hook)");
+        return (
+            StatusCode::FORBIDDEN,
+            "pre-stop is only taken from this host: run `strand broker pre-stop` beside the broker\n",
+        )
+            .into_response();
+    }
     let timeout = match pre_stop_timeout(query.as_deref()) {
         Ok(timeout) => timeout,
         Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),

@@ -1,10 +1,19 @@
 //! The gRPC server of a broker: Raft, admin and broker-to-broker services on one port.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use strand_node::tls::Reloading;
 
 use strand_proto::admin::admin_server::AdminServer;
 use strand_proto::broker::broker_server::BrokerServer;
 use strand_proto::raft::raft_server::RaftServer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
 
@@ -22,8 +31,8 @@ const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
 pub async fn serve_grpc(
     inner: Arc<Inner>,
     admin: Arc<Admin>,
-    listener: tokio::net::TcpListener,
-    tls: Option<(tonic::transport::ServerTlsConfig, GrpcGuard)>,
+    listener: TcpListener,
+    tls: Option<(Reloading<TlsAcceptor>, GrpcGuard)>,
 ) {
     let raft = RaftServer::new(RaftService::new(inner.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -48,31 +57,75 @@ pub async fn serve_grpc(
     let broker = InterceptedService::new(broker, check(GrpcGuard::brokers_only));
     let admin = InterceptedService::new(admin, check(GrpcGuard::admins_only));
     let mut shutdown = inner.shutdown.subscribe();
-    // Nagle's algorithm off on every accepted connection: the server's own `tcp_nodelay` only
-    // applies to listeners it binds. With it on, a follower's small append answers waited for
-    // the leader's delayed acknowledgement, 40 ms on Linux, in about one commit of a hundred.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = match builder.tls_config(tls) {
-            Ok(builder) => builder,
-            Err(e) => {
-                tracing::error!(error = %e, "gRPC TLS cannot be used; the gRPC port stays closed");
-                return;
-            }
-        };
-    }
-    let result = builder
+    let builder = tonic::transport::Server::builder()
         .initial_stream_window_size(strand_node::network::STREAM_WINDOW_BYTES)
         .initial_connection_window_size(strand_node::network::CONNECTION_WINDOW_BYTES)
         .add_service(raft)
         .add_service(admin)
-        .add_service(broker)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
+        .add_service(broker);
+    let stopped = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    // Nagle's algorithm off on every accepted connection: the server's own `tcp_nodelay` only
+    // applies to listeners it binds. With it on, a follower's small append answers waited for
+    // the leader's delayed acknowledgement, 40 ms on Linux, in about one commit of a hundred.
+    let result = match tls {
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            builder
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .await
+        }
+        Some(tls) => {
+            builder
+                .serve_with_incoming_shutdown(tls_incoming(listener, tls), stopped)
+                .await
+        }
+    };
     if let Err(e) = result {
         tracing::error!(error = %e, "gRPC server stopped");
     }
+}
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The gRPC port's connections over TLS, each handshake made with the acceptor current when
+/// it was accepted (so renewed certificates are served without a restart) and on its own task
+/// (so a slow or silent client holds up no other). Ends when the server stops taking them.
+fn tls_incoming(
+    listener: TcpListener,
+    tls: Reloading<TlsAcceptor>,
+) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = tx.closed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gRPC port cannot accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (acceptor, _) = tls.current();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "gRPC TLS handshake failed"),
+                    Err(_) => tracing::info!(%peer, "gRPC TLS handshake did not finish in time"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
 }

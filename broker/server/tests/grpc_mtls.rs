@@ -2,7 +2,7 @@
 //! their cluster's CA form the cluster, replicate and answer admin calls made with such a
 //! certificate; a caller without a certificate or with another CA's, and a broker of another
 //! cluster, are refused; a certificate of the cluster's CA that names neither a broker nor an
-//! admin reaches neither the admin API nor Raft.
+//! admin reaches neither the admin API nor Raft; renewed certificates are used without a restart.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -240,6 +240,127 @@ async fn only_holders_of_the_cluster_ca_reach_the_grpc_port() {
         .describe_cluster(DescribeClusterRequest::default())
         .await
         .expect("the cluster still serves its admins");
+    for broker in brokers {
+        broker.stop().await;
+    }
+}
+
+/// Copies `from`'s certificate, key and CA over `to`'s files, as a renewal writes them.
+fn renew(from: &TlsFiles, to: &TlsFiles) {
+    std::fs::copy(&from.key, &to.key).unwrap();
+    std::fs::copy(&from.cert, &to.cert).unwrap();
+    std::fs::copy(
+        from.client_ca.as_ref().unwrap(),
+        to.client_ca.as_ref().unwrap(),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renewed_grpc_certificates_are_used_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Pki::new(&dir.path().join("pki"));
+    let grpc: Vec<SocketAddr> = (0..3).map(|_| strand_e2e::free_addr()).collect();
+    let seeds: Vec<String> = grpc.iter().map(|a| a.to_string()).collect();
+    let mut configs = Vec::new();
+    let mut brokers = Vec::new();
+    for i in 0..3u32 {
+        let files = old.files(&format!("broker-{i}"));
+        let config = config(dir.path(), i, grpc[i as usize], &seeds, files);
+        configs.push(config.clone());
+        brokers.push(Broker::start(config).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while brokers.iter().any(|b| {
+        b.inner().cluster.state().brokers().len() < 3 || b.inner().cluster.controller().is_none()
+    }) {
+        assert!(Instant::now() < deadline, "the cluster did not form");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every broker's files are replaced by those of a new CA, as a CA renewal does.
+    let new = Pki::new(&dir.path().join("renewed"));
+    for (i, config) in configs.iter().enumerate() {
+        renew(
+            &new.files(&format!("broker-{i}")),
+            config.grpc_tls.as_ref().unwrap(),
+        );
+    }
+    let (old_ca, new_ca) = (old.dir.join("ca.pem"), new.dir.join("ca.pem"));
+    let (old_operator, new_operator) = (old.files("operator"), new.files("operator"));
+
+    // Each gRPC port serves the new certificate and takes the new CA's clients, with no
+    // restart; the old CA's are refused from then on.
+    for addr in &grpc {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let served = match admin(*addr, &new_ca, Some(&new_operator)).await {
+                Ok(mut client) => client
+                    .describe_cluster(DescribeClusterRequest::default())
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if served {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} did not take the renewed certificates"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let stale = match admin(*addr, &old_ca, Some(&old_operator)).await {
+            Ok(mut client) => client
+                .describe_cluster(DescribeClusterRequest::default())
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        assert!(!stale, "{addr} still answers the old CA's certificate");
+    }
+
+    // A broker restarted now accepts only the new CA's certificates, so the others reach it
+    // only if their own calls present their renewed certificates: it receives a topic
+    // created after its restart.
+    let restarted = brokers.pop().unwrap();
+    restarted.stop().await;
+    let restarted = Broker::start(configs[2].clone()).await.unwrap();
+    let mut client = admin(grpc[0], &new_ca, Some(&new_operator)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let created = client
+            .create_topic(CreateTopicRequest {
+                name: "after-renewal".into(),
+                partitions: 1,
+                replication_factor: 3,
+                ..Default::default()
+            })
+            .await;
+        if created.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no topic could be created after the renewal: {created:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restarted
+        .inner()
+        .cluster
+        .state()
+        .topic_by_name("after-renewal")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted broker never learned of the topic: its peers' calls were refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    restarted.stop().await;
     for broker in brokers {
         broker.stop().await;
     }

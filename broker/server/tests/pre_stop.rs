@@ -1,6 +1,6 @@
 //! `POST /v1/pre-stop` on a broker's HTTP port, against in-process brokers: the broker hands
 //! every leadership to another replica and answers once it leads nothing; where nobody can take
-//! them it answers anyway, saying what is left.
+//! them it answers anyway, saying what is left. It is taken only from the broker's own host.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -292,4 +292,52 @@ async fn pre_stop_returns_at_its_deadline_when_the_other_voters_are_gone() {
         "{report:?}"
     );
     cluster.shutdown().await;
+}
+
+/// This host's address on the interface of its default route: not a loopback address.
+fn outside_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    // Connecting a UDP socket sends nothing; it only picks the route and so the local address.
+    socket
+        .connect("203.0.113.1:9")
+        .expect("this test needs a non-loopback interface with a default route");
+    let ip = socket.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback(), "{ip}");
+    ip
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_stop_is_taken_only_from_this_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, kafka) = (strand_e2e::free_addr(), strand_e2e::free_addr());
+    // Listening on every interface, as in a pod.
+    let http = SocketAddr::from(([0, 0, 0, 0], strand_e2e::free_addr().port()));
+    let broker = Broker::start(BrokerConfig {
+        broker_id: 0,
+        data_dir: dir.path().join("broker-0"),
+        grpc_listen: grpc,
+        grpc_advertised: grpc.to_string(),
+        kafka_advertised: kafka.to_string(),
+        kafka_listen: kafka,
+        kafka: Default::default(),
+        http_listen: http,
+        http_advertised: http.to_string(),
+        seeds: vec![grpc.to_string()],
+        rack: None,
+        tuning: RaftTuning::default(),
+        balancing: Default::default(),
+        disk_reserve_bytes: 0,
+        grpc_tls: None,
+        grpc_access: Default::default(),
+    })
+    .await
+    .unwrap();
+    let from_outside = SocketAddr::new(outside_address(), http.port());
+    let (status, body) = post(from_outside, "/v1/pre-stop?timeout_ms=100").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("only taken from this host"), "{body}");
+    let from_here = SocketAddr::from(([127, 0, 0, 1], http.port()));
+    let (status, body) = post(from_here, "/v1/pre-stop?timeout_ms=100").await;
+    assert_eq!(status, 200, "{body}");
+    broker.stop().await;
 }

@@ -20,6 +20,10 @@ pub const ALL: &[Journey] = &[
         produce_and_consume,
     ),
     (
+        "the gRPC port answers only the cluster's certificates",
+        control_plane_is_closed,
+    ),
+    (
         "an unchanged re-apply writes nothing",
         unchanged_reapply_writes_nothing,
     ),
@@ -123,6 +127,56 @@ fn produce_and_consume(suite: &Suite) {
     assert_eq!(description["brokers"].as_array().map(Vec::len), Some(3));
     let acked = traffic::produce(&bootstrap(), "orders", "first", 3_000);
     suite.record_orders(acked);
+    suite.check_orders();
+}
+
+fn control_plane_is_closed(suite: &Suite) {
+    // Without the admin certificate the admin API is out of reach.
+    let refused = suite
+        .strand_without_certificate(&["cluster", "describe"])
+        .expect_err("the admin API answered a caller without the cluster's certificate");
+    println!("    without a certificate: {refused}");
+    // The CA's key stays in the CA's Secret; the brokers and the admin get certificates only.
+    let ca = get(NS, "secret", &format!("{CLUSTER}-ca")).expect("the cluster CA");
+    assert!(ca["data"]["ca.key"].is_string());
+    for name in ["broker-tls", "admin-tls"] {
+        let secret = get(NS, "secret", &format!("{CLUSTER}-{name}")).expect("a certificate");
+        assert_eq!(secret["type"], "kubernetes.io/tls");
+        assert!(
+            secret["data"].get("ca.key").is_none(),
+            "{name} holds the CA key"
+        );
+        assert_eq!(secret["data"]["ca.crt"], ca["data"]["ca.crt"]);
+    }
+    // A deleted certificate Secret is issued again, with an Event saying why, and the
+    // brokers go on serving.
+    let old = get(NS, "secret", &format!("{CLUSTER}-broker-tls")).unwrap();
+    kubectl(&[
+        "delete",
+        "-n",
+        NS,
+        "secret",
+        &format!("{CLUSTER}-broker-tls"),
+    ]);
+    wait_for(
+        "the brokers' certificate to be issued again",
+        QUICK,
+        || match get(NS, "secret", &format!("{CLUSTER}-broker-tls")) {
+            Some(new) if new["metadata"]["uid"] != old["metadata"]["uid"] => Ok(()),
+            _ => Err("not yet".to_owned()),
+        },
+    );
+    assert!(
+        events_of(NS, CLUSTER)
+            .iter()
+            .any(|e| e.starts_with("IssuedCertificate") && e.contains("there was none")),
+        "{:?}",
+        events_of(NS, CLUSTER)
+    );
+    wait_for("the Cluster to be Ready", SLOW, || cluster_ready(3));
+    suite
+        .describe_cluster()
+        .expect("the admin API answers the admin certificate");
     suite.check_orders();
 }
 

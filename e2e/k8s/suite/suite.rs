@@ -31,6 +31,8 @@ pub struct Suite {
     pub(crate) root: PathBuf,
     strand: PathBuf,
     orders: Mutex<Vec<Acked>>,
+    /// Where the admin certificate the operator issued is written for `strand`.
+    tls: tempfile::TempDir,
 }
 
 impl Suite {
@@ -49,24 +51,63 @@ impl Suite {
             root,
             strand,
             orders: Mutex::new(Vec::new()),
+            tls: tempfile::tempdir().expect("a temporary directory"),
         }
     }
 
-    /// `strand ARGS --server <broker 0>`, returning standard output.
+    /// The Cluster's CA and admin certificate and key, as files, from the Secret the operator
+    /// writes (read each time: a Cluster made again has a new CA).
+    fn admin_tls(&self) -> Result<[(&'static str, PathBuf); 3], String> {
+        let secret = format!("{CLUSTER}-admin-tls");
+        let mut files = Vec::new();
+        for (variable, key, file) in [
+            ("STRAND_TLS_CA", "ca.crt", "ca.pem"),
+            ("STRAND_TLS_CERT", "tls.crt", "admin.pem"),
+            ("STRAND_TLS_KEY", "tls.key", "admin-key.pem"),
+        ] {
+            let template = format!("--template={{{{index .data \"{key}\" | base64decode}}}}");
+            let pem = try_kubectl(&[
+                "get",
+                "secret",
+                "-n",
+                NS,
+                &secret,
+                "-o",
+                "go-template",
+                &template,
+            ])?;
+            let path = self.tls.path().join(file);
+            std::fs::write(&path, pem).map_err(|e| format!("cannot write {file}: {e}"))?;
+            files.push((variable, path));
+        }
+        files.try_into().map_err(|_| "three files".to_owned())
+    }
+
+    /// `strand ARGS --server <broker 0>` with the admin certificate, returning standard
+    /// output.
     pub(crate) fn strand(&self, args: &[&str]) -> Result<String, String> {
+        let tls = self.admin_tls()?;
+        self.run_strand(args, &tls)
+            .map_err(|e| format!("strand {} failed: {e}", args.join(" ")))
+    }
+
+    /// `strand ARGS --server <broker 0>` with no certificate: what anyone in the cluster's
+    /// network could try. The error is what `strand` said.
+    pub(crate) fn strand_without_certificate(&self, args: &[&str]) -> Result<String, String> {
+        self.run_strand(args, &[])
+    }
+
+    fn run_strand(&self, args: &[&str], env: &[(&str, PathBuf)]) -> Result<String, String> {
         let output = Command::new(&self.strand)
             .args(args)
             .args(["--server", &admin_address()])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .map_err(|e| format!("cannot run strand: {e}"))?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
-            Err(format!(
-                "strand {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod plan;
 mod storage;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +149,15 @@ pub async fn reconcile<A: AdminApi>(
                 storage::converge(&ctx, &cluster, existing, &claims, &mut objects).await;
             announce_changes(&ctx, &cluster, existing, &objects).await;
         }
+    }
+    let owner = cluster
+        .controller_owner_ref(&())
+        .ok_or_else(|| DesiredError::MissingUid {
+            name: names.cluster().to_owned(),
+        })?;
+    if let Err(standing) = tls::ensure(&ctx, &cluster, &names, &owner).await? {
+        stall(&ctx, &cluster, &names, standing).await?;
+        return Ok(Action::requeue(RESYNC));
     }
     let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
     let pods = count(&broker_pods);

@@ -142,7 +142,7 @@ fn broker_settings(cluster: &Cluster) -> Result<BTreeMap<String, serde_json::Val
 }
 
 /// Metadata shared by every owned object: name, namespace, common labels, owner.
-fn metadata(names: &ClusterNames, name: String, owner: &OwnerReference) -> ObjectMeta {
+pub(crate) fn metadata(names: &ClusterNames, name: String, owner: &OwnerReference) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(names.namespace().to_owned()),

@@ -88,11 +88,41 @@ impl ClusterNames {
             .collect()
     }
 
+    /// The Secret holding the Cluster's CA (certificate and key); only the operator reads it.
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.cluster)
+    }
+
+    /// The Secret holding the brokers' gRPC certificate, key and the CA, mounted into every
+    /// broker pod.
+    pub fn broker_tls_secret(&self) -> String {
+        format!("{}-broker-tls", self.cluster)
+    }
+
+    /// The Secret holding the admin certificate, key and the CA: what the operator calls the
+    /// admin API with, and what `strand` needs to administer the cluster.
+    pub fn admin_tls_secret(&self) -> String {
+        format!("{}-admin-tls", self.cluster)
+    }
+
+    /// The DNS names the brokers' certificate is valid for: every broker pod and the headless
+    /// Service, with and without the cluster domain.
+    pub fn broker_dns_names(&self) -> Vec<String> {
+        let service = format!("{}.{}.svc", self.headless_service(), self.namespace);
+        vec![
+            format!("*.{service}"),
+            format!("*.{service}.cluster.local"),
+            service.clone(),
+            format!("{service}.cluster.local"),
+        ]
+    }
+
     /// The admin gRPC address the operator calls, as a URL: the headless Service, whose name
     /// resolves to every broker pod; any broker passes an admin call on to the controller.
+    /// Mutual TLS, with the admin certificate.
     pub fn admin_address(&self) -> String {
         format!(
-            "http://{}.{}.svc:{GRPC_PORT}",
+            "https://{}.{}.svc:{GRPC_PORT}",
             self.headless_service(),
             self.namespace
         )

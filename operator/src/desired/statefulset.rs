@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{
     DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
     KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecurityContext,
-    TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecretVolumeSource,
+    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -23,6 +23,7 @@ use super::{
     RACK_ANNOTATION, fingerprint, labels, metadata, selector_labels,
 };
 use crate::crd::{Cluster, PodOverrides, RackSpec, VolumeDeletionPolicy};
+use crate::pki;
 
 /// Where the broker binary is in the broker image.
 const STRAND_BINARY: &str = "/usr/local/bin/strand";
@@ -30,6 +31,9 @@ const STRAND_BINARY: &str = "/usr/local/bin/strand";
 const DATA_DIR: &str = "/var/lib/strand";
 /// Where the ConfigMap and pod information are mounted.
 const CONFIG_DIR: &str = "/etc/strand";
+/// Where the brokers' gRPC certificate, key and the cluster CA are mounted (the Secret's
+/// `tls.crt`, `tls.key` and `ca.crt`). The broker reads them again when they change.
+const TLS_DIR: &str = "/etc/strand-tls";
 /// Group that owns the data volume: the `nonroot` group of distroless images, which the
 /// broker image runs as.
 const BROKER_UID: i64 = 65532;
@@ -161,6 +165,19 @@ fn broker_args(cluster: &Cluster, names: &ClusterNames) -> Vec<String> {
         names.seeds(cluster.spec.replicas).join(","),
         "--config".to_owned(),
         format!("{CONFIG_DIR}/{BROKER_CONFIG_KEY}"),
+        // The gRPC port speaks mutual TLS with certificates of the cluster's CA: Raft and
+        // broker-to-broker calls only from the brokers, the admin API only from brokers and
+        // the admin certificate (see `pki.rs`).
+        "--grpc-tls-cert".to_owned(),
+        format!("{TLS_DIR}/tls.crt"),
+        "--grpc-tls-key".to_owned(),
+        format!("{TLS_DIR}/tls.key"),
+        "--grpc-tls-ca".to_owned(),
+        format!("{TLS_DIR}/ca.crt"),
+        "--grpc-broker-principals".to_owned(),
+        pki::principal(pki::BROKER_CN),
+        "--grpc-admin-principals".to_owned(),
+        pki::principal(pki::ADMIN_CN),
     ];
     if cluster.spec.rack.is_some() {
         args.push("--rack-file".to_owned());
@@ -213,6 +230,10 @@ fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
                 ..mount("config", CONFIG_DIR)
             },
             mount("tmp", "/tmp"),
+            VolumeMount {
+                read_only: Some(true),
+                ..mount("tls", TLS_DIR)
+            },
         ]),
         // After a crash the broker scans the tail of every partition's active segment before
         // it serves; that may take minutes, and liveness must not kill it meanwhile.
@@ -322,6 +343,16 @@ fn volumes(names: &ClusterNames, rack: Option<&RackSpec>) -> Vec<Volume> {
         Volume {
             name: "tmp".to_owned(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tls".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names.broker_tls_secret()),
+                // Readable by the owner and the pod's fsGroup (the broker's group) only.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
             ..Volume::default()
         },
     ]

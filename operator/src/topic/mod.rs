@@ -129,7 +129,9 @@ async fn apply<A: AdminApi>(
         finish(topic, namespace, ctx, None, None, stalled(stall)).await?;
         return Ok(Action::requeue(RESYNC));
     };
-    let address = ClusterNames::of(&cluster)?.admin_address();
+    let names = ClusterNames::of(&cluster)?;
+    crate::cluster::tls::use_admin_certificate(ctx, &names).await?;
+    let address = names.admin_address();
     let outcome = converge(topic, &name, &address, ctx).await;
     let (cluster_id, observed, standing, error) = match outcome {
         Ok((cluster_id, observed, standing)) => (Some(cluster_id), observed, standing, None),
@@ -317,7 +319,9 @@ async fn cleanup<A: AdminApi>(
         info!("the Cluster is gone; releasing the finalizer");
         return Ok(Action::await_change());
     };
-    let address = ClusterNames::of(&cluster)?.admin_address();
+    let names = ClusterNames::of(&cluster)?;
+    crate::cluster::tls::use_admin_certificate(ctx, &names).await?;
+    let address = names.admin_address();
     let cluster_id = ctx.admin.describe_cluster(&address).await?.cluster_id;
     if cluster_id != bound {
         info!(%cluster_id, %bound, "the Cluster is another cluster now; its topic is left alone");

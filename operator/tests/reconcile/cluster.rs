@@ -36,7 +36,83 @@ fn pod_list(pods: Vec<Value>) -> Value {
     json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods})
 }
 
+/// The certificate Secrets of a Cluster that has run before: a CA and the brokers' and admin
+/// certificates issued from it.
+fn certificates() -> Vec<(String, Value)> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use strand_operator::pki;
+    let now = time::OffsetDateTime::now_utc();
+    let ca = pki::new_ca("default", "main", now).unwrap();
+    let brokers = pki::issue(
+        &ca,
+        pki::BROKER_CN,
+        &[
+            "*.main-brokers.default.svc".to_owned(),
+            "*.main-brokers.default.svc.cluster.local".to_owned(),
+            "main-brokers.default.svc".to_owned(),
+            "main-brokers.default.svc.cluster.local".to_owned(),
+        ],
+        now,
+    )
+    .unwrap();
+    let admin = pki::issue(&ca, pki::ADMIN_CN, &[], now).unwrap();
+    let secret = |name: &str, data: [(&str, &str); 3]| {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some("default".to_owned()),
+                ..Default::default()
+            },
+            data: Some(
+                data.into_iter()
+                    .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        (
+            format!("/api/v1{NS}/secrets/{name}"),
+            serde_json::to_value(secret).unwrap(),
+        )
+    };
+    vec![
+        secret(
+            "main-ca",
+            [("ca.crt", &ca.cert), ("ca.key", &ca.key), ("README", "")],
+        ),
+        secret(
+            "main-broker-tls",
+            [
+                ("tls.crt", &brokers.cert),
+                ("tls.key", &brokers.key),
+                ("ca.crt", &ca.cert),
+            ],
+        ),
+        secret(
+            "main-admin-tls",
+            [
+                ("tls.crt", &admin.cert),
+                ("tls.key", &admin.key),
+                ("ca.crt", &ca.cert),
+            ],
+        ),
+    ]
+}
+
+/// Reconciles `cluster` once, its certificates already issued, with `objects` stored.
 async fn reconcile_cluster(
+    cluster: Value,
+    objects: Vec<(String, Value)>,
+    admin: &FakeCluster,
+) -> (Vec<Call>, ApiState) {
+    let mut objects = objects;
+    objects.extend(certificates());
+    reconcile_new_cluster(cluster, objects, admin).await
+}
+
+/// Reconciles `cluster` once with only `objects` stored.
+async fn reconcile_new_cluster(
     cluster: Value,
     objects: Vec<(String, Value)>,
     admin: &FakeCluster,
@@ -62,22 +138,47 @@ async fn reconcile_cluster(
 #[tokio::test]
 async fn a_new_cluster_creates_the_five_objects_by_server_side_apply() {
     let admin = FakeCluster::new("cluster-1", 3);
-    let (calls, state) = reconcile_cluster(
+    let (calls, state) = reconcile_new_cluster(
         cluster_object(),
         vec![(PODS_PATH.to_owned(), pod_list(vec![]))],
         &admin,
     )
     .await;
     let statefulset = format!("/apis/apps/v1{NS}/statefulsets/main");
+    let secrets = format!("/api/v1{NS}/secrets");
     let mut expected = vec![
         format!("GET {statefulset}"),
         // Volumes an earlier Cluster of the name left behind, looked for before creating.
         format!("GET /api/v1{NS}/persistentvolumeclaims"),
+        // The CA is created (never applied over), then the certificates issued from it.
+        format!("GET {secrets}/main-ca"),
+        format!("POST {secrets}"),
+        format!("POST {EVENTS_PATH}"),
+        format!("GET {secrets}/main-broker-tls"),
+        format!("PATCH {secrets}/main-broker-tls"),
+        format!("POST {EVENTS_PATH}"),
+        format!("GET {secrets}/main-admin-tls"),
+        format!("PATCH {secrets}/main-admin-tls"),
+        format!("POST {EVENTS_PATH}"),
         format!("GET {PODS_PATH}"),
     ];
     expected.extend(owned_paths().iter().map(|p| format!("PATCH {p}")));
     expected.push(format!("PATCH {CLUSTER_PATH}/status"));
     assert_eq!(lines(&calls), expected);
+    // The brokers' Secret holds a certificate for every broker's DNS name, the CA beside it;
+    // the CA's key is only in the CA's Secret.
+    let broker_tls = &state.objects[&format!("{secrets}/main-broker-tls")];
+    assert_eq!(broker_tls["type"], "kubernetes.io/tls");
+    let ca = &state.objects[&format!("{secrets}/main-ca")];
+    assert_eq!(broker_tls["data"]["ca.crt"], ca["data"]["ca.crt"]);
+    for object in [
+        broker_tls,
+        &state.objects[&format!("{secrets}/main-admin-tls")],
+    ] {
+        assert!(object["data"].get("ca.key").is_none());
+        assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], "c-uid");
+    }
+    assert_eq!(ca["metadata"]["ownerReferences"][0]["uid"], "c-uid");
     for call in calls.iter().filter(|c| c.method == "PATCH") {
         assert_eq!(
             call.content_type, "application/apply-patch+yaml",

@@ -19,6 +19,7 @@ use mock::{AdminCall, ApiState, Call, DEADLINE, FakeCluster};
 const CLUSTER_PATH: &str = "/apis/strand.dev/v1alpha1/namespaces/default/clusters/main";
 const TOPIC_PATH: &str = "/apis/strand.dev/v1alpha1/namespaces/default/topics/orders";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+const ADMIN_TLS_PATH: &str = "/api/v1/namespaces/default/secrets/main-admin-tls";
 
 fn cluster_object() -> Value {
     json!({
@@ -105,11 +106,13 @@ async fn a_topic_is_created_through_the_admin_api_and_reaches_ready() {
         lines(&calls),
         [
             format!("GET {CLUSTER_PATH}"),
+            // The admin certificate, which the admin calls present.
+            format!("GET {ADMIN_TLS_PATH}"),
             format!("POST {EVENTS_PATH}"),
             format!("PATCH {TOPIC_PATH}/status"),
         ]
     );
-    let patch = &calls[2];
+    let patch = &calls[3];
     assert_eq!(patch.content_type, "application/apply-patch+yaml");
     assert!(
         patch.query.contains("fieldManager=strand-operator"),
@@ -127,7 +130,7 @@ async fn a_topic_is_created_through_the_admin_api_and_reaches_ready() {
     assert_eq!(stored["status"]["clusterId"], "cluster-1");
     assert_eq!(stored["status"]["topicId"], "id-orders");
     assert_eq!(stored["status"]["partitions"], 6);
-    assert_eq!(calls[1].body["reason"], "Created");
+    assert_eq!(calls[2].body["reason"], "Created");
 }
 
 #[tokio::test]
@@ -139,7 +142,13 @@ async fn an_unchanged_topic_reconciled_twice_makes_no_write_the_second_time() {
     first.unwrap();
     let (second, calls, _) = reconcile_topic(stored.unwrap(), cluster, &admin).await;
     second.unwrap();
-    assert_eq!(lines(&calls), [format!("GET {CLUSTER_PATH}")]);
+    assert_eq!(
+        lines(&calls),
+        [
+            format!("GET {CLUSTER_PATH}"),
+            format!("GET {ADMIN_TLS_PATH}")
+        ]
+    );
     assert!(!calls.iter().any(Call::is_write));
     assert_eq!(admin.state().calls, [AdminCall::Create("orders".into())]);
 }
@@ -256,7 +265,13 @@ async fn a_topic_the_cluster_refuses_is_stalled_and_warns_once() {
     // Still refused: the same condition, so no second Event and no status write.
     let (again, calls, _) = reconcile_topic(stored, cluster, &admin).await;
     again.unwrap();
-    assert_eq!(lines(&calls), [format!("GET {CLUSTER_PATH}")]);
+    assert_eq!(
+        lines(&calls),
+        [
+            format!("GET {CLUSTER_PATH}"),
+            format!("GET {ADMIN_TLS_PATH}")
+        ]
+    );
 }
 
 fn deleted(mut topic: Value, status: Value) -> Value {
@@ -316,7 +331,11 @@ async fn a_deleted_topic_is_deleted_in_its_cluster() {
     assert_eq!(admin.state().calls, [AdminCall::Delete("orders".into())]);
     assert_eq!(
         lines(&calls),
-        [format!("GET {CLUSTER_PATH}"), format!("PATCH {TOPIC_PATH}")]
+        [
+            format!("GET {CLUSTER_PATH}"),
+            format!("GET {ADMIN_TLS_PATH}"),
+            format!("PATCH {TOPIC_PATH}")
+        ]
     );
     assert_eq!(stored.unwrap()["metadata"]["finalizers"], json!([]));
 }

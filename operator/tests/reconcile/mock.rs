@@ -61,7 +61,8 @@ fn not_found() -> (StatusCode, Value) {
 }
 
 /// Answers one call: GET reads a stored object, a status apply patch merges the status into
-/// it, a JSON patch of a Topic's finalizers is applied, an Event POST is echoed.
+/// it, a JSON patch of a Topic's finalizers is applied, an Event POST is echoed, another POST
+/// creates the object.
 fn answer(state: &mut ApiState, call: &Call) -> (StatusCode, Value) {
     match call.method.as_str() {
         "GET" => match state.objects.get(&call.path) {
@@ -74,6 +75,20 @@ fn answer(state: &mut ApiState, call: &Call) -> (StatusCode, Value) {
             None => not_found(),
         },
         "POST" if call.path.ends_with("/events") => (StatusCode::CREATED, call.body.clone()),
+        "POST" => {
+            let name = call.body["metadata"]["name"].as_str().unwrap_or_default();
+            let path = format!("{}/{name}", call.path);
+            if state.objects.contains_key(&path) {
+                return (
+                    StatusCode::CONFLICT,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Failure", "message": "already exists",
+                           "reason": "AlreadyExists", "code": 409}),
+                );
+            }
+            state.objects.insert(path, call.body.clone());
+            (StatusCode::CREATED, call.body.clone())
+        }
         "PATCH" => {
             let (object_path, status) = match call.path.strip_suffix("/status") {
                 Some(path) => (path.to_owned(), true),

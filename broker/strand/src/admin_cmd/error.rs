@@ -175,6 +175,18 @@ fn from_plain_status(server: &str, status: &Status) -> CliError {
         Code::DeadlineExceeded => Some("the call timed out; retry shortly".to_owned()),
         _ => None,
     };
+    // A plaintext call to a port that speaks TLS fails without a word about why.
+    let without_tls = std::env::var_os("STRAND_TLS_CA").is_none()
+        && status.message().starts_with("transport error");
+    let hint = match (hint, without_tls) {
+        (hint, true) => Some(format!(
+            "{}if the cluster's gRPC port speaks mutual TLS (every cluster the Strand operator \
+             runs does), set STRAND_TLS_CA, STRAND_TLS_CERT and STRAND_TLS_KEY to its CA and an \
+             admin certificate and key (on Kubernetes: the <cluster>-admin-tls Secret)",
+            hint.map(|h| format!("{h}; ")).unwrap_or_default()
+        )),
+        (hint, false) => hint,
+    };
     CliError { message, hint }
 }
 
