@@ -313,11 +313,16 @@ fn cluster_role_lets_the_operator_apply_what_a_cluster_owns() {
         serde_json::to_value(&desired.headless_service).unwrap(),
         serde_json::to_value(&desired.stateful_set).unwrap(),
         serde_json::to_value(&desired.pod_disruption_budget).unwrap(),
+        serde_json::to_value(&desired.network_policy).unwrap(),
     ];
     for object in owned {
         let api_version = object["apiVersion"].as_str().unwrap();
         let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
-        let resource = format!("{}s", object["kind"].as_str().unwrap().to_lowercase());
+        let kind = object["kind"].as_str().unwrap().to_lowercase();
+        let resource = match kind.strip_suffix('y') {
+            Some(stem) => format!("{stem}ies"),
+            None => format!("{kind}s"),
+        };
         for verb in ["get", "list", "watch", "create", "patch"] {
             assert!(allows(rules, group, &resource, verb), "{verb} {resource}");
         }
@@ -536,4 +541,30 @@ fn chart_skeleton_comparison_finds_drift() {
             ".a.g: not in the chart"
         ]
     );
+}
+
+#[test]
+fn the_network_policy_lets_the_charts_operator_reach_the_grpc_port() {
+    // The chart rendered (its templates' skeletons have no label values).
+    let installed =
+        yaml_documents(&std::fs::read_to_string(chart().join("../install.yaml")).unwrap());
+    let pod_labels = &object(&installed, "Deployment")["spec"]["template"]["metadata"]["labels"];
+    let policy = serde_json::to_value(desired(&example_cluster()).unwrap().network_policy).unwrap();
+    let grpc_rule = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["ports"][0]["port"] == 9093)
+        .expect("a rule for the gRPC port");
+    let operator = grpc_rule["from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|peer| peer.get("namespaceSelector").is_some())
+        .expect("the operator's pods, in any namespace");
+    let wanted = operator["podSelector"]["matchLabels"].as_object().unwrap();
+    assert!(!wanted.is_empty());
+    for (key, value) in wanted {
+        assert_eq!(&pod_labels[key], value, "{key} in {pod_labels}");
+    }
 }

@@ -20,6 +20,7 @@ fn render(desired: &Desired) -> String {
         serde_json::to_value(&desired.client_service).unwrap(),
         serde_json::to_value(&desired.stateful_set).unwrap(),
         serde_json::to_value(&desired.pod_disruption_budget).unwrap(),
+        serde_json::to_value(&desired.network_policy).unwrap(),
     ])
     .unwrap()
 }
@@ -205,6 +206,7 @@ fn every_object_is_owned_by_the_cluster() {
         &desired.client_service.metadata,
         &desired.stateful_set.metadata,
         &desired.pod_disruption_budget.metadata,
+        &desired.network_policy.metadata,
     ];
     for meta in metas {
         let owners = meta.owner_references.as_ref().unwrap();

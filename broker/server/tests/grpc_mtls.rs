@@ -129,6 +129,20 @@ async fn connect(addr: SocketAddr, ca: &Path, identity: &TlsFiles) -> tonic::tra
         .unwrap()
 }
 
+/// Waits until every broker sees all three registered and a controller elected.
+async fn formed(brokers: &[Broker]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while brokers.iter().any(|b| {
+        b.inner().cluster.state().brokers().len() < 3 || b.inner().cluster.controller().is_none()
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not form over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_holders_of_the_cluster_ca_reach_the_grpc_port() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,16 +156,7 @@ async fn only_holders_of_the_cluster_ca_reach_the_grpc_port() {
         brokers.push(Broker::start(config).await.unwrap());
     }
     // The cluster forms over mutual TLS: every broker registered, a controller elected.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while brokers.iter().any(|b| {
-        b.inner().cluster.state().brokers().len() < 3 || b.inner().cluster.controller().is_none()
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "the cluster did not form over TLS"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    formed(&brokers).await;
 
     // An admin client with a certificate of the cluster's CA creates a replicated topic.
     let operator = pki.files("operator");
@@ -270,13 +275,7 @@ async fn renewed_grpc_certificates_are_used_without_a_restart() {
         configs.push(config.clone());
         brokers.push(Broker::start(config).await.unwrap());
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while brokers.iter().any(|b| {
-        b.inner().cluster.state().brokers().len() < 3 || b.inner().cluster.controller().is_none()
-    }) {
-        assert!(Instant::now() < deadline, "the cluster did not form");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    formed(&brokers).await;
 
     // Every broker's files are replaced by those of a new CA, as a CA renewal does.
     let new = Pki::new(&dir.path().join("renewed"));

@@ -13,6 +13,35 @@ use strand_proto::broker::broker_client::BrokerClient;
 use strand_server::{Broker, BrokerConfig, HandOver, RaftTuning};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Broker `id`'s settings, in `dir`, with its gRPC and HTTP addresses.
+fn config(
+    dir: &Path,
+    id: u32,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    seeds: &[String],
+) -> BrokerConfig {
+    let kafka = strand_e2e::free_addr();
+    BrokerConfig {
+        broker_id: id,
+        data_dir: dir.join(format!("broker-{id}")),
+        grpc_listen: grpc,
+        grpc_advertised: grpc.to_string(),
+        kafka_advertised: kafka.to_string(),
+        kafka_listen: kafka,
+        kafka: Default::default(),
+        http_listen: http,
+        http_advertised: http.to_string(),
+        seeds: seeds.to_vec(),
+        rack: None,
+        tuning: RaftTuning::default(),
+        balancing: Default::default(),
+        disk_reserve_bytes: 0,
+        grpc_tls: None,
+        grpc_access: Default::default(),
+    }
+}
+
 /// `size` brokers in this process, with their gRPC and HTTP addresses.
 struct Cluster {
     brokers: Vec<Option<Broker>>,
@@ -33,25 +62,7 @@ impl Cluster {
         let seeds: Vec<String> = grpc.iter().map(|a| a.to_string()).collect();
         let mut brokers = Vec::new();
         for i in 0..size {
-            let kafka = strand_e2e::free_addr();
-            let config = BrokerConfig {
-                broker_id: i as u32,
-                data_dir: dir.join(format!("broker-{i}")),
-                grpc_listen: grpc[i],
-                grpc_advertised: grpc[i].to_string(),
-                kafka_advertised: kafka.to_string(),
-                kafka_listen: kafka,
-                kafka: Default::default(),
-                http_listen: http[i],
-                http_advertised: http[i].to_string(),
-                seeds: seeds.clone(),
-                rack: None,
-                tuning: RaftTuning::default(),
-                balancing: Default::default(),
-                disk_reserve_bytes: 0,
-                grpc_tls: None,
-                grpc_access: Default::default(),
-            };
+            let config = config(dir, i as u32, grpc[i], http[i], &seeds);
             brokers.push(Some(Broker::start(config).await.unwrap()));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -309,29 +320,11 @@ fn outside_address() -> std::net::IpAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pre_stop_is_taken_only_from_this_host() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, kafka) = (strand_e2e::free_addr(), strand_e2e::free_addr());
+    let grpc = strand_e2e::free_addr();
     // Listening on every interface, as in a pod.
     let http = SocketAddr::from(([0, 0, 0, 0], strand_e2e::free_addr().port()));
-    let broker = Broker::start(BrokerConfig {
-        broker_id: 0,
-        data_dir: dir.path().join("broker-0"),
-        grpc_listen: grpc,
-        grpc_advertised: grpc.to_string(),
-        kafka_advertised: kafka.to_string(),
-        kafka_listen: kafka,
-        kafka: Default::default(),
-        http_listen: http,
-        http_advertised: http.to_string(),
-        seeds: vec![grpc.to_string()],
-        rack: None,
-        tuning: RaftTuning::default(),
-        balancing: Default::default(),
-        disk_reserve_bytes: 0,
-        grpc_tls: None,
-        grpc_access: Default::default(),
-    })
-    .await
-    .unwrap();
+    let config = config(dir.path(), 0, grpc, http, &[grpc.to_string()]);
+    let broker = Broker::start(config).await.unwrap();
     let from_outside = SocketAddr::new(outside_address(), http.port());
     let (status, body) = post(from_outside, "/v1/pre-stop?timeout_ms=100").await;
     assert_eq!(status, 403, "{body}");

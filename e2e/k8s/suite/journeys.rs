@@ -148,6 +148,12 @@ fn control_plane_is_closed(suite: &Suite) {
         );
         assert_eq!(secret["data"]["ca.crt"], ca["data"]["ca.crt"]);
     }
+    // Where the network enforces it, only brokers and the operator reach the gRPC port.
+    let policy = get(NS, "networkpolicy", &format!("{CLUSTER}-brokers")).expect("a NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][1]["ports"][0]["port"], 9093,
+        "{policy}"
+    );
     // A deleted certificate Secret is issued again, with an Event saying why, and the
     // brokers go on serving.
     let old = get(NS, "secret", &format!("{CLUSTER}-broker-tls")).unwrap();

@@ -252,6 +252,7 @@ pub async fn reconcile<A: AdminApi>(
     apply(&ctx, &namespace, &objects.client_service).await?;
     apply(&ctx, &namespace, &objects.stateful_set).await?;
     apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
+    apply(&ctx, &namespace, &objects.network_policy).await?;
 
     if let Some(rack) = &cluster.spec.rack {
         label_racks(&ctx, &namespace, &rack.topology_key, &broker_pods).await?;

@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -88,6 +92,8 @@ pub struct Desired {
     pub stateful_set: StatefulSet,
     /// Limits voluntary disruptions of the brokers.
     pub pod_disruption_budget: PodDisruptionBudget,
+    /// Who may reach which broker port.
+    pub network_policy: NetworkPolicy,
 }
 
 /// Builds every object `cluster` needs, each owned by it.
@@ -113,6 +119,7 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
         client_service: services::client(&names, &owner),
         stateful_set: statefulset::stateful_set(cluster, &names, &owner, &broker_config),
         pod_disruption_budget: pod_disruption_budget(cluster, &names, &owner),
+        network_policy: network_policy(&names, &owner),
     })
 }
 
@@ -139,6 +146,63 @@ fn broker_settings(cluster: &Cluster) -> Result<BTreeMap<String, serde_json::Val
         settings.entry(key.to_owned()).or_insert(value);
     }
     Ok(settings)
+}
+
+/// Labels of the operator's own pods, as the chart sets them.
+const OPERATOR_POD_LABELS: [(&str, &str); 1] = [("app.kubernetes.io/name", "strand-operator")];
+
+/// The brokers' ports by who may reach them, where the network enforces NetworkPolicies:
+/// Kafka and HTTP (metrics, probes) from anywhere; gRPC (Raft between brokers, the admin API)
+/// only from the Cluster's brokers and the operator's pods. Mutual TLS on the gRPC port holds
+/// either way; this keeps everyone else from even connecting.
+fn network_policy(names: &ClusterNames, owner: &OwnerReference) -> NetworkPolicy {
+    let port = |number: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(number)),
+        protocol: Some("TCP".to_owned()),
+        ..NetworkPolicyPort::default()
+    };
+    let brokers = LabelSelector {
+        match_labels: Some(selector_labels(names.cluster())),
+        ..LabelSelector::default()
+    };
+    let operator = NetworkPolicyPeer {
+        // The operator runs in a namespace of its own, any one.
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(
+                OPERATOR_POD_LABELS
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    NetworkPolicy {
+        metadata: metadata(names, names.network_policy(), owner),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(brokers.clone()),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: None,
+                    ports: Some(vec![port(KAFKA_PORT), port(HTTP_PORT)]),
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![
+                        NetworkPolicyPeer {
+                            pod_selector: Some(brokers),
+                            ..NetworkPolicyPeer::default()
+                        },
+                        operator,
+                    ]),
+                    ports: Some(vec![port(GRPC_PORT)]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
 }
 
 /// Metadata shared by every owned object: name, namespace, common labels, owner.

@@ -65,6 +65,11 @@ impl ClusterNames {
         format!("{}-config", self.cluster)
     }
 
+    /// The NetworkPolicy of the broker pods.
+    pub fn network_policy(&self) -> String {
+        format!("{}-brokers", self.cluster)
+    }
+
     /// The PodDisruptionBudget.
     pub fn disruption_budget(&self) -> String {
         self.cluster.clone()

@@ -15,13 +15,14 @@ use super::{CLUSTER_PATH, EVENTS_PATH, cluster_object, condition, lines};
 const NS: &str = "/namespaces/default";
 const PODS_PATH: &str = "/api/v1/namespaces/default/pods";
 
-fn owned_paths() -> [String; 5] {
+fn owned_paths() -> [String; 6] {
     [
         format!("/api/v1{NS}/configmaps/main-config"),
         format!("/api/v1{NS}/services/main-brokers"),
         format!("/api/v1{NS}/services/main-bootstrap"),
         format!("/apis/apps/v1{NS}/statefulsets/main"),
         format!("/apis/policy/v1{NS}/poddisruptionbudgets/main"),
+        format!("/apis/networking.k8s.io/v1{NS}/networkpolicies/main-brokers"),
     ]
 }
 
@@ -136,7 +137,7 @@ async fn reconcile_new_cluster(
 }
 
 #[tokio::test]
-async fn a_new_cluster_creates_the_five_objects_by_server_side_apply() {
+async fn a_new_cluster_creates_its_objects_by_server_side_apply() {
     let admin = FakeCluster::new("cluster-1", 3);
     let (calls, state) = reconcile_new_cluster(
         cluster_object(),
