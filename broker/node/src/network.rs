@@ -60,14 +60,16 @@ impl Peers {
     /// The channel to the broker at `addr` (host:port), created on first use and again after
     /// the broker's certificate changed; it connects lazily and reconnects by itself.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let tls = self.tls.as_ref().map(Reloading::current);
-        let generation = tls.as_ref().map_or(0, |(_, generation)| *generation);
+        let generation = self.tls.as_ref().map_or(0, Reloading::generation);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((made_with, channel)) = channels.get(addr)
             && *made_with == generation
         {
             return Ok(channel.clone());
         }
+        // The configuration is cloned only to make a channel, not on every RPC.
+        let tls = self.tls.as_ref().map(Reloading::current);
+        let generation = tls.as_ref().map_or(0, |(_, generation)| *generation);
         let endpoint = match tls {
             None => Endpoint::from_shared(format!("http://{addr}"))?,
             Some((tls, _)) => Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?,

@@ -170,6 +170,14 @@ impl<T: Clone + Send + Sync + 'static> Reloading<T> {
         Ok(reloading)
     }
 
+    /// How many times the value was built again; cheaper than [`Reloading::current`].
+    pub fn generation(&self) -> u64 {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
+    }
+
     /// The value new connections use, and its generation.
     pub fn current(&self) -> (T, u64) {
         let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());

@@ -177,7 +177,9 @@ fn from_plain_status(server: &str, status: &Status) -> CliError {
     };
     // A plaintext call to a port that speaks TLS fails without a word about why.
     let without_tls = std::env::var_os("STRAND_TLS_CA").is_none()
-        && status.message().starts_with("transport error");
+        && ["transport error", "h2 protocol error"]
+            .iter()
+            .any(|m| status.message().starts_with(m));
     let hint = match (hint, without_tls) {
         (hint, true) => Some(format!(
             "{}if the cluster's gRPC port speaks mutual TLS (every cluster the Strand operator \
