@@ -111,6 +111,18 @@ async fn admin(
     Ok(AdminClient::new(channel))
 }
 
+/// Whether the admin API at `addr` answers a DescribeCluster from a client presenting
+/// `identity` and trusting `ca`.
+async fn answered(addr: SocketAddr, ca: &Path, identity: Option<&TlsFiles>) -> bool {
+    match admin(addr, ca, identity).await {
+        Ok(mut client) => client
+            .describe_cluster(DescribeClusterRequest::default())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// A channel to `addr` presenting `identity`, trusting `ca`.
 async fn connect(addr: SocketAddr, ca: &Path, identity: &TlsFiles) -> tonic::transport::Channel {
     Endpoint::from_shared(format!("https://{addr}"))
@@ -178,23 +190,11 @@ async fn only_holders_of_the_cluster_ca_reach_the_grpc_port() {
     );
 
     // Without a client certificate, or with another CA's, nothing is answered.
-    let anonymous = match admin(grpc[0], &ca, None).await {
-        Ok(mut client) => client
-            .describe_cluster(DescribeClusterRequest::default())
-            .await
-            .is_ok(),
-        Err(_) => false,
-    };
+    let anonymous = answered(grpc[0], &ca, None).await;
     assert!(!anonymous, "a caller without a certificate was answered");
     let other = Pki::new(&dir.path().join("other"));
     let stranger = other.files("stranger");
-    let foreign = match admin(grpc[0], &ca, Some(&stranger)).await {
-        Ok(mut client) => client
-            .describe_cluster(DescribeClusterRequest::default())
-            .await
-            .is_ok(),
-        Err(_) => false,
-    };
+    let foreign = answered(grpc[0], &ca, Some(&stranger)).await;
     assert!(
         !foreign,
         "a caller with another CA's certificate was answered"
@@ -293,13 +293,7 @@ async fn renewed_grpc_certificates_are_used_without_a_restart() {
     for addr in &grpc {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let served = match admin(*addr, &new_ca, Some(&new_operator)).await {
-                Ok(mut client) => client
-                    .describe_cluster(DescribeClusterRequest::default())
-                    .await
-                    .is_ok(),
-                Err(_) => false,
-            };
+            let served = answered(*addr, &new_ca, Some(&new_operator)).await;
             if served {
                 break;
             }
@@ -309,13 +303,7 @@ async fn renewed_grpc_certificates_are_used_without_a_restart() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let stale = match admin(*addr, &old_ca, Some(&old_operator)).await {
-            Ok(mut client) => client
-                .describe_cluster(DescribeClusterRequest::default())
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
+        let stale = answered(*addr, &old_ca, Some(&old_operator)).await;
         assert!(!stale, "{addr} still answers the old CA's certificate");
     }
 
