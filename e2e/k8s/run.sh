@@ -8,6 +8,7 @@
 # Environment:
 #   K8S_KIT   the local control plane kit (default: ../shared/k8s beside the repository)
 #   KEEP=1    leave the control plane running afterwards (for a look around)
+#   STRAND_E2E_JOURNEYS=secure,scale   run only the journeys whose names hold one of the words
 # Against another cluster (kind, k3d), with images loaded into it and KUBECONFIG set:
 #   STRAND_BIN=target/release/strand cargo test -p strand-e2e --test k8s
 set -euo pipefail
@@ -41,6 +42,7 @@ images:
     paths: {/usr/local/bin/strand: $root/target/release/strand}
   ghcr.io/strand-dev/strand-operator:
     entrypoint: [$root/target/release/strand-operator]
+  edenhill/kcat: {entrypoint: [/usr/bin/kcat]}
 YAML
 
 echo "==> starting the control plane"

@@ -13,10 +13,12 @@ use std::time::Duration;
 use prost::Message as _;
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{
-    BrokerDescription, ClusterDescription, CreateTopicRequest, DecommissionBrokerRequest,
-    DeleteTopicRequest, DescribeClusterRequest, DescribeTopicRequest, ErrorReason,
-    ListTopicsRequest, RebalanceProgress, RebalanceStatusRequest, RecommissionBrokerRequest,
-    TopicDescription, UpdateTopicRequest,
+    Acl, AclFilter, BrokerDescription, ClusterDescription, CreateAclsRequest, CreateTopicRequest,
+    DecommissionBrokerRequest, DeleteAclsRequest, DeleteScramUserRequest, DeleteTopicRequest,
+    DescribeClusterRequest, DescribeTopicRequest, ErrorReason, ListAclsRequest,
+    ListScramUsersRequest, ListTopicsRequest, RebalanceProgress, RebalanceStatusRequest,
+    RecommissionBrokerRequest, ScramUser, TopicDescription, UpdateTopicRequest,
+    UpsertScramUserRequest,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -198,6 +200,73 @@ pub trait AdminApi: Send + Sync + 'static {
         &self,
         address: &str,
     ) -> impl Future<Output = Result<RebalanceProgress, AdminError>> + Send;
+
+    /// The ACLs `filter` matches.
+    fn list_acls(
+        &self,
+        address: &str,
+        filter: AclFilter,
+    ) -> impl Future<Output = Result<Vec<Acl>, AdminError>> + Send {
+        let _ = filter;
+        unsupported(address)
+    }
+
+    /// Adds ACLs; ones that exist already are kept as they are.
+    fn create_acls(
+        &self,
+        address: &str,
+        acls: Vec<Acl>,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send {
+        let _ = acls;
+        unsupported(address)
+    }
+
+    /// Deletes the ACLs `filter` matches, returning them.
+    fn delete_acls(
+        &self,
+        address: &str,
+        filter: AclFilter,
+    ) -> impl Future<Output = Result<Vec<Acl>, AdminError>> + Send {
+        let _ = filter;
+        unsupported(address)
+    }
+
+    /// The SCRAM users, with their mechanisms.
+    fn list_scram_users(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Vec<ScramUser>, AdminError>> + Send {
+        unsupported(address)
+    }
+
+    /// Sets a SCRAM credential (the salted password, never the password).
+    fn upsert_scram_user(
+        &self,
+        address: &str,
+        request: UpsertScramUserRequest,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send {
+        let _ = request;
+        unsupported(address)
+    }
+
+    /// Deletes every SCRAM credential of `user`; `false` when it had none.
+    fn delete_scram_user(
+        &self,
+        address: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<bool, AdminError>> + Send {
+        let _ = user;
+        unsupported(address)
+    }
+}
+
+/// What an admin that does not manage users and ACLs answers.
+fn unsupported<T: Send>(address: &str) -> impl Future<Output = Result<T, AdminError>> + Send {
+    let error = AdminError::Unavailable {
+        address: address.to_owned(),
+        message: "this admin client does not manage users and ACLs".to_owned(),
+    };
+    async move { Err(error) }
 }
 
 /// [`AdminApi`] over gRPC, with one lazily connected channel per cluster address.
@@ -377,6 +446,71 @@ impl AdminApi for GrpcAdmin {
             .rebalance_status(RebalanceStatusRequest {})
             .await
             .map(tonic::Response::into_inner)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn list_acls(&self, address: &str, filter: AclFilter) -> Result<Vec<Acl>, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .list_acls(ListAclsRequest {
+                filter: Some(filter),
+            })
+            .await
+            .map(|response| response.into_inner().acls)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn create_acls(&self, address: &str, acls: Vec<Acl>) -> Result<(), AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .create_acls(CreateAclsRequest { acls })
+            .await
+            .map(|_| ())
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn delete_acls(&self, address: &str, filter: AclFilter) -> Result<Vec<Acl>, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .delete_acls(DeleteAclsRequest {
+                filter: Some(filter),
+            })
+            .await
+            .map(|response| response.into_inner().deleted)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn list_scram_users(&self, address: &str) -> Result<Vec<ScramUser>, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .list_scram_users(ListScramUsersRequest {})
+            .await
+            .map(|response| response.into_inner().users)
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn upsert_scram_user(
+        &self,
+        address: &str,
+        request: UpsertScramUserRequest,
+    ) -> Result<(), AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .upsert_scram_user(request)
+            .await
+            .map(|_| ())
+            .map_err(|status| AdminError::from_status(address, &status))
+    }
+
+    async fn delete_scram_user(&self, address: &str, user: &str) -> Result<bool, AdminError> {
+        let mut client = self.client(address)?;
+        client
+            .delete_scram_user(DeleteScramUserRequest {
+                user: user.to_owned(),
+                mechanism: None,
+            })
+            .await
+            .map(|response| response.into_inner().deleted)
             .map_err(|status| AdminError::from_status(address, &status))
     }
 }

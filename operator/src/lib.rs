@@ -1,8 +1,8 @@
-//! Strand's Kubernetes operator: the `Cluster` and `Topic` resources and the objects that run a
-//! Cluster's brokers.
+//! Strand's Kubernetes operator: the `Cluster`, `Topic` and `User` resources and the objects
+//! that run a Cluster's brokers.
 //!
 //! Types, schemas and builders (`crd`, `desired`, `topic_config`) are pure; the reconcilers
-//! (`topic`, `cluster`) are thin shells that talk to the API server and, through `admin`, to
+//! (`topic`, `cluster`, `user`) are thin shells that talk to the API server and, through `admin`, to
 //! the brokers' admin API.
 
 pub mod admin;
@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod pki;
 pub mod topic;
 pub mod topic_config;
+pub mod user;

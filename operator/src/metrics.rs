@@ -15,14 +15,14 @@ use prometheus_client::registry::Registry;
 /// Labels of the reconcile counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    /// `Cluster` or `Topic`.
+    /// `Cluster`, `Topic` or `User`.
     pub kind: &'static str,
 }
 
 /// Labels of the objects gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StandingLabels {
-    /// `Cluster` or `Topic`.
+    /// `Cluster`, `Topic` or `User`.
     pub kind: &'static str,
     /// `Ready`, `Reconciling`, `Stalled` or `Paused`.
     pub condition: &'static str,

@@ -23,6 +23,9 @@ use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificat
 pub const BROKER_CN: &str = "strand-broker";
 /// Common name of the admin certificate; its principal is `User:CN=strand-admin`.
 pub const ADMIN_CN: &str = "strand-admin";
+/// File name of the clients CA's certificate beside the brokers' certificate: brokers accept
+/// on listeners with `authentication: tls` client certificates it signed.
+pub const CLIENTS_CA_FILE: &str = "clients-ca.crt";
 /// How long a Cluster's CA is valid.
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long a broker or admin certificate is valid.
@@ -69,8 +72,14 @@ fn validity(params: &mut CertificateParams, now: OffsetDateTime, lasts: Duration
     params.not_after = now + lasts;
 }
 
-/// A new CA for the Cluster `cluster` in `namespace`.
-pub fn new_ca(namespace: &str, cluster: &str, now: OffsetDateTime) -> Result<Pem, PkiError> {
+/// A new CA for the Cluster `cluster` in `namespace`; `what` names it (`cluster CA`,
+/// `clients CA`).
+pub fn new_ca(
+    namespace: &str,
+    cluster: &str,
+    what: &str,
+    now: OffsetDateTime,
+) -> Result<Pem, PkiError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -78,10 +87,9 @@ pub fn new_ca(namespace: &str, cluster: &str, now: OffsetDateTime) -> Result<Pem
     params
         .distinguished_name
         .push(DnType::OrganizationName, "Strand");
-    params.distinguished_name.push(
-        DnType::CommonName,
-        format!("{namespace}/{cluster} cluster CA"),
-    );
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{namespace}/{cluster} {what}"));
     validity(&mut params, now, CA_VALIDITY);
     let cert = params.self_signed(&key)?;
     Ok(Pem {
@@ -90,8 +98,9 @@ pub fn new_ca(namespace: &str, cluster: &str, now: OffsetDateTime) -> Result<Pem
     })
 }
 
-/// A certificate for `common_name`, valid for `dns_names` (none for a client-only one), for
-/// both server and client authentication, signed by `ca`.
+/// A certificate for `common_name`, valid for `dns_names` (DNS names, or IP addresses as
+/// text; none for a client-only one), for both server and client authentication, signed by
+/// `ca`.
 pub fn issue(
     ca: &Pem,
     common_name: &str,
@@ -105,7 +114,15 @@ pub fn issue(
         .self_signed(&ca_key)
         .map_err(|e| PkiError::Ca(e.to_string()))?;
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(dns_names.to_vec())?;
+    let (ips, dns): (Vec<&String>, Vec<&String>) = dns_names
+        .iter()
+        .partition(|n| n.parse::<std::net::IpAddr>().is_ok());
+    let mut params = CertificateParams::new(dns.into_iter().cloned().collect::<Vec<_>>())?;
+    for ip in ips {
+        if let Ok(ip) = ip.parse() {
+            params.subject_alt_names.push(SanType::IpAddress(ip));
+        }
+    }
     if !dns_names.is_empty() {
         // The broker's own tools inside its pod reach it on the loopback address.
         params
@@ -213,8 +230,11 @@ pub fn reissue_reason(
         .flat_map(|san| san.general_names.iter())
         .filter_map(|name| match name {
             GeneralName::DNSName(dns) => Some(dns.to_string()),
+            GeneralName::IPAddress(bytes) => ip_text(bytes),
             _ => None,
         })
+        // Every issued server certificate carries the loopback address.
+        .filter(|name| name != "127.0.0.1")
         .collect();
     names.sort();
     let mut wanted = dns_names.to_vec();
@@ -231,6 +251,16 @@ pub fn reissue_reason(
         return Some(format!("it expires at {expires}"));
     }
     None
+}
+
+/// An IP address SAN as text, as [`issue`] takes it.
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(ip.to_string())
 }
 
 #[cfg(test)]
@@ -250,7 +280,7 @@ mod tests {
 
     #[test]
     fn an_issued_certificate_is_kept_until_it_is_near_its_end() {
-        let ca = new_ca("ns", "main", now()).unwrap();
+        let ca = new_ca("ns", "main", "cluster CA", now()).unwrap();
         assert_eq!(ca_problem(&ca, now()), None);
         let broker = issue(&ca, BROKER_CN, &names(), now()).unwrap();
         assert_eq!(
@@ -267,8 +297,8 @@ mod tests {
 
     #[test]
     fn a_certificate_of_another_ca_or_for_other_names_is_issued_again() {
-        let ca = new_ca("ns", "main", now()).unwrap();
-        let other = new_ca("ns", "main", now()).unwrap();
+        let ca = new_ca("ns", "main", "cluster CA", now()).unwrap();
+        let other = new_ca("ns", "main", "cluster CA", now()).unwrap();
         let broker = issue(&other, BROKER_CN, &names(), now()).unwrap();
         let why = reissue_reason(&broker, &ca.cert, BROKER_CN, &names(), now()).unwrap();
         assert!(why.contains("not signed by the cluster CA"), "{why}");
@@ -279,6 +309,16 @@ mod tests {
         assert!(why.contains("where the brokers are now"), "{why}");
         let why = reissue_reason(&broker, &ca.cert, ADMIN_CN, &names(), now()).unwrap();
         assert!(why.contains("not for strand-admin"), "{why}");
+        // Node addresses are IP names; a node joining means issuing again.
+        let mut with_node = names();
+        with_node.push("10.0.0.7".to_owned());
+        let why = reissue_reason(&broker, &ca.cert, BROKER_CN, &with_node, now()).unwrap();
+        assert!(why.contains("10.0.0.7"), "{why}");
+        let broker = issue(&ca, BROKER_CN, &with_node, now()).unwrap();
+        assert_eq!(
+            reissue_reason(&broker, &ca.cert, BROKER_CN, &with_node, now()),
+            None
+        );
 
         let mismatched = Pem {
             cert: broker.cert.clone(),
@@ -295,8 +335,8 @@ mod tests {
 
     #[test]
     fn a_ca_edited_by_hand_or_near_its_end_is_refused() {
-        let ca = new_ca("ns", "main", now()).unwrap();
-        let other = new_ca("ns", "main", now()).unwrap();
+        let ca = new_ca("ns", "main", "cluster CA", now()).unwrap();
+        let other = new_ca("ns", "main", "cluster CA", now()).unwrap();
         let swapped = Pem {
             cert: ca.cert.clone(),
             key: other.key,

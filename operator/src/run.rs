@@ -17,10 +17,10 @@ use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use strand_operator::admin::GrpcAdmin;
 use strand_operator::context::Context;
-use strand_operator::crd::{Cluster, Topic};
+use strand_operator::crd::{Cluster, Topic, User};
 use strand_operator::http::{HttpState, router};
 use strand_operator::metrics::Metrics;
-use strand_operator::{cluster, topic};
+use strand_operator::{cluster, topic, user};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -239,6 +239,22 @@ async fn lead(
             .run(topic::reconcile, topic::error_policy, ctx.clone())
             .for_each(|_| async {});
         running.push(topics.boxed());
+
+        let users = Controller::new(api::<User>(&client, scope), watcher::Config::default())
+            .with_config(config.clone());
+        let user_store = users.store();
+        // A Cluster that appears, changes (its listeners' addresses) or goes re-queues its
+        // Users.
+        let users = users
+            .watches(
+                api::<Cluster>(&client, scope),
+                watcher::Config::default(),
+                move |cluster: Cluster| user::users_of(&cluster, &user_store.state()),
+            )
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(user::reconcile, user::error_policy, ctx.clone())
+            .for_each(|_| async {});
+        running.push(users.boxed());
 
         let broker_pods = watcher::Config::default()
             .labels("app.kubernetes.io/name=strand,app.kubernetes.io/component=broker");

@@ -62,7 +62,14 @@ fn crd_command_prints_every_crd() {
         .iter()
         .map(|d| d["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["clusters.strand.dev", "topics.strand.dev"]);
+    assert_eq!(
+        names,
+        [
+            "clusters.strand.dev",
+            "topics.strand.dev",
+            "users.strand.dev"
+        ]
+    );
 }
 
 #[test]
@@ -356,4 +363,58 @@ fn broker_settings_are_declared_under_both_names() {
     // Anything else is not declared, so the API server's field validation refuses it.
     assert!(config.get("additionalProperties").is_none());
     assert!(config.get("x-kubernetes-preserve-unknown-fields").is_none());
+}
+
+#[test]
+fn listeners_must_not_collide_or_contradict() {
+    let crd = serde_json::to_value(Cluster::crd()).unwrap();
+    let cluster = |listeners: Value| {
+        json!({
+            "apiVersion": "strand.dev/v1alpha1",
+            "kind": "Cluster",
+            "metadata": { "name": "main", "namespace": "default" },
+            "spec": { "replicas": 3, "storage": { "size": "1Gi" }, "listeners": listeners },
+        })
+    };
+    let listener = |name: &str, port: i64, tls: bool, authentication: &str| {
+        json!({ "name": name, "port": port, "type": "internal", "tls": tls,
+                "authentication": authentication })
+    };
+    let fine = cluster(json!([
+        listener("tls", 9092, true, "scram-sha-512"),
+        listener("mtls", 9094, true, "tls"),
+        listener("plain", 9095, false, "none"),
+    ]));
+    assert_eq!(cel_errors(&crd, &fine, None), Vec::<String>::new());
+    let same_port = cluster(json!([
+        listener("a", 9092, true, "scram-sha-512"),
+        listener("b", 9092, false, "none"),
+    ]));
+    assert_eq!(
+        cel_errors(&crd, &same_port, None),
+        ["spec.listeners: listener ports must be unique"]
+    );
+    let same_name = cluster(json!([
+        listener("a", 9092, true, "scram-sha-512"),
+        listener("a", 9094, false, "none"),
+    ]));
+    assert_eq!(
+        cel_errors(&crd, &same_name, None),
+        ["spec.listeners: listener names must be unique"]
+    );
+    let grpc = cluster(json!([listener("a", 9093, true, "scram-sha-512")]));
+    assert_eq!(
+        cel_errors(&crd, &grpc, None),
+        ["spec.listeners[0].port: 9093 (gRPC) and 9644 (HTTP) are the brokers' own ports"]
+    );
+    let plaintext_certificates = cluster(json!([listener("a", 9092, false, "tls")]));
+    assert_eq!(
+        cel_errors(&crd, &plaintext_certificates, None),
+        ["spec.listeners[0]: authentication tls needs tls: true"]
+    );
+    let mixed = cluster(json!([
+        listener("mtls", 9092, true, "tls"),
+        listener("open", 9094, true, "none"),
+    ]));
+    assert_eq!(cel_errors(&crd, &mixed, None).len(), 1);
 }

@@ -61,7 +61,7 @@ fn argo_cd_reads_the_operators_conditions() {
         reason: "TopicNotOwned",
         message: "topic orders already exists".into(),
     };
-    for kind in ["Cluster", "Topic"] {
+    for kind in ["Cluster", "Topic", "User"] {
         assert_eq!(
             health(kind, &object(kind, 2, &ready, 2)),
             ("Healthy".into(), "3 brokers ready".into())

@@ -56,6 +56,16 @@ pub struct BrokerArgs {
     /// Kafka protocol listener address.
     #[arg(long, env = "STRAND_KAFKA_LISTEN", default_value = "0.0.0.0:9092")]
     kafka_listen: SocketAddr,
+    /// Address Kafka clients of the main listener are told to reach this broker at; by
+    /// default the advertised host and the main listener's port.
+    #[arg(long, env = "STRAND_KAFKA_ADVERTISED")]
+    kafka_advertised: Option<String>,
+    /// File of advertised addresses that replace the ones given, one `NAME=[HOST]:PORT` line
+    /// per Kafka listener (an empty host keeps the given host): on Kubernetes, the node ports
+    /// of a broker's own Services, known only once they are allocated. The broker waits for
+    /// the file to exist before it starts.
+    #[arg(long, env = "STRAND_ADVERTISED_FILE")]
+    advertised_file: Option<PathBuf>,
     /// gRPC listener address (Raft between brokers, admin API).
     #[arg(long, env = "STRAND_GRPC_LISTEN", default_value = "0.0.0.0:9093")]
     grpc_listen: SocketAddr,
@@ -359,6 +369,31 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             .map(|l| parse_listener(l, &args.advertised_host))
             .collect::<anyhow::Result<_>>()?,
     };
+    let mut kafka_advertised = args
+        .kafka_advertised
+        .clone()
+        .unwrap_or_else(|| format!("{host}:{}", args.kafka_listen.port()));
+    let mut kafka = kafka;
+    if let Some(path) = &args.advertised_file {
+        let overrides = read_advertised_file(path).await?;
+        let main_name = kafka
+            .main_listener(args.kafka_listen, &kafka_advertised)
+            .name;
+        for (name, address) in &overrides {
+            if *name == main_name {
+                kafka_advertised = replace_address(&kafka_advertised, address);
+            } else if let Some(listener) = kafka.more_listeners.iter_mut().find(|l| l.name == *name)
+            {
+                listener.advertised = replace_address(&listener.advertised, address);
+            } else {
+                bail!(
+                    "{}: names listener {name}, which this broker does not have",
+                    path.display()
+                );
+            }
+            tracing::info!(listener = %name, address = %address, "advertised address from {}", path.display());
+        }
+    }
     if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
         bail!("default_partitions and default_replication_factor must be at least 1");
     }
@@ -386,7 +421,7 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         data_dir: args.data_dir.clone(),
         grpc_listen: args.grpc_listen,
         grpc_advertised: grpc_advertised.clone(),
-        kafka_advertised: format!("{host}:{}", args.kafka_listen.port()),
+        kafka_advertised,
         kafka_listen: args.kafka_listen,
         kafka,
         http_listen: args.http_listen,
@@ -422,6 +457,65 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
     tracing::info!("shutting down");
     broker.shutdown().await;
     Ok(())
+}
+
+/// The `NAME=[HOST]:PORT` lines of an `--advertised-file`, waiting for the file to exist:
+/// on Kubernetes it comes from a ConfigMap the operator writes before the pod starts, but a
+/// volume's files can lag behind their source.
+async fn read_advertised_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut waited = Duration::ZERO;
+    let text = loop {
+        match tokio::fs::read_to_string(path).await {
+            Ok(text) => break text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if waited.as_secs().is_multiple_of(10) {
+                    tracing::info!("waiting for {} (advertised addresses)", path.display());
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                waited += Duration::from_secs(1);
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    };
+    parse_advertised_file(&text).with_context(|| format!("{}", path.display()))
+}
+
+fn parse_advertised_file(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut entries = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, address)) = line.split_once('=') else {
+            bail!(
+                "line {}: expected NAME=[HOST]:PORT, found `{line}`",
+                number + 1
+            );
+        };
+        let port = address.rsplit_once(':').map(|(_, port)| port);
+        if name.trim().is_empty() || port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+            bail!(
+                "line {}: expected NAME=[HOST]:PORT, found `{line}`",
+                number + 1
+            );
+        }
+        entries.push((name.trim().to_owned(), address.trim().to_owned()));
+    }
+    Ok(entries)
+}
+
+/// `advertised` with the port of `address`, and its host too unless `address` has none.
+fn replace_address(advertised: &str, address: &str) -> String {
+    match address.strip_prefix(':') {
+        Some(port) => {
+            let host = advertised
+                .rsplit_once(':')
+                .map_or(advertised, |(host, _)| host);
+            format!("{host}:{port}")
+        }
+        None => address.to_owned(),
+    }
 }
 
 /// A `--listener`: `NAME,PROTOCOL,BIND[,ADVERTISED]`; the advertised address defaults to
@@ -478,5 +572,33 @@ async fn wait_for_stop(stop_when_stdin_closes: bool) {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
         _ = stdin_closed => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_advertised_file_replaces_ports_or_whole_addresses() {
+        let entries =
+            parse_advertised_file("# node ports\nEXTERNAL=:31094\n\nLB=lb.example.com:9094\n")
+                .unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                ("EXTERNAL".to_owned(), ":31094".to_owned()),
+                ("LB".to_owned(), "lb.example.com:9094".to_owned())
+            ]
+        );
+        assert_eq!(replace_address("10.0.0.7:9094", ":31094"), "10.0.0.7:31094");
+        assert_eq!(
+            replace_address("10.0.0.7:9094", "lb.example.com:9094"),
+            "lb.example.com:9094"
+        );
+        for bad in ["EXTERNAL", "=:1", "EXTERNAL=host", "EXTERNAL=:99999"] {
+            let error = parse_advertised_file(bad).unwrap_err().to_string();
+            assert!(error.contains("line 1"), "{bad}: {error}");
+        }
     }
 }

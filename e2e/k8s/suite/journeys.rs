@@ -5,6 +5,7 @@
 
 use crate::brokers::*;
 use crate::kubectl::{apply, condition, events_of, get, kubectl, try_apply, wait_for};
+use crate::security::secure_listeners_and_users;
 use crate::suite::*;
 use crate::traffic;
 
@@ -52,6 +53,10 @@ pub const ALL: &[Journey] = &[
         storage_changes,
     ),
     ("delete Topics with both deletion policies", delete_topics),
+    (
+        "a secure Cluster: listeners, Users and ACLs",
+        secure_listeners_and_users,
+    ),
     ("delete the Cluster", delete_the_cluster),
 ];
 
@@ -62,7 +67,11 @@ const AUDIT: &str = "  partitions: 1\n  replicationFactor: 3\n  deletionPolicy: 
 fn install_the_operator(suite: &Suite) {
     let crds = suite.root.join("crds");
     kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    for crd in ["clusters.strand.dev", "topics.strand.dev"] {
+    for crd in [
+        "clusters.strand.dev",
+        "topics.strand.dev",
+        "users.strand.dev",
+    ] {
         kubectl(&[
             "wait",
             "--for=condition=Established",

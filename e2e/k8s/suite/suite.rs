@@ -283,6 +283,12 @@ spec:
     size: 1Gi
   balancing:
     brokerFailureTimeout: 10m
+  listeners:
+  - name: plain
+    port: 9092
+    type: internal
+    tls: false
+    authentication: none
 {extra}"
     )
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -27,10 +29,10 @@ use crate::admin::AdminApi;
 use crate::conditions::{Standing, is_true, paused};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
 use crate::crd::condition::{PAUSED, STALLED};
-use crate::crd::{Cluster, ClusterStatus};
+use crate::crd::{Cluster, ClusterStatus, ListenerType};
 use crate::desired::{
-    CONFIG_HASH_ANNOTATION, ClusterNames, Desired, DesiredError, RACK_ANNOTATION, desired,
-    label_selector,
+    CONFIG_HASH_ANNOTATION, ClusterNames, Desired, DesiredError, POD_NAME_LABEL, RACK_ANNOTATION,
+    advertised_file, desired, label_selector, metadata, node_port_services,
 };
 use plan::{Described, Pods};
 
@@ -155,11 +157,18 @@ pub async fn reconcile<A: AdminApi>(
         .ok_or_else(|| DesiredError::MissingUid {
             name: names.cluster().to_owned(),
         })?;
-    if let Err(standing) = tls::ensure(&ctx, &cluster, &names, &owner).await? {
+    let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
+    let listeners = cluster.spec.listeners();
+    let node_ports = listeners.iter().any(|l| l.type_ == ListenerType::Nodeport);
+    let node_addresses = if node_ports {
+        node_addresses(&ctx, &broker_pods).await?
+    } else {
+        Vec::new()
+    };
+    if let Err(standing) = tls::ensure(&ctx, &cluster, &names, &owner, &node_addresses).await? {
         stall(&ctx, &cluster, &names, standing).await?;
         return Ok(Action::requeue(RESYNC));
     }
-    let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
     let pods = count(&broker_pods);
     let address = names.admin_address();
     let described = if pods.ready == 0 {
@@ -250,6 +259,66 @@ pub async fn reconcile<A: AdminApi>(
     apply(&ctx, &namespace, &objects.config_map).await?;
     apply(&ctx, &namespace, &objects.headless_service).await?;
     apply(&ctx, &namespace, &objects.client_service).await?;
+    // Every broker pod that may run has its node port Services, and its file of advertised
+    // addresses, before the StatefulSet makes the pod.
+    let mut bootstrap_node_ports = BTreeMap::new();
+    if node_ports {
+        let brokers = sizing
+            .replicas
+            .max(cluster.spec.replicas)
+            .max(current.unwrap_or(0));
+        let services = node_port_services(&names, &owner, &listeners, brokers);
+        let mut advertised: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+        for service in &services {
+            let applied = apply(&ctx, &namespace, service).await?;
+            let listener = service
+                .labels()
+                .get("strand.dev/listener")
+                .cloned()
+                .unwrap_or_default();
+            let Some(node_port) = applied
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|p| p.first())
+                .and_then(|p| p.node_port)
+            else {
+                continue;
+            };
+            let pod = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|s| s.get(POD_NAME_LABEL));
+            match pod {
+                Some(pod) => {
+                    let kafka_name = listeners
+                        .iter()
+                        .find(|l| l.name == listener)
+                        .map(|l| l.kafka_name())
+                        .unwrap_or_default();
+                    advertised
+                        .entry(pod.clone())
+                        .or_default()
+                        .push((kafka_name, node_port));
+                }
+                None => {
+                    bootstrap_node_ports.insert(listener, node_port);
+                }
+            }
+        }
+        let config_map = ConfigMap {
+            metadata: metadata(&names, names.advertised_config_map(), &owner),
+            data: Some(
+                advertised
+                    .iter()
+                    .map(|(pod, ports)| (pod.clone(), advertised_file(ports)))
+                    .collect(),
+            ),
+            ..ConfigMap::default()
+        };
+        apply(&ctx, &namespace, &config_map).await?;
+    }
     apply(&ctx, &namespace, &objects.stateful_set).await?;
     apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
     apply(&ctx, &namespace, &objects.network_policy).await?;
@@ -269,7 +338,7 @@ pub async fn reconcile<A: AdminApi>(
         Standing::Ready { .. } | Standing::Stalled { .. } => RESYNC,
         Standing::Reconciling { .. } => PROGRESS,
     };
-    let status = plan::status(
+    let mut status = plan::status(
         &cluster,
         &names,
         pods,
@@ -278,6 +347,11 @@ pub async fn reconcile<A: AdminApi>(
         progress.as_ref(),
         Timestamp::now(),
     );
+    let host_ip = broker_pods
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.host_ip.as_deref())
+        .next();
+    status.listeners = plan::listener_statuses(&cluster, &names, &bootstrap_node_ports, host_ip);
     let old = cluster.status.clone().unwrap_or_default();
     warn_on_new_stall(&ctx, &cluster, &old, &standing).await;
     ctx.metrics
@@ -471,7 +545,7 @@ pub fn error_policy<A: AdminApi>(
 
 /// Server-side applies `object` with the operator's field manager, taking over fields another
 /// manager set: the operator is the one owner of what a Cluster owns.
-async fn apply<K, A>(ctx: &Context<A>, namespace: &str, object: &K) -> Result<(), Error>
+async fn apply<K, A>(ctx: &Context<A>, namespace: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -480,13 +554,42 @@ where
         + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?)
+}
+
+/// The addresses of the nodes the broker pods run on (IP addresses and DNS names the nodes
+/// report), which the brokers' certificate must name for clients of `nodeport` listeners.
+async fn node_addresses<A>(ctx: &Context<A>, pods: &[Pod]) -> Result<Vec<String>, Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut node_names: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.as_deref())
+        .collect();
+    node_names.sort_unstable();
+    node_names.dedup();
+    let mut addresses = Vec::new();
+    for name in node_names {
+        let Some(node) = nodes.get_opt(name).await? else {
+            continue;
+        };
+        for address in node.status.and_then(|s| s.addresses).unwrap_or_default() {
+            if matches!(
+                address.type_.as_str(),
+                "InternalIP" | "ExternalIP" | "InternalDNS" | "ExternalDNS"
+            ) && !addresses.contains(&address.address)
+            {
+                addresses.push(address.address);
+            }
+        }
+    }
+    addresses.sort();
+    Ok(addresses)
 }
 
 async fn list_pods<A>(ctx: &Context<A>, namespace: &str, cluster: &str) -> Result<Vec<Pod>, Error> {

@@ -1,11 +1,16 @@
 //! What a Cluster needs, decided without I/O: whether its StatefulSet may take the spec's
 //! replica count, and the status its pods and the cluster's description give.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::jiff::Timestamp;
 use strand_proto::admin::{ClusterDescription, RebalanceProgress};
 
 use crate::conditions::Standing;
-use crate::crd::{BrokerState, BrokerStatus, Cluster, ClusterStatus, RebalanceStatus};
+use crate::crd::{
+    BrokerState, BrokerStatus, Cluster, ClusterStatus, ListenerStatus, ListenerType,
+    RebalanceStatus,
+};
 use crate::desired::{ClusterNames, label_selector};
 
 /// What a Cluster's size asks of its brokers and its StatefulSet.
@@ -222,6 +227,34 @@ fn saturate(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// Where clients of each listener bootstrap: the bootstrap Service inside the cluster, or for
+/// a `nodeport` listener `node_address` (a node a broker runs on) and the node port of the
+/// listener's bootstrap Service (`bootstrap_node_ports`, by listener name), once both are
+/// known.
+pub fn listener_statuses(
+    cluster: &Cluster,
+    names: &ClusterNames,
+    bootstrap_node_ports: &BTreeMap<String, i32>,
+    node_address: Option<&str>,
+) -> Vec<ListenerStatus> {
+    cluster
+        .spec
+        .listeners()
+        .iter()
+        .map(|listener| ListenerStatus {
+            name: listener.name.clone(),
+            type_: listener.type_,
+            security_protocol: listener.protocol().to_owned(),
+            bootstrap_servers: match listener.type_ {
+                ListenerType::Internal => Some(names.bootstrap_servers(listener)),
+                ListenerType::Nodeport => node_address
+                    .zip(bootstrap_node_ports.get(&listener.name))
+                    .map(|(host, port)| format!("{host}:{port}")),
+            },
+        })
+        .collect()
+}
+
 /// The status a Cluster should have.
 pub fn status(
     cluster: &Cluster,
@@ -239,7 +272,7 @@ pub fn status(
         conditions: standing.conditions(generation, &old.conditions, now),
         replicas: pods.total,
         ready_replicas: pods.ready,
-        bootstrap_servers: Some(names.bootstrap_servers()),
+        bootstrap_servers: names.internal_bootstrap_servers(&cluster.spec.listeners()),
         label_selector: Some(label_selector(names.cluster())),
         ..old
     };

@@ -39,14 +39,14 @@ fn secret(
     owner: &OwnerReference,
     name: String,
     type_: &str,
-    data: [(&str, &str); 3],
+    data: &[(&str, &str)],
 ) -> Secret {
     Secret {
         metadata: metadata(names, name, owner),
         type_: Some(type_.to_owned()),
         data: Some(
-            data.into_iter()
-                .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
                 .collect::<BTreeMap<_, _>>(),
         ),
         ..Secret::default()
@@ -63,73 +63,111 @@ fn pki_failed(names: &ClusterNames, error: pki::PkiError) -> Standing {
     }
 }
 
-/// Makes sure the Cluster's CA, broker and admin Secrets exist and fit, and points the admin
-/// client at the admin certificate. `Ok(Err(standing))` when the CA cannot be used: nothing
-/// is issued from it, and the standing says what a person has to do.
+/// Reads the CA in Secret `name`, or makes one when there is none (created, never applied
+/// over: two writers cannot both make a CA). `Ok(Err(standing))` when the stored CA cannot be
+/// used.
+async fn ensure_ca<A: AdminApi>(
+    ctx: &Context<A>,
+    cluster: &Cluster,
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    name: String,
+    what: &str,
+    readme: &str,
+) -> Result<Result<Pem, Standing>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
+    let now = OffsetDateTime::now_utc();
+    if let Some(found) = secrets.get_opt(&name).await? {
+        let ca = match (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY)) {
+            (Some(cert), Some(key)) => Pem { cert, key },
+            _ => {
+                return Ok(Err(ca_unusable(
+                    &name,
+                    what,
+                    format!("it lacks {CA_CERT_KEY} or {CA_KEY_KEY}"),
+                )));
+            }
+        };
+        return Ok(match pki::ca_problem(&ca, now) {
+            Some(why) => Err(ca_unusable(&name, what, why)),
+            None => Ok(ca),
+        });
+    }
+    let ca = match pki::new_ca(names.namespace(), names.cluster(), what, now) {
+        Ok(ca) => ca,
+        Err(error) => return Ok(Err(pki_failed(names, error))),
+    };
+    let object = secret(
+        names,
+        owner,
+        name.clone(),
+        "Opaque",
+        &[
+            (CA_CERT_KEY, &ca.cert),
+            (CA_KEY_KEY, &ca.key),
+            ("README", readme),
+        ],
+    );
+    secrets.create(&PostParams::default(), &object).await?;
+    info!(secret = name, "created the {what}");
+    ctx.publish(
+        cluster,
+        EventType::Normal,
+        "CreatedCA",
+        "Certificates",
+        format!("created the {what} in Secret {name}"),
+    )
+    .await;
+    Ok(Ok(ca))
+}
+
+/// Makes sure the Cluster's CAs (the cluster CA and the clients CA), broker and admin
+/// Secrets exist and fit, and points the admin client at the admin certificate. The brokers'
+/// certificate is valid for their DNS names and for `node_addresses` (the nodes' addresses
+/// `nodeport` listeners advertise). `Ok(Err(standing))` when a CA cannot be used: nothing is
+/// issued from it, and the standing says what a person has to do.
 pub async fn ensure<A: AdminApi>(
     ctx: &Context<A>,
     cluster: &Cluster,
     names: &ClusterNames,
     owner: &OwnerReference,
+    node_addresses: &[String],
 ) -> Result<Result<(), Standing>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
     let now = OffsetDateTime::now_utc();
-    let ca = match secrets.get_opt(&names.ca_secret()).await? {
-        Some(found) => {
-            let ca = match (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY)) {
-                (Some(cert), Some(key)) => Pem { cert, key },
-                _ => {
-                    return Ok(Err(ca_unusable(
-                        names,
-                        format!("it lacks {CA_CERT_KEY} or {CA_KEY_KEY}"),
-                    )));
-                }
-            };
-            if let Some(why) = pki::ca_problem(&ca, now) {
-                return Ok(Err(ca_unusable(names, why)));
-            }
-            ca
-        }
-        None => {
-            let ca = match pki::new_ca(names.namespace(), names.cluster(), now) {
-                Ok(ca) => ca,
-                Err(error) => return Ok(Err(pki_failed(names, error))),
-            };
-            let object = secret(
-                names,
-                owner,
-                names.ca_secret(),
-                "Opaque",
-                [
-                    (CA_CERT_KEY, &ca.cert),
-                    (CA_KEY_KEY, &ca.key),
-                    ("README", CA_README),
-                ],
-            );
-            // Created, never applied over: two writers cannot both make a CA.
-            secrets.create(&PostParams::default(), &object).await?;
-            info!(secret = names.ca_secret(), "created the cluster CA");
-            ctx.publish(
-                cluster,
-                EventType::Normal,
-                "CreatedCA",
-                "Certificates",
-                format!(
-                    "created the cluster CA in Secret {}; brokers accept on their gRPC port only certificates it issued",
-                    names.ca_secret()
-                ),
-            )
-            .await;
-            ca
-        }
+    let ca = match ensure_ca(
+        ctx,
+        cluster,
+        names,
+        owner,
+        names.ca_secret(),
+        "cluster CA",
+        CA_README,
+    )
+    .await?
+    {
+        Ok(ca) => ca,
+        Err(standing) => return Ok(Err(standing)),
     };
+    let clients_ca = match ensure_ca(
+        ctx,
+        cluster,
+        names,
+        owner,
+        names.clients_ca_secret(),
+        "clients CA",
+        CLIENTS_CA_README,
+    )
+    .await?
+    {
+        Ok(ca) => ca,
+        Err(standing) => return Ok(Err(standing)),
+    };
+    let mut broker_names = names.broker_dns_names();
+    broker_names.extend(node_addresses.iter().cloned());
     let mut admin = None;
     for (name, cn, dns_names) in [
-        (
-            names.broker_tls_secret(),
-            BROKER_CN,
-            names.broker_dns_names(),
-        ),
+        (names.broker_tls_secret(), BROKER_CN, broker_names.clone()),
         (names.admin_tls_secret(), ADMIN_CN, Vec::new()),
     ] {
         let found = secrets.get_opt(&name).await?;
@@ -140,11 +178,24 @@ pub async fn ensure<A: AdminApi>(
             })
         });
         let stored_ca = found.as_ref().and_then(|found| text(found, CA_CERT_KEY));
+        // The brokers also hold the clients CA, for listeners that authenticate by TLS.
+        let stored_clients_ca = found
+            .as_ref()
+            .and_then(|found| text(found, pki::CLIENTS_CA_FILE));
         let why = match (&current, &stored_ca) {
             (None, _) if found.is_none() => Some("there was none".to_owned()),
             (None, _) => Some(format!("the Secret lacks {CERT_KEY} or {KEY_KEY}")),
             (Some(_), ca_cert) if ca_cert.as_deref() != Some(ca.cert.as_str()) => {
                 Some(format!("its {CA_CERT_KEY} is not the cluster CA"))
+            }
+            (Some(_), _)
+                if cn == BROKER_CN
+                    && stored_clients_ca.as_deref() != Some(clients_ca.cert.as_str()) =>
+            {
+                Some(format!(
+                    "its {} is not the clients CA",
+                    pki::CLIENTS_CA_FILE
+                ))
             }
             (Some(current), _) => pki::reissue_reason(current, &ca.cert, cn, &dns_names, now),
         };
@@ -156,17 +207,15 @@ pub async fn ensure<A: AdminApi>(
                     Ok(issued) => issued,
                     Err(error) => return Ok(Err(pki_failed(names, error))),
                 };
-                let object = secret(
-                    names,
-                    owner,
-                    name.clone(),
-                    "kubernetes.io/tls",
-                    [
-                        (CERT_KEY, &issued.cert),
-                        (KEY_KEY, &issued.key),
-                        (CA_CERT_KEY, &ca.cert),
-                    ],
-                );
+                let mut data = vec![
+                    (CERT_KEY, issued.cert.as_str()),
+                    (KEY_KEY, issued.key.as_str()),
+                    (CA_CERT_KEY, ca.cert.as_str()),
+                ];
+                if cn == BROKER_CN {
+                    data.push((pki::CLIENTS_CA_FILE, clients_ca.cert.as_str()));
+                }
+                let object = secret(names, owner, name.clone(), "kubernetes.io/tls", &data);
                 secrets
                     .patch(
                         &name,
@@ -224,18 +273,37 @@ pub async fn use_admin_certificate<A: AdminApi>(
     Ok(())
 }
 
-fn ca_unusable(names: &ClusterNames, why: String) -> Standing {
+fn ca_unusable(secret: &str, what: &str, why: String) -> Standing {
     Standing::Stalled {
         reason: "InvalidCA",
         message: format!(
-            "Secret {} holds the cluster CA, but {why}; no certificate is issued from it and \
-             the brokers keep the ones they have. Restore the Secret, or delete it to have a \
-             new CA made (each broker takes its new certificate when its files are updated; \
-             until all have, some refuse each other)",
-            names.ca_secret()
+            "Secret {secret} holds the {what}, but {why}; no certificate is issued from it and \
+             the brokers and users keep the ones they have. Restore the Secret, or delete it \
+             to have a new CA made (each broker takes its new certificate when its files are \
+             updated; until all have, some refuse each other)"
         ),
     }
 }
+
+/// The CA in Secret `name`, as stored, if it is there and whole.
+pub async fn stored_ca<A>(
+    ctx: &Context<A>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Pem>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(secrets.get_opt(name).await?.and_then(|found| {
+        Some(Pem {
+            cert: text(&found, CA_CERT_KEY)?,
+            key: text(&found, CA_KEY_KEY)?,
+        })
+    }))
+}
+
+/// What the clients CA Secret says of itself to someone who finds it.
+const CLIENTS_CA_README: &str = "The clients CA of a Strand cluster, made by the Strand \
+operator: it signs the certificates of Users that authenticate by TLS. Whoever holds ca.key can \
+connect as any such User: keep access to this Secret as narrow as to the cluster itself.\n";
 
 /// What the CA Secret says of itself to someone who finds it.
 const CA_README: &str = "The CA of a Strand cluster's gRPC port (Raft between brokers and the \

@@ -126,6 +126,133 @@ pub struct ClusterSpec {
     /// back by accident.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt_retained_volumes: bool,
+    /// The Kafka listeners: where clients connect, whether they speak TLS and how they
+    /// authenticate. Without any, the brokers have one internal listener on 9092 with TLS and
+    /// SCRAM-SHA-512 ([`default_listeners`]); a plaintext listener has to be asked for. When any
+    /// listener authenticates clients, the brokers check every request against Kafka ACLs and
+    /// refuse what none allows; `User` resources hold the credentials and ACLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+            .message("listener names must be unique"),
+        validation = Rule::new("self.all(a, self.exists_one(b, b.port == a.port))")
+            .message("listener ports must be unique"),
+        validation = Rule::new(
+            "!self.exists(l, l.authentication == 'tls') || \
+             !self.exists(l, l.tls && l.authentication == 'none')"
+        )
+        .message("a TLS listener without authentication cannot be combined with one that authenticates by client certificate: the brokers would ask its clients for certificates too"),
+    )]
+    pub listeners: Vec<ListenerSpec>,
+}
+
+/// One Kafka listener of a Cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.authentication != 'tls' || self.tls")
+    .message("authentication tls needs tls: true"))]
+pub struct ListenerSpec {
+    /// Name of the listener, such as `tls` or `external`: the Kafka listener name (in capitals)
+    /// and part of its Services' names.
+    #[schemars(
+        length(min = 1, max = 12),
+        regex(pattern = r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Port the brokers listen on (and, for `nodeport`, the Services' port).
+    #[schemars(range(min = 1024, max = 65535))]
+    #[x_kube(validation = Rule::new("self != 9093 && self != 9644")
+        .message("9093 (gRPC) and 9644 (HTTP) are the brokers' own ports"))]
+    pub port: i32,
+    /// How clients reach the listener: `internal` (pod names inside the Kubernetes cluster,
+    /// bootstrap Service `<cluster>-bootstrap`) or `nodeport` (from outside, through a
+    /// NodePort Service per broker; each broker advertises its node's address and its own
+    /// node port).
+    #[serde(default, rename = "type")]
+    pub type_: ListenerType,
+    /// Whether the listener speaks TLS, with a certificate of the Cluster's CA.
+    #[serde(default)]
+    pub tls: bool,
+    /// How clients authenticate: `none`, `scram-sha-512` (SASL with the credentials of a
+    /// `User`), or `tls` (a client certificate of the Cluster's clients CA, from a `User`).
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
+}
+
+/// How clients reach a listener.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerType {
+    /// From inside the Kubernetes cluster, by pod DNS names.
+    #[default]
+    Internal,
+    /// From outside, through a NodePort Service per broker.
+    Nodeport,
+}
+
+/// How clients of a listener authenticate.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListenerAuthentication {
+    /// They do not: every client is `User:ANONYMOUS`.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// SASL SCRAM-SHA-512.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// A client certificate signed by the Cluster's clients CA; the principal is
+    /// `User:CN=<name>`.
+    #[serde(rename = "tls")]
+    Tls,
+}
+
+impl ListenerSpec {
+    /// The Kafka listener name: the name in capitals, `-` as `_`.
+    pub fn kafka_name(&self) -> String {
+        self.name.to_uppercase().replace('-', "_")
+    }
+
+    /// Kafka's security protocol of the listener.
+    pub fn protocol(&self) -> &'static str {
+        match (self.tls, self.authentication) {
+            (false, ListenerAuthentication::None) => "PLAINTEXT",
+            (false, _) => "SASL_PLAINTEXT",
+            (true, ListenerAuthentication::ScramSha512) => "SASL_SSL",
+            (true, _) => "SSL",
+        }
+    }
+}
+
+/// The listeners a Cluster has when it names none: one internal listener on 9092 with TLS and
+/// SCRAM-SHA-512.
+pub fn default_listeners() -> Vec<ListenerSpec> {
+    vec![ListenerSpec {
+        name: "tls".to_owned(),
+        port: 9092,
+        type_: ListenerType::Internal,
+        tls: true,
+        authentication: ListenerAuthentication::ScramSha512,
+    }]
+}
+
+impl ClusterSpec {
+    /// The Cluster's listeners: `spec.listeners`, or [`default_listeners`].
+    pub fn listeners(&self) -> Vec<ListenerSpec> {
+        if self.listeners.is_empty() {
+            default_listeners()
+        } else {
+            self.listeners.clone()
+        }
+    }
+
+    /// Whether any listener authenticates its clients, which turns the brokers' ACL
+    /// authorizer on.
+    pub fn authenticates(&self) -> bool {
+        self.listeners()
+            .iter()
+            .any(|l| l.authentication != ListenerAuthentication::None)
+    }
 }
 
 /// What happens to a Cluster's volumes when it is deleted.
@@ -296,12 +423,32 @@ pub struct ClusterStatus {
     /// Progress of the replica moves in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebalance: Option<RebalanceStatus>,
-    /// `host:port` list for Kafka clients in the cluster.
+    /// `host:port` list for Kafka clients in the cluster: the first internal listener's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+    /// Every listener, with where its clients bootstrap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
     /// Label selector of the broker pods (the scale subresource's selector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<String>,
+}
+
+/// Where clients of one listener bootstrap.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// The listener's name.
+    pub name: String,
+    /// `internal` or `nodeport`.
+    #[serde(rename = "type")]
+    pub type_: ListenerType,
+    /// Kafka's security protocol on it, such as `SASL_SSL`.
+    pub security_protocol: String,
+    /// `host:port` to bootstrap from; for a `nodeport` listener, a node's address and the
+    /// node port of the bootstrap Service, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
 }
 
 /// One broker: its id, its pod and its load.

@@ -1,22 +1,28 @@
-//! The custom resources `Cluster` and `Topic`, and the CRD YAML generated from them.
+//! The custom resources `Cluster`, `Topic` and `User`, and the CRD YAML generated from them.
 
 mod cluster;
 mod schema;
 mod topic;
+mod user;
 
 pub use cluster::{
     BalancingSpec, BrokerState, BrokerStatus, Cluster, ClusterSpec, ClusterStatus,
-    DisruptionBudgetSpec, PodOverrides, RackSpec, RebalanceStatus, StorageSpec,
-    VolumeDeletionPolicy, default_broker_image,
+    DisruptionBudgetSpec, ListenerAuthentication, ListenerSpec, ListenerStatus, ListenerType,
+    PodOverrides, RackSpec, RebalanceStatus, StorageSpec, VolumeDeletionPolicy,
+    default_broker_image, default_listeners,
 };
 pub use topic::{
     ClusterRef, DeletionPolicy, OWNER_PREFIX, ReplicaChangeStatus, Topic, TopicSpec, TopicStatus,
+};
+pub use user::{
+    AclOperation, AclPatternType, AclPermission, AclResource, AclResourceType, AclRule, User,
+    UserAuthentication, UserAuthenticationType, UserSpec, UserStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// Condition types both resources report.
+/// Condition types every resource reports.
 pub mod condition {
     /// The resource matches its spec and is serving.
     pub const READY: &str = "Ready";
@@ -41,6 +47,7 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("cluster.yaml", Cluster::crd()),
         ("topic.yaml", Topic::crd()),
+        ("user.yaml", User::crd()),
     ]
 }
 

@@ -8,6 +8,8 @@ mod services;
 mod statefulset;
 
 pub use names::{ClusterNames, label_selector, labels, selector_labels};
+pub use services::{POD_NAME_LABEL, listener_port_name, node_port_services};
+pub use statefulset::advertised_file;
 
 use std::collections::BTreeMap;
 
@@ -23,10 +25,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
 use crate::broker_config::{SettingError, to_broker_settings};
-use crate::crd::Cluster;
+use crate::crd::{Cluster, ListenerSpec};
 
-/// Port of the Kafka protocol.
-pub const KAFKA_PORT: i32 = 9092;
 /// Port of gRPC: Raft RPCs of every group and the admin API.
 pub const GRPC_PORT: i32 = 9093;
 /// Port of HTTP: `/metrics`, `/healthz`, `/readyz`.
@@ -90,6 +90,8 @@ pub struct Desired {
     pub client_service: Service,
     /// The brokers.
     pub stateful_set: StatefulSet,
+    /// The NodePort Services of `nodeport` listeners, for brokers `0..spec.replicas`.
+    pub node_port_services: Vec<Service>,
     /// Limits voluntary disruptions of the brokers.
     pub pod_disruption_budget: PodDisruptionBudget,
     /// Who may reach which broker port.
@@ -113,13 +115,20 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
             name: names.cluster().to_owned(),
             source,
         })?;
+    let listeners = cluster.spec.listeners();
     Ok(Desired {
         config_map: config_map(&names, &owner, &broker_config),
-        headless_service: services::headless(&names, &owner),
-        client_service: services::client(&names, &owner),
+        headless_service: services::headless(&names, &owner, &listeners),
+        client_service: services::client(&names, &owner, &listeners),
         stateful_set: statefulset::stateful_set(cluster, &names, &owner, &broker_config),
+        node_port_services: services::node_port_services(
+            &names,
+            &owner,
+            &listeners,
+            cluster.spec.replicas,
+        ),
         pod_disruption_budget: pod_disruption_budget(cluster, &names, &owner),
-        network_policy: network_policy(&names, &owner),
+        network_policy: network_policy(&names, &owner, &listeners),
     })
 }
 
@@ -152,10 +161,14 @@ fn broker_settings(cluster: &Cluster) -> Result<BTreeMap<String, serde_json::Val
 const OPERATOR_POD_LABELS: [(&str, &str); 1] = [("app.kubernetes.io/name", "strand-operator")];
 
 /// The brokers' ports by who may reach them, where the network enforces NetworkPolicies:
-/// Kafka and HTTP (metrics, probes) from anywhere; gRPC (Raft between brokers, the admin API)
+/// every Kafka listener and HTTP (metrics, probes) from anywhere; gRPC (Raft between brokers, the admin API)
 /// only from the Cluster's brokers and the operator's pods. Mutual TLS on the gRPC port holds
 /// either way; this keeps everyone else from even connecting.
-fn network_policy(names: &ClusterNames, owner: &OwnerReference) -> NetworkPolicy {
+fn network_policy(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    listeners: &[ListenerSpec],
+) -> NetworkPolicy {
     let port = |number: i32| NetworkPolicyPort {
         port: Some(IntOrString::Int(number)),
         protocol: Some("TCP".to_owned()),
@@ -187,7 +200,13 @@ fn network_policy(names: &ClusterNames, owner: &OwnerReference) -> NetworkPolicy
             ingress: Some(vec![
                 NetworkPolicyIngressRule {
                     from: None,
-                    ports: Some(vec![port(KAFKA_PORT), port(HTTP_PORT)]),
+                    ports: Some(
+                        listeners
+                            .iter()
+                            .map(|l| port(l.port))
+                            .chain([port(HTTP_PORT)])
+                            .collect(),
+                    ),
                 },
                 NetworkPolicyIngressRule {
                     from: Some(vec![

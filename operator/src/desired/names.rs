@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use super::{DesiredError, GRPC_PORT, KAFKA_PORT};
-use crate::crd::Cluster;
+use super::{DesiredError, GRPC_PORT};
+use crate::crd::{Cluster, ListenerSpec, ListenerType};
 
 /// Brokers whose gRPC addresses every broker starts with, to find the metadata group.
 const SEED_BROKERS_MAX: i32 = 3;
@@ -110,15 +110,45 @@ impl ClusterNames {
         format!("{}-admin-tls", self.cluster)
     }
 
-    /// The DNS names the brokers' certificate is valid for: every broker pod and the headless
-    /// Service, with and without the cluster domain.
+    /// The Secret holding the Cluster's clients CA (certificate and key), which signs the
+    /// certificates of `User`s that authenticate by TLS; only the operator reads it.
+    pub fn clients_ca_secret(&self) -> String {
+        format!("{}-clients-ca", self.cluster)
+    }
+
+    /// The NodePort Service clients outside the cluster bootstrap from on `listener`.
+    pub fn listener_bootstrap_service(&self, listener: &str) -> String {
+        format!("{}-{listener}-bootstrap", self.cluster)
+    }
+
+    /// The NodePort Service of broker pod `ordinal` on `listener`.
+    pub fn broker_listener_service(&self, ordinal: i32, listener: &str) -> String {
+        format!("{}-{ordinal}-{listener}", self.cluster)
+    }
+
+    /// The ConfigMap holding, per broker pod, the addresses it advertises on its external
+    /// listeners (known only once their node ports are allocated).
+    pub fn advertised_config_map(&self) -> String {
+        format!("{}-advertised", self.cluster)
+    }
+
+    /// The broker pod with StatefulSet ordinal `ordinal`.
+    pub fn pod(&self, ordinal: i32) -> String {
+        format!("{}-{ordinal}", self.cluster)
+    }
+
+    /// The DNS names the brokers' certificate is valid for: every broker pod, the headless
+    /// Service and the bootstrap Service, with and without the cluster domain.
     pub fn broker_dns_names(&self) -> Vec<String> {
         let service = format!("{}.{}.svc", self.headless_service(), self.namespace);
+        let bootstrap = format!("{}.{}.svc", self.client_service(), self.namespace);
         vec![
             format!("*.{service}"),
             format!("*.{service}.cluster.local"),
             service.clone(),
             format!("{service}.cluster.local"),
+            bootstrap.clone(),
+            format!("{bootstrap}.cluster.local"),
         ]
     }
 
@@ -133,13 +163,23 @@ impl ClusterNames {
         )
     }
 
-    /// `host:port` Kafka clients in the cluster bootstrap from.
-    pub fn bootstrap_servers(&self) -> String {
+    /// `host:port` Kafka clients in the cluster bootstrap from on `listener`, an internal
+    /// one.
+    pub fn bootstrap_servers(&self, listener: &ListenerSpec) -> String {
         format!(
-            "{}.{}.svc:{KAFKA_PORT}",
+            "{}.{}.svc:{}",
             self.client_service(),
-            self.namespace
+            self.namespace,
+            listener.port
         )
+    }
+
+    /// `host:port` Kafka clients in the cluster bootstrap from: the first internal listener's.
+    pub fn internal_bootstrap_servers(&self, listeners: &[ListenerSpec]) -> Option<String> {
+        listeners
+            .iter()
+            .find(|l| l.type_ == ListenerType::Internal)
+            .map(|l| self.bootstrap_servers(l))
     }
 }
 

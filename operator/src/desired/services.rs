@@ -1,10 +1,18 @@
-//! The two Services of a Cluster: headless for peers, ClusterIP for Kafka clients.
+//! The Services of a Cluster: headless for peers, ClusterIP for Kafka clients inside the
+//! Kubernetes cluster, and for each `nodeport` listener a NodePort Service to bootstrap from
+//! and one per broker.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{ClusterNames, GRPC_PORT, HTTP_PORT, KAFKA_PORT, metadata, selector_labels};
+use super::{ClusterNames, GRPC_PORT, HTTP_PORT, metadata, selector_labels};
+use crate::crd::{ListenerSpec, ListenerType};
+
+/// Label a StatefulSet's controller puts on each of its pods, naming the pod.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 
 fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
@@ -16,39 +24,115 @@ fn port(name: &str, port: i32) -> ServicePort {
     }
 }
 
+/// The name of a listener's port on the broker container and the Services.
+pub fn listener_port_name(listener: &ListenerSpec) -> String {
+    format!("tcp-{}", listener.name)
+}
+
+fn listener_ports(listeners: &[ListenerSpec]) -> Vec<ServicePort> {
+    listeners
+        .iter()
+        .map(|l| port(&listener_port_name(l), l.port))
+        .collect()
+}
+
 /// The headless Service behind the brokers' DNS names (`<pod>.<cluster>-brokers.<ns>.svc`).
 ///
 /// It publishes pods before they are ready: a broker is ready only once it has joined the
 /// metadata group, and it can only join by reaching its peers by these names.
-pub(super) fn headless(names: &ClusterNames, owner: &OwnerReference) -> Service {
+pub(super) fn headless(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    listeners: &[ListenerSpec],
+) -> Service {
+    let mut ports = listener_ports(listeners);
+    ports.push(port("grpc", GRPC_PORT));
+    ports.push(port("http", HTTP_PORT));
     Service {
         metadata: metadata(names, names.headless_service(), owner),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(names.cluster())),
-            ports: Some(vec![
-                port("kafka", KAFKA_PORT),
-                port("grpc", GRPC_PORT),
-                port("http", HTTP_PORT),
-            ]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
 }
 
-/// The Service Kafka clients bootstrap from; it routes only to ready brokers, and clients
-/// then reach each partition leader by its advertised pod name.
-pub(super) fn client(names: &ClusterNames, owner: &OwnerReference) -> Service {
+/// The Service Kafka clients inside the Kubernetes cluster bootstrap from, on every listener's
+/// port; it routes only to ready brokers, and clients then reach each partition leader by its
+/// advertised name.
+pub(super) fn client(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    listeners: &[ListenerSpec],
+) -> Service {
     Service {
         metadata: metadata(names, names.client_service(), owner),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(selector_labels(names.cluster())),
-            ports: Some(vec![port("kafka", KAFKA_PORT)]),
+            ports: Some(listener_ports(listeners)),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
+}
+
+/// The NodePort Services of `nodeport` listeners for brokers `0..brokers`: per listener one
+/// to bootstrap from (any ready broker) and one per broker pod, whose node port that broker
+/// advertises. Node ports are left to the API server to allocate; the target port is the
+/// listener's port on the pod.
+pub fn node_port_services(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    listeners: &[ListenerSpec],
+    brokers: i32,
+) -> Vec<Service> {
+    let service = |name: String, selector: BTreeMap<String, String>, listener: &ListenerSpec| {
+        let mut metadata = metadata(names, name, owner);
+        metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert("strand.dev/listener".to_owned(), listener.name.clone());
+        Service {
+            metadata,
+            spec: Some(ServiceSpec {
+                type_: Some("NodePort".to_owned()),
+                selector: Some(selector),
+                ports: Some(vec![ServicePort {
+                    name: Some(listener_port_name(listener)),
+                    port: listener.port,
+                    target_port: Some(IntOrString::Int(listener.port)),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        }
+    };
+    let mut services = Vec::new();
+    for listener in listeners
+        .iter()
+        .filter(|l| l.type_ == ListenerType::Nodeport)
+    {
+        services.push(service(
+            names.listener_bootstrap_service(&listener.name),
+            selector_labels(names.cluster()),
+            listener,
+        ));
+        for ordinal in 0..brokers {
+            let mut selector = selector_labels(names.cluster());
+            selector.insert(POD_NAME_LABEL.to_owned(), names.pod(ordinal));
+            services.push(service(
+                names.broker_listener_service(ordinal, &listener.name),
+                selector,
+                listener,
+            ));
+        }
+    }
+    services
 }

@@ -7,22 +7,25 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapProjection, Container, ContainerPort, DownwardAPIProjection,
-    DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
-    KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecretVolumeSource,
-    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeProjection,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort,
+    DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeProjection, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    BROKER_CONFIG_KEY, CONFIG_HASH_ANNOTATION, ClusterNames, GRPC_PORT, HTTP_PORT, KAFKA_PORT,
-    RACK_ANNOTATION, fingerprint, labels, metadata, selector_labels,
+    BROKER_CONFIG_KEY, CONFIG_HASH_ANNOTATION, ClusterNames, GRPC_PORT, HTTP_PORT, RACK_ANNOTATION,
+    fingerprint, labels, listener_port_name, metadata, selector_labels,
 };
-use crate::crd::{Cluster, PodOverrides, RackSpec, VolumeDeletionPolicy};
+use crate::crd::{
+    Cluster, ListenerAuthentication, ListenerSpec, ListenerType, PodOverrides, RackSpec,
+    VolumeDeletionPolicy,
+};
 use crate::pki;
 
 /// Where the broker binary is in the broker image.
@@ -31,9 +34,13 @@ const STRAND_BINARY: &str = "/usr/local/bin/strand";
 const DATA_DIR: &str = "/var/lib/strand";
 /// Where the ConfigMap and pod information are mounted.
 const CONFIG_DIR: &str = "/etc/strand";
-/// Where the brokers' gRPC certificate, key and the cluster CA are mounted (the Secret's
-/// `tls.crt`, `tls.key` and `ca.crt`). The broker reads them again when they change.
+/// Where the brokers' certificate, key, the cluster CA and the clients CA are mounted (the
+/// Secret's `tls.crt`, `tls.key`, `ca.crt` and `clients-ca.crt`). The broker reads them again
+/// when they change.
 const TLS_DIR: &str = "/etc/strand-tls";
+/// Where the ConfigMap of the addresses brokers advertise on `nodeport` listeners is mounted:
+/// one file per broker pod ([`advertised_file`]).
+const ADVERTISED_DIR: &str = "/etc/strand-advertised";
 /// Group that owns the data volume: the `nonroot` group of distroless images, which the
 /// broker image runs as.
 const BROKER_UID: i64 = 65532;
@@ -111,7 +118,11 @@ fn pod_template(cluster: &Cluster, names: &ClusterNames, broker_config: &str) ->
         }),
         spec: Some(PodSpec {
             containers: vec![broker_container(cluster, names)],
-            volumes: Some(volumes(names, spec.rack.as_ref())),
+            volumes: Some(volumes(
+                names,
+                spec.rack.as_ref(),
+                has_node_ports(&spec.listeners()),
+            )),
             affinity: Some(affinity(&overrides, names)),
             topology_spread_constraints: spec.rack.as_ref().map(|rack| spread(rack, names)),
             node_selector: non_empty(overrides.node_selector.clone()),
@@ -143,20 +154,60 @@ fn pod_template(cluster: &Cluster, names: &ClusterNames, broker_config: &str) ->
     }
 }
 
+fn has_node_ports(listeners: &[ListenerSpec]) -> bool {
+    listeners.iter().any(|l| l.type_ == ListenerType::Nodeport)
+}
+
+/// The advertised address of `listener` as the broker command line gives it: the pod's DNS
+/// name for internal listeners; for `nodeport` ones the node's address, whose port the
+/// broker replaces with its own node port from [`advertised_file`].
+fn advertised(listener: &ListenerSpec, names: &ClusterNames) -> String {
+    match listener.type_ {
+        // Kubernetes expands $(VAR) from the container's env.
+        ListenerType::Internal => format!(
+            "$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}",
+            names.headless_service(),
+            listener.port
+        ),
+        ListenerType::Nodeport => format!("$(HOST_IP):{}", listener.port),
+    }
+}
+
+/// What a broker pod's file in the advertised-addresses ConfigMap holds: one line per
+/// `nodeport` listener, `NAME=:PORT`, the node port of the broker's own Service; the broker
+/// advertises that port on its node's address.
+pub fn advertised_file(node_ports: &[(String, i32)]) -> String {
+    node_ports
+        .iter()
+        .map(|(listener, port)| format!("{listener}=:{port}\n"))
+        .collect()
+}
+
 /// The `strand broker` command line.
 fn broker_args(cluster: &Cluster, names: &ClusterNames) -> Vec<String> {
+    let listeners = cluster.spec.listeners();
+    // The broker's main listener takes the TLS files' protocol, so a TLS one is main when
+    // any listener speaks TLS; the others are `--listener`s.
+    let main = listeners
+        .iter()
+        .find(|l| l.tls)
+        .unwrap_or(&listeners[0])
+        .clone();
     let mut args = vec![
         "broker".to_owned(),
         "--data-dir".to_owned(),
         DATA_DIR.to_owned(),
         "--kafka-listen".to_owned(),
-        format!("0.0.0.0:{KAFKA_PORT}"),
+        format!("0.0.0.0:{}", main.port),
+        "--kafka-listener-name".to_owned(),
+        main.kafka_name(),
+        "--kafka-advertised".to_owned(),
+        advertised(&main, names),
         "--grpc-listen".to_owned(),
         format!("0.0.0.0:{GRPC_PORT}"),
         "--http-listen".to_owned(),
         format!("0.0.0.0:{HTTP_PORT}"),
         "--advertised-host".to_owned(),
-        // Kubernetes expands $(VAR) from the container's env.
         format!(
             "$(POD_NAME).{}.$(POD_NAMESPACE).svc",
             names.headless_service()
@@ -179,6 +230,54 @@ fn broker_args(cluster: &Cluster, names: &ClusterNames) -> Vec<String> {
         "--grpc-admin-principals".to_owned(),
         pki::principal(pki::ADMIN_CN),
     ];
+    if main.authentication == ListenerAuthentication::ScramSha512 {
+        args.push("--kafka-sasl".to_owned());
+    }
+    if listeners.iter().any(|l| l.tls) {
+        // Kafka clients see the brokers' certificate too, so they check it with the
+        // cluster CA the User Secrets hold.
+        args.extend([
+            "--kafka-tls-cert".to_owned(),
+            format!("{TLS_DIR}/tls.crt"),
+            "--kafka-tls-key".to_owned(),
+            format!("{TLS_DIR}/tls.key"),
+        ]);
+    }
+    if listeners
+        .iter()
+        .any(|l| l.authentication == ListenerAuthentication::Tls)
+    {
+        args.extend([
+            "--kafka-tls-client-ca".to_owned(),
+            format!("{TLS_DIR}/{}", pki::CLIENTS_CA_FILE),
+        ]);
+    }
+    for listener in listeners.iter().filter(|l| l.name != main.name) {
+        args.push("--listener".to_owned());
+        args.push(format!(
+            "{},{},0.0.0.0:{},{}",
+            listener.kafka_name(),
+            listener.protocol(),
+            listener.port,
+            advertised(listener, names)
+        ));
+    }
+    if listeners
+        .iter()
+        .any(|l| l.authentication == ListenerAuthentication::ScramSha512)
+    {
+        args.extend(["--sasl-mechanisms".to_owned(), "SCRAM-SHA-512".to_owned()]);
+    }
+    if cluster.spec.authenticates() {
+        // Deny by default: a User's ACLs are all its principal may do.
+        args.extend(["--authorizer".to_owned(), "acl".to_owned()]);
+    }
+    if has_node_ports(&listeners) {
+        args.extend([
+            "--advertised-file".to_owned(),
+            format!("{ADVERTISED_DIR}/$(POD_NAME)"),
+        ]);
+    }
     if cluster.spec.rack.is_some() {
         args.push("--rack-file".to_owned());
         args.push(format!("{CONFIG_DIR}/{RACK_FILE}"));
@@ -202,6 +301,30 @@ fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
         failure_threshold: Some(failure_threshold),
         ..Probe::default()
     };
+    let listeners = cluster.spec.listeners();
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+    ];
+    let mut volume_mounts = vec![
+        mount("data", DATA_DIR),
+        VolumeMount {
+            read_only: Some(true),
+            ..mount("config", CONFIG_DIR)
+        },
+        mount("tmp", "/tmp"),
+        VolumeMount {
+            read_only: Some(true),
+            ..mount("tls", TLS_DIR)
+        },
+    ];
+    if has_node_ports(&listeners) {
+        env.push(field_env("HOST_IP", "status.hostIP"));
+        volume_mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount("advertised", ADVERTISED_DIR)
+        });
+    }
     Container {
         name: "broker".to_owned(),
         image: Some(
@@ -213,28 +336,19 @@ fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
         ),
         command: Some(vec![STRAND_BINARY.to_owned()]),
         args: Some(broker_args(cluster, names)),
-        ports: Some(vec![
-            container_port("kafka", KAFKA_PORT),
-            container_port("grpc", GRPC_PORT),
-            container_port("http", HTTP_PORT),
-        ]),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-        ]),
+        ports: Some(
+            listeners
+                .iter()
+                .map(|l| container_port(&listener_port_name(l), l.port))
+                .chain([
+                    container_port("grpc", GRPC_PORT),
+                    container_port("http", HTTP_PORT),
+                ])
+                .collect(),
+        ),
+        env: Some(env),
         resources: cluster.spec.resources.clone(),
-        volume_mounts: Some(vec![
-            mount("data", DATA_DIR),
-            VolumeMount {
-                read_only: Some(true),
-                ..mount("config", CONFIG_DIR)
-            },
-            mount("tmp", "/tmp"),
-            VolumeMount {
-                read_only: Some(true),
-                ..mount("tls", TLS_DIR)
-            },
-        ]),
+        volume_mounts: Some(volume_mounts),
         // After a crash the broker scans the tail of every partition's active segment before
         // it serves; that may take minutes, and liveness must not kill it meanwhile.
         startup_probe: Some(http_probe("/healthz", 5, 120)),
@@ -302,7 +416,7 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 
 /// The pod's volumes. `config` is one projected volume so that `broker.yaml` and the rack
 /// file share [`CONFIG_DIR`] and both follow their sources while the pod runs.
-fn volumes(names: &ClusterNames, rack: Option<&RackSpec>) -> Vec<Volume> {
+fn volumes(names: &ClusterNames, rack: Option<&RackSpec>, node_ports: bool) -> Vec<Volume> {
     let mut sources = vec![VolumeProjection {
         config_map: Some(ConfigMapProjection {
             name: names.config_map(),
@@ -330,7 +444,7 @@ fn volumes(names: &ClusterNames, rack: Option<&RackSpec>) -> Vec<Volume> {
             ..VolumeProjection::default()
         });
     }
-    vec![
+    let mut volumes = vec![
         Volume {
             name: "config".to_owned(),
             projected: Some(ProjectedVolumeSource {
@@ -355,7 +469,18 @@ fn volumes(names: &ClusterNames, rack: Option<&RackSpec>) -> Vec<Volume> {
             }),
             ..Volume::default()
         },
-    ]
+    ];
+    if node_ports {
+        volumes.push(Volume {
+            name: "advertised".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.advertised_config_map(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
 }
 
 fn data_claim(cluster: &Cluster, names: &ClusterNames) -> PersistentVolumeClaim {

@@ -44,7 +44,8 @@ fn certificates() -> Vec<(String, Value)> {
     use k8s_openapi::api::core::v1::Secret;
     use strand_operator::pki;
     let now = time::OffsetDateTime::now_utc();
-    let ca = pki::new_ca("default", "main", now).unwrap();
+    let ca = pki::new_ca("default", "main", "cluster CA", now).unwrap();
+    let clients_ca = pki::new_ca("default", "main", "clients CA", now).unwrap();
     let brokers = pki::issue(
         &ca,
         pki::BROKER_CN,
@@ -53,12 +54,14 @@ fn certificates() -> Vec<(String, Value)> {
             "*.main-brokers.default.svc.cluster.local".to_owned(),
             "main-brokers.default.svc".to_owned(),
             "main-brokers.default.svc.cluster.local".to_owned(),
+            "main-bootstrap.default.svc".to_owned(),
+            "main-bootstrap.default.svc.cluster.local".to_owned(),
         ],
         now,
     )
     .unwrap();
     let admin = pki::issue(&ca, pki::ADMIN_CN, &[], now).unwrap();
-    let secret = |name: &str, data: [(&str, &str); 3]| {
+    let secret = |name: &str, data: &[(&str, &str)]| {
         let secret = Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.to_owned()),
@@ -66,8 +69,8 @@ fn certificates() -> Vec<(String, Value)> {
                 ..Default::default()
             },
             data: Some(
-                data.into_iter()
-                    .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
                     .collect(),
             ),
             ..Secret::default()
@@ -80,19 +83,28 @@ fn certificates() -> Vec<(String, Value)> {
     vec![
         secret(
             "main-ca",
-            [("ca.crt", &ca.cert), ("ca.key", &ca.key), ("README", "")],
+            &[("ca.crt", &ca.cert), ("ca.key", &ca.key), ("README", "")],
+        ),
+        secret(
+            "main-clients-ca",
+            &[
+                ("ca.crt", &clients_ca.cert),
+                ("ca.key", &clients_ca.key),
+                ("README", ""),
+            ],
         ),
         secret(
             "main-broker-tls",
-            [
+            &[
                 ("tls.crt", &brokers.cert),
                 ("tls.key", &brokers.key),
                 ("ca.crt", &ca.cert),
+                ("clients-ca.crt", &clients_ca.cert),
             ],
         ),
         secret(
             "main-admin-tls",
-            [
+            &[
                 ("tls.crt", &admin.cert),
                 ("tls.key", &admin.key),
                 ("ca.crt", &ca.cert),
@@ -151,8 +163,12 @@ async fn a_new_cluster_creates_its_objects_by_server_side_apply() {
         format!("GET {statefulset}"),
         // Volumes an earlier Cluster of the name left behind, looked for before creating.
         format!("GET /api/v1{NS}/persistentvolumeclaims"),
-        // The CA is created (never applied over), then the certificates issued from it.
+        format!("GET {PODS_PATH}"),
+        // The CAs are created (never applied over), then the certificates issued from them.
         format!("GET {secrets}/main-ca"),
+        format!("POST {secrets}"),
+        format!("POST {EVENTS_PATH}"),
+        format!("GET {secrets}/main-clients-ca"),
         format!("POST {secrets}"),
         format!("POST {EVENTS_PATH}"),
         format!("GET {secrets}/main-broker-tls"),
@@ -161,7 +177,6 @@ async fn a_new_cluster_creates_its_objects_by_server_side_apply() {
         format!("GET {secrets}/main-admin-tls"),
         format!("PATCH {secrets}/main-admin-tls"),
         format!("POST {EVENTS_PATH}"),
-        format!("GET {PODS_PATH}"),
     ];
     expected.extend(owned_paths().iter().map(|p| format!("PATCH {p}")));
     expected.push(format!("PATCH {CLUSTER_PATH}/status"));
@@ -172,6 +187,13 @@ async fn a_new_cluster_creates_its_objects_by_server_side_apply() {
     assert_eq!(broker_tls["type"], "kubernetes.io/tls");
     let ca = &state.objects[&format!("{secrets}/main-ca")];
     assert_eq!(broker_tls["data"]["ca.crt"], ca["data"]["ca.crt"]);
+    // and the clients CA, whose certificates listeners with `authentication: tls` accept.
+    let clients_ca = &state.objects[&format!("{secrets}/main-clients-ca")];
+    assert_eq!(
+        broker_tls["data"]["clients-ca.crt"],
+        clients_ca["data"]["ca.crt"]
+    );
+    assert_ne!(clients_ca["data"]["ca.crt"], ca["data"]["ca.crt"]);
     for object in [
         broker_tls,
         &state.objects[&format!("{secrets}/main-admin-tls")],

@@ -1,0 +1,337 @@
+//! A stand-in for kube-proxy's NodePort forwarding, for the local control plane only.
+//!
+//! The local kit (`../shared/k8s`) runs pods as host processes and has no kube-proxy: a
+//! NodePort Service gets its node port from the API server, but nothing listens on it. On a
+//! real cluster kube-proxy routes every node port by itself and this is not needed, so the
+//! journeys start it only when `STRAND_E2E_PKUBELET` is set (as `e2e/k8s/run.sh` does for the
+//! local kit); see [`NodePorts::start_if_local`].
+//!
+//! For the NodePort Services of a namespace whose names start with a prefix, it listens on the
+//! host at `0.0.0.0:<nodePort>` and forwards each accepted TCP connection to
+//! `<pod IP>:<targetPort>` of the first Ready pod (by name, as pkubelet resolves Service names)
+//! matching the Service's selector, looked up per connection. Services that appear later are
+//! picked up within a couple of seconds. Dropping it closes the listeners and every forwarded
+//! connection and joins its threads, so a journey leaves nothing behind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::kubectl::try_kubectl;
+
+/// How often the Services are listed again for new or changed node ports.
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// One node port: where its connections go.
+#[derive(Clone, Debug, PartialEq)]
+struct Route {
+    service: String,
+    target_port: u16,
+    /// The Service's selector as a `kubectl -l` selector.
+    selector: String,
+}
+
+/// What the accepting thread and the connection threads share.
+struct Shared {
+    namespace: String,
+    prefix: String,
+    stop: AtomicBool,
+    /// The open connections' sockets (client side, and pod side once connected), so that
+    /// dropping closes them.
+    open: Mutex<HashMap<u64, Vec<TcpStream>>>,
+    next_id: AtomicU64,
+    /// Connection threads, joined when dropped.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Connections accepted per node port.
+    accepted: Mutex<BTreeMap<u16, usize>>,
+}
+
+/// Node ports forwarded from the host to pods while this lives.
+pub struct NodePorts {
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl NodePorts {
+    /// Starts forwarding the node ports of `namespace`'s NodePort Services named `prefix…`
+    /// when the suite runs on the local kit (`STRAND_E2E_PKUBELET` set), which lacks
+    /// kube-proxy; `None` on a real cluster, where node ports route by themselves.
+    pub fn start_if_local(namespace: &str, prefix: &str) -> Option<NodePorts> {
+        std::env::var_os("STRAND_E2E_PKUBELET")?;
+        Some(NodePorts::start(namespace, prefix))
+    }
+
+    /// Starts forwarding: listens on every node port of the matching Services now (a port
+    /// that cannot be listened on fails the journey), and on those that appear later.
+    pub fn start(namespace: &str, prefix: &str) -> NodePorts {
+        let shared = Arc::new(Shared {
+            namespace: namespace.to_owned(),
+            prefix: prefix.to_owned(),
+            stop: AtomicBool::new(false),
+            open: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+            accepted: Mutex::new(BTreeMap::new()),
+        });
+        let mut listeners = BTreeMap::new();
+        let routes = node_port_routes(&shared.namespace, &shared.prefix)
+            .unwrap_or_else(|e| panic!("cannot list the node ports to forward: {e}"));
+        update_listeners(&mut listeners, routes).unwrap_or_else(|e| panic!("{e}"));
+        for (port, (_, route)) in &listeners {
+            println!(
+                "    forwarding node port {port} to {}:{} (standing in for kube-proxy)",
+                route.service, route.target_port
+            );
+        }
+        let acceptor = {
+            let shared = shared.clone();
+            std::thread::spawn(move || accept_loop(&shared, listeners))
+        };
+        NodePorts {
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// How many connections the host accepted on `node_port` so far.
+    pub fn connections(&self, node_port: u16) -> usize {
+        self.shared
+            .accepted
+            .lock()
+            .unwrap()
+            .get(&node_port)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for NodePorts {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // No connection is accepted after this: the listeners are closed.
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        // A connection thread registers its pod-side socket under this lock and checks the
+        // stop flag there, so every socket is either closed here or never used.
+        for sockets in self.shared.open.lock().unwrap().values() {
+            for socket in sockets {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+        let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap());
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Accepts on every listener until stopped, re-listing the Services every [`REFRESH`].
+fn accept_loop(shared: &Arc<Shared>, mut listeners: BTreeMap<u16, (TcpListener, Route)>) {
+    let mut listed = Instant::now();
+    while !shared.stop.load(Ordering::SeqCst) {
+        if listed.elapsed() >= REFRESH {
+            listed = Instant::now();
+            match node_port_routes(&shared.namespace, &shared.prefix) {
+                Ok(routes) => {
+                    if let Err(error) = update_listeners(&mut listeners, routes) {
+                        eprintln!("    (node ports: {error})");
+                    }
+                }
+                Err(error) => eprintln!("    (node ports: cannot list Services: {error})"),
+            }
+        }
+        let mut idle = true;
+        for (port, (listener, route)) in &listeners {
+            match listener.accept() {
+                Ok((client, _)) => {
+                    idle = false;
+                    *shared.accepted.lock().unwrap().entry(*port).or_insert(0) += 1;
+                    spawn_connection(shared, client, route.clone());
+                }
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
+                Err(error) => eprintln!("    (node port {port}: accept: {error})"),
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Listens on the node ports of `routes` not listened on yet, points the others at their
+/// current Service, and closes those whose Service is gone.
+fn update_listeners(
+    listeners: &mut BTreeMap<u16, (TcpListener, Route)>,
+    routes: BTreeMap<u16, Route>,
+) -> Result<(), String> {
+    listeners.retain(|port, _| routes.contains_key(port));
+    let mut failed = Vec::new();
+    for (port, route) in routes {
+        if let Some((_, current)) = listeners.get_mut(&port) {
+            *current = route;
+            continue;
+        }
+        let listener = match TcpListener::bind(("0.0.0.0", port)) {
+            Ok(listener) => listener,
+            Err(error) => {
+                failed.push(format!("cannot listen on node port {port}: {error}"));
+                continue;
+            }
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("node port {port}: {e}"))?;
+        listeners.insert(port, (listener, route));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// The node ports of the namespace's NodePort Services named `prefix…`.
+fn node_port_routes(namespace: &str, prefix: &str) -> Result<BTreeMap<u16, Route>, String> {
+    let text = try_kubectl(&["get", "services", "-n", namespace, "-o", "json"])?;
+    let list: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let mut routes = BTreeMap::new();
+    for service in list["items"].as_array().into_iter().flatten() {
+        let name = service["metadata"]["name"].as_str().unwrap_or_default();
+        if !name.starts_with(prefix) || service["spec"]["type"] != "NodePort" {
+            continue;
+        }
+        let Some(selector) = service["spec"]["selector"].as_object() else {
+            continue;
+        };
+        let selector = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for port in service["spec"]["ports"].as_array().into_iter().flatten() {
+            let (Some(node_port), Some(port_number)) =
+                (port["nodePort"].as_u64(), port["port"].as_u64())
+            else {
+                continue;
+            };
+            // As pkubelet: a named targetPort is not translated; no targetPort is the port.
+            let target_port = port["targetPort"].as_u64().unwrap_or(port_number);
+            routes.insert(
+                node_port as u16,
+                Route {
+                    service: name.to_owned(),
+                    target_port: target_port as u16,
+                    selector: selector.clone(),
+                },
+            );
+        }
+    }
+    Ok(routes)
+}
+
+/// The IP of the first Ready pod (by name) matching `selector`.
+fn ready_pod_ip(namespace: &str, selector: &str) -> Result<String, String> {
+    let text = try_kubectl(&["get", "pods", "-n", namespace, "-l", selector, "-o", "json"])?;
+    let list: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let mut ready: Vec<(String, String)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .filter(|pod| {
+            pod["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .filter_map(|pod| {
+            Some((
+                pod["metadata"]["name"].as_str()?.to_owned(),
+                pod["status"]["podIP"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    ready.sort();
+    ready
+        .into_iter()
+        .next()
+        .map(|(_, ip)| ip)
+        .ok_or_else(|| format!("no Ready pod matches {selector}"))
+}
+
+/// Forwards `client` to the Service's pod on a thread of its own.
+fn spawn_connection(shared: &Arc<Shared>, client: TcpStream, route: Route) {
+    let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+    // Accepted sockets may inherit the listener's non-blocking mode on some systems.
+    let _ = client.set_nonblocking(false);
+    if let Ok(clone) = client.try_clone() {
+        shared.open.lock().unwrap().insert(id, vec![clone]);
+    }
+    let thread = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            if let Err(error) = forward(&shared, id, client, &route) {
+                eprintln!("    (node port to {}: {error})", route.service);
+            }
+            shared.open.lock().unwrap().remove(&id);
+        })
+    };
+    let mut threads = shared.threads.lock().unwrap();
+    threads.retain(|t| !t.is_finished());
+    threads.push(thread);
+}
+
+/// Connects to the Service's pod and copies bytes both ways until both sides are done.
+fn forward(shared: &Shared, id: u64, client: TcpStream, route: &Route) -> Result<(), String> {
+    let ip = ready_pod_ip(&shared.namespace, &route.selector)?;
+    let address: SocketAddr = format!("{ip}:{}", route.target_port)
+        .parse()
+        .map_err(|e| format!("pod address {ip}: {e}"))?;
+    let upstream = TcpStream::connect_timeout(&address, Duration::from_secs(10))
+        .map_err(|e| format!("connect {address}: {e}"))?;
+    {
+        let mut open = shared.open.lock().unwrap();
+        if shared.stop.load(Ordering::SeqCst) {
+            let _ = upstream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        let clone = upstream.try_clone().map_err(|e| e.to_string())?;
+        open.entry(id).or_default().push(clone);
+    }
+    let back = {
+        let (from, to) = (
+            upstream.try_clone().map_err(|e| e.to_string())?,
+            client.try_clone().map_err(|e| e.to_string())?,
+        );
+        std::thread::spawn(move || copy_then_close(from, to))
+    };
+    copy_then_close(client, upstream);
+    let _ = back.join();
+    Ok(())
+}
+
+/// Copies `from` to `to` until `from` ends or fails, then ends `to`'s sending side (a
+/// half-close, as a proxy passes it on).
+fn copy_then_close(mut from: TcpStream, mut to: TcpStream) {
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).is_err() {
+                    let _ = from.shutdown(Shutdown::Read);
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
