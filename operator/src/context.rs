@@ -5,12 +5,18 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kube::Client;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::admin::{AdminApi, AdminError};
+use crate::conditions::{Standing, is_true};
+use crate::crd::condition::STALLED;
 use crate::metrics::Metrics;
 
 /// The field manager of every write the operator makes.
@@ -142,6 +148,57 @@ impl<A: AdminApi> Context<A> {
         if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(object = %ObjectRef::from_obj(object), %error, "could not publish event");
         }
+    }
+
+    /// Publishes a Warning Event when `standing` is a stall that `old` (the object's
+    /// conditions as last written) does not already show, so a stalled object does not repeat
+    /// it.
+    pub async fn warn_on_new_stall<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        old: &[Condition],
+        standing: &Standing,
+    ) {
+        if let Standing::Stalled { reason, message } = standing {
+            let already = is_true(old, STALLED).is_some_and(|c| c.reason == *reason);
+            if !already {
+                self.publish(
+                    object,
+                    EventType::Warning,
+                    reason,
+                    "Reconcile",
+                    message.clone(),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Writes `status` as the status of `object` by server-side apply.
+    pub async fn write_status<K, S>(&self, object: &K, status: &S) -> Result<(), Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + DeserializeOwned,
+        S: Serialize,
+    {
+        let namespace = object
+            .namespace()
+            .ok_or_else(|| Error::MissingNamespace(object.name_any()))?;
+        let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -79,7 +79,7 @@ spec:
 "
     ));
     let cluster = wait_for("Cluster secure to be Ready with 3 brokers", SLOW, || {
-        named_cluster_ready(SECURE, 3)
+        cluster_named_ready(SECURE, 3)
     });
     assert_eq!(brokers_in_status(&cluster), 3, "{}", cluster["status"]);
     wait_for("Topic payments to be Ready", SLOW, || {
@@ -188,21 +188,6 @@ spec:
     authentication: scram-sha-512
 "
     )
-}
-
-/// Whether Cluster `name` is Ready with `replicas` ready brokers and every partition led and
-/// fully replicated.
-fn named_cluster_ready(name: &str, replicas: i64) -> Result<Value, String> {
-    let cluster = get(NS, "cluster", name).ok_or("no Cluster")?;
-    let ready = condition_true(&cluster, "Ready")
-        && cluster["status"]["readyReplicas"] == replicas
-        && cluster["status"]["underReplicatedPartitions"] == 0
-        && cluster["status"]["leaderlessPartitions"] == 0;
-    if ready {
-        Ok(cluster)
-    } else {
-        Err(format!("{}", cluster["status"]))
-    }
 }
 
 /// Whether the object is Ready for its current generation.

@@ -240,7 +240,13 @@ pub(crate) fn topic_partitions(name: &str) -> i32 {
 }
 
 pub(crate) fn cluster_ready(replicas: i64) -> Result<Value, String> {
-    let cluster = get(NS, "cluster", CLUSTER).ok_or("no Cluster")?;
+    cluster_named_ready(CLUSTER, replicas)
+}
+
+/// Whether Cluster `name` is Ready with `replicas` ready brokers and every partition led and
+/// fully replicated.
+pub(crate) fn cluster_named_ready(name: &str, replicas: i64) -> Result<Value, String> {
+    let cluster = get(NS, "cluster", name).ok_or("no Cluster")?;
     let ready = condition_true(&cluster, "Ready")
         && cluster["status"]["readyReplicas"] == replicas
         && cluster["status"]["underReplicatedPartitions"] == 0

@@ -26,9 +26,9 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::admin::AdminApi;
-use crate::conditions::{Standing, is_true, paused};
+use crate::conditions::{Standing, paused};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
-use crate::crd::condition::{PAUSED, STALLED};
+use crate::crd::condition::PAUSED;
 use crate::crd::{Cluster, ClusterStatus, ListenerType};
 use crate::desired::{
     CONFIG_HASH_ANNOTATION, ClusterNames, Desired, DesiredError, POD_NAME_LABEL, RACK_ANNOTATION,
@@ -73,7 +73,7 @@ pub async fn reconcile<A: AdminApi>(
             ),
             ..old.clone()
         };
-        write_status(&ctx, &names, &old, status).await?;
+        write_status(&ctx, &cluster, &old, status).await?;
         ctx.metrics.stands("Cluster", key, Some(PAUSED));
         return Ok(Action::await_change());
     }
@@ -353,35 +353,13 @@ pub async fn reconcile<A: AdminApi>(
         .next();
     status.listeners = plan::listener_statuses(&cluster, &names, &bootstrap_node_ports, host_ip);
     let old = cluster.status.clone().unwrap_or_default();
-    warn_on_new_stall(&ctx, &cluster, &old, &standing).await;
+    ctx.warn_on_new_stall(&*cluster, &old.conditions, &standing)
+        .await;
     ctx.metrics
         .stands("Cluster", key, Some(standing.condition()));
-    write_status(&ctx, &names, &old, status).await?;
+    write_status(&ctx, &cluster, &old, status).await?;
     ctx.backoff.succeeded(&*cluster);
     Ok(Action::requeue(requeue))
-}
-
-/// Publishes a Warning Event when the Cluster newly stalls (or stalls for a new reason), so a
-/// stalled Cluster does not repeat it.
-async fn warn_on_new_stall<A: AdminApi>(
-    ctx: &Context<A>,
-    cluster: &Cluster,
-    old: &ClusterStatus,
-    standing: &Standing,
-) {
-    if let Standing::Stalled { reason, message } = standing {
-        let already = is_true(&old.conditions, STALLED).is_some_and(|c| c.reason == *reason);
-        if !already {
-            ctx.publish(
-                cluster,
-                EventType::Warning,
-                reason,
-                "Reconcile",
-                message.clone(),
-            )
-            .await;
-        }
-    }
 }
 
 /// Says why nothing was applied: the status keeps what it said of the brokers, with the
@@ -393,7 +371,8 @@ async fn stall<A: AdminApi>(
     standing: Standing,
 ) -> Result<(), Error> {
     let old = cluster.status.clone().unwrap_or_default();
-    warn_on_new_stall(ctx, cluster, &old, &standing).await;
+    ctx.warn_on_new_stall(cluster, &old.conditions, &standing)
+        .await;
     ctx.metrics.stands(
         "Cluster",
         format!("{}/{}", names.namespace(), names.cluster()),
@@ -405,33 +384,20 @@ async fn stall<A: AdminApi>(
         conditions: standing.conditions(generation, &old.conditions, Timestamp::now()),
         ..old.clone()
     };
-    write_status(ctx, names, &old, status).await
+    write_status(ctx, cluster, &old, status).await
 }
 
 /// Writes the Cluster's status by server-side apply, only when it differs from `old`.
-async fn write_status<A>(
+async fn write_status<A: AdminApi>(
     ctx: &Context<A>,
-    names: &ClusterNames,
+    cluster: &Cluster,
     old: &ClusterStatus,
     status: ClusterStatus,
 ) -> Result<(), Error> {
     if status == *old {
         return Ok(());
     }
-    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), names.namespace());
-    let patch = json!({
-        "apiVersion": Cluster::api_version(&()),
-        "kind": Cluster::kind(&()),
-        "status": status,
-    });
-    clusters
-        .patch_status(
-            names.cluster(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
+    ctx.write_status(cluster, &status).await
 }
 
 /// Publishes an Event when applying `objects` will restart the brokers one by one (their

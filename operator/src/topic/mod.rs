@@ -8,20 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use strand_proto::admin::{DeleteTopicRequest, ErrorReason, TopicDescription};
 use tracing::{info, instrument};
 
 use crate::admin::{AdminApi, AdminError};
-use crate::conditions::{Standing, is_true, paused};
-use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
-use crate::crd::condition::{PAUSED, STALLED};
+use crate::conditions::{Standing, paused};
+use crate::context::{Context, Error, is_paused};
+use crate::crd::condition::PAUSED;
 use crate::crd::{Cluster, DeletionPolicy, Topic, TopicStatus};
 use crate::desired::ClusterNames;
 use plan::{Plan, Stall};
@@ -58,7 +57,7 @@ pub async fn reconcile<A: AdminApi>(
             ..old.clone()
         };
         if status != old {
-            write_status(&topic, &namespace, ctx.as_ref(), &status).await?;
+            ctx.write_status(&*topic, &status).await?;
         }
         ctx.metrics.stands("Topic", key, Some(PAUSED));
         return Ok(Action::await_change());
@@ -257,46 +256,12 @@ where
         format!("{namespace}/{}", topic.name_any()),
         Some(standing.condition()),
     );
-    if let Standing::Stalled { reason, message } = &standing {
-        let already = is_true(&old.conditions, STALLED).is_some_and(|c| c.reason == *reason);
-        if !already {
-            ctx.publish(
-                topic,
-                EventType::Warning,
-                reason,
-                "Reconcile",
-                message.clone(),
-            )
-            .await;
-        }
-    }
+    ctx.warn_on_new_stall(topic, &old.conditions, &standing)
+        .await;
     if status == old {
         return Ok(());
     }
-    write_status(topic, namespace, ctx, &status).await
-}
-
-/// Writes a Topic's status by server-side apply.
-async fn write_status<A>(
-    topic: &Topic,
-    namespace: &str,
-    ctx: &Context<A>,
-    status: &TopicStatus,
-) -> Result<(), Error> {
-    let topics: Api<Topic> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": Topic::api_version(&()),
-        "kind": Topic::kind(&()),
-        "status": status,
-    });
-    topics
-        .patch_status(
-            &topic.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
+    ctx.write_status(topic, &status).await
 }
 
 /// The Topic is being deleted: delete the topic unless the policy retains it or the Topic's
@@ -352,6 +317,8 @@ async fn cleanup<A: AdminApi>(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn topic(namespace: &str, name: &str, cluster: &str) -> Arc<Topic> {

@@ -20,7 +20,6 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use strand_auth::{ScramCredential, ScramMechanism};
 use strand_proto::admin::{AclFilter, UpsertScramUserRequest};
 use time::OffsetDateTime;
@@ -28,9 +27,9 @@ use tracing::{info, instrument};
 
 use crate::admin::{AdminApi, AdminError};
 use crate::cluster::tls::{CA_CERT_KEY, stored_ca};
-use crate::conditions::{Standing, is_true, paused};
+use crate::conditions::{Standing, paused};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
-use crate::crd::condition::{PAUSED, STALLED};
+use crate::crd::condition::PAUSED;
 use crate::crd::{Cluster, User, UserAuthenticationType, UserStatus};
 use crate::desired::ClusterNames;
 use crate::pki::{self, Pem};
@@ -68,7 +67,7 @@ pub async fn reconcile<A: AdminApi>(
             ..old.clone()
         };
         if status != old {
-            write_status(&user, &namespace, &ctx, &status).await?;
+            ctx.write_status(&*user, &status).await?;
         }
         ctx.metrics.stands("User", key, Some(PAUSED));
         return Ok(Action::await_change());
@@ -531,45 +530,12 @@ async fn finish<A: AdminApi>(
         format!("{namespace}/{}", user.name_any()),
         Some(standing.condition()),
     );
-    if let Standing::Stalled { reason, message } = &standing {
-        let already = is_true(&old.conditions, STALLED).is_some_and(|c| c.reason == *reason);
-        if !already {
-            ctx.publish(
-                user,
-                EventType::Warning,
-                reason,
-                "Reconcile",
-                message.clone(),
-            )
-            .await;
-        }
-    }
+    ctx.warn_on_new_stall(user, &old.conditions, &standing)
+        .await;
     if status == old {
         return Ok(());
     }
-    write_status(user, namespace, ctx, &status).await
-}
-
-async fn write_status<A>(
-    user: &User,
-    namespace: &str,
-    ctx: &Context<A>,
-    status: &UserStatus,
-) -> Result<(), Error> {
-    let users: Api<User> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": User::api_version(&()),
-        "kind": User::kind(&()),
-        "status": status,
-    });
-    users
-        .patch_status(
-            &user.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
+    ctx.write_status(user, &status).await
 }
 
 /// The User is being deleted: its principal loses every ACL and its SCRAM credential, so
