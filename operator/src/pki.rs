@@ -1,11 +1,13 @@
-//! The certificates of a Cluster's gRPC port, which carries Raft between brokers and the admin
-//! API: a CA per Cluster, one certificate its brokers share (server and client: brokers call
-//! each other), and one admin certificate, which the operator calls the admin API with and
-//! which people and tools can use too (`strand` with `STRAND_TLS_*`).
+//! The certificates of a Cluster: a CA per Cluster, one certificate its brokers share on the
+//! gRPC port (which carries Raft between brokers and the admin API) and on their TLS Kafka
+//! listeners (server and client: brokers call each other), one admin certificate, which the
+//! operator calls the admin API with and which people and tools can use too (`strand` with
+//! `STRAND_TLS_*`), and a clients CA per Cluster that issues the certificates of Users that
+//! authenticate by TLS.
 //!
 //! Brokers accept on the gRPC port only certificates of their Cluster's CA, Raft and
 //! broker-to-broker calls only from [`BROKER_CN`], and admin calls only from [`ADMIN_CN`] (and
-//! brokers). Only the operator holds the CA key, so only it can make either.
+//! brokers). Only the operator holds the CA keys, so only it can make either.
 //!
 //! Pure: issuing and checking certificates here; reading and writing the Secrets that hold
 //! them is [`crate::cluster::tls`].
@@ -156,9 +158,8 @@ fn der(pem: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Why a CA cannot be used to issue from, if it cannot: it does not parse, its key is not its
-/// own, or it expires within [`RENEW_BEFORE`] (renewing a CA needs every client to trust the
-/// new one first, which the operator does not do by itself).
-pub fn ca_problem(ca: &Pem, now: OffsetDateTime) -> Option<String> {
+/// own, or it is not a CA.
+pub fn ca_problem(ca: &Pem) -> Option<String> {
     let der = match der(&ca.cert) {
         Ok(der) => der,
         Err(e) => return Some(format!("its certificate is {e}")),
@@ -177,11 +178,15 @@ pub fn ca_problem(ca: &Pem, now: OffsetDateTime) -> Option<String> {
     if !cert.is_ca() {
         return Some("its certificate is not a CA's".to_owned());
     }
-    let expires = cert.validity().not_after.to_datetime();
-    if expires <= now + RENEW_BEFORE {
-        return Some(format!("it expires at {expires}"));
-    }
     None
+}
+
+/// Why a CA must be renewed now, if it must: it expires within [`RENEW_BEFORE`].
+pub fn ca_renewal_due(ca_cert: &str, now: OffsetDateTime) -> Option<String> {
+    let der = der(ca_cert).ok()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    let expires = cert.validity().not_after.to_datetime();
+    (expires <= now + RENEW_BEFORE).then(|| format!("it expires at {expires}"))
 }
 
 /// Why the certificate `issued` must be issued again, if it must: it does not parse, was not
@@ -281,7 +286,8 @@ mod tests {
     #[test]
     fn an_issued_certificate_is_kept_until_it_is_near_its_end() {
         let ca = new_ca("ns", "main", "cluster CA", now()).unwrap();
-        assert_eq!(ca_problem(&ca, now()), None);
+        assert_eq!(ca_problem(&ca), None);
+        assert_eq!(ca_renewal_due(&ca.cert, now()), None);
         let broker = issue(&ca, BROKER_CN, &names(), now()).unwrap();
         assert_eq!(
             reissue_reason(&broker, &ca.cert, BROKER_CN, &names(), now()),
@@ -334,19 +340,21 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_edited_by_hand_or_near_its_end_is_refused() {
+    fn a_ca_edited_by_hand_is_refused_and_one_near_its_end_is_due() {
         let ca = new_ca("ns", "main", "cluster CA", now()).unwrap();
         let other = new_ca("ns", "main", "cluster CA", now()).unwrap();
         let swapped = Pem {
             cert: ca.cert.clone(),
             key: other.key,
         };
-        let why = ca_problem(&swapped, now()).unwrap();
+        let why = ca_problem(&swapped).unwrap();
         assert!(why.contains("does not belong"), "{why}");
         let late = now() + CA_VALIDITY;
-        assert!(ca_problem(&ca, late).unwrap().contains("expires"));
+        // Near its end a CA is renewed, not refused.
+        assert_eq!(ca_problem(&ca), None);
+        assert!(ca_renewal_due(&ca.cert, late).unwrap().contains("expires"));
         let leaf = issue(&ca, ADMIN_CN, &[], now()).unwrap();
-        assert!(ca_problem(&leaf, now()).unwrap().contains("not a CA"));
+        assert!(ca_problem(&leaf).unwrap().contains("not a CA"));
         // Nothing secret in a debug line.
         assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
     }

@@ -95,6 +95,88 @@ pub(crate) fn config_change_rolls_every_broker(suite: &Suite) {
     suite.settle(traffic, 200);
 }
 
+/// Both CAs renewed on request while a producer writes: three steps, each finished by a
+/// rolling restart, with no record lost or refused, and the old CA trusted nowhere after.
+pub(crate) fn renew_the_cas(suite: &Suite) {
+    let ca_secrets = [format!("{CLUSTER}-ca"), format!("{CLUSTER}-clients-ca")];
+    let old: Vec<Value> = ca_secrets
+        .iter()
+        .map(|name| get(NS, "secret", name).unwrap()["data"]["ca.crt"].clone())
+        .collect();
+    let (_kept, old_admin) = suite.saved_admin_certificate();
+    let traffic = Traffic::start(&bootstrap(), "orders", "renew", 200);
+    traffic.wait_acked(200, QUICK);
+    for name in &ca_secrets {
+        kubectl(&[
+            "annotate",
+            "secret",
+            "-n",
+            NS,
+            name,
+            "strand.dev/renew=true",
+        ]);
+    }
+    let said = wait_for("the Cluster to say it renews its CAs", QUICK, || {
+        let cluster = get(NS, "cluster", CLUSTER).ok_or("no Cluster")?;
+        match condition(&cluster, "Reconciling") {
+            Some(c) if c["status"] == "True" && c["reason"] == "RenewingCA" => {
+                Ok(c["message"].as_str().unwrap_or_default().to_owned())
+            }
+            _ => Err(format!("{}", cluster["status"]["conditions"])),
+        }
+    });
+    println!("    {said}");
+    wait_for("both CAs to be renewed", SLOW * 3, || {
+        for (name, old) in ca_secrets.iter().zip(&old) {
+            let secret = get(NS, "secret", name).ok_or("no CA Secret")?;
+            let data = &secret["data"];
+            let step = &secret["metadata"]["annotations"]["strand.dev/renewal"];
+            if data["ca.crt"] == *old || !step.is_null() || !data["previous.crt"].is_null() {
+                return Err(format!("{name}: step {step}"));
+            }
+        }
+        Ok(())
+    });
+    wait_for("the last restart to finish", SLOW, rolled);
+    wait_for("the Cluster to be Ready", SLOW, || cluster_ready(3));
+    let events = events_of(NS, CLUSTER);
+    for what in ["cluster CA", "clients CA"] {
+        for step in ["step 1 of 3", "step 2 of 3", "step 3 of 3"] {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.contains(&format!("the {what}")) && e.contains(step)),
+                "no Event for {what} {step}: {events:?}"
+            );
+        }
+    }
+    // The brokers trust the new cluster CA alone, and hold a certificate it issued.
+    let new_ca = get(NS, "secret", &ca_secrets[0]).unwrap()["data"]["ca.crt"].clone();
+    let brokers = get(NS, "secret", &format!("{CLUSTER}-broker-tls")).unwrap();
+    assert_eq!(brokers["data"]["ca.crt"], new_ca);
+    suite
+        .describe_cluster()
+        .expect("the admin API answers the new admin certificate");
+    // The old admin certificate, presented by a client that trusts the new CA, is refused by
+    // the brokers: the old CA is trusted nowhere.
+    let (_new_kept, new_admin) = suite.saved_admin_certificate();
+    let old_certificate: Vec<_> = new_admin
+        .iter()
+        .filter(|(variable, _)| *variable == "STRAND_TLS_CA")
+        .chain(
+            old_admin
+                .iter()
+                .filter(|(variable, _)| *variable != "STRAND_TLS_CA"),
+        )
+        .cloned()
+        .collect();
+    let refused = suite
+        .strand_with(&["cluster", "describe"], &old_certificate)
+        .expect_err("the admin API still answers a certificate of the old CA");
+    println!("    the old CA's admin certificate: {refused}");
+    suite.settle(traffic, 200);
+}
+
 pub(crate) fn scale_out_and_in(suite: &Suite) {
     let traffic = Traffic::start(&bootstrap(), "orders", "scale", 200);
     traffic.wait_acked(200, QUICK);

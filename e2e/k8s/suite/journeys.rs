@@ -44,6 +44,10 @@ pub const ALL: &[Journey] = &[
         config_change_rolls_every_broker,
     ),
     (
+        "renew both CAs with rolling restarts under load",
+        renew_the_cas,
+    ),
+    (
         "scale 3 to 5 with a roll during the moves, then back to 3",
         scale_out_and_in,
     ),

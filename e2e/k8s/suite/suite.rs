@@ -97,6 +97,34 @@ impl Suite {
         self.run_strand(args, &[])
     }
 
+    /// The admin certificate files as they are now, copied aside to try again later; the
+    /// directory holds them while it lives.
+    pub(crate) fn saved_admin_certificate(
+        &self,
+    ) -> (tempfile::TempDir, Vec<(&'static str, PathBuf)>) {
+        let saved = tempfile::tempdir().expect("a temporary directory");
+        let files = self
+            .admin_tls()
+            .expect("the admin certificate")
+            .into_iter()
+            .map(|(variable, path)| {
+                let copy = saved.path().join(path.file_name().expect("a file name"));
+                std::fs::copy(&path, &copy).expect("copy a certificate file");
+                (variable, copy)
+            })
+            .collect();
+        (saved, files)
+    }
+
+    /// `strand ARGS --server <broker 0>` with the certificate `files`.
+    pub(crate) fn strand_with(
+        &self,
+        args: &[&str],
+        files: &[(&str, PathBuf)],
+    ) -> Result<String, String> {
+        self.run_strand(args, files)
+    }
+
     fn run_strand(&self, args: &[&str], env: &[(&str, PathBuf)]) -> Result<String, String> {
         let output = Command::new(&self.strand)
             .args(args)

@@ -165,9 +165,37 @@ pub async fn reconcile<A: AdminApi>(
     } else {
         Vec::new()
     };
-    if let Err(standing) = tls::ensure(&ctx, &cluster, &names, &owner, &node_addresses).await? {
-        stall(&ctx, &cluster, &names, standing).await?;
-        return Ok(Action::requeue(RESYNC));
+    // The template of a StatefulSet every broker runs: what the brokers have, for CA renewals.
+    let rolled = existing
+        .as_ref()
+        .filter(|set| plan::rolled(set))
+        .and_then(|set| {
+            set.spec
+                .as_ref()?
+                .template
+                .metadata
+                .as_ref()?
+                .annotations
+                .as_ref()
+        });
+    let certificates =
+        match tls::ensure(&ctx, &cluster, &names, &owner, &node_addresses, rolled).await? {
+            Ok(certificates) => certificates,
+            Err(standing) => {
+                stall(&ctx, &cluster, &names, standing).await?;
+                return Ok(Action::requeue(RESYNC));
+            }
+        };
+    if let Some(template) = objects
+        .stateful_set
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.metadata.as_mut())
+    {
+        template
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .extend(certificates.annotations.clone());
     }
     let pods = count(&broker_pods);
     let address = names.admin_address();
@@ -334,6 +362,11 @@ pub async fn reconcile<A: AdminApi>(
         .or(sizing.standing)
         .or(storage_standing)
         .unwrap_or_else(|| plan::standing(&cluster, pods, &described));
+    // A CA renewal under way holds a Ready Cluster at Reconciling, saying which step waits.
+    let standing = match (standing, certificates.renewing) {
+        (Standing::Ready { .. }, Some(renewing)) => renewing,
+        (standing, _) => standing,
+    };
     let requeue = match standing {
         Standing::Ready { .. } | Standing::Stalled { .. } => RESYNC,
         Standing::Reconciling { .. } => PROGRESS,

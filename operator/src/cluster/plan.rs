@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::jiff::Timestamp;
 use strand_proto::admin::{ClusterDescription, RebalanceProgress};
 
@@ -225,6 +226,19 @@ fn pod_of(cluster: &str, grpc_address: &str) -> Option<String> {
 
 fn saturate(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Whether every pod of `set` runs its current template and is ready: a rollout is done.
+pub fn rolled(set: &StatefulSet) -> bool {
+    let (Some(spec), Some(status)) = (set.spec.as_ref(), set.status.as_ref()) else {
+        return false;
+    };
+    let replicas = spec.replicas.unwrap_or(1);
+    status.observed_generation == set.metadata.generation
+        && status.update_revision.is_some()
+        && status.update_revision == status.current_revision
+        && status.updated_replicas == Some(replicas)
+        && status.ready_replicas == Some(replicas)
 }
 
 /// Where clients of each listener bootstrap: the bootstrap Service inside the cluster, or for

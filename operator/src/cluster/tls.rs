@@ -1,7 +1,15 @@
-//! The Secrets of a Cluster's certificates ([`crate::pki`]): the CA, created once and never
-//! replaced without a person deciding; the brokers' and the admin certificates, issued again
-//! whenever they no longer fit (a new CA, other broker names, a hand edit, near expiry). The
-//! admin certificate is what the operator's own admin calls present.
+//! The Secrets of a Cluster's certificates ([`crate::pki`]): the cluster CA and the clients
+//! CA, each created once and never replaced by a write over it; the brokers' and the admin
+//! certificates, issued again whenever they no longer fit (a new CA, other broker names, a
+//! hand edit, near expiry). The admin certificate is what the operator's own admin calls
+//! present.
+//!
+//! A CA is renewed in three steps, each finished by a rolling restart of the brokers, so that
+//! no broker or client ever meets a certificate it does not trust: (1) a new CA is made beside
+//! the old and both are trusted everywhere; (2) the new CA issues, certificates are issued
+//! again from it, and the old is still trusted; (3) the old is no longer trusted. A CA is
+//! renewed 30 days before it expires, or when its Secret is annotated
+//! `strand.dev/renew: "true"`.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +18,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
+use serde_json::json;
 use time::OffsetDateTime;
 use tracing::info;
 
@@ -28,6 +37,76 @@ pub const KEY_KEY: &str = "tls.key";
 pub const CA_CERT_KEY: &str = "ca.crt";
 /// Key of the CA's private key in the CA Secret.
 pub const CA_KEY_KEY: &str = "ca.key";
+/// Keys of the CA being brought in (renewal step 1), in the CA Secret.
+const NEXT_CERT_KEY: &str = "next.crt";
+const NEXT_KEY_KEY: &str = "next.key";
+/// Key of the CA being retired (renewal step 2), still trusted, in the CA Secret.
+const PREVIOUS_CERT_KEY: &str = "previous.crt";
+/// Annotation of a CA Secret that asks for its CA to be renewed now.
+pub const RENEW_ANNOTATION: &str = "strand.dev/renew";
+/// Annotation of a CA Secret saying which renewal step is under way.
+pub const RENEWAL_ANNOTATION: &str = "strand.dev/renewal";
+/// Pod template annotation holding what the cluster CA's trust is, so that a change of it
+/// restarts the brokers one at a time, and a finished rollout says every broker has it.
+pub const CLUSTER_CA_TRUST_ANNOTATION: &str = "strand.dev/cluster-ca-trust";
+/// The same for the clients CA.
+pub const CLIENTS_CA_TRUST_ANNOTATION: &str = "strand.dev/clients-ca-trust";
+
+/// A renewal step under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Step 1: the new CA is trusted beside the old, which still issues.
+    Trust,
+    /// Step 2: the new CA issues; the old is still trusted.
+    Switch,
+}
+
+impl Step {
+    fn parse(text: &str) -> Option<Step> {
+        match text {
+            "trust" => Some(Step::Trust),
+            "switch" => Some(Step::Switch),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Step::Trust => "trust",
+            Step::Switch => "switch",
+        }
+    }
+}
+
+/// A CA as its Secret holds it.
+#[derive(Debug, Clone)]
+pub struct CaState {
+    /// The CA that issues certificates now.
+    pub issuing: Pem,
+    /// Every CA certificate to trust now: the retiring one, the issuing one, the coming one.
+    pub trusted: String,
+    /// The renewal step under way, if one is.
+    pub step: Option<Step>,
+}
+
+impl CaState {
+    /// What the brokers' pod template records of this CA: a change restarts them.
+    pub fn trust_fingerprint(&self) -> String {
+        let step = self.step.map_or("", Step::name);
+        crate::desired::fingerprint(&format!("{step}\n{}", self.trusted))
+    }
+}
+
+/// The certificates to trust, in a fixed order (retiring, issuing, coming), so the bundle is
+/// the same text in step 1 and step 2.
+fn trusted_bundle(previous: Option<&str>, issuing: &str, next: Option<&str>) -> String {
+    let mut bundle = String::new();
+    for cert in [previous, Some(issuing), next].into_iter().flatten() {
+        bundle.push_str(cert.trim_end());
+        bundle.push('\n');
+    }
+    bundle
+}
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
@@ -64,8 +143,10 @@ fn pki_failed(names: &ClusterNames, error: pki::PkiError) -> Standing {
 }
 
 /// Reads the CA in Secret `name`, or makes one when there is none (created, never applied
-/// over: two writers cannot both make a CA). `Ok(Err(standing))` when the stored CA cannot be
-/// used.
+/// over: two writers cannot both make a CA), and takes its renewal a step further when the
+/// brokers have `rolled` to what the current step needs. `Ok(Err(standing))` when the stored
+/// CA cannot be used.
+#[allow(clippy::too_many_arguments)]
 async fn ensure_ca<A: AdminApi>(
     ctx: &Context<A>,
     cluster: &Cluster,
@@ -74,67 +155,229 @@ async fn ensure_ca<A: AdminApi>(
     name: String,
     what: &str,
     readme: &str,
-) -> Result<Result<Pem, Standing>, Error> {
+    rolled_to: Option<&str>,
+) -> Result<Result<CaState, Standing>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
     let now = OffsetDateTime::now_utc();
-    if let Some(found) = secrets.get_opt(&name).await? {
-        let ca = match (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY)) {
-            (Some(cert), Some(key)) => Pem { cert, key },
-            _ => {
+    let Some(found) = secrets.get_opt(&name).await? else {
+        let ca = match pki::new_ca(names.namespace(), names.cluster(), what, now) {
+            Ok(ca) => ca,
+            Err(error) => return Ok(Err(pki_failed(names, error))),
+        };
+        let object = secret(
+            names,
+            owner,
+            name.clone(),
+            "Opaque",
+            &[
+                (CA_CERT_KEY, &ca.cert),
+                (CA_KEY_KEY, &ca.key),
+                ("README", readme),
+            ],
+        );
+        secrets.create(&PostParams::default(), &object).await?;
+        info!(secret = name, "created the {what}");
+        ctx.publish(
+            cluster,
+            EventType::Normal,
+            "CreatedCA",
+            "Certificates",
+            format!("created the {what} in Secret {name}"),
+        )
+        .await;
+        return Ok(Ok(CaState {
+            trusted: trusted_bundle(None, &ca.cert, None),
+            issuing: ca,
+            step: None,
+        }));
+    };
+    let issuing = match (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY)) {
+        (Some(cert), Some(key)) => Pem { cert, key },
+        _ => {
+            return Ok(Err(ca_unusable(
+                &name,
+                what,
+                format!("it lacks {CA_CERT_KEY} or {CA_KEY_KEY}"),
+            )));
+        }
+    };
+    if let Some(why) = pki::ca_problem(&issuing) {
+        return Ok(Err(ca_unusable(&name, what, why)));
+    }
+    let annotations = found.metadata.annotations.clone().unwrap_or_default();
+    let step = match annotations.get(RENEWAL_ANNOTATION) {
+        None => None,
+        Some(text) => match Step::parse(text) {
+            Some(step) => Some(step),
+            None => {
                 return Ok(Err(ca_unusable(
                     &name,
                     what,
-                    format!("it lacks {CA_CERT_KEY} or {CA_KEY_KEY}"),
+                    format!("its {RENEWAL_ANNOTATION} annotation `{text}` is not a renewal step"),
                 )));
             }
-        };
-        return Ok(match pki::ca_problem(&ca, now) {
-            Some(why) => Err(ca_unusable(&name, what, why)),
-            None => Ok(ca),
-        });
-    }
-    let ca = match pki::new_ca(names.namespace(), names.cluster(), what, now) {
-        Ok(ca) => ca,
-        Err(error) => return Ok(Err(pki_failed(names, error))),
+        },
     };
-    let object = secret(
-        names,
-        owner,
-        name.clone(),
-        "Opaque",
-        &[
-            (CA_CERT_KEY, &ca.cert),
-            (CA_KEY_KEY, &ca.key),
-            ("README", readme),
-        ],
+    let next = match (text(&found, NEXT_CERT_KEY), text(&found, NEXT_KEY_KEY)) {
+        (Some(cert), Some(key)) => Some(Pem { cert, key }),
+        _ => None,
+    };
+    let previous = text(&found, PREVIOUS_CERT_KEY);
+    let state = |issuing: Pem, previous: Option<&str>, next: Option<&str>, step| CaState {
+        trusted: trusted_bundle(previous, &issuing.cert, next),
+        issuing,
+        step,
+    };
+    let current = state(
+        issuing.clone(),
+        previous.as_deref(),
+        next.as_ref().map(|n| n.cert.as_str()),
+        step,
     );
-    secrets.create(&PostParams::default(), &object).await?;
-    info!(secret = name, "created the {what}");
-    ctx.publish(
-        cluster,
-        EventType::Normal,
-        "CreatedCA",
-        "Certificates",
-        format!("created the {what} in Secret {name}"),
-    )
-    .await;
-    Ok(Ok(ca))
+    // Whether every broker runs with what the current step gives it.
+    let rolled = rolled_to == Some(current.trust_fingerprint().as_str());
+    let patch = |data: serde_json::Value, renewal: Option<Step>| {
+        json!({
+            "metadata": {
+                "resourceVersion": found.metadata.resource_version,
+                "annotations": {
+                    RENEW_ANNOTATION: null,
+                    RENEWAL_ANNOTATION: renewal.map(Step::name),
+                },
+            },
+            "data": data,
+        })
+    };
+    let b64 =
+        |text: &str| serde_json::to_value(ByteString(text.as_bytes().to_vec())).unwrap_or_default();
+    let (write, next_state, note) = match step {
+        None => {
+            let asked = annotations
+                .get(RENEW_ANNOTATION)
+                .is_some_and(|v| v == "true");
+            let due = pki::ca_renewal_due(&issuing.cert, now);
+            let why = match (asked, due) {
+                (_, Some(due)) => due,
+                (true, None) => format!("Secret {name} asks for it ({RENEW_ANNOTATION})"),
+                (false, None) => return Ok(Ok(current)),
+            };
+            let new = match pki::new_ca(names.namespace(), names.cluster(), what, now) {
+                Ok(ca) => ca,
+                Err(error) => return Ok(Err(pki_failed(names, error))),
+            };
+            let write = patch(
+                json!({NEXT_CERT_KEY: b64(&new.cert), NEXT_KEY_KEY: b64(&new.key)}),
+                Some(Step::Trust),
+            );
+            let note = format!(
+                "renewing the {what} ({why}), step 1 of 3: the brokers restart one at a time \
+                 trusting both the old and the new CA"
+            );
+            let next_state = state(issuing.clone(), None, Some(&new.cert), Some(Step::Trust));
+            (write, next_state, note)
+        }
+        Some(Step::Trust) => {
+            let Some(new) = next else {
+                return Ok(Err(ca_unusable(
+                    &name,
+                    what,
+                    format!(
+                        "a renewal is under way but it lacks {NEXT_CERT_KEY} or {NEXT_KEY_KEY}"
+                    ),
+                )));
+            };
+            if !rolled {
+                return Ok(Ok(current));
+            }
+            let write = patch(
+                json!({
+                    CA_CERT_KEY: b64(&new.cert),
+                    CA_KEY_KEY: b64(&new.key),
+                    PREVIOUS_CERT_KEY: b64(&issuing.cert),
+                    NEXT_CERT_KEY: null,
+                    NEXT_KEY_KEY: null,
+                }),
+                Some(Step::Switch),
+            );
+            let note = format!(
+                "renewing the {what}, step 2 of 3: every broker trusts the new CA; it issues \
+                 now, certificates are issued again from it, and the brokers restart one at a \
+                 time still trusting the old one"
+            );
+            let next_state = state(new, Some(&issuing.cert), None, Some(Step::Switch));
+            (write, next_state, note)
+        }
+        Some(Step::Switch) => {
+            if !rolled {
+                return Ok(Ok(current));
+            }
+            let write = patch(json!({PREVIOUS_CERT_KEY: null}), None);
+            let note = format!(
+                "renewed the {what}, step 3 of 3: every broker has certificates of the new CA; \
+                 the old one is no longer trusted, and the brokers restart once more to drop it"
+            );
+            (write, state(issuing.clone(), None, None, None), note)
+        }
+    };
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&write))
+        .await?;
+    info!(secret = name, %note);
+    let reason = if next_state.step.is_some() {
+        "RenewingCA"
+    } else {
+        "RenewedCA"
+    };
+    ctx.publish(cluster, EventType::Normal, reason, "Certificates", note)
+        .await;
+    Ok(Ok(next_state))
+}
+
+/// What a CA renewal under way says, as the Cluster's standing.
+pub fn renewal_standing(what: &str, state: &CaState) -> Option<Standing> {
+    let message = match state.step? {
+        Step::Trust => format!(
+            "renewing the {what}, step 1 of 3: waiting for every broker to restart trusting \
+             both the old and the new CA"
+        ),
+        Step::Switch => format!(
+            "renewing the {what}, step 2 of 3: waiting for every broker to restart with \
+             certificates of the new CA"
+        ),
+    };
+    Some(Standing::Reconciling {
+        reason: "RenewingCA",
+        message,
+    })
+}
+
+/// What [`ensure`] leaves for the rest of the reconcile.
+#[derive(Debug, Clone)]
+pub struct Certificates {
+    /// The pod template annotations recording each CA's trust.
+    pub annotations: BTreeMap<String, String>,
+    /// Reconciling while a CA renewal waits for the brokers to restart.
+    pub renewing: Option<Standing>,
 }
 
 /// Makes sure the Cluster's CAs (the cluster CA and the clients CA), broker and admin
-/// Secrets exist and fit, and points the admin client at the admin certificate. The brokers'
-/// certificate is valid for their DNS names and for `node_addresses` (the nodes' addresses
-/// `nodeport` listeners advertise). `Ok(Err(standing))` when a CA cannot be used: nothing is
-/// issued from it, and the standing says what a person has to do.
+/// Secrets exist and fit, takes CA renewals a step further once `rolled` (the pod template
+/// annotations of a StatefulSet whose every broker runs its current template) shows the
+/// brokers have what the step needs, and points the admin client at the admin certificate.
+/// The brokers' certificate is valid for their DNS names and for `node_addresses` (the
+/// nodes' addresses `nodeport` listeners advertise). `Ok(Err(standing))` when a CA cannot be
+/// used: nothing is issued from it, and the standing says what a person has to do.
 pub async fn ensure<A: AdminApi>(
     ctx: &Context<A>,
     cluster: &Cluster,
     names: &ClusterNames,
     owner: &OwnerReference,
     node_addresses: &[String],
-) -> Result<Result<(), Standing>, Error> {
+    rolled: Option<&BTreeMap<String, String>>,
+) -> Result<Result<Certificates, Standing>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
     let now = OffsetDateTime::now_utc();
+    let rolled_to = |annotation: &str| rolled.and_then(|a| a.get(annotation)).map(String::as_str);
     let ca = match ensure_ca(
         ctx,
         cluster,
@@ -143,6 +386,7 @@ pub async fn ensure<A: AdminApi>(
         names.ca_secret(),
         "cluster CA",
         CA_README,
+        rolled_to(CLUSTER_CA_TRUST_ANNOTATION),
     )
     .await?
     {
@@ -157,6 +401,7 @@ pub async fn ensure<A: AdminApi>(
         names.clients_ca_secret(),
         "clients CA",
         CLIENTS_CA_README,
+        rolled_to(CLIENTS_CA_TRUST_ANNOTATION),
     )
     .await?
     {
@@ -177,64 +422,52 @@ pub async fn ensure<A: AdminApi>(
                 key: text(found, KEY_KEY)?,
             })
         });
-        let stored_ca = found.as_ref().and_then(|found| text(found, CA_CERT_KEY));
-        // The brokers also hold the clients CA, for listeners that authenticate by TLS.
-        let stored_clients_ca = found
-            .as_ref()
-            .and_then(|found| text(found, pki::CLIENTS_CA_FILE));
-        let why = match (&current, &stored_ca) {
-            (None, _) if found.is_none() => Some("there was none".to_owned()),
-            (None, _) => Some(format!("the Secret lacks {CERT_KEY} or {KEY_KEY}")),
-            (Some(_), ca_cert) if ca_cert.as_deref() != Some(ca.cert.as_str()) => {
-                Some(format!("its {CA_CERT_KEY} is not the cluster CA"))
-            }
-            (Some(_), _)
-                if cn == BROKER_CN
-                    && stored_clients_ca.as_deref() != Some(clients_ca.cert.as_str()) =>
-            {
-                Some(format!(
-                    "its {} is not the clients CA",
-                    pki::CLIENTS_CA_FILE
-                ))
-            }
-            (Some(current), _) => pki::reissue_reason(current, &ca.cert, cn, &dns_names, now),
+        let why = match &current {
+            None if found.is_none() => Some("there was none".to_owned()),
+            None => Some(format!("the Secret lacks {CERT_KEY} or {KEY_KEY}")),
+            Some(current) => pki::reissue_reason(current, &ca.issuing.cert, cn, &dns_names, now),
         };
-        let issued = match (why, current) {
-            (None, Some(current)) => current,
-            (why, _) => {
-                let why = why.unwrap_or_default();
-                let issued = match pki::issue(&ca, cn, &dns_names, now) {
-                    Ok(issued) => issued,
-                    Err(error) => return Ok(Err(pki_failed(names, error))),
-                };
-                let mut data = vec![
-                    (CERT_KEY, issued.cert.as_str()),
-                    (KEY_KEY, issued.key.as_str()),
-                    (CA_CERT_KEY, ca.cert.as_str()),
-                ];
-                if cn == BROKER_CN {
-                    data.push((pki::CLIENTS_CA_FILE, clients_ca.cert.as_str()));
-                }
-                let object = secret(names, owner, name.clone(), "kubernetes.io/tls", &data);
-                secrets
-                    .patch(
-                        &name,
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&object),
-                    )
-                    .await?;
-                info!(secret = name, reason = why, "issued a certificate");
-                ctx.publish(
-                    cluster,
-                    EventType::Normal,
-                    "IssuedCertificate",
-                    "Certificates",
-                    format!("issued the {cn} certificate in Secret {name}: {why}"),
+        let (issued, why) = match (why, current) {
+            (None, Some(current)) => (current, None),
+            (why, _) => match pki::issue(&ca.issuing, cn, &dns_names, now) {
+                Ok(issued) => (issued, Some(why.unwrap_or_default())),
+                Err(error) => return Ok(Err(pki_failed(names, error))),
+            },
+        };
+        // Beside the certificate, the CAs to trust: the cluster CA's, and for the brokers the
+        // clients CA's too, for listeners that authenticate by TLS.
+        let mut data = vec![
+            (CERT_KEY, issued.cert.as_str()),
+            (KEY_KEY, issued.key.as_str()),
+            (CA_CERT_KEY, ca.trusted.as_str()),
+        ];
+        if cn == BROKER_CN {
+            data.push((pki::CLIENTS_CA_FILE, clients_ca.trusted.as_str()));
+        }
+        let object = secret(names, owner, name.clone(), "kubernetes.io/tls", &data);
+        if found.as_ref().and_then(|f| f.data.as_ref()) != object.data.as_ref() {
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&object),
                 )
-                .await;
-                issued
+                .await?;
+            match &why {
+                Some(why) => {
+                    info!(secret = name, reason = why, "issued a certificate");
+                    ctx.publish(
+                        cluster,
+                        EventType::Normal,
+                        "IssuedCertificate",
+                        "Certificates",
+                        format!("issued the {cn} certificate in Secret {name}: {why}"),
+                    )
+                    .await;
+                }
+                None => info!(secret = name, "the CAs it trusts changed"),
             }
-        };
+        }
         if cn == ADMIN_CN {
             admin = Some(issued);
         }
@@ -243,13 +476,26 @@ pub async fn ensure<A: AdminApi>(
         ctx.admin.use_tls(
             &names.admin_address(),
             AdminTls {
-                ca: ca.cert,
+                ca: ca.trusted.clone(),
                 cert: admin.cert,
                 key: admin.key,
             },
         );
     }
-    Ok(Ok(()))
+    Ok(Ok(Certificates {
+        annotations: BTreeMap::from([
+            (
+                CLUSTER_CA_TRUST_ANNOTATION.to_owned(),
+                ca.trust_fingerprint(),
+            ),
+            (
+                CLIENTS_CA_TRUST_ANNOTATION.to_owned(),
+                clients_ca.trust_fingerprint(),
+            ),
+        ]),
+        renewing: renewal_standing("cluster CA", &ca)
+            .or_else(|| renewal_standing("clients CA", &clients_ca)),
+    }))
 }
 
 /// Points the admin client at the Cluster's admin certificate, as stored. When there is none
@@ -285,18 +531,25 @@ fn ca_unusable(secret: &str, what: &str, why: String) -> Standing {
     }
 }
 
-/// The CA in Secret `name`, as stored, if it is there and whole.
+/// The CA in Secret `name` as stored, if it is there and whole: the CA that issues, and the
+/// certificates to trust (more than one while it is renewed).
 pub async fn stored_ca<A>(
     ctx: &Context<A>,
     namespace: &str,
     name: &str,
-) -> Result<Option<Pem>, Error> {
+) -> Result<Option<(Pem, String)>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     Ok(secrets.get_opt(name).await?.and_then(|found| {
-        Some(Pem {
+        let issuing = Pem {
             cert: text(&found, CA_CERT_KEY)?,
             key: text(&found, CA_KEY_KEY)?,
-        })
+        };
+        let trusted = trusted_bundle(
+            text(&found, PREVIOUS_CERT_KEY).as_deref(),
+            &issuing.cert,
+            text(&found, NEXT_CERT_KEY).as_deref(),
+        );
+        Some((issuing, trusted))
     }))
 }
 
@@ -309,3 +562,32 @@ connect as any such User: keep access to this Secret as narrow as to the cluster
 const CA_README: &str = "The CA of a Strand cluster's gRPC port (Raft between brokers and the \
 admin API), made by the Strand operator. Whoever holds ca.key can join the cluster as a broker \
 or administer it: keep access to this Secret as narrow as to the cluster itself.\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trust_bundle_is_the_same_text_in_both_renewal_steps() {
+        let (old, new) = ("OLD\n", "NEW\n");
+        let step1 = trusted_bundle(None, old, Some(new));
+        let step2 = trusted_bundle(Some(old), new, None);
+        assert_eq!(step1, "OLD\nNEW\n");
+        assert_eq!(step1, step2);
+        // The fingerprint still tells the steps apart, so each ends with its own roll.
+        let state = |step| CaState {
+            issuing: Pem {
+                cert: old.into(),
+                key: String::new(),
+            },
+            trusted: step1.clone(),
+            step,
+        };
+        let fingerprints = [None, Some(Step::Trust), Some(Step::Switch)]
+            .map(|step| state(step).trust_fingerprint());
+        assert_ne!(fingerprints[0], fingerprints[1]);
+        assert_ne!(fingerprints[1], fingerprints[2]);
+        assert_eq!(Step::parse(Step::Switch.name()), Some(Step::Switch));
+        assert_eq!(Step::parse("later"), None);
+    }
+}

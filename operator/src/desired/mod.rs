@@ -271,7 +271,7 @@ fn pod_disruption_budget(
 ///
 /// Stable across Rust releases and platforms, unlike `DefaultHasher`, because it ends up in
 /// pod templates and golden files.
-fn fingerprint(text: &str) -> String {
+pub(crate) fn fingerprint(text: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);

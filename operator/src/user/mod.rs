@@ -350,14 +350,15 @@ async fn credentials<A: AdminApi>(
             ),
         }));
     }
-    let Some(ca) = stored_ca(ctx, namespace, &names.ca_secret()).await? else {
+    let Some((_, trusted)) = stored_ca(ctx, namespace, &names.ca_secret()).await? else {
         return Ok(Credentials::Waiting(Standing::Reconciling {
             reason: "WaitingForCertificates",
             message: format!("Cluster {} has no CA yet", names.cluster()),
         }));
     };
     let mut data: BTreeMap<String, String> = plan::bootstrap_entries(user, cluster, names);
-    data.insert(CA_CERT_KEY.to_owned(), ca.cert.clone());
+    // Every CA the brokers' certificates may come from (two while the CA is renewed).
+    data.insert(CA_CERT_KEY.to_owned(), trusted);
     let made_before = user.status.as_ref().is_some_and(|s| s.principal.is_some());
     let mut changed = None;
     match user.spec.authentication.type_ {
@@ -419,7 +420,8 @@ async fn credentials<A: AdminApi>(
             }
         }
         UserAuthenticationType::Tls => {
-            let Some(clients_ca) = stored_ca(ctx, namespace, &names.clients_ca_secret()).await?
+            let Some((clients_ca, _)) =
+                stored_ca(ctx, namespace, &names.clients_ca_secret()).await?
             else {
                 return Ok(Credentials::Waiting(Standing::Reconciling {
                     reason: "WaitingForCertificates",

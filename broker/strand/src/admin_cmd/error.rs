@@ -159,10 +159,19 @@ fn not_controller_hint(admin: &AdminError) -> String {
 /// A status without `AdminError` details: shown by its message, with a hint when the code
 /// alone says enough.
 fn from_plain_status(server: &str, status: &Status) -> CliError {
-    let message = if status.message().is_empty() {
-        format!("the server answered {:?}", status.code())
-    } else {
-        status.message().to_owned()
+    let message = match (status.message(), std::error::Error::source(status)) {
+        ("", _) => format!("the server answered {:?}", status.code()),
+        // A failed call carries its transport's error, which says why ("received fatal
+        // alert: BadCertificate") where the message says "transport error".
+        (message, Some(source)) => {
+            let causes = error_chain(source);
+            if causes.is_empty() || message.contains(&causes) {
+                message.to_owned()
+            } else {
+                format!("{message}: {causes}")
+            }
+        }
+        (message, None) => message.to_owned(),
     };
     let hint = match status.code() {
         Code::Unavailable => Some(format!(
