@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kube::CustomResourceExt;
 use kube::core::cel::Validator;
 use serde_json::Value;
-use strand_operator::crd::{Cluster, Topic};
+use strand_operator::crd::{Cluster, Topic, User};
 use strand_operator::desired::desired;
 
 fn chart() -> PathBuf {
@@ -394,6 +394,25 @@ fn examples_are_valid_resources() {
         names.push(topic.kafka_name().unwrap().to_owned());
     }
     assert_eq!(names, ["orders", "Customers_v1"]);
+
+    let user_schema = open_api_schema(&serde_json::to_value(User::crd()).unwrap());
+    let mut users = Vec::new();
+    for document in yaml_documents(&read("examples/users.yaml")) {
+        assert!(
+            Validator::new()
+                .validate(&user_schema, &document, None)
+                .is_ok(),
+            "{document}"
+        );
+        let user: User = serde_json::from_value(document).unwrap();
+        assert_eq!(
+            user.spec.cluster_ref.name,
+            cluster.metadata.name.clone().unwrap()
+        );
+        assert!(strand_operator::user::plan::no_listener(&user, &cluster).is_none());
+        users.push(strand_operator::user::plan::principal(&user));
+    }
+    assert_eq!(users, ["User:orders-app", "User:audit-reader"]);
 }
 
 fn open_api_schema(crd: &Value) -> Value {

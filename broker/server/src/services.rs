@@ -10,7 +10,7 @@ use strand_proto::admin::admin_server::AdminServer;
 use strand_proto::broker::broker_server::BrokerServer;
 use strand_proto::raft::raft_server::RaftServer;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -90,6 +90,9 @@ pub async fn serve_grpc(
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes on the gRPC port in flight at once: a peer opening connections without
+/// finishing them holds at most this many tasks and sockets.
+const MAX_HANDSHAKES: usize = 128;
 
 /// The gRPC port's connections over TLS, each handshake made with the acceptor current when
 /// it was accepted (so renewed certificates are served without a restart) and on its own task
@@ -99,6 +102,7 @@ fn tls_incoming(
     tls: Reloading<TlsAcceptor>,
 ) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(16);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -116,7 +120,13 @@ fn tls_incoming(
             let _ = stream.set_nodelay(true);
             let (acceptor, _) = tls.current();
             let tx = tx.clone();
+            // Handshakes in flight are bounded: past the bound, accepting waits (the kernel's
+            // backlog holds the rest) until one finishes or times out.
+            let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                return;
+            };
             tokio::spawn(async move {
+                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
