@@ -1,5 +1,5 @@
-//! The Topic reconciler with the real admin client, `GrpcAdmin`, against one in-process
-//! broker: the mock API server stands in for Kubernetes, the broker is real.
+//! The Topic and User reconcilers with the real admin client, `GrpcAdmin`, against one
+//! in-process broker: the mock API server stands in for Kubernetes, the broker is real.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use strand_operator::admin::{AdminApi, AdminError, GrpcAdmin};
 use strand_operator::context::Context;
-use strand_operator::crd::Topic;
+use strand_operator::crd::{Topic, User};
 use strand_operator::metrics::Metrics;
-use strand_operator::topic;
+use strand_operator::{pki, topic, user};
 use strand_proto::admin::{
-    ClusterDescription, CreateTopicRequest, DeleteTopicRequest, TopicDescription,
-    UpdateTopicRequest,
+    Acl, AclFilter, ClusterDescription, CreateTopicRequest, DeleteTopicRequest, ScramUser,
+    TopicDescription, UpdateTopicRequest, UpsertScramUserRequest,
 };
 use strand_server::{Broker, BrokerConfig, RaftTuning};
 
@@ -78,6 +78,28 @@ impl AdminApi for Redirect {
         _: &str,
     ) -> Result<strand_proto::admin::RebalanceProgress, AdminError> {
         self.inner.rebalance_status(&self.to).await
+    }
+    async fn list_acls(&self, _: &str, filter: AclFilter) -> Result<Vec<Acl>, AdminError> {
+        self.inner.list_acls(&self.to, filter).await
+    }
+    async fn create_acls(&self, _: &str, acls: Vec<Acl>) -> Result<(), AdminError> {
+        self.inner.create_acls(&self.to, acls).await
+    }
+    async fn delete_acls(&self, _: &str, filter: AclFilter) -> Result<Vec<Acl>, AdminError> {
+        self.inner.delete_acls(&self.to, filter).await
+    }
+    async fn list_scram_users(&self, _: &str) -> Result<Vec<ScramUser>, AdminError> {
+        self.inner.list_scram_users(&self.to).await
+    }
+    async fn upsert_scram_user(
+        &self,
+        _: &str,
+        request: UpsertScramUserRequest,
+    ) -> Result<(), AdminError> {
+        self.inner.upsert_scram_user(&self.to, request).await
+    }
+    async fn delete_scram_user(&self, _: &str, user: &str) -> Result<bool, AdminError> {
+        self.inner.delete_scram_user(&self.to, user).await
     }
 }
 
@@ -211,6 +233,241 @@ async fn a_topic_is_created_refused_and_deleted_by_a_real_broker() {
             .unwrap()
             .is_none()
     );
+
+    broker.shutdown().await;
+}
+
+const SECRETS_PATH: &str = "/api/v1/namespaces/default/secrets";
+
+fn user_path(name: &str) -> String {
+    format!("/apis/strand.dev/v1alpha1/namespaces/default/users/{name}")
+}
+
+fn user_object(name: &str, acls: Value) -> Value {
+    json!({
+        "apiVersion": "strand.dev/v1alpha1",
+        "kind": "User",
+        "metadata": {
+            "name": name, "namespace": "default", "uid": format!("{name}-uid"), "generation": 1,
+            "finalizers": [user::FINALIZER],
+        },
+        "spec": {
+            "clusterRef": {"name": "main"},
+            "authentication": {"type": "scram-sha-512"},
+            "acls": acls,
+        },
+    })
+}
+
+/// The cluster CA's Secret, as the Cluster's reconcile leaves it.
+fn ca_secret() -> Value {
+    let ca = pki::new_ca(
+        "default",
+        "main",
+        "cluster CA",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let b64 = |text: &str| {
+        serde_json::to_value(k8s_openapi::ByteString(text.as_bytes().to_vec())).unwrap()
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "main-ca", "namespace": "default"},
+        "data": {"ca.crt": b64(&ca.cert), "ca.key": b64(&ca.key)},
+    })
+}
+
+/// Reconciles `user` once with `objects` stored besides it and the Cluster; returns the calls
+/// and what the mock API server holds after.
+async fn reconcile_user(
+    user: Value,
+    objects: &[(String, Value)],
+    address: &str,
+) -> (Vec<Call>, ApiState) {
+    let name = user["metadata"]["name"].as_str().unwrap().to_owned();
+    let mut state = ApiState::default();
+    state.objects.insert(user_path(&name), user.clone());
+    state
+        .objects
+        .insert(CLUSTER_PATH.to_owned(), cluster_object());
+    state.objects.extend(objects.iter().cloned());
+    let (client, server) = mock::client(state);
+    let admin = Redirect {
+        inner: GrpcAdmin::new(),
+        to: address.to_owned(),
+    };
+    let ctx = Arc::new(Context::new(client, admin, Metrics::default()));
+    let user: User = serde_json::from_value(user).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        user::reconcile(Arc::new(user), ctx),
+    )
+    .await
+    .expect("reconcile finishes")
+    .unwrap();
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn acls_of(admin: &GrpcAdmin, address: &str, principal: &str) -> Vec<(String, String)> {
+    let mut acls: Vec<(String, String)> = admin
+        .list_acls(
+            address,
+            AclFilter {
+                principal: Some(principal.to_owned()),
+                pattern_type: "Any".to_owned(),
+                ..AclFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|acl| {
+            (
+                format!("{} {}", acl.resource_type, acl.resource_name),
+                acl.operation,
+            )
+        })
+        .collect();
+    acls.sort();
+    acls
+}
+
+async fn has_scram_user(admin: &GrpcAdmin, address: &str, name: &str) -> bool {
+    admin
+        .list_scram_users(address)
+        .await
+        .unwrap()
+        .iter()
+        .any(|u| u.user == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_gets_credentials_and_acls_and_is_revoked_by_a_real_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, address) = one_broker(dir.path()).await;
+    let grpc = GrpcAdmin::new();
+    let ca = (
+        "/api/v1/namespaces/default/secrets/main-ca".to_owned(),
+        ca_secret(),
+    );
+    let rules = json!([
+        {"resource": {"type": "topic", "name": "payments"}, "operations": ["Read", "Write"]},
+        {"resource": {"type": "group", "name": "payments-", "patternType": "prefixed"},
+         "operations": ["Read"]},
+    ]);
+
+    // Credentials in a Secret the User owns, then in the cluster; ACLs exactly as listed.
+    let (_, state) = reconcile_user(
+        user_object("payments-app", rules),
+        std::slice::from_ref(&ca),
+        &address,
+    )
+    .await;
+    let stored = state.objects[&user_path("payments-app")].clone();
+    assert_eq!(condition(&stored, "Ready")["status"], "True", "{stored}");
+    assert_eq!(stored["status"]["principal"], "User:payments-app");
+    // No topic payments yet: shown, not refused.
+    assert_eq!(
+        stored["status"]["aclsMatchingNothing"],
+        json!(["topic payments (literal)"])
+    );
+    let secret_path = format!("{SECRETS_PATH}/payments-app");
+    let secret = state.objects[&secret_path].clone();
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        "payments-app-uid"
+    );
+    assert!(secret["data"]["password"].is_string());
+    assert_eq!(secret["data"]["ca.crt"], ca.1["data"]["ca.crt"]);
+    assert!(has_scram_user(&grpc, &address, "payments-app").await);
+    assert_eq!(
+        acls_of(&grpc, &address, "User:payments-app").await,
+        [
+            ("Group payments-".to_owned(), "Read".to_owned()),
+            ("Topic payments".to_owned(), "Read".to_owned()),
+            ("Topic payments".to_owned(), "Write".to_owned()),
+        ]
+    );
+
+    // Again, unchanged: the Secret is not written, and the ACLs stay.
+    let with_secret = [ca.clone(), (secret_path.clone(), secret.clone())];
+    let (calls, _) = reconcile_user(stored.clone(), &with_secret, &address).await;
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.is_write() && c.path.starts_with(SECRETS_PATH)),
+        "{calls:?}"
+    );
+    // A rule removed: its ACL goes.
+    let mut fewer = stored.clone();
+    fewer["spec"]["acls"] = json!([
+        {"resource": {"type": "topic", "name": "payments"}, "operations": ["Read"]},
+    ]);
+    reconcile_user(fewer, &with_secret, &address).await;
+    assert_eq!(
+        acls_of(&grpc, &address, "User:payments-app").await,
+        [("Topic payments".to_owned(), "Read".to_owned())]
+    );
+
+    // Its Secret deleted by hand: made again, with a new password the cluster takes.
+    let (calls, state) = reconcile_user(stored.clone(), std::slice::from_ref(&ca), &address).await;
+    let remade = &state.objects[&secret_path];
+    assert_ne!(remade["data"]["password"], secret["data"]["password"]);
+    assert!(has_scram_user(&grpc, &address, "payments-app").await);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.path == EVENTS_PATH && c.body.to_string().contains("made a new password")),
+        "{calls:?}"
+    );
+    let with_secret = [ca.clone(), (secret_path.clone(), remade.clone())];
+
+    // A SCRAM user this User did not make is not taken over.
+    grpc.upsert_scram_user(
+        &address,
+        UpsertScramUserRequest {
+            user: "taken".to_owned(),
+            mechanism: "SCRAM-SHA-512".to_owned(),
+            salt: vec![1; 16].into(),
+            salted_password: vec![2; 64].into(),
+            iterations: 4096,
+        },
+    )
+    .await
+    .unwrap();
+    let (_, state) = reconcile_user(
+        user_object("taken", json!([])),
+        std::slice::from_ref(&ca),
+        &address,
+    )
+    .await;
+    let taken = &state.objects[&user_path("taken")];
+    assert_eq!(
+        condition(taken, "Stalled")["reason"],
+        "UserExists",
+        "{taken}"
+    );
+    assert!(!state.objects.contains_key(&format!("{SECRETS_PATH}/taken")));
+
+    // Deleting the User revokes it: no ACLs, no credential; the finalizer goes.
+    let mut deleted = stored;
+    deleted["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let (_, state) = reconcile_user(deleted, &with_secret, &address).await;
+    assert_eq!(
+        state.objects[&user_path("payments-app")]["metadata"]["finalizers"],
+        json!([])
+    );
+    assert!(
+        acls_of(&grpc, &address, "User:payments-app")
+            .await
+            .is_empty()
+    );
+    assert!(!has_scram_user(&grpc, &address, "payments-app").await);
+    assert!(has_scram_user(&grpc, &address, "taken").await);
 
     broker.shutdown().await;
 }
