@@ -24,7 +24,7 @@ fn render(desired: &Desired) -> String {
     ];
     objects.extend(
         desired
-            .node_port_services
+            .external_services
             .iter()
             .map(|s| serde_json::to_value(s).unwrap()),
     );
@@ -94,10 +94,12 @@ spec:
     - { name: plain, port: 9092, type: internal, tls: false, authentication: none }
     - { name: mtls, port: 9093, type: internal, tls: true, authentication: tls }
     - { name: external, port: 9094, type: nodeport, tls: true, authentication: scram-sha-512 }
+    - { name: lb, port: 9096, type: loadbalancer, tls: true, authentication: scram-sha-512 }
 "#;
 
 /// Listeners of every kind: the TLS one is the broker's main listener, the others are
-/// `--listener`s; the external one advertises its node's address and gets NodePort Services.
+/// `--listener`s; the nodeport one advertises its node's address and gets NodePort Services,
+/// the loadbalancer one LoadBalancer Services (and the pod's name until its address is known).
 #[test]
 fn listeners_of_every_kind() {
     // 9093 is the gRPC port: the schema refuses it, so the golden case uses 9095.

@@ -1,4 +1,5 @@
-//! A stand-in for kube-proxy's NodePort forwarding, for the local control plane only.
+//! A stand-in for kube-proxy's NodePort forwarding (and for a load balancer's), for the local
+//! control plane only.
 //!
 //! The local kit (`../shared/k8s`) runs pods as host processes and has no kube-proxy: a
 //! NodePort Service gets its node port from the API server, but nothing listens on it. On a
@@ -6,8 +7,9 @@
 //! journeys start it only when `STRAND_E2E_PKUBELET` is set (as `e2e/k8s/run.sh` does for the
 //! local kit); see [`NodePorts::start_if_local`].
 //!
-//! For the NodePort Services of a namespace whose names start with a prefix, it listens on the
-//! host at `0.0.0.0:<nodePort>` and forwards each accepted TCP connection to
+//! For the NodePort and LoadBalancer Services of a namespace whose names start with a prefix,
+//! it listens on the host at `0.0.0.0:<nodePort>` (and, for a LoadBalancer Service whose
+//! status has an ingress IP, at `<ingress IP>:<port>`, as the load balancer would) and forwards each accepted TCP connection to
 //! `<pod IP>:<targetPort>` of the first Ready pod (by name, as pkubelet resolves Service names)
 //! matching the Service's selector, looked up per connection. Services that appear later are
 //! picked up within a couple of seconds. Dropping it closes the listeners and every forwarded
@@ -48,8 +50,8 @@ struct Shared {
     next_id: AtomicU64,
     /// Connection threads, joined when dropped.
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Connections accepted per node port.
-    accepted: Mutex<BTreeMap<u16, usize>>,
+    /// Connections accepted per address listened on.
+    accepted: Mutex<BTreeMap<SocketAddr, usize>>,
 }
 
 /// Node ports forwarded from the host to pods while this lives.
@@ -83,9 +85,9 @@ impl NodePorts {
         let routes = node_port_routes(&shared.namespace, &shared.prefix)
             .unwrap_or_else(|e| panic!("cannot list the node ports to forward: {e}"));
         update_listeners(&mut listeners, routes).unwrap_or_else(|e| panic!("{e}"));
-        for (port, (_, route)) in &listeners {
+        for (address, (_, route)) in &listeners {
             println!(
-                "    forwarding node port {port} to {}:{} (standing in for kube-proxy)",
+                "    forwarding {address} to {}:{} (standing in for kube-proxy)",
                 route.service, route.target_port
             );
         }
@@ -99,15 +101,17 @@ impl NodePorts {
         }
     }
 
-    /// How many connections the host accepted on `node_port` so far.
-    pub fn connections(&self, node_port: u16) -> usize {
+    /// How many connections the host accepted on port `port` (a node port, or a load
+    /// balancer's port) so far.
+    pub fn connections(&self, port: u16) -> usize {
         self.shared
             .accepted
             .lock()
             .unwrap()
-            .get(&node_port)
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|(address, _)| address.port() == port)
+            .map(|(_, count)| count)
+            .sum()
     }
 }
 
@@ -133,7 +137,7 @@ impl Drop for NodePorts {
 }
 
 /// Accepts on every listener until stopped, re-listing the Services every [`REFRESH`].
-fn accept_loop(shared: &Arc<Shared>, mut listeners: BTreeMap<u16, (TcpListener, Route)>) {
+fn accept_loop(shared: &Arc<Shared>, mut listeners: BTreeMap<SocketAddr, (TcpListener, Route)>) {
     let mut listed = Instant::now();
     while !shared.stop.load(Ordering::SeqCst) {
         if listed.elapsed() >= REFRESH {
@@ -148,15 +152,15 @@ fn accept_loop(shared: &Arc<Shared>, mut listeners: BTreeMap<u16, (TcpListener, 
             }
         }
         let mut idle = true;
-        for (port, (listener, route)) in &listeners {
+        for (address, (listener, route)) in &listeners {
             match listener.accept() {
                 Ok((client, _)) => {
                     idle = false;
-                    *shared.accepted.lock().unwrap().entry(*port).or_insert(0) += 1;
+                    *shared.accepted.lock().unwrap().entry(*address).or_insert(0) += 1;
                     spawn_connection(shared, client, route.clone());
                 }
                 Err(error) if error.kind() == ErrorKind::WouldBlock => {}
-                Err(error) => eprintln!("    (node port {port}: accept: {error})"),
+                Err(error) => eprintln!("    ({address}: accept: {error})"),
             }
         }
         if idle {
@@ -168,27 +172,27 @@ fn accept_loop(shared: &Arc<Shared>, mut listeners: BTreeMap<u16, (TcpListener, 
 /// Listens on the node ports of `routes` not listened on yet, points the others at their
 /// current Service, and closes those whose Service is gone.
 fn update_listeners(
-    listeners: &mut BTreeMap<u16, (TcpListener, Route)>,
-    routes: BTreeMap<u16, Route>,
+    listeners: &mut BTreeMap<SocketAddr, (TcpListener, Route)>,
+    routes: BTreeMap<SocketAddr, Route>,
 ) -> Result<(), String> {
-    listeners.retain(|port, _| routes.contains_key(port));
+    listeners.retain(|address, _| routes.contains_key(address));
     let mut failed = Vec::new();
-    for (port, route) in routes {
-        if let Some((_, current)) = listeners.get_mut(&port) {
+    for (address, route) in routes {
+        if let Some((_, current)) = listeners.get_mut(&address) {
             *current = route;
             continue;
         }
-        let listener = match TcpListener::bind(("0.0.0.0", port)) {
+        let listener = match TcpListener::bind(address) {
             Ok(listener) => listener,
             Err(error) => {
-                failed.push(format!("cannot listen on node port {port}: {error}"));
+                failed.push(format!("cannot listen on {address}: {error}"));
                 continue;
             }
         };
         listener
             .set_nonblocking(true)
-            .map_err(|e| format!("node port {port}: {e}"))?;
-        listeners.insert(port, (listener, route));
+            .map_err(|e| format!("{address}: {e}"))?;
+        listeners.insert(address, (listener, route));
     }
     if failed.is_empty() {
         Ok(())
@@ -197,16 +201,21 @@ fn update_listeners(
     }
 }
 
-/// The node ports of the namespace's NodePort Services named `prefix…`.
-fn node_port_routes(namespace: &str, prefix: &str) -> Result<BTreeMap<u16, Route>, String> {
+/// Where the namespace's NodePort and LoadBalancer Services named `prefix…` are reached from
+/// the host: their node ports, and a LoadBalancer's ingress IP with its port.
+fn node_port_routes(namespace: &str, prefix: &str) -> Result<BTreeMap<SocketAddr, Route>, String> {
     let text = try_kubectl(&["get", "services", "-n", namespace, "-o", "json"])?;
     let list: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let mut routes = BTreeMap::new();
     for service in list["items"].as_array().into_iter().flatten() {
         let name = service["metadata"]["name"].as_str().unwrap_or_default();
-        if !name.starts_with(prefix) || service["spec"]["type"] != "NodePort" {
+        let load_balancer = service["spec"]["type"] == "LoadBalancer";
+        if !name.starts_with(prefix) || !(service["spec"]["type"] == "NodePort" || load_balancer) {
             continue;
         }
+        let ingress_ip = service["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
         let Some(selector) = service["spec"]["selector"].as_object() else {
             continue;
         };
@@ -223,14 +232,15 @@ fn node_port_routes(namespace: &str, prefix: &str) -> Result<BTreeMap<u16, Route
             };
             // As pkubelet: a named targetPort is not translated; no targetPort is the port.
             let target_port = port["targetPort"].as_u64().unwrap_or(port_number);
-            routes.insert(
-                node_port as u16,
-                Route {
-                    service: name.to_owned(),
-                    target_port: target_port as u16,
-                    selector: selector.clone(),
-                },
-            );
+            let route = Route {
+                service: name.to_owned(),
+                target_port: target_port as u16,
+                selector: selector.clone(),
+            };
+            if let Some(ip) = ingress_ip.filter(|_| load_balancer) {
+                routes.insert(SocketAddr::new(ip, port_number as u16), route.clone());
+            }
+            routes.insert(SocketAddr::from(([0, 0, 0, 0], node_port as u16)), route);
         }
     }
     Ok(routes)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::kubectl::{apply, condition_true, get, kubectl, list, try_kubectl, wait_for};
+use crate::kubectl::{apply, condition, condition_true, get, kubectl, list, try_kubectl, wait_for};
 use crate::nodeports::NodePorts;
 use crate::suite::*;
 
@@ -78,6 +78,45 @@ spec:
     type: scram-sha-512
 "
     ));
+    // No load balancer controller here: the Cluster says what it waits for; then the suite
+    // gives the LoadBalancer Services their addresses, as a controller would.
+    let waiting = wait_for("the Cluster to wait for load balancers", SLOW, || {
+        let cluster = get(NS, "cluster", SECURE).ok_or("no Cluster")?;
+        match condition(&cluster, "Reconciling") {
+            Some(c) if c["status"] == "True" && c["reason"] == "WaitingForLoadBalancer" => {
+                Ok(c["message"].as_str().unwrap_or_default().to_owned())
+            }
+            _ => Err(format!("{}", cluster["status"]["conditions"])),
+        }
+    });
+    println!("    {waiting}");
+    let before: Vec<String> = list(NS, "pod", SECURE_BROKERS)
+        .iter()
+        .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_owned))
+        .collect();
+    let load_balancers = provision_load_balancers();
+    // A broker reads its advertised addresses when it starts: every one restarts once.
+    wait_for(
+        "every broker to restart advertising its load balancer",
+        SLOW,
+        || {
+            let pods = list(NS, "pod", SECURE_BROKERS);
+            let replaced = pods
+                .iter()
+                .filter(|p| {
+                    !before
+                        .iter()
+                        .any(|uid| p["metadata"]["uid"] == uid.as_str())
+                        && condition_true(p, "Ready")
+                })
+                .count();
+            if replaced == 3 && pods.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!("{replaced} of 3 brokers restarted and ready"))
+            }
+        },
+    );
     let cluster = wait_for("Cluster secure to be Ready with 3 brokers", SLOW, || {
         cluster_named_ready(SECURE, 3)
     });
@@ -113,6 +152,9 @@ spec:
     );
     println!("    external listener: {external}");
     write_and_read_through_node_ports(&payments, &external, forwarding.as_ref());
+
+    // ... and through the load balancers.
+    write_and_read_through_load_balancers(&payments, &load_balancers);
 
     // 5. A User with no ACLs authenticates and is refused the topic.
     nobody_is_refused(&nobody, &external);
@@ -160,6 +202,100 @@ spec:
     delete_the_secure_cluster();
 }
 
+/// Load balancer addresses the suite gives, standing in for a load balancer controller: the
+/// bootstrap Service's, then broker 0's, 1's and 2's (loopback addresses of the host, where
+/// [`NodePorts`] forwards them).
+const LOAD_BALANCER_IPS: [&str; 4] = ["127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13"];
+/// The load balancer listener's port.
+const LB_PORT: u16 = 9096;
+
+/// Writes an ingress IP into the status of each of the `lb` listener's LoadBalancer Services,
+/// as a load balancer controller would; returns the expected advertised address per broker id
+/// (ordinal).
+fn provision_load_balancers() -> BTreeMap<i64, String> {
+    let services = std::iter::once(format!("{SECURE}-lb-bootstrap"))
+        .chain((0..3).map(|ordinal| format!("{SECURE}-{ordinal}-lb")));
+    for (service, ip) in services.zip(LOAD_BALANCER_IPS) {
+        wait_for(&format!("Service {service}"), QUICK, || {
+            get(NS, "service", &service)
+                .filter(|s| s["spec"]["type"] == "LoadBalancer")
+                .ok_or_else(|| "not yet".to_owned())
+        });
+        let patch = format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{ip}"}}]}}}}}}"#);
+        kubectl(&[
+            "patch",
+            "service",
+            "-n",
+            NS,
+            &service,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+        println!("    load balancer of {service}: {ip}");
+    }
+    (0..3)
+        .map(|ordinal| {
+            (
+                ordinal,
+                format!("{}:{LB_PORT}", LOAD_BALANCER_IPS[ordinal as usize + 1]),
+            )
+        })
+        .collect()
+}
+
+/// Through the load balancers: the listener's bootstrap in the Cluster's status and the
+/// User's Secret is the bootstrap Service's address, every broker advertises its own load
+/// balancer, and a record reaches each partition's leader that way.
+fn write_and_read_through_load_balancers(payments: &KafkaUser, expected: &BTreeMap<i64, String>) {
+    let bootstrap = format!("{}:{LB_PORT}", LOAD_BALANCER_IPS[0]);
+    let (kind, in_status) = listeners_in_status().unwrap()["lb"].clone();
+    assert_eq!(
+        (kind.as_str(), in_status.as_str()),
+        ("loadbalancer", bootstrap.as_str())
+    );
+    assert_eq!(
+        secret_text("payments-app", "bootstrap.servers.lb"),
+        bootstrap
+    );
+    let metadata = wait_for(
+        "every broker to advertise its load balancer over TLS",
+        SLOW,
+        || {
+            let metadata = payments.metadata(&bootstrap, Some(PAYMENTS))?;
+            let seen = advertised(&metadata);
+            if seen == *expected {
+                Ok(metadata)
+            } else {
+                Err(format!("advertised {seen:?}, expected {expected:?}"))
+            }
+        },
+    );
+    let leaders = leaders(&metadata).unwrap();
+    for (partition, leader) in &leaders {
+        let value = format!("through-lb-{partition}");
+        let run = payments.kcat(
+            &bootstrap,
+            &[
+                "-P",
+                "-t",
+                PAYMENTS,
+                "-p",
+                &partition.to_string(),
+                "-X",
+                "acks=all",
+            ],
+            Some(&value),
+        );
+        assert!(run.ok, "writing {value} through the load balancers: {run}");
+        println!(
+            "    {value} written through {} (the load balancer of broker {leader})",
+            expected[leader]
+        );
+    }
+}
+
 fn secure_cluster_yaml() -> String {
     format!(
         "apiVersion: strand.dev/v1alpha1
@@ -184,6 +320,11 @@ spec:
   - name: external
     port: 9094
     type: nodeport
+    tls: true
+    authentication: scram-sha-512
+  - name: lb
+    port: 9096
+    type: loadbalancer
     tls: true
     authentication: scram-sha-512
 "
@@ -305,16 +446,16 @@ fn check_user_secret(user: &Value) {
         format!("{SECURE}-bootstrap.{NS}.svc:9092")
     );
     // Each address the Secret gives is the one the Cluster reports for that listener.
-    let listeners = wait_for("both listeners in the Cluster's status", QUICK, || {
+    let listeners = wait_for("every listener in the Cluster's status", QUICK, || {
         let listeners = listeners_in_status()?;
-        if listeners.len() == 2 && listeners.values().all(|(_, b)| !b.is_empty()) {
+        if listeners.len() == 3 && listeners.values().all(|(_, b)| !b.is_empty()) {
             Ok(listeners)
         } else {
             Err(format!("{listeners:?}"))
         }
     });
     assert_eq!(listeners["tls"].0, "internal", "{listeners:?}");
-    for name in ["tls", "external"] {
+    for name in ["tls", "external", "lb"] {
         assert_eq!(
             secret_text("payments-app", &format!("bootstrap.servers.{name}")),
             listeners[name].1,

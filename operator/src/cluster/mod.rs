@@ -3,6 +3,7 @@
 //! DescribeCluster and RebalanceStatus. A scale-down drains first: the brokers of the removed
 //! ordinals are decommissioned, and the StatefulSet shrinks only once they hold nothing.
 
+mod external;
 pub mod plan;
 mod storage;
 pub mod tls;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -31,8 +32,8 @@ use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
 use crate::crd::condition::PAUSED;
 use crate::crd::{Cluster, ClusterStatus, ListenerType};
 use crate::desired::{
-    CONFIG_HASH_ANNOTATION, ClusterNames, Desired, DesiredError, POD_NAME_LABEL, RACK_ANNOTATION,
-    advertised_file, desired, label_selector, metadata, node_port_services,
+    CONFIG_HASH_ANNOTATION, ClusterNames, Desired, DesiredError, RACK_ANNOTATION, desired,
+    label_selector,
 };
 use plan::{Described, Pods};
 
@@ -160,11 +161,17 @@ pub async fn reconcile<A: AdminApi>(
     let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
     let listeners = cluster.spec.listeners();
     let node_ports = listeners.iter().any(|l| l.type_ == ListenerType::Nodeport);
-    let node_addresses = if node_ports {
+    let mut node_addresses = if node_ports {
         node_addresses(&ctx, &broker_pods).await?
     } else {
         Vec::new()
     };
+    if listeners
+        .iter()
+        .any(|l| l.type_ == ListenerType::Loadbalancer)
+    {
+        node_addresses.extend(external::load_balancer_addresses(&ctx, &names).await?);
+    }
     // The template of a StatefulSet every broker runs: what the brokers have, for CA renewals.
     let rolled = existing
         .as_ref()
@@ -287,66 +294,40 @@ pub async fn reconcile<A: AdminApi>(
     apply(&ctx, &namespace, &objects.config_map).await?;
     apply(&ctx, &namespace, &objects.headless_service).await?;
     apply(&ctx, &namespace, &objects.client_service).await?;
-    // Every broker pod that may run has its node port Services, and its file of advertised
+    // Every broker pod that may run has its external Services, and its file of advertised
     // addresses, before the StatefulSet makes the pod.
-    let mut bootstrap_node_ports = BTreeMap::new();
-    if node_ports {
+    let host_ip = broker_pods
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.host_ip.as_deref())
+        .next();
+    let external = if listeners.iter().any(|l| l.type_.external()) {
         let brokers = sizing
             .replicas
             .max(cluster.spec.replicas)
             .max(current.unwrap_or(0));
-        let services = node_port_services(&names, &owner, &listeners, brokers);
-        let mut advertised: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
-        for service in &services {
-            let applied = apply(&ctx, &namespace, service).await?;
-            let listener = service
-                .labels()
-                .get("strand.dev/listener")
-                .cloned()
-                .unwrap_or_default();
-            let Some(node_port) = applied
+        let external =
+            external::converge(&ctx, &names, &owner, &listeners, brokers, host_ip).await?;
+        if listeners
+            .iter()
+            .any(|l| l.type_ == ListenerType::Loadbalancer)
+            && let Some(template) = objects
+                .stateful_set
                 .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_ref())
-                .and_then(|p| p.first())
-                .and_then(|p| p.node_port)
-            else {
-                continue;
-            };
-            let pod = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .and_then(|s| s.get(POD_NAME_LABEL));
-            match pod {
-                Some(pod) => {
-                    let kafka_name = listeners
-                        .iter()
-                        .find(|l| l.name == listener)
-                        .map(|l| l.kafka_name())
-                        .unwrap_or_default();
-                    advertised
-                        .entry(pod.clone())
-                        .or_default()
-                        .push((kafka_name, node_port));
-                }
-                None => {
-                    bootstrap_node_ports.insert(listener, node_port);
-                }
-            }
+                .as_mut()
+                .and_then(|s| s.template.metadata.as_mut())
+        {
+            template
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(
+                    external::ADVERTISED_ANNOTATION.to_owned(),
+                    external.fingerprint.clone(),
+                );
         }
-        let config_map = ConfigMap {
-            metadata: metadata(&names, names.advertised_config_map(), &owner),
-            data: Some(
-                advertised
-                    .iter()
-                    .map(|(pod, ports)| (pod.clone(), advertised_file(ports)))
-                    .collect(),
-            ),
-            ..ConfigMap::default()
-        };
-        apply(&ctx, &namespace, &config_map).await?;
-    }
+        external
+    } else {
+        external::External::default()
+    };
     apply(&ctx, &namespace, &objects.stateful_set).await?;
     apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
     apply(&ctx, &namespace, &objects.network_policy).await?;
@@ -362,9 +343,13 @@ pub async fn reconcile<A: AdminApi>(
         .or(sizing.standing)
         .or(storage_standing)
         .unwrap_or_else(|| plan::standing(&cluster, pods, &described));
-    // A CA renewal under way holds a Ready Cluster at Reconciling, saying which step waits.
-    let standing = match (standing, certificates.renewing) {
-        (Standing::Ready { .. }, Some(renewing)) => renewing,
+    // A CA renewal under way, or a load balancer without an address, holds a Ready Cluster
+    // back, saying what it waits for.
+    let waiting = certificates
+        .renewing
+        .or_else(|| plan::load_balancer_standing(&external.pending, Timestamp::now().as_second()));
+    let standing = match (standing, waiting) {
+        (Standing::Ready { .. }, Some(waiting)) => waiting,
         (standing, _) => standing,
     };
     let requeue = match standing {
@@ -380,11 +365,7 @@ pub async fn reconcile<A: AdminApi>(
         progress.as_ref(),
         Timestamp::now(),
     );
-    let host_ip = broker_pods
-        .iter()
-        .filter_map(|p| p.status.as_ref()?.host_ip.as_deref())
-        .next();
-    status.listeners = plan::listener_statuses(&cluster, &names, &bootstrap_node_ports, host_ip);
+    status.listeners = plan::listener_statuses(&cluster, &names, &external.bootstrap);
     let old = cluster.status.clone().unwrap_or_default();
     ctx.warn_on_new_stall(&*cluster, &old.conditions, &standing)
         .await;

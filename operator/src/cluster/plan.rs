@@ -242,14 +242,12 @@ pub fn rolled(set: &StatefulSet) -> bool {
 }
 
 /// Where clients of each listener bootstrap: the bootstrap Service inside the cluster, or for
-/// a `nodeport` listener `node_address` (a node a broker runs on) and the node port of the
-/// listener's bootstrap Service (`bootstrap_node_ports`, by listener name), once both are
-/// known.
+/// an external listener what `external` says (a node's address and the bootstrap Service's
+/// node port, or its load balancer's address), once known.
 pub fn listener_statuses(
     cluster: &Cluster,
     names: &ClusterNames,
-    bootstrap_node_ports: &BTreeMap<String, i32>,
-    node_address: Option<&str>,
+    external: &BTreeMap<String, String>,
 ) -> Vec<ListenerStatus> {
     cluster
         .spec
@@ -261,12 +259,44 @@ pub fn listener_statuses(
             security_protocol: listener.protocol().to_owned(),
             bootstrap_servers: match listener.type_ {
                 ListenerType::Internal => Some(names.bootstrap_servers(listener)),
-                ListenerType::Nodeport => node_address
-                    .zip(bootstrap_node_ports.get(&listener.name))
-                    .map(|(host, port)| format!("{host}:{port}")),
+                _ => external.get(&listener.name).cloned(),
             },
         })
         .collect()
+}
+
+/// How long a LoadBalancer Service may go without an address before the Cluster says the
+/// Kubernetes cluster may not provide load balancers.
+pub const LOAD_BALANCER_TIMEOUT_SECONDS: i64 = 300;
+
+/// What LoadBalancer Services still without an address (name, creation time in Unix seconds)
+/// mean at `now`: waiting, or, past [`LOAD_BALANCER_TIMEOUT_SECONDS`], stalled.
+pub fn load_balancer_standing(pending: &[(String, i64)], now: i64) -> Option<Standing> {
+    let oldest = pending.iter().min_by_key(|(_, created)| *created)?;
+    let waited = now - oldest.1;
+    let names: Vec<&str> = pending.iter().map(|(name, _)| name.as_str()).collect();
+    Some(if waited >= LOAD_BALANCER_TIMEOUT_SECONDS {
+        Standing::Stalled {
+            reason: "LoadBalancerNotProvisioned",
+            message: format!(
+                "{} has had no load balancer address for {} minutes: this Kubernetes cluster \
+                 may have no LoadBalancer controller. Clients outside cannot reach the \
+                 loadbalancer listener; clients inside are unaffected. Use a nodeport \
+                 listener instead, or install a load balancer controller",
+                names.join(", "),
+                waited / 60
+            ),
+        }
+    } else {
+        Standing::Reconciling {
+            reason: "WaitingForLoadBalancer",
+            message: format!(
+                "waiting for load balancer addresses of {}; the brokers restart once to \
+                 advertise them",
+                names.join(", ")
+            ),
+        }
+    })
 }
 
 /// The status a Cluster should have.
@@ -369,6 +399,31 @@ pub fn retained_volumes(cluster_created: i64, claims: &[(String, i64)]) -> Vec<S
         .filter(|(_, created)| *created < cluster_created)
         .map(|(name, _)| name.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod load_balancer_tests {
+    use super::*;
+
+    #[test]
+    fn a_load_balancer_without_an_address_is_waited_for_then_reported() {
+        assert_eq!(load_balancer_standing(&[], 1_000), None);
+        let pending = [
+            ("main-0-external".to_owned(), 1_000),
+            ("main-external-bootstrap".to_owned(), 900),
+        ];
+        let waiting = load_balancer_standing(&pending, 1_100).unwrap();
+        assert_eq!(waiting.reason(), "WaitingForLoadBalancer");
+        assert!(waiting.message().contains("main-0-external"));
+        let stalled =
+            load_balancer_standing(&pending, 900 + LOAD_BALANCER_TIMEOUT_SECONDS).unwrap();
+        assert_eq!(stalled.reason(), "LoadBalancerNotProvisioned");
+        assert!(
+            stalled.message().contains("5 minutes"),
+            "{}",
+            stalled.message()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -166,9 +166,11 @@ pub struct ListenerSpec {
         .message("9093 (gRPC) and 9644 (HTTP) are the brokers' own ports"))]
     pub port: i32,
     /// How clients reach the listener: `internal` (pod names inside the Kubernetes cluster,
-    /// bootstrap Service `<cluster>-bootstrap`) or `nodeport` (from outside, through a
+    /// bootstrap Service `<cluster>-bootstrap`), `nodeport` (from outside, through a
     /// NodePort Service per broker; each broker advertises its node's address and its own
-    /// node port).
+    /// node port) or `loadbalancer` (from outside, through a LoadBalancer Service per broker;
+    /// each broker advertises its load balancer's address once it has one, restarting once
+    /// to take it).
     #[serde(default, rename = "type")]
     pub type_: ListenerType,
     /// Whether the listener speaks TLS, with a certificate of the Cluster's CA.
@@ -189,6 +191,15 @@ pub enum ListenerType {
     Internal,
     /// From outside, through a NodePort Service per broker.
     Nodeport,
+    /// From outside, through a LoadBalancer Service per broker.
+    Loadbalancer,
+}
+
+impl ListenerType {
+    /// Whether clients outside the Kubernetes cluster reach it, through Services of their own.
+    pub fn external(self) -> bool {
+        self != ListenerType::Internal
+    }
 }
 
 /// How clients of a listener authenticate.

@@ -8,7 +8,7 @@ mod services;
 mod statefulset;
 
 pub use names::{ClusterNames, label_selector, labels, selector_labels};
-pub use services::{POD_NAME_LABEL, listener_port_name, node_port_services};
+pub use services::{POD_NAME_LABEL, external_services, listener_port_name};
 pub use statefulset::advertised_file;
 
 use std::collections::BTreeMap;
@@ -90,8 +90,8 @@ pub struct Desired {
     pub client_service: Service,
     /// The brokers.
     pub stateful_set: StatefulSet,
-    /// The NodePort Services of `nodeport` listeners, for brokers `0..spec.replicas`.
-    pub node_port_services: Vec<Service>,
+    /// The Services of external listeners, for brokers `0..spec.replicas`.
+    pub external_services: Vec<Service>,
     /// Limits voluntary disruptions of the brokers.
     pub pod_disruption_budget: PodDisruptionBudget,
     /// Who may reach which broker port.
@@ -121,7 +121,7 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
         headless_service: services::headless(&names, &owner, &listeners),
         client_service: services::client(&names, &owner, &listeners),
         stateful_set: statefulset::stateful_set(cluster, &names, &owner, &broker_config),
-        node_port_services: services::node_port_services(
+        external_services: services::external_services(
             &names,
             &owner,
             &listeners,

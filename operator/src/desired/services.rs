@@ -1,6 +1,6 @@
 //! The Services of a Cluster: headless for peers, ClusterIP for Kafka clients inside the
-//! Kubernetes cluster, and for each `nodeport` listener a NodePort Service to bootstrap from
-//! and one per broker.
+//! Kubernetes cluster, and for each external listener (`nodeport`, `loadbalancer`) a Service
+//! of that type to bootstrap from and one per broker.
 
 use std::collections::BTreeMap;
 
@@ -81,11 +81,11 @@ pub(super) fn client(
     }
 }
 
-/// The NodePort Services of `nodeport` listeners for brokers `0..brokers`: per listener one
-/// to bootstrap from (any ready broker) and one per broker pod, whose node port that broker
-/// advertises. Node ports are left to the API server to allocate; the target port is the
-/// listener's port on the pod.
-pub fn node_port_services(
+/// The Services of external listeners for brokers `0..brokers`, NodePort or LoadBalancer:
+/// per listener one to bootstrap from (any ready broker) and one per broker pod, whose node
+/// port or load balancer address that broker advertises. Node ports are left to the API
+/// server to allocate; the target port is the listener's port on the pod.
+pub fn external_services(
     names: &ClusterNames,
     owner: &OwnerReference,
     listeners: &[ListenerSpec],
@@ -100,7 +100,13 @@ pub fn node_port_services(
         Service {
             metadata,
             spec: Some(ServiceSpec {
-                type_: Some("NodePort".to_owned()),
+                type_: Some(
+                    match listener.type_ {
+                        ListenerType::Loadbalancer => "LoadBalancer",
+                        _ => "NodePort",
+                    }
+                    .to_owned(),
+                ),
                 selector: Some(selector),
                 ports: Some(vec![ServicePort {
                     name: Some(listener_port_name(listener)),
@@ -115,10 +121,7 @@ pub fn node_port_services(
         }
     };
     let mut services = Vec::new();
-    for listener in listeners
-        .iter()
-        .filter(|l| l.type_ == ListenerType::Nodeport)
-    {
+    for listener in listeners.iter().filter(|l| l.type_.external()) {
         services.push(service(
             names.listener_bootstrap_service(&listener.name),
             selector_labels(names.cluster()),

@@ -38,7 +38,7 @@ const CONFIG_DIR: &str = "/etc/strand";
 /// Secret's `tls.crt`, `tls.key`, `ca.crt` and `clients-ca.crt`). The broker reads them again
 /// when they change.
 const TLS_DIR: &str = "/etc/strand-tls";
-/// Where the ConfigMap of the addresses brokers advertise on `nodeport` listeners is mounted:
+/// Where the ConfigMap of the addresses brokers advertise on external listeners is mounted:
 /// one file per broker pod ([`advertised_file`]).
 const ADVERTISED_DIR: &str = "/etc/strand-advertised";
 /// Group that owns the data volume: the `nonroot` group of distroless images, which the
@@ -121,7 +121,7 @@ fn pod_template(cluster: &Cluster, names: &ClusterNames, broker_config: &str) ->
             volumes: Some(volumes(
                 names,
                 spec.rack.as_ref(),
-                has_node_ports(&spec.listeners()),
+                has_external(&spec.listeners()),
             )),
             affinity: Some(affinity(&overrides, names)),
             topology_spread_constraints: spec.rack.as_ref().map(|rack| spread(rack, names)),
@@ -158,13 +158,18 @@ fn has_node_ports(listeners: &[ListenerSpec]) -> bool {
     listeners.iter().any(|l| l.type_ == ListenerType::Nodeport)
 }
 
+fn has_external(listeners: &[ListenerSpec]) -> bool {
+    listeners.iter().any(|l| l.type_.external())
+}
+
 /// The advertised address of `listener` as the broker command line gives it: the pod's DNS
 /// name for internal listeners; for `nodeport` ones the node's address, whose port the
-/// broker replaces with its own node port from [`advertised_file`].
+/// broker replaces with its own node port from [`advertised_file`]; for `loadbalancer` ones
+/// the pod's name until [`advertised_file`] gives its load balancer's address.
 fn advertised(listener: &ListenerSpec, names: &ClusterNames) -> String {
     match listener.type_ {
         // Kubernetes expands $(VAR) from the container's env.
-        ListenerType::Internal => format!(
+        ListenerType::Internal | ListenerType::Loadbalancer => format!(
             "$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}",
             names.headless_service(),
             listener.port
@@ -174,12 +179,13 @@ fn advertised(listener: &ListenerSpec, names: &ClusterNames) -> String {
 }
 
 /// What a broker pod's file in the advertised-addresses ConfigMap holds: one line per
-/// `nodeport` listener, `NAME=:PORT`, the node port of the broker's own Service; the broker
-/// advertises that port on its node's address.
-pub fn advertised_file(node_ports: &[(String, i32)]) -> String {
-    node_ports
+/// external listener whose address is known, `NAME=:PORT` (a `nodeport` listener: the node
+/// port of the broker's own Service, advertised on its node's address) or `NAME=HOST:PORT`
+/// (a `loadbalancer` listener: its load balancer's address).
+pub fn advertised_file(addresses: &[(String, String)]) -> String {
+    addresses
         .iter()
-        .map(|(listener, port)| format!("{listener}=:{port}\n"))
+        .map(|(listener, address)| format!("{listener}={address}\n"))
         .collect()
 }
 
@@ -272,7 +278,7 @@ fn broker_args(cluster: &Cluster, names: &ClusterNames) -> Vec<String> {
         // Deny by default: a User's ACLs are all its principal may do.
         args.extend(["--authorizer".to_owned(), "acl".to_owned()]);
     }
-    if has_node_ports(&listeners) {
+    if has_external(&listeners) {
         args.extend([
             "--advertised-file".to_owned(),
             format!("{ADVERTISED_DIR}/$(POD_NAME)"),
@@ -320,6 +326,8 @@ fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
     ];
     if has_node_ports(&listeners) {
         env.push(field_env("HOST_IP", "status.hostIP"));
+    }
+    if has_external(&listeners) {
         volume_mounts.push(VolumeMount {
             read_only: Some(true),
             ..mount("advertised", ADVERTISED_DIR)

@@ -118,7 +118,7 @@ pub fn matching_nothing(user: &User, topics: &[String]) -> Vec<String> {
 
 /// Where the User's clients bootstrap, per listener its credentials are for: the key
 /// `bootstrap.servers.<listener>`, and `bootstrap.servers` for the first (an internal one if
-/// there is one). A `nodeport` listener whose address is not known yet is left out.
+/// there is one). An external listener whose address is not known yet is left out.
 pub fn bootstrap_entries(
     user: &User,
     cluster: &Cluster,
@@ -147,7 +147,9 @@ pub fn bootstrap_entries(
     for listener in listeners {
         let address = match listener.type_ {
             ListenerType::Internal => Some(names.bootstrap_servers(&listener)),
-            ListenerType::Nodeport => known.get(&listener.name).cloned(),
+            ListenerType::Nodeport | ListenerType::Loadbalancer => {
+                known.get(&listener.name).cloned()
+            }
         };
         let Some(address) = address else { continue };
         entries
