@@ -193,16 +193,8 @@ pub async fn reconcile<A: AdminApi>(
                 return Ok(Action::requeue(RESYNC));
             }
         };
-    if let Some(template) = objects
-        .stateful_set
-        .spec
-        .as_mut()
-        .and_then(|s| s.template.metadata.as_mut())
-    {
-        template
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .extend(certificates.annotations.clone());
+    if let Some(annotations) = template_annotations(&mut objects.stateful_set) {
+        annotations.extend(certificates.annotations.clone());
     }
     let pods = count(&broker_pods);
     let address = names.admin_address();
@@ -310,19 +302,12 @@ pub async fn reconcile<A: AdminApi>(
         if listeners
             .iter()
             .any(|l| l.type_ == ListenerType::Loadbalancer)
-            && let Some(template) = objects
-                .stateful_set
-                .spec
-                .as_mut()
-                .and_then(|s| s.template.metadata.as_mut())
+            && let Some(annotations) = template_annotations(&mut objects.stateful_set)
         {
-            template
-                .annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(
-                    external::ADVERTISED_ANNOTATION.to_owned(),
-                    external.fingerprint.clone(),
-                );
+            annotations.insert(
+                external::ADVERTISED_ANNOTATION.to_owned(),
+                external.fingerprint.clone(),
+            );
         }
         external
     } else {
@@ -494,6 +479,24 @@ async fn largest_factor<A: AdminApi>(ctx: &Context<A>, address: &str) -> plan::L
             None
         }
     }
+}
+
+/// Cluster `name` in `namespace`, unless it is gone or being deleted: what a Topic or User
+/// names in its `clusterRef`.
+pub async fn live_cluster<A>(
+    ctx: &Context<A>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Cluster>, Error> {
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), namespace);
+    let cluster = clusters.get_opt(name).await?;
+    Ok(cluster.filter(|c| c.meta().deletion_timestamp.is_none()))
+}
+
+/// The annotations of the StatefulSet's pod template, for what the reconcile adds to them.
+fn template_annotations(set: &mut StatefulSet) -> Option<&mut BTreeMap<String, String>> {
+    let metadata = set.spec.as_mut()?.template.metadata.as_mut()?;
+    Some(metadata.annotations.get_or_insert_with(BTreeMap::new))
 }
 
 /// The Cluster a broker pod belongs to, by its instance label; `None` for other pods.

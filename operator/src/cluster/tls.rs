@@ -108,7 +108,8 @@ fn trusted_bundle(previous: Option<&str>, issuing: &str, next: Option<&str>) -> 
     bundle
 }
 
-fn text(secret: &Secret, key: &str) -> Option<String> {
+/// The UTF-8 value of `key` in `secret`, if it has one.
+pub(crate) fn text(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
 }

@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use strand_proto::admin::{DeleteTopicRequest, ErrorReason, TopicDescription};
 use tracing::{info, instrument};
 
 use crate::admin::{AdminApi, AdminError};
+use crate::cluster::live_cluster;
 use crate::conditions::{Standing, paused};
 use crate::context::{Context, Error, is_paused};
 use crate::crd::condition::PAUSED;
@@ -97,17 +98,6 @@ pub fn error_policy<A: AdminApi>(topic: Arc<Topic>, error: &Error, ctx: Arc<Cont
     Action::requeue(delay)
 }
 
-/// The Cluster named by the Topic, unless it is gone or going.
-async fn live_cluster<A>(
-    topic: &Topic,
-    namespace: &str,
-    ctx: &Context<A>,
-) -> Result<Option<Cluster>, Error> {
-    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), namespace);
-    let cluster = clusters.get_opt(&topic.spec.cluster_ref.name).await?;
-    Ok(cluster.filter(|c| c.meta().deletion_timestamp.is_none()))
-}
-
 async fn apply<A: AdminApi>(
     topic: &Topic,
     namespace: &str,
@@ -116,7 +106,7 @@ async fn apply<A: AdminApi>(
     let Some(name) = topic.kafka_name().map(str::to_owned) else {
         return Err(Error::MissingName);
     };
-    let Some(cluster) = live_cluster(topic, namespace, ctx).await? else {
+    let Some(cluster) = live_cluster(ctx, namespace, &topic.spec.cluster_ref.name).await? else {
         let stall = Stall {
             reason: "ClusterNotFound",
             message: format!(
@@ -280,7 +270,7 @@ async fn cleanup<A: AdminApi>(
         info!("no topic was ever created for this Topic");
         return Ok(Action::await_change());
     };
-    let Some(cluster) = live_cluster(topic, namespace, ctx).await? else {
+    let Some(cluster) = live_cluster(ctx, namespace, &topic.spec.cluster_ref.name).await? else {
         info!("the Cluster is gone; releasing the finalizer");
         return Ok(Action::await_change());
     };

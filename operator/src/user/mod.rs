@@ -25,8 +25,9 @@ use strand_proto::admin::{AclFilter, UpsertScramUserRequest};
 use time::OffsetDateTime;
 use tracing::{info, instrument};
 
-use crate::admin::{AdminApi, AdminError};
-use crate::cluster::tls::{CA_CERT_KEY, stored_ca};
+use crate::admin::AdminApi;
+use crate::cluster::live_cluster;
+use crate::cluster::tls::{CA_CERT_KEY, stored_ca, text};
 use crate::conditions::{Standing, paused};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
 use crate::crd::condition::PAUSED;
@@ -105,16 +106,6 @@ pub fn error_policy<A: AdminApi>(user: Arc<User>, error: &Error, ctx: Arc<Contex
     Action::requeue(delay)
 }
 
-async fn live_cluster<A>(
-    user: &User,
-    namespace: &str,
-    ctx: &Context<A>,
-) -> Result<Option<Cluster>, Error> {
-    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), namespace);
-    let cluster = clusters.get_opt(&user.spec.cluster_ref.name).await?;
-    Ok(cluster.filter(|c| c.meta().deletion_timestamp.is_none()))
-}
-
 /// Where a User's credentials stand after [`credentials`].
 enum Credentials {
     /// In the Secret and in the cluster.
@@ -128,7 +119,7 @@ async fn apply<A: AdminApi>(
     namespace: &str,
     ctx: &Context<A>,
 ) -> Result<Action, Error> {
-    let Some(cluster) = live_cluster(user, namespace, ctx).await? else {
+    let Some(cluster) = live_cluster(ctx, namespace, &user.spec.cluster_ref.name).await? else {
         let standing = Standing::Stalled {
             reason: "ClusterNotFound",
             message: format!(
@@ -154,21 +145,21 @@ async fn apply<A: AdminApi>(
     let outcome = converge(user, &cluster, &names, &address, namespace, ctx).await;
     let (cluster_id, nothing, standing, error) = match outcome {
         Ok((cluster_id, nothing, standing)) => (Some(cluster_id), nothing, standing, None),
-        Err(ConvergeError::Admin(error)) if error.is_transient() => {
+        Err(Error::Admin(error)) if error.is_transient() => {
             let standing = Standing::Reconciling {
                 reason: error.reason_word(),
                 message: error.to_string(),
             };
             (None, Vec::new(), standing, Some(Error::from(error)))
         }
-        Err(ConvergeError::Admin(error)) => {
+        Err(Error::Admin(error)) => {
             let standing = Standing::Stalled {
                 reason: error.reason_word(),
                 message: format!("the cluster refused user {}: {error}", user.name_any()),
             };
             (None, Vec::new(), standing, None)
         }
-        Err(ConvergeError::Kube(error)) => return Err(error),
+        Err(error) => return Err(error),
     };
     let requeue = match standing {
         Standing::Ready { .. } | Standing::Stalled { .. } => RESYNC,
@@ -190,23 +181,6 @@ async fn apply<A: AdminApi>(
     Ok(Action::requeue(requeue))
 }
 
-enum ConvergeError {
-    Admin(AdminError),
-    Kube(Error),
-}
-
-impl From<AdminError> for ConvergeError {
-    fn from(error: AdminError) -> Self {
-        ConvergeError::Admin(error)
-    }
-}
-
-impl From<Error> for ConvergeError {
-    fn from(error: Error) -> Self {
-        ConvergeError::Kube(error)
-    }
-}
-
 /// Makes the credentials, the Secret and the ACLs match the User; returns the cluster's id,
 /// the rules that match no topic, and the standing.
 async fn converge<A: AdminApi>(
@@ -216,7 +190,7 @@ async fn converge<A: AdminApi>(
     address: &str,
     namespace: &str,
     ctx: &Context<A>,
-) -> Result<(String, Vec<String>, Standing), ConvergeError> {
+) -> Result<(String, Vec<String>, Standing), Error> {
     let cluster_id = ctx.admin.describe_cluster(address).await?.cluster_id;
     if let Some(bound) = user.status.as_ref().and_then(|s| s.cluster_id.as_deref())
         && bound != cluster_id
@@ -313,11 +287,6 @@ async fn converge<A: AdminApi>(
     ))
 }
 
-fn text(secret: &Secret, key: &str) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone()).ok()
-}
-
 /// Makes sure the User's credentials exist, in its Secret and in the cluster. A Secret of the
 /// User's name that another owner made is never written over, and neither is a SCRAM user of
 /// the name that this User did not make.
@@ -328,10 +297,10 @@ async fn credentials<A: AdminApi>(
     address: &str,
     namespace: &str,
     ctx: &Context<A>,
-) -> Result<Credentials, ConvergeError> {
+) -> Result<Credentials, Error> {
     let name = user.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let found = secrets.get_opt(&name).await.map_err(Error::from)?;
+    let found = secrets.get_opt(&name).await?;
     let uid = user.metadata.uid.clone().unwrap_or_default();
     let ours = |secret: &Secret| {
         secret
@@ -442,12 +411,18 @@ async fn credentials<A: AdminApi>(
             let issued = match (why, current) {
                 (None, Some(current)) => current,
                 (why, _) => {
-                    let issued = pki::issue(&clients_ca, &name, &[], now).map_err(|error| {
-                        AdminError::Unavailable {
-                            address: address.to_owned(),
-                            message: format!("cannot issue the certificate of {name}: {error}"),
+                    let issued = match pki::issue(&clients_ca, &name, &[], now) {
+                        Ok(issued) => issued,
+                        Err(error) => {
+                            return Ok(Credentials::Waiting(Standing::Stalled {
+                                reason: "CertificateNotIssued",
+                                message: format!(
+                                    "the certificate of {name} could not be issued from the \
+                                     clients CA: {error}"
+                                ),
+                            }));
                         }
-                    })?;
+                    };
                     changed = Some(format!(
                         "issued the certificate of {name} (User:CN={name}) in Secret {name}: {}",
                         why.unwrap_or_default()
@@ -553,7 +528,7 @@ async fn revoke<A: AdminApi>(
         info!("nothing was ever made for this User");
         return Ok(Action::await_change());
     };
-    let Some(cluster) = live_cluster(user, namespace, ctx).await? else {
+    let Some(cluster) = live_cluster(ctx, namespace, &user.spec.cluster_ref.name).await? else {
         info!("the Cluster is gone; releasing the finalizer");
         return Ok(Action::await_change());
     };
