@@ -28,6 +28,12 @@ fn render(desired: &Desired) -> String {
             .iter()
             .map(|s| serde_json::to_value(s).unwrap()),
     );
+    objects.extend(
+        desired
+            .ingresses
+            .iter()
+            .map(|i| serde_json::to_value(i).unwrap()),
+    );
     serde_saphyr::to_string_multiple(&objects).unwrap()
 }
 
@@ -95,11 +101,24 @@ spec:
     - { name: mtls, port: 9093, type: internal, tls: true, authentication: tls }
     - { name: external, port: 9094, type: nodeport, tls: true, authentication: scram-sha-512 }
     - { name: lb, port: 9096, type: loadbalancer, tls: true, authentication: scram-sha-512 }
+    - name: ingress
+      port: 9097
+      type: ingress
+      tls: true
+      authentication: scram-sha-512
+      ingress:
+        bootstrapHost: kafka.example.com
+        brokerHost: broker-{ordinal}.kafka.example.com
+        className: nginx
+      certificate:
+        issuerRef: { name: letsencrypt, kind: ClusterIssuer }
 "#;
 
 /// Listeners of every kind: the TLS one is the broker's main listener, the others are
 /// `--listener`s; the nodeport one advertises its node's address and gets NodePort Services,
-/// the loadbalancer one LoadBalancer Services (and the pod's name until its address is known).
+/// the loadbalancer one LoadBalancer Services (and the pod's name until its address is known),
+/// the ingress one ClusterIP Services behind Ingresses that pass TLS through, and presents
+/// the certificate cert-manager keeps in its own Secret.
 #[test]
 fn listeners_of_every_kind() {
     // 9093 is the gRPC port: the schema refuses it, so the golden case uses 9095.

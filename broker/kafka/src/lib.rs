@@ -22,7 +22,9 @@ pub use security::{
 };
 pub use strand_node::{TlsError, TlsFiles};
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +58,10 @@ pub struct KafkaSettings {
     /// client CA makes `SSL` listeners require client certificates, which name the principal;
     /// `SASL_SSL` listeners do not ask for them.
     pub tls: Option<TlsFiles>,
+    /// Certificate and key of a listener that presents its own rather than `tls`'s, by
+    /// listener name (a certificate from a public or corporate issuer on an external
+    /// listener, say). It still asks for client certificates of `tls`'s client CA.
+    pub listener_certificates: BTreeMap<String, ListenerCertificate>,
     /// SASL mechanisms, the authorizer, and principals from certificates.
     pub security: SecuritySettings,
     /// The name of the broker's main listener (the one on its Kafka address); by default its
@@ -103,12 +109,22 @@ impl Default for KafkaSettings {
             retention_check_interval: Duration::from_secs(300),
             limits: Limits::default(),
             tls: None,
+            listener_certificates: BTreeMap::new(),
             security: SecuritySettings::default(),
             listener_name: None,
             sasl: false,
             more_listeners: Vec::new(),
         }
     }
+}
+
+/// The certificate a listener presents instead of the broker's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerCertificate {
+    /// PEM certificate chain, the listener's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Why a listener cannot be served.
@@ -147,10 +163,19 @@ impl Listener {
     /// broker does not start with a listener it cannot serve.
     pub fn add(&mut self, spec: ListenerSpec, socket: TcpListener) -> Result<(), ListenerError> {
         let tls = if spec.protocol.tls() {
-            let Some(files) = &self.shared.handles.settings.tls else {
-                return Err(ListenerError::NoTlsFiles(spec.name));
+            let settings = &self.shared.handles.settings;
+            let mut files = match (
+                &settings.tls,
+                settings.listener_certificates.get(&spec.name),
+            ) {
+                (broker, Some(own)) => TlsFiles {
+                    cert: own.cert.clone(),
+                    key: own.key.clone(),
+                    client_ca: broker.as_ref().and_then(|b| b.client_ca.clone()),
+                },
+                (Some(broker), None) => broker.clone(),
+                (None, None) => return Err(ListenerError::NoTlsFiles(spec.name)),
             };
-            let mut files = files.clone();
             if spec.protocol.sasl() {
                 // SASL names the client; a certificate is not asked for.
                 files.client_ca = None;

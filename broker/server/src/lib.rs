@@ -35,7 +35,9 @@ pub use hand_over::HandOver;
 pub use http::not_ready;
 pub use shared::Inner;
 pub use strand_kafka::TlsFiles;
-pub use strand_kafka::{ListenerSpec, SaslMechanism, SecurityProtocol, SecuritySettings};
+pub use strand_kafka::{
+    ListenerCertificate, ListenerSpec, SaslMechanism, SecurityProtocol, SecuritySettings,
+};
 
 pub use strand_node::{
     DEFAULT_DISK_RESERVE_BYTES, DiskGuard, Identity, Limits, Outcome, Refusal, now_ms,

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use strand_auth::{AuthorizerSettings, PrincipalMapper};
 use strand_server::{
     BalancingSettings, Broker, BrokerConfig, DEFAULT_DISK_RESERVE_BYTES, GrpcAccess, KafkaSettings,
-    Limits, ListenerSpec, RaftTuning, SaslMechanism, SecurityProtocol, SecuritySettings, TlsFiles,
+    Limits, ListenerCertificate, ListenerSpec, RaftTuning, SaslMechanism, SecurityProtocol,
+    SecuritySettings, TlsFiles,
 };
 
 use crate::admin_cmd::BrokerAdminCommand;
@@ -126,6 +127,17 @@ pub struct BrokerArgs {
     /// separated by `;` in the environment variable.
     #[arg(long = "listener", env = "STRAND_LISTENERS", value_delimiter = ';')]
     listeners: Vec<String>,
+    /// The certificate a TLS listener presents instead of `--kafka-tls-cert`,
+    /// `NAME,CERT,KEY` (PEM files, reloaded when they change): for example
+    /// `EXTERNAL,/etc/external/tls.crt,/etc/external/tls.key`. Client certificates of an `SSL`
+    /// listener are still checked against `--kafka-tls-client-ca`. Repeatable; separated by
+    /// `;` in the environment variable.
+    #[arg(
+        long = "listener-certificate",
+        env = "STRAND_LISTENER_CERTIFICATES",
+        value_delimiter = ';'
+    )]
+    listener_certificates: Vec<String>,
     /// SASL mechanisms offered, comma-separated (Kafka's `sasl.enabled.mechanisms`).
     #[arg(
         long,
@@ -350,6 +362,11 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             }),
             _ => None,
         },
+        listener_certificates: args
+            .listener_certificates
+            .iter()
+            .map(|c| parse_listener_certificate(c))
+            .collect::<anyhow::Result<_>>()?,
         security: SecuritySettings {
             sasl_mechanisms: args.sasl_mechanisms.clone(),
             authorizer: (args.authorizer == "acl").then(|| AuthorizerSettings {
@@ -392,6 +409,14 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
                 );
             }
             tracing::info!(listener = %name, address = %address, "advertised address from {}", path.display());
+        }
+    }
+    let main_name = kafka
+        .main_listener(args.kafka_listen, &kafka_advertised)
+        .name;
+    for name in kafka.listener_certificates.keys() {
+        if *name != main_name && !kafka.more_listeners.iter().any(|l| l.name == *name) {
+            bail!("--listener-certificate names listener {name}, which this broker does not have");
         }
     }
     if kafka.default_partitions == 0 || kafka.default_replication_factor == 0 {
@@ -545,6 +570,24 @@ fn parse_listener(text: &str, advertised_host: &str) -> anyhow::Result<ListenerS
         advertised,
         protocol,
     })
+}
+
+/// A `--listener-certificate`: `NAME,CERT,KEY`.
+fn parse_listener_certificate(text: &str) -> anyhow::Result<(String, ListenerCertificate)> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [name, cert, key] = parts.as_slice() else {
+        bail!("--listener-certificate `{text}`: expected NAME,CERT,KEY");
+    };
+    if name.is_empty() || cert.is_empty() || key.is_empty() {
+        bail!("--listener-certificate `{text}`: expected NAME,CERT,KEY, none of them empty");
+    }
+    Ok((
+        name.to_string(),
+        ListenerCertificate {
+            cert: cert.into(),
+            key: key.into(),
+        },
+    ))
 }
 
 async fn wait_for_stop(stop_when_stdin_closes: bool) {

@@ -1,6 +1,7 @@
 //! Journeys that disrupt brokers or change the cluster's shape and life: crashes, deletions,
 //! rolls, scaling, pausing, storage changes, and deleting Topics and the Cluster.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
 use serde_json::Value;
@@ -117,16 +118,20 @@ pub(crate) fn renew_the_cas(suite: &Suite) {
         ]);
     }
     let said = wait_for("the Cluster to say it renews its CAs", QUICK, || {
-        let cluster = get(NS, "cluster", CLUSTER).ok_or("no Cluster")?;
-        match condition(&cluster, "Reconciling") {
-            Some(c) if c["status"] == "True" && c["reason"] == "RenewingCA" => {
-                Ok(c["message"].as_str().unwrap_or_default().to_owned())
-            }
-            _ => Err(format!("{}", cluster["status"]["conditions"])),
-        }
+        cluster_says(CLUSTER, "Reconciling", "RenewingCA")
     });
     println!("    {said}");
+    // Each renewal waits for clients once (clientTrustPeriod), and says until when.
+    let mut waits = BTreeSet::new();
     wait_for("both CAs to be renewed", SLOW * 3, || {
+        let cluster = get(NS, "cluster", CLUSTER).ok_or("no Cluster")?;
+        if let Some(message) = condition(&cluster, "Reconciling")
+            .and_then(|c| c["message"].as_str())
+            .filter(|m| m.contains("clientTrustPeriod"))
+            && waits.insert(message.to_owned())
+        {
+            println!("    {message}");
+        }
         for (name, old) in ca_secrets.iter().zip(&old) {
             let secret = get(NS, "secret", name).ok_or("no CA Secret")?;
             let data = &secret["data"];
@@ -137,6 +142,12 @@ pub(crate) fn renew_the_cas(suite: &Suite) {
         }
         Ok(())
     });
+    for what in ["cluster CA, step 1", "clients CA, step 2"] {
+        assert!(
+            waits.iter().any(|m| m.contains(what)),
+            "the {what} never said it waits for clients: {waits:?}"
+        );
+    }
     wait_for("the last restart to finish", SLOW, rolled);
     wait_for("the Cluster to be Ready", SLOW, || cluster_ready(3));
     let events = events_of(NS, CLUSTER);

@@ -9,6 +9,7 @@
 //! pod; without it the crash journey kills the broker process through its own port).
 
 mod brokers;
+mod certmanager;
 mod journeys;
 mod kubectl;
 mod nodeports;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::kubectl::{apply, condition, condition_true, get, kubectl, list, try_kubectl, wait_for};
+use crate::certmanager::{self, CompanyCa};
+use crate::kubectl::{apply, condition_true, get, kubectl, list, try_kubectl, wait_for};
 use crate::nodeports::NodePorts;
 use crate::suite::*;
 
@@ -78,16 +79,40 @@ spec:
     type: scram-sha-512
 "
     ));
+    // The ingress listener's certificate comes from cert-manager, which is not installed: the
+    // Cluster says so and starts no broker.
+    let said = wait_for("the Cluster to say cert-manager is missing", QUICK, || {
+        cluster_says(SECURE, "Stalled", "CertManagerNotInstalled")
+    });
+    println!("    Stalled: {said}");
+    assert!(
+        list(NS, "pod", SECURE_BROKERS).is_empty(),
+        "no broker starts without its listener's certificate"
+    );
+    // Once cert-manager is there, the Cluster asks it for the certificate and waits for it;
+    // the suite plays cert-manager with a company CA.
+    certmanager::install();
+    let said = wait_for(
+        "the Cluster to wait for its listener's certificate",
+        QUICK,
+        || cluster_says(SECURE, "Reconciling", "WaitingForCertificate"),
+    );
+    println!("    Reconciling: {said}");
+    let company = CompanyCa::new();
+    let issued = company.issue(LISTENER_CERTIFICATE);
+    println!("    cert-manager (the suite) issued {LISTENER_CERTIFICATE} for {issued:?}");
+    assert_eq!(
+        issued,
+        std::iter::once(INGRESS_DOMAIN.to_owned())
+            .chain((0..3).map(|o| format!("broker-{o}.{INGRESS_DOMAIN}")))
+            .collect::<Vec<_>>(),
+        "the Certificate names the ingress listener's hosts"
+    );
+
     // No load balancer controller here: the Cluster says what it waits for; then the suite
     // gives the LoadBalancer Services their addresses, as a controller would.
     let waiting = wait_for("the Cluster to wait for load balancers", SLOW, || {
-        let cluster = get(NS, "cluster", SECURE).ok_or("no Cluster")?;
-        match condition(&cluster, "Reconciling") {
-            Some(c) if c["status"] == "True" && c["reason"] == "WaitingForLoadBalancer" => {
-                Ok(c["message"].as_str().unwrap_or_default().to_owned())
-            }
-            _ => Err(format!("{}", cluster["status"]["conditions"])),
-        }
+        cluster_says(SECURE, "Reconciling", "WaitingForLoadBalancer")
     });
     println!("    {waiting}");
     let before: Vec<String> = list(NS, "pod", SECURE_BROKERS)
@@ -95,6 +120,7 @@ spec:
         .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_owned))
         .collect();
     let load_balancers = provision_load_balancers();
+    provision_ingress_addresses();
     // A broker reads its advertised addresses when it starts: every one restarts once.
     wait_for(
         "every broker to restart advertising its load balancer",
@@ -156,6 +182,10 @@ spec:
     // ... and through the load balancers.
     write_and_read_through_load_balancers(&payments, &load_balancers);
 
+    // ... and through the ingress controller, by TLS server name, with cert-manager's
+    // certificate, renewed without restarting a broker.
+    write_and_read_through_ingress(&payments, forwarding.as_ref(), &company, credentials.path());
+
     // 5. A User with no ACLs authenticates and is refused the topic.
     nobody_is_refused(&nobody, &external);
 
@@ -200,6 +230,7 @@ spec:
 
     // 7. Nothing of it is left for the next journeys.
     delete_the_secure_cluster();
+    certmanager::uninstall();
 }
 
 /// Load balancer addresses the suite gives, standing in for a load balancer controller: the
@@ -296,6 +327,243 @@ fn write_and_read_through_load_balancers(payments: &KafkaUser, expected: &BTreeM
     }
 }
 
+/// The domain of the ingress listener's host names: `<domain>` to bootstrap from,
+/// `broker-<ordinal>.<domain>` per broker.
+const INGRESS_DOMAIN: &str = "kafka.secure.test";
+/// The address the suite's ingress controller stand-in ([`NodePorts`]) takes TLS on.
+const INGRESS_IP: &str = "127.0.0.14";
+const INGRESS_PORT: u16 = 9443;
+/// The kafka-python client that reaches the Cluster through the ingress controller.
+const INGRESS_CLIENT: &str = include_str!("ingress_client.py");
+/// The cert-manager Certificate of the ingress listener, as the operator names it.
+const LISTENER_CERTIFICATE: &str = "secure-listener-ingress";
+
+/// Writes the ingress controller's address into the status of the `ingress` listener's
+/// Ingresses, as the controller would.
+fn provision_ingress_addresses() {
+    let ingresses = std::iter::once(format!("{SECURE}-ingress-bootstrap"))
+        .chain((0..3).map(|ordinal| format!("{SECURE}-{ordinal}-ingress")));
+    for ingress in ingresses {
+        let found = wait_for(&format!("Ingress {ingress}"), QUICK, || {
+            get(NS, "ingress", &ingress).ok_or_else(|| "not yet".to_owned())
+        });
+        assert_eq!(
+            found["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-passthrough"], "true",
+            "{found}"
+        );
+        let patch = format!(
+            r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{INGRESS_IP}","ports":[{{"port":{INGRESS_PORT},"protocol":"TCP"}}]}}]}}}}}}"#
+        );
+        kubectl(&[
+            "patch",
+            "ingress",
+            "-n",
+            NS,
+            &ingress,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+    }
+    println!("    the ingress controller of the Ingresses: {INGRESS_IP}:{INGRESS_PORT}");
+}
+
+/// Through the ingress controller: the listener's bootstrap in the Cluster's status and the
+/// User's Secret is the bootstrap host, every broker advertises its own host, a kafka-python
+/// client outside checks the brokers' certificate against those hosts while writing a record
+/// to each partition and reading it back, and the controller routed it to every broker by the
+/// server name it asked for.
+fn write_and_read_through_ingress(
+    payments: &KafkaUser,
+    forwarding: Option<&NodePorts>,
+    company: &CompanyCa,
+    dir: &Path,
+) {
+    let bootstrap = format!("{INGRESS_DOMAIN}:{INGRESS_PORT}");
+    let (kind, in_status) = listeners_in_status().unwrap()["ingress"].clone();
+    assert_eq!(
+        (kind.as_str(), in_status.as_str()),
+        ("ingress", bootstrap.as_str())
+    );
+    assert_eq!(
+        secret_text("payments-app", "bootstrap.servers.ingress"),
+        bootstrap
+    );
+    // The listener presents cert-manager's certificate: clients trust the company's CA, which
+    // the User's Secret carries beside the cluster CA.
+    let company_ca = dir.join("company-ca.crt");
+    std::fs::write(&company_ca, company.pem()).expect("write the company CA");
+    assert!(
+        secret_text("payments-app", "ca.crt").contains(company.pem().trim()),
+        "the User's ca.crt holds the CA of the ingress listener's certificate"
+    );
+    let answer = roundtrip_through_ingress(payments, &bootstrap, &company_ca);
+    check_roundtrip(&answer, forwarding);
+
+    // cert-manager renews the certificate (a new key too): every broker serves the new one
+    // within seconds, without a restart, and clients go on.
+    let hosts: Vec<String> = (0..3)
+        .map(|o| format!("broker-{o}.{INGRESS_DOMAIN}"))
+        .collect();
+    let served = || -> Result<Vec<String>, String> {
+        hosts
+            .iter()
+            .map(|host| served_certificate(host, &company_ca))
+            .collect()
+    };
+    let before = wait_for("the certificate each broker serves", QUICK, served);
+    let pods = broker_uids();
+    company.issue(LISTENER_CERTIFICATE);
+    let renewed = Instant::now();
+    wait_for(
+        "every broker to serve the renewed certificate",
+        QUICK,
+        || {
+            let now = served()?;
+            let old: Vec<&String> = hosts
+                .iter()
+                .zip(now.iter().zip(&before))
+                .filter(|(_, (now, before))| now == before)
+                .map(|(host, _)| host)
+                .collect();
+            if old.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still the old certificate at {old:?}"))
+            }
+        },
+    );
+    println!(
+        "    every broker served the renewed certificate {:.1} s after cert-manager wrote it",
+        renewed.elapsed().as_secs_f64()
+    );
+    assert_eq!(broker_uids(), pods, "no broker restarted for the renewal");
+    let answer = roundtrip_through_ingress(payments, &bootstrap, &company_ca);
+    check_roundtrip(&answer, None);
+}
+
+/// The uids of the secure Cluster's broker pods, by name.
+fn broker_uids() -> BTreeMap<String, String> {
+    list(NS, "pod", SECURE_BROKERS)
+        .iter()
+        .map(|p| {
+            let text = |key: &str| p["metadata"][key].as_str().unwrap_or_default().to_owned();
+            (text("name"), text("uid"))
+        })
+        .collect()
+}
+
+/// The SHA-256 of the certificate served at the ingress controller for server name `host`,
+/// checked against `ca` and `host`.
+fn served_certificate(host: &str, ca: &Path) -> Result<String, String> {
+    let mut command = Command::new("python3");
+    command
+        .arg("-c")
+        .arg(INGRESS_CLIENT)
+        .arg("certificate")
+        .arg(host)
+        .arg(INGRESS_PORT.to_string())
+        .arg(ca)
+        .arg(INGRESS_IP);
+    let run = run_limited(
+        "a TLS handshake through the ingress controller",
+        command,
+        None,
+    );
+    if run.ok {
+        Ok(run.stdout.trim().to_owned())
+    } else {
+        Err(run.to_string())
+    }
+}
+
+/// The kafka-python client's write and read through the ingress controller, retried until
+/// it succeeds (for at most [`SLOW`]), trusting `ca`.
+fn roundtrip_through_ingress(payments: &KafkaUser, bootstrap: &str, ca: &Path) -> Value {
+    wait_for(
+        "a client outside to write and read through the ingress controller",
+        SLOW,
+        || {
+            let mut command = Command::new("python3");
+            command
+                .arg("-c")
+                .arg(INGRESS_CLIENT)
+                .arg("roundtrip")
+                .arg(bootstrap)
+                .arg(PAYMENTS)
+                .arg(ca)
+                .arg(secret_text(&payments.name, "username"))
+                .arg(secret_text(&payments.name, "password"))
+                .arg(secret_text(&payments.name, "sasl.mechanism"))
+                .arg(INGRESS_DOMAIN)
+                .arg(INGRESS_IP);
+            let run = run_limited("the kafka-python client", command, None);
+            if !run.ok {
+                return Err(run.to_string());
+            }
+            serde_json::from_str::<Value>(run.stdout.trim())
+                .map_err(|e| format!("{e}: {}", run.stdout))
+        },
+    )
+}
+
+/// What the kafka-python client must have seen: every broker advertising its own host, each
+/// record read back, and (with the stand-in) the bootstrap host and each leader's host routed
+/// by server name.
+fn check_roundtrip(answer: &Value, forwarding: Option<&NodePorts>) {
+    let brokers = answer["brokers"].as_object().expect("brokers");
+    let expected: BTreeMap<String, String> = (0..3)
+        .map(|ordinal| {
+            (
+                ordinal.to_string(),
+                format!("broker-{ordinal}.{INGRESS_DOMAIN}:{INGRESS_PORT}"),
+            )
+        })
+        .collect();
+    let seen: BTreeMap<String, String> = brokers
+        .iter()
+        .map(|(id, address)| (id.clone(), address.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "what the brokers advertise on the ingress listener"
+    );
+    let written = answer["written"].as_object().expect("written");
+    assert_eq!(written.len(), 3, "{answer}");
+    for (partition, record) in written {
+        let value = record["value"].as_str().unwrap_or_default();
+        assert_eq!(
+            answer["read"][partition].as_str(),
+            Some(value),
+            "partition {partition} read back: {answer}"
+        );
+        println!(
+            "    {value} written at offset {} and read back through {} (broker {}'s host)",
+            record["offset"],
+            expected[&answer["leaders"][partition].to_string()],
+            answer["leaders"][partition]
+        );
+    }
+    // The controller routed the bootstrap host, and each leader's host, by server name.
+    if let Some(forwarding) = forwarding {
+        let leaders: BTreeSet<String> = written
+            .keys()
+            .map(|partition| answer["leaders"][partition].to_string())
+            .collect();
+        let hosts = std::iter::once(INGRESS_DOMAIN.to_owned()).chain(
+            leaders
+                .iter()
+                .map(|leader| format!("broker-{leader}.{INGRESS_DOMAIN}")),
+        );
+        for host in hosts {
+            let count = forwarding.connections_to_host(&host);
+            assert!(count > 0, "no connection asked for server name {host}");
+            println!("    {count} connection(s) routed by server name {host}");
+        }
+    }
+}
+
 fn secure_cluster_yaml() -> String {
     format!(
         "apiVersion: strand.dev/v1alpha1
@@ -327,6 +595,20 @@ spec:
     type: loadbalancer
     tls: true
     authentication: scram-sha-512
+  - name: ingress
+    port: 9097
+    type: ingress
+    tls: true
+    authentication: scram-sha-512
+    ingress:
+      bootstrapHost: {INGRESS_DOMAIN}
+      brokerHost: broker-{{ordinal}}.{INGRESS_DOMAIN}
+      port: {INGRESS_PORT}
+      className: nginx
+    certificate:
+      issuerRef:
+        name: company-ca
+        kind: ClusterIssuer
 "
     )
 }
@@ -414,10 +696,11 @@ fn check_user_secret(user: &Value) {
         .flatten()
         .any(|o| o["kind"] == "User" && o["name"] == "payments-app");
     assert!(owned_by_user, "{}", secret["metadata"]);
-    let ca = get(NS, "secret", &format!("{SECURE}-ca")).expect("the Cluster's CA");
-    assert_eq!(
-        secret["data"]["ca.crt"], ca["data"]["ca.crt"],
-        "the User's ca.crt is the Cluster's CA"
+    // The Cluster's CA, then the CA of the listener whose certificate cert-manager issues.
+    let ca = secret_text(&format!("{SECURE}-ca"), "ca.crt");
+    assert!(
+        secret_text("payments-app", "ca.crt").starts_with(&ca),
+        "the User's ca.crt begins with the Cluster's CA"
     );
     let username = secret_text("payments-app", "username");
     let password = secret_text("payments-app", "password");
@@ -448,14 +731,14 @@ fn check_user_secret(user: &Value) {
     // Each address the Secret gives is the one the Cluster reports for that listener.
     let listeners = wait_for("every listener in the Cluster's status", QUICK, || {
         let listeners = listeners_in_status()?;
-        if listeners.len() == 3 && listeners.values().all(|(_, b)| !b.is_empty()) {
+        if listeners.len() == 4 && listeners.values().all(|(_, b)| !b.is_empty()) {
             Ok(listeners)
         } else {
             Err(format!("{listeners:?}"))
         }
     });
     assert_eq!(listeners["tls"].0, "internal", "{listeners:?}");
-    for name in ["tls", "external", "lb"] {
+    for name in ["tls", "external", "lb", "ingress"] {
         assert_eq!(
             secret_text("payments-app", &format!("bootstrap.servers.{name}")),
             listeners[name].1,
@@ -594,8 +877,9 @@ struct KafkaUser {
     bootstrap: String,
 }
 
-/// What a `kcat` run said.
+/// What a client run (`kcat`, or the kafka-python client) said.
 struct Kcat {
+    what: &'static str,
     ok: bool,
     stdout: String,
     stderr: String,
@@ -605,10 +889,62 @@ impl std::fmt::Display for Kcat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "kcat {}: {}",
+            "{} {}: {}",
+            self.what,
             if self.ok { "succeeded" } else { "failed" },
             self.stderr.trim()
         )
+    }
+}
+
+/// Runs `command` with `input` on standard input, killed after [`KCAT_LIMIT`].
+fn run_limited(what: &'static str, mut command: Command, input: Option<&str>) -> Kcat {
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin
+            .write_all(input.as_bytes())
+            .expect("write to the client");
+    }
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
+    let deadline = Instant::now() + KCAT_LIMIT;
+    let status = loop {
+        match child.try_wait().expect("the client's status") {
+            Some(status) => break Some(status),
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let mut stderr = stderr.join().unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {KCAT_LIMIT:?})"));
+    }
+    Kcat {
+        what,
+        ok: status.is_some_and(|s| s.success()),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr,
     }
 }
 
@@ -636,57 +972,16 @@ impl KafkaUser {
     /// `kcat -b BOOTSTRAP ARGS` with the User's credentials, `input` on standard input,
     /// killed after [`KCAT_LIMIT`].
     fn kcat(&self, bootstrap: &str, args: &[&str], input: Option<&str>) -> Kcat {
-        let mut child = Command::new("kcat")
-            // `cargo test` points the loader at the librdkafka it built for the suite, which
-            // has no TLS; kcat must load its own.
+        let mut command = Command::new("kcat");
+        // `cargo test` points the loader at the librdkafka it built for the suite, which has
+        // no TLS; kcat must load its own.
+        command
             .env_remove("LD_LIBRARY_PATH")
             .arg("-F")
             .arg(&self.config)
             .args(["-b", bootstrap, "-m", "10"])
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kcat on the PATH");
-        if let Some(input) = input {
-            let mut stdin = child.stdin.take().expect("stdin is piped");
-            stdin.write_all(input.as_bytes()).expect("write to kcat");
-        }
-        let read_all = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        };
-        let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
-        let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
-        let deadline = Instant::now() + KCAT_LIMIT;
-        let status = loop {
-            match child.try_wait().expect("kcat's status") {
-                Some(status) => break Some(status),
-                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-                None => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
-        let mut stderr = stderr.join().unwrap_or_default();
-        if status.is_none() {
-            stderr.push_str(&format!("\n(killed after {KCAT_LIMIT:?})"));
-        }
-        Kcat {
-            ok: status.is_some_and(|s| s.success()),
-            stdout: stdout.join().unwrap_or_default(),
-            stderr,
-        }
+            .args(args);
+        run_limited("kcat", command, input)
     }
 
     /// `kcat -L -J` through `bootstrap`, of `topic` or of every topic.

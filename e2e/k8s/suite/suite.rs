@@ -317,6 +317,9 @@ spec:
     size: 1Gi
   balancing:
     brokerFailureTimeout: 10m
+  # CA renewals wait this long for Kafka clients to take the new CA (24h by default).
+  certificateAuthority:
+    clientTrustPeriod: 20s
   listeners:
   - name: plain
     port: 9092
@@ -430,6 +433,17 @@ pub(crate) fn rolled() -> Result<(), String> {
 
 pub(crate) fn brokers_in_status(cluster: &Value) -> usize {
     cluster["status"]["brokers"].as_array().map_or(0, Vec::len)
+}
+
+/// The message of Cluster `name`'s condition `kind`, once it is True for `reason`.
+pub(crate) fn cluster_says(name: &str, kind: &str, reason: &str) -> Result<String, String> {
+    let cluster = get(NS, "cluster", name).ok_or("no Cluster")?;
+    match condition(&cluster, kind) {
+        Some(c) if c["status"] == "True" && c["reason"] == reason => {
+            Ok(c["message"].as_str().unwrap_or_default().to_owned())
+        }
+        _ => Err(format!("{}", cluster["status"]["conditions"])),
+    }
 }
 
 pub(crate) fn cluster_stalled(reason: &str) -> Result<Value, String> {

@@ -1,10 +1,11 @@
-//! External listeners (`nodeport`, `loadbalancer`): their Services, and what each broker
-//! advertises on them, which is known only once the API server has allocated a node port or
-//! a load balancer controller has given an address.
+//! External listeners (`nodeport`, `loadbalancer`, `ingress`): their Services and Ingresses,
+//! and what each broker advertises on them, which for the first two is known only once the
+//! API server has allocated a node port or a load balancer controller has given an address.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -14,13 +15,15 @@ use crate::admin::AdminApi;
 use crate::context::{Context, Error};
 use crate::crd::{ListenerSpec, ListenerType};
 use crate::desired::{
-    ClusterNames, POD_NAME_LABEL, advertised_file, external_services, label_selector, metadata,
+    ClusterNames, POD_NAME_LABEL, advertised_file, external_services, ingresses, label_selector,
+    metadata,
 };
 
 /// Label of an external listener's Services naming the listener.
 pub const LISTENER_LABEL: &str = "strand.dev/listener";
-/// Pod template annotation fingerprinting the load balancer addresses the brokers advertise:
-/// a broker reads its advertised addresses when it starts, so a new address restarts them.
+/// Pod template annotation fingerprinting the load balancer addresses and Ingress hosts the
+/// brokers advertise: a broker reads its advertised addresses when it starts, so a new
+/// address restarts them.
 pub const ADVERTISED_ANNOTATION: &str = "strand.dev/advertised";
 
 /// The address a LoadBalancer Service was given, if it was: its first ingress IP or host name.
@@ -72,8 +75,8 @@ pub struct External {
     pub fingerprint: String,
 }
 
-/// Applies the external Services of brokers `0..brokers`, and the ConfigMap of what each
-/// broker pod advertises on them (written before the StatefulSet makes the pods).
+/// Applies the external Services and Ingresses of brokers `0..brokers`, and the ConfigMap of
+/// what each broker pod advertises on them (written before the StatefulSet makes the pods).
 /// `node_address` is the address of a node the brokers run on, for `nodeport` bootstrap.
 pub async fn converge<A: AdminApi>(
     ctx: &Context<A>,
@@ -85,7 +88,10 @@ pub async fn converge<A: AdminApi>(
 ) -> Result<External, Error> {
     let mut external = External::default();
     let mut advertised: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut load_balancers = Vec::new();
+    let mut fingerprinted = Vec::new();
+    for ingress in ingresses(names, owner, listeners, brokers) {
+        apply::<Ingress, A>(ctx, names.namespace(), &ingress).await?;
+    }
     for service in external_services(names, owner, listeners, brokers) {
         let applied = apply(ctx, names.namespace(), &service).await?;
         let listener_name = service
@@ -104,6 +110,18 @@ pub async fn converge<A: AdminApi>(
                 .and_then(|p| p.first())
                 .and_then(|p| p.node_port)
                 .map(|port| (String::new(), port)),
+            ListenerType::Ingress => listener.ingress.as_ref().map(|ingress| {
+                let pod = service
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .and_then(|s| s.get(POD_NAME_LABEL));
+                let host = match pod.and_then(|pod| (0..brokers).find(|o| names.pod(*o) == *pod)) {
+                    Some(ordinal) => ingress.broker_host(ordinal),
+                    None => ingress.bootstrap_host.clone(),
+                };
+                (host, ingress.port)
+            }),
             _ => match load_balancer_address(&applied) {
                 Some(host) => Some((host, listener.port)),
                 None => {
@@ -128,7 +146,7 @@ pub async fn converge<A: AdminApi>(
         match pod {
             Some(pod) => {
                 if !host.is_empty() {
-                    load_balancers.push(format!("{pod} {} {host}:{port}", listener.name));
+                    fingerprinted.push(format!("{pod} {} {host}:{port}", listener.name));
                 }
                 advertised
                     .entry(pod.clone())
@@ -160,7 +178,7 @@ pub async fn converge<A: AdminApi>(
         ..ConfigMap::default()
     };
     apply(ctx, names.namespace(), &config_map).await?;
-    load_balancers.sort();
-    external.fingerprint = crate::desired::fingerprint(&load_balancers.join("\n"));
+    fingerprinted.sort();
+    external.fingerprint = crate::desired::fingerprint(&fingerprinted.join("\n"));
     Ok(external)
 }

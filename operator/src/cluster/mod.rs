@@ -4,6 +4,7 @@
 //! ordinals are decommissioned, and the StatefulSet shrinks only once they hold nothing.
 
 mod external;
+pub(crate) mod listener_certs;
 pub mod plan;
 mod storage;
 pub mod tls;
@@ -30,7 +31,7 @@ use crate::admin::AdminApi;
 use crate::conditions::{Standing, paused};
 use crate::context::{Context, Error, FIELD_MANAGER, is_paused};
 use crate::crd::condition::PAUSED;
-use crate::crd::{Cluster, ClusterStatus, ListenerType};
+use crate::crd::{Cluster, ClusterStatus, ListenerSpec, ListenerType};
 use crate::desired::{
     CONFIG_HASH_ANNOTATION, ClusterNames, Desired, DesiredError, RACK_ANNOTATION, desired,
     label_selector,
@@ -160,18 +161,31 @@ pub async fn reconcile<A: AdminApi>(
         })?;
     let broker_pods = list_pods(&ctx, &namespace, names.cluster()).await?;
     let listeners = cluster.spec.listeners();
-    let node_ports = listeners.iter().any(|l| l.type_ == ListenerType::Nodeport);
-    let mut node_addresses = if node_ports {
+    let has = |kind: ListenerType| listeners.iter().any(|l| l.type_ == kind);
+    let nodes = if has(ListenerType::Nodeport) {
         node_addresses(&ctx, &broker_pods).await?
     } else {
         Vec::new()
     };
-    if listeners
+    let load_balancers = if has(ListenerType::Loadbalancer) {
+        external::load_balancer_addresses(&ctx, &names).await?
+    } else {
+        Vec::new()
+    };
+    // What clients of each listener reach the brokers by, for its certificate: every broker
+    // that may run has its Ingress host there, the server name its clients ask for.
+    let may_run = cluster.spec.replicas.max(current.unwrap_or(0));
+    let names_of = |listener: &ListenerSpec| {
+        listener_certs::listener_names(&names, listener, &nodes, &load_balancers, may_run)
+    };
+    // The brokers' own certificate names the external ones too (the internal ones it has).
+    let mut external_names: Vec<String> = listeners
         .iter()
-        .any(|l| l.type_ == ListenerType::Loadbalancer)
-    {
-        node_addresses.extend(external::load_balancer_addresses(&ctx, &names).await?);
-    }
+        .filter(|l| l.type_ != ListenerType::Internal)
+        .flat_map(&names_of)
+        .collect();
+    external_names.sort();
+    external_names.dedup();
     // The template of a StatefulSet every broker runs: what the brokers have, for CA renewals.
     let rolled = existing
         .as_ref()
@@ -186,7 +200,7 @@ pub async fn reconcile<A: AdminApi>(
                 .as_ref()
         });
     let certificates =
-        match tls::ensure(&ctx, &cluster, &names, &owner, &node_addresses, rolled).await? {
+        match tls::ensure(&ctx, &cluster, &names, &owner, &external_names, rolled).await? {
             Ok(certificates) => certificates,
             Err(standing) => {
                 stall(&ctx, &cluster, &names, standing).await?;
@@ -301,7 +315,7 @@ pub async fn reconcile<A: AdminApi>(
             external::converge(&ctx, &names, &owner, &listeners, brokers, host_ip).await?;
         if listeners
             .iter()
-            .any(|l| l.type_ == ListenerType::Loadbalancer)
+            .any(|l| matches!(l.type_, ListenerType::Loadbalancer | ListenerType::Ingress))
             && let Some(annotations) = template_annotations(&mut objects.stateful_set)
         {
             annotations.insert(
@@ -313,7 +327,14 @@ pub async fn reconcile<A: AdminApi>(
     } else {
         external::External::default()
     };
-    apply(&ctx, &namespace, &objects.stateful_set).await?;
+    // A listener with a certificate of its own needs its Secret before a broker can serve it:
+    // until it is there the StatefulSet is left as it is.
+    let certificate_standing =
+        listener_certs::converge(&ctx, &names, &owner, &listeners, names_of).await?;
+    let applied_set = match certificate_standing {
+        None => Some(apply(&ctx, &namespace, &objects.stateful_set).await?),
+        Some(_) => None,
+    };
     apply(&ctx, &namespace, &objects.pod_disruption_budget).await?;
     apply(&ctx, &namespace, &objects.network_policy).await?;
 
@@ -327,11 +348,13 @@ pub async fn reconcile<A: AdminApi>(
     let standing = refused
         .or(sizing.standing)
         .or(storage_standing)
+        .or(certificate_standing)
         .unwrap_or_else(|| plan::standing(&cluster, pods, &described));
-    // A CA renewal under way, or a load balancer without an address, holds a Ready Cluster
-    // back, saying what it waits for.
+    // A CA renewal under way, a rollout not finished, or a load balancer without an address,
+    // holds a Ready Cluster back, saying what it waits for.
     let waiting = certificates
         .renewing
+        .or_else(|| applied_set.as_ref().and_then(plan::rollout_standing))
         .or_else(|| plan::load_balancer_standing(&external.pending, Timestamp::now().as_second()));
     let standing = match (standing, waiting) {
         (Standing::Ready { .. }, Some(waiting)) => waiting,

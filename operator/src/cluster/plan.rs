@@ -241,6 +241,37 @@ pub fn rolled(set: &StatefulSet) -> bool {
         && status.ready_replicas == Some(replicas)
 }
 
+/// A rollout of the StatefulSet `set` (as the API server returned it from the apply) that has
+/// not finished: the brokers restart one at a time to run a new pod template. `None` when
+/// every pod runs the current template, or when the StatefulSet controller has not seen a
+/// change yet that changes no template (pods not ready are [`standing`]'s business).
+pub fn rollout_standing(set: &StatefulSet) -> Option<Standing> {
+    if rolled(set) {
+        return None;
+    }
+    let status = set.status.as_ref()?;
+    let seen = status.observed_generation == set.metadata.generation;
+    let same_template = status.update_revision.is_some()
+        && status.update_revision == status.current_revision
+        && status.updated_replicas == Some(status.replicas);
+    if seen && same_template {
+        return None;
+    }
+    let replicas = set.spec.as_ref()?.replicas.unwrap_or(1);
+    let updated = if seen {
+        status.updated_replicas.unwrap_or(0)
+    } else {
+        0
+    };
+    Some(Standing::Reconciling {
+        reason: "RollingRestart",
+        message: format!(
+            "brokers restart one at a time to run the new pod template, each after handing \
+             over its leaderships: {updated} of {replicas} done"
+        ),
+    })
+}
+
 /// Where clients of each listener bootstrap: the bootstrap Service inside the cluster, or for
 /// an external listener what `external` says (a node's address and the bootstrap Service's
 /// node port, or its load balancer's address), once known.

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use serde_json::json;
@@ -46,6 +47,8 @@ const PREVIOUS_CERT_KEY: &str = "previous.crt";
 pub const RENEW_ANNOTATION: &str = "strand.dev/renew";
 /// Annotation of a CA Secret saying which renewal step is under way.
 pub const RENEWAL_ANNOTATION: &str = "strand.dev/renewal";
+/// Annotation of a CA Secret saying when the renewal step under way began (RFC 3339).
+pub const RENEWAL_SINCE_ANNOTATION: &str = "strand.dev/renewal-since";
 /// Pod template annotation holding what the cluster CA's trust is, so that a change of it
 /// restarts the brokers one at a time, and a finished rollout says every broker has it.
 pub const CLUSTER_CA_TRUST_ANNOTATION: &str = "strand.dev/cluster-ca-trust";
@@ -87,6 +90,8 @@ pub struct CaState {
     pub trusted: String,
     /// The renewal step under way, if one is.
     pub step: Option<Step>,
+    /// Until when (Unix seconds) the step under way waits for Kafka clients, if it does.
+    pub clients_until: Option<i64>,
 }
 
 impl CaState {
@@ -147,6 +152,8 @@ fn pki_failed(names: &ClusterNames, error: pki::PkiError) -> Standing {
 /// over: two writers cannot both make a CA), and takes its renewal a step further when the
 /// brokers have `rolled` to what the current step needs. `Ok(Err(standing))` when the stored
 /// CA cannot be used.
+/// `waits` is the step that, once the brokers have rolled, waits `clients` before it ends,
+/// for Kafka clients to take what the step gave them.
 #[allow(clippy::too_many_arguments)]
 async fn ensure_ca<A: AdminApi>(
     ctx: &Context<A>,
@@ -157,6 +164,7 @@ async fn ensure_ca<A: AdminApi>(
     what: &str,
     readme: &str,
     rolled_to: Option<&str>,
+    (waits, clients): (Step, std::time::Duration),
 ) -> Result<Result<CaState, Standing>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
     let now = OffsetDateTime::now_utc();
@@ -190,6 +198,7 @@ async fn ensure_ca<A: AdminApi>(
             trusted: trusted_bundle(None, &ca.cert, None),
             issuing: ca,
             step: None,
+            clients_until: None,
         }));
     };
     let issuing = match (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY)) {
@@ -228,15 +237,28 @@ async fn ensure_ca<A: AdminApi>(
         trusted: trusted_bundle(previous, &issuing.cert, next),
         issuing,
         step,
+        clients_until: None,
     };
-    let current = state(
+    let mut current = state(
         issuing.clone(),
         previous.as_deref(),
         next.as_ref().map(|n| n.cert.as_str()),
         step,
     );
+    // The step that waits for clients ends no sooner than `clients` after it began (a step
+    // begun by an operator that did not record when waits for nothing).
+    if step == Some(waits) {
+        current.clients_until = annotations
+            .get(RENEWAL_SINCE_ANNOTATION)
+            .and_then(|since| since.parse::<Timestamp>().ok())
+            .map(|since| since.as_second() + i64::try_from(clients.as_secs()).unwrap_or(i64::MAX));
+    }
+    let clients_waiting = current
+        .clients_until
+        .is_some_and(|until| now.unix_timestamp() < until);
     // Whether every broker runs with what the current step gives it.
     let rolled = rolled_to == Some(current.trust_fingerprint().as_str());
+    let began = Timestamp::now().to_string();
     let patch = |data: serde_json::Value, renewal: Option<Step>| {
         json!({
             "metadata": {
@@ -244,6 +266,7 @@ async fn ensure_ca<A: AdminApi>(
                 "annotations": {
                     RENEW_ANNOTATION: null,
                     RENEWAL_ANNOTATION: renewal.map(Step::name),
+                    RENEWAL_SINCE_ANNOTATION: renewal.map(|_| began.clone()),
                 },
             },
             "data": data,
@@ -287,7 +310,7 @@ async fn ensure_ca<A: AdminApi>(
                     ),
                 )));
             };
-            if !rolled {
+            if !rolled || clients_waiting {
                 return Ok(Ok(current));
             }
             let write = patch(
@@ -309,7 +332,7 @@ async fn ensure_ca<A: AdminApi>(
             (write, next_state, note)
         }
         Some(Step::Switch) => {
-            if !rolled {
+            if !rolled || clients_waiting {
                 return Ok(Ok(current));
             }
             let write = patch(json!({PREVIOUS_CERT_KEY: null}), None);
@@ -334,22 +357,54 @@ async fn ensure_ca<A: AdminApi>(
     Ok(Ok(next_state))
 }
 
-/// What a CA renewal under way says, as the Cluster's standing.
-pub fn renewal_standing(what: &str, state: &CaState) -> Option<Standing> {
-    let message = match state.step? {
-        Step::Trust => format!(
+/// What a CA renewal under way says, as the Cluster's standing, at `now` (Unix seconds).
+pub fn renewal_standing(what: &str, state: &CaState, now: i64) -> Option<Standing> {
+    let until = state
+        .clients_until
+        .filter(|until| now < *until)
+        .and_then(|until| Timestamp::from_second(until).ok());
+    let message = match (state.step?, until) {
+        (Step::Trust, None) => format!(
             "renewing the {what}, step 1 of 3: waiting for every broker to restart trusting \
              both the old and the new CA"
         ),
-        Step::Switch => format!(
+        (Step::Trust, Some(until)) => format!(
+            "renewing the {what}, step 1 of 3: the brokers trust both the old and the new CA \
+             once restarted; they get certificates of the new CA after {until} \
+             (certificateAuthority.clientTrustPeriod). Kafka clients must take ca.crt again \
+             from their User's Secret before then: it holds both CAs"
+        ),
+        (Step::Switch, None) => format!(
             "renewing the {what}, step 2 of 3: waiting for every broker to restart with \
              certificates of the new CA"
+        ),
+        (Step::Switch, Some(until)) => format!(
+            "renewing the {what}, step 2 of 3: certificates are issued from the new CA; the \
+             old one is no longer trusted after {until} \
+             (certificateAuthority.clientTrustPeriod). Kafka clients must take user.crt and \
+             user.key again from their User's Secret before then"
         ),
     };
     Some(Standing::Reconciling {
         reason: "RenewingCA",
         message,
     })
+}
+
+/// Two renewals under way as one standing, saying what each waits for.
+fn both(cluster_ca: Option<Standing>, clients_ca: Option<Standing>) -> Option<Standing> {
+    match (cluster_ca, clients_ca) {
+        (
+            Some(Standing::Reconciling { reason, message }),
+            Some(Standing::Reconciling {
+                message: clients, ..
+            }),
+        ) => Some(Standing::Reconciling {
+            reason,
+            message: format!("{message}; {clients}"),
+        }),
+        (cluster_ca, clients_ca) => cluster_ca.or(clients_ca),
+    }
 }
 
 /// What [`ensure`] leaves for the rest of the reconcile.
@@ -378,6 +433,11 @@ pub async fn ensure<A: AdminApi>(
 ) -> Result<Result<Certificates, Standing>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
     let now = OffsetDateTime::now_utc();
+    let clients: std::time::Duration = cluster
+        .spec
+        .certificate_authority
+        .client_trust_period
+        .into();
     let rolled_to = |annotation: &str| rolled.and_then(|a| a.get(annotation)).map(String::as_str);
     let ca = match ensure_ca(
         ctx,
@@ -388,6 +448,9 @@ pub async fn ensure<A: AdminApi>(
         "cluster CA",
         CA_README,
         rolled_to(CLUSTER_CA_TRUST_ANNOTATION),
+        // Clients check the brokers' certificates with the cluster CA: they need the new
+        // one before the brokers present certificates of it.
+        (Step::Trust, clients),
     )
     .await?
     {
@@ -403,6 +466,9 @@ pub async fn ensure<A: AdminApi>(
         "clients CA",
         CLIENTS_CA_README,
         rolled_to(CLIENTS_CA_TRUST_ANNOTATION),
+        // Clients present certificates of the clients CA: they need new ones before the
+        // old CA is no longer trusted.
+        (Step::Switch, clients),
     )
     .await?
     {
@@ -494,8 +560,10 @@ pub async fn ensure<A: AdminApi>(
                 clients_ca.trust_fingerprint(),
             ),
         ]),
-        renewing: renewal_standing("cluster CA", &ca)
-            .or_else(|| renewal_standing("clients CA", &clients_ca)),
+        renewing: both(
+            renewal_standing("cluster CA", &ca, now.unix_timestamp()),
+            renewal_standing("clients CA", &clients_ca, now.unix_timestamp()),
+        ),
     }))
 }
 
@@ -583,6 +651,7 @@ mod tests {
             },
             trusted: step1.clone(),
             step,
+            clients_until: None,
         };
         let fingerprints = [None, Some(Step::Trust), Some(Step::Switch)]
             .map(|step| state(step).trust_fingerprint());
@@ -590,5 +659,47 @@ mod tests {
         assert_ne!(fingerprints[1], fingerprints[2]);
         assert_eq!(Step::parse(Step::Switch.name()), Some(Step::Switch));
         assert_eq!(Step::parse("later"), None);
+    }
+
+    #[test]
+    fn a_step_waiting_for_clients_says_until_when_and_two_renewals_say_both() {
+        let state = |step, clients_until| CaState {
+            issuing: Pem {
+                cert: String::new(),
+                key: String::new(),
+            },
+            trusted: String::new(),
+            step,
+            clients_until,
+        };
+        let message = |standing: Option<Standing>| match standing {
+            Some(Standing::Reconciling { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        let waiting = message(renewal_standing(
+            "cluster CA",
+            &state(Some(Step::Trust), Some(1_000)),
+            999,
+        ));
+        assert!(waiting.contains("after 1970-01-01T00:16:40Z"), "{waiting}");
+        assert!(waiting.contains("clientTrustPeriod"), "{waiting}");
+        // Once the time has come, the step waits only for the brokers.
+        let rolling = message(renewal_standing(
+            "cluster CA",
+            &state(Some(Step::Trust), Some(1_000)),
+            1_000,
+        ));
+        assert!(!rolling.contains("clientTrustPeriod"), "{rolling}");
+        assert!(renewal_standing("clients CA", &state(None, None), 0).is_none());
+        let clients = renewal_standing("clients CA", &state(Some(Step::Switch), Some(50)), 0);
+        let together = message(both(
+            renewal_standing("cluster CA", &state(Some(Step::Switch), None), 0),
+            clients,
+        ));
+        assert!(
+            together.contains("the cluster CA, step 2")
+                && together.contains("the clients CA, step 2"),
+            "{together}"
+        );
     }
 }

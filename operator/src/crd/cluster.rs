@@ -115,6 +115,9 @@ pub struct ClusterSpec {
     /// How the cluster moves leaders and replicas.
     #[serde(default)]
     pub balancing: BalancingSpec,
+    /// How the Cluster's CAs are renewed.
+    #[serde(default)]
+    pub certificate_authority: CertificateAuthoritySpec,
     /// What happens to the brokers' volumes when the Cluster is deleted: `Retain` (the
     /// default) keeps them, so the data outlives a mistaken delete; `Delete` removes them with
     /// the brokers.
@@ -150,8 +153,16 @@ pub struct ClusterSpec {
 /// One Kafka listener of a Cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.authentication != 'tls' || self.tls")
-    .message("authentication tls needs tls: true"))]
+#[x_kube(
+    validation = Rule::new("self.authentication != 'tls' || self.tls")
+        .message("authentication tls needs tls: true"),
+    validation = Rule::new("self.type != 'ingress' || (has(self.ingress) && self.tls)")
+        .message("an ingress listener needs tls: true and `ingress` (its host names): the ingress controller passes TLS through to the brokers and routes by the server name clients ask for"),
+    validation = Rule::new("!has(self.ingress) || self.type == 'ingress'")
+        .message("`ingress` is only for listeners of type ingress"),
+    validation = Rule::new("!has(self.certificate) || self.tls")
+        .message("`certificate` is for listeners with tls: true"),
+)]
 pub struct ListenerSpec {
     /// Name of the listener, such as `tls` or `external`: the Kafka listener name (in capitals)
     /// and part of its Services' names.
@@ -168,9 +179,11 @@ pub struct ListenerSpec {
     /// How clients reach the listener: `internal` (pod names inside the Kubernetes cluster,
     /// bootstrap Service `<cluster>-bootstrap`), `nodeport` (from outside, through a
     /// NodePort Service per broker; each broker advertises its node's address and its own
-    /// node port) or `loadbalancer` (from outside, through a LoadBalancer Service per broker;
+    /// node port), `loadbalancer` (from outside, through a LoadBalancer Service per broker;
     /// each broker advertises its load balancer's address once it has one, restarting once
-    /// to take it).
+    /// to take it) or `ingress` (from outside, through an ingress controller that passes TLS
+    /// through and routes by server name (SNI): an Ingress per broker, each broker
+    /// advertising its own host name of `ingress`).
     #[serde(default, rename = "type")]
     pub type_: ListenerType,
     /// Whether the listener speaks TLS, with a certificate of the Cluster's CA.
@@ -180,6 +193,110 @@ pub struct ListenerSpec {
     /// `User`), or `tls` (a client certificate of the Cluster's clients CA, from a `User`).
     #[serde(default)]
     pub authentication: ListenerAuthentication,
+    /// The host names of an `ingress` listener, and how its Ingresses are made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressListenerSpec>,
+    /// The certificate a TLS listener presents, when not one of the Cluster's CA: one
+    /// cert-manager issues, or one in a Secret someone else keeps. Renewals are picked up
+    /// without restarting the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<ListenerCertificateSpec>,
+}
+
+/// Where a listener's certificate comes from: exactly one of `issuerRef` and `secretName`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.issuerRef) != has(self.secretName)")
+    .message("give exactly one of issuerRef (cert-manager issues the certificate) and secretName (a Secret you keep)"))]
+pub struct ListenerCertificateSpec {
+    /// A cert-manager issuer: the operator asks it for the certificate with a cert-manager
+    /// `Certificate` `<cluster>-listener-<listener>`, naming the listener's addresses, and
+    /// cert-manager keeps it in Secret `<cluster>-listener-<listener>-tls` and renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
+    /// A Secret in the Cluster's namespace with `tls.crt` and `tls.key` (and `ca.crt`, the
+    /// CA clients should trust, if not a public one), made and renewed by someone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// How long cert-manager makes the certificate valid for, such as `2160h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// How long before expiry cert-manager renews it, such as `360h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<String>,
+}
+
+/// A cert-manager issuer, as a cert-manager `Certificate` names it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// The issuer's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `Issuer` (in the Cluster's namespace), `ClusterIssuer`, or an external issuer's kind.
+    #[serde(default = "default_issuer_kind")]
+    pub kind: String,
+    /// The issuer's API group.
+    #[serde(default = "default_issuer_group")]
+    pub group: String,
+}
+
+fn default_issuer_kind() -> String {
+    "Issuer".to_owned()
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".to_owned()
+}
+
+/// Regular expression of a DNS host name (lower case).
+const HOST_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// How an `ingress` listener is reached: a host name to bootstrap from and one per broker,
+/// all resolving to the ingress controller, which passes TLS through to the broker the server
+/// name (SNI) names. With ingress-nginx that takes `--enable-ssl-passthrough`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressListenerSpec {
+    /// Host name clients bootstrap from, such as `kafka.example.com`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = HOST_PATTERN))]
+    pub bootstrap_host: String,
+    /// Host name of each broker, with `{ordinal}` standing for the broker pod's ordinal, such
+    /// as `broker-{ordinal}.kafka.example.com`.
+    #[schemars(length(min = 1, max = 240))]
+    #[x_kube(
+        validation = Rule::new("self.contains('{ordinal}')")
+            .message("brokerHost needs {ordinal}: every broker has a host name of its own"),
+        validation = Rule::new(
+            "self.replace('{ordinal}', '0').matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')"
+        )
+        .message("brokerHost must be a DNS host name in lower case once {ordinal} is replaced"),
+    )]
+    pub broker_host: String,
+    /// The port the ingress controller takes TLS on, which clients connect to.
+    #[serde(default = "default_ingress_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// The IngressClass of the Ingresses; without one, the Kubernetes cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Annotations of the Ingresses, besides `nginx.ingress.kubernetes.io/ssl-passthrough:
+    /// "true"`, which they always carry: another controller's way of asking for TLS
+    /// passthrough, for instance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_ingress_port() -> i32 {
+    443
+}
+
+impl IngressListenerSpec {
+    /// The host name of the broker with pod ordinal `ordinal`.
+    pub fn broker_host(&self, ordinal: i32) -> String {
+        self.broker_host.replace("{ordinal}", &ordinal.to_string())
+    }
 }
 
 /// How clients reach a listener.
@@ -193,6 +310,8 @@ pub enum ListenerType {
     Nodeport,
     /// From outside, through a LoadBalancer Service per broker.
     Loadbalancer,
+    /// From outside, through an ingress controller passing TLS through by server name.
+    Ingress,
 }
 
 impl ListenerType {
@@ -244,6 +363,8 @@ pub fn default_listeners() -> Vec<ListenerSpec> {
         type_: ListenerType::Internal,
         tls: true,
         authentication: ListenerAuthentication::ScramSha512,
+        ingress: None,
+        certificate: None,
     }]
 }
 
@@ -380,6 +501,35 @@ pub struct BalancingSpec {
     pub max_concurrent_moves: i32,
 }
 
+/// How the Cluster's CAs (the cluster CA and the clients CA) are renewed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateAuthoritySpec {
+    /// How long a CA renewal waits for Kafka clients, as a duration such as `24h`: for the
+    /// cluster CA, from the moment every broker trusts the new CA beside the old to the
+    /// moment the brokers get certificates of the new one, which a client that trusts only
+    /// the old CA can no longer connect to; for the clients CA, from the moment Users'
+    /// certificates are issued again to the moment the old CA is no longer trusted, which
+    /// refuses a client still presenting an old certificate. Clients take `ca.crt`,
+    /// `user.crt` and `user.key` again from their User's Secret within this time.
+    #[serde(default = "default_client_trust_period")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('0s')")
+        .message("must be a duration such as 24h or 30m"))]
+    pub client_trust_period: kube::core::Duration,
+}
+
+fn default_client_trust_period() -> kube::core::Duration {
+    "24h".parse().expect("24h is a duration")
+}
+
+impl Default for CertificateAuthoritySpec {
+    fn default() -> Self {
+        CertificateAuthoritySpec {
+            client_trust_period: default_client_trust_period(),
+        }
+    }
+}
+
 fn default_leader_balancing() -> bool {
     true
 }
@@ -451,7 +601,7 @@ pub struct ClusterStatus {
 pub struct ListenerStatus {
     /// The listener's name.
     pub name: String,
-    /// `internal` or `nodeport`.
+    /// `internal`, `nodeport`, `loadbalancer` or `ingress`.
     #[serde(rename = "type")]
     pub type_: ListenerType,
     /// Kafka's security protocol on it, such as `SASL_SSL`.

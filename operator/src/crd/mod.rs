@@ -6,10 +6,10 @@ mod topic;
 mod user;
 
 pub use cluster::{
-    BalancingSpec, BrokerState, BrokerStatus, Cluster, ClusterSpec, ClusterStatus,
-    DisruptionBudgetSpec, ListenerAuthentication, ListenerSpec, ListenerStatus, ListenerType,
-    PodOverrides, RackSpec, RebalanceStatus, StorageSpec, VolumeDeletionPolicy,
-    default_broker_image, default_listeners,
+    BalancingSpec, BrokerState, BrokerStatus, CertificateAuthoritySpec, Cluster, ClusterSpec,
+    ClusterStatus, DisruptionBudgetSpec, IngressListenerSpec, IssuerRef, ListenerAuthentication,
+    ListenerCertificateSpec, ListenerSpec, ListenerStatus, ListenerType, PodOverrides, RackSpec,
+    RebalanceStatus, StorageSpec, VolumeDeletionPolicy, default_broker_image, default_listeners,
 };
 pub use topic::{
     ClusterRef, DeletionPolicy, OWNER_PREFIX, ReplicaChangeStatus, Topic, TopicSpec, TopicStatus,

@@ -8,13 +8,16 @@ mod services;
 mod statefulset;
 
 pub use names::{ClusterNames, label_selector, labels, selector_labels};
-pub use services::{POD_NAME_LABEL, external_services, listener_port_name};
+pub use services::{
+    NGINX_PASSTHROUGH, POD_NAME_LABEL, external_services, ingresses, listener_port_name,
+};
 pub use statefulset::advertised_file;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
@@ -92,6 +95,8 @@ pub struct Desired {
     pub stateful_set: StatefulSet,
     /// The Services of external listeners, for brokers `0..spec.replicas`.
     pub external_services: Vec<Service>,
+    /// The Ingresses of `ingress` listeners, for brokers `0..spec.replicas`.
+    pub ingresses: Vec<Ingress>,
     /// Limits voluntary disruptions of the brokers.
     pub pod_disruption_budget: PodDisruptionBudget,
     /// Who may reach which broker port.
@@ -127,6 +132,7 @@ pub fn desired(cluster: &Cluster) -> Result<Desired, DesiredError> {
             &listeners,
             cluster.spec.replicas,
         ),
+        ingresses: services::ingresses(&names, &owner, &listeners, cluster.spec.replicas),
         pod_disruption_budget: pod_disruption_budget(cluster, &names, &owner),
         network_policy: network_policy(&names, &owner, &listeners),
     })

@@ -116,6 +116,21 @@ impl ClusterNames {
         format!("{}-clients-ca", self.cluster)
     }
 
+    /// The cert-manager `Certificate` of `listener`, when cert-manager issues its certificate.
+    pub fn listener_certificate(&self, listener: &str) -> String {
+        format!("{}-listener-{listener}", self.cluster)
+    }
+
+    /// The Secret with the certificate `listener` presents, when it has its own:
+    /// `certificate.secretName`, or the one cert-manager keeps.
+    pub fn listener_certificate_secret(&self, listener: &ListenerSpec) -> Option<String> {
+        let certificate = listener.certificate.as_ref()?;
+        Some(match &certificate.secret_name {
+            Some(secret) => secret.clone(),
+            None => format!("{}-tls", self.listener_certificate(&listener.name)),
+        })
+    }
+
     /// The NodePort Service clients outside the cluster bootstrap from on `listener`.
     pub fn listener_bootstrap_service(&self, listener: &str) -> String {
         format!("{}-{listener}-bootstrap", self.cluster)

@@ -1,10 +1,15 @@
 //! The Services of a Cluster: headless for peers, ClusterIP for Kafka clients inside the
-//! Kubernetes cluster, and for each external listener (`nodeport`, `loadbalancer`) a Service
-//! of that type to bootstrap from and one per broker.
+//! Kubernetes cluster, and for each external listener (`nodeport`, `loadbalancer`, `ingress`)
+//! a Service of that type (ClusterIP behind an Ingress) to bootstrap from and one per broker,
+//! with an Ingress each for `ingress` listeners.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -81,10 +86,11 @@ pub(super) fn client(
     }
 }
 
-/// The Services of external listeners for brokers `0..brokers`, NodePort or LoadBalancer:
-/// per listener one to bootstrap from (any ready broker) and one per broker pod, whose node
-/// port or load balancer address that broker advertises. Node ports are left to the API
-/// server to allocate; the target port is the listener's port on the pod.
+/// The Services of external listeners for brokers `0..brokers`, NodePort, LoadBalancer or
+/// (behind an Ingress) ClusterIP: per listener one to bootstrap from (any ready broker) and
+/// one per broker pod, whose node port, load balancer address or Ingress host that broker
+/// advertises. Node ports are left to the API server to allocate; the target port is the
+/// listener's port on the pod.
 pub fn external_services(
     names: &ClusterNames,
     owner: &OwnerReference,
@@ -103,6 +109,7 @@ pub fn external_services(
                 type_: Some(
                     match listener.type_ {
                         ListenerType::Loadbalancer => "LoadBalancer",
+                        ListenerType::Ingress => "ClusterIP",
                         _ => "NodePort",
                     }
                     .to_owned(),
@@ -138,4 +145,80 @@ pub fn external_services(
         }
     }
     services
+}
+
+/// Annotation asking ingress-nginx to pass TLS through to the backend, routing by SNI.
+pub const NGINX_PASSTHROUGH: &str = "nginx.ingress.kubernetes.io/ssl-passthrough";
+
+/// The Ingresses of `ingress` listeners for brokers `0..brokers`: per listener one for the
+/// bootstrap host and one per broker host, each routing its host to the Service of the same
+/// name from [`external_services`]. TLS passes through to the broker, so the Ingress names its
+/// host under `tls` without a Secret: the broker presents its own certificate.
+pub fn ingresses(
+    names: &ClusterNames,
+    owner: &OwnerReference,
+    listeners: &[ListenerSpec],
+    brokers: i32,
+) -> Vec<Ingress> {
+    let mut ingresses = Vec::new();
+    for listener in listeners
+        .iter()
+        .filter(|l| l.type_ == ListenerType::Ingress)
+    {
+        let Some(spec) = &listener.ingress else {
+            continue;
+        };
+        let ingress = |name: String, host: String| {
+            let mut metadata = metadata(names, name.clone(), owner);
+            metadata
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert("strand.dev/listener".to_owned(), listener.name.clone());
+            let mut annotations = spec.annotations.clone();
+            annotations.insert(NGINX_PASSTHROUGH.to_owned(), "true".to_owned());
+            metadata.annotations = Some(annotations);
+            Ingress {
+                metadata,
+                spec: Some(IngressSpec {
+                    ingress_class_name: spec.class_name.clone(),
+                    rules: Some(vec![IngressRule {
+                        host: Some(host.clone()),
+                        http: Some(HTTPIngressRuleValue {
+                            paths: vec![HTTPIngressPath {
+                                path: Some("/".to_owned()),
+                                path_type: "Prefix".to_owned(),
+                                backend: IngressBackend {
+                                    service: Some(IngressServiceBackend {
+                                        name,
+                                        port: Some(ServiceBackendPort {
+                                            number: Some(listener.port),
+                                            ..ServiceBackendPort::default()
+                                        }),
+                                    }),
+                                    ..IngressBackend::default()
+                                },
+                            }],
+                        }),
+                    }]),
+                    tls: Some(vec![IngressTLS {
+                        hosts: Some(vec![host]),
+                        ..IngressTLS::default()
+                    }]),
+                    ..IngressSpec::default()
+                }),
+                ..Ingress::default()
+            }
+        };
+        ingresses.push(ingress(
+            names.listener_bootstrap_service(&listener.name),
+            spec.bootstrap_host.clone(),
+        ));
+        for ordinal in 0..brokers {
+            ingresses.push(ingress(
+                names.broker_listener_service(ordinal, &listener.name),
+                spec.broker_host(ordinal),
+            ));
+        }
+    }
+    ingresses
 }

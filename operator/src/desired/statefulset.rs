@@ -41,6 +41,8 @@ const TLS_DIR: &str = "/etc/strand-tls";
 /// Where the ConfigMap of the addresses brokers advertise on external listeners is mounted:
 /// one file per broker pod ([`advertised_file`]).
 const ADVERTISED_DIR: &str = "/etc/strand-advertised";
+/// Where a listener's own certificate is mounted: one directory per listener.
+const LISTENER_CERTIFICATES_DIR: &str = "/etc/strand-listeners";
 /// Group that owns the data volume: the `nonroot` group of distroless images, which the
 /// broker image runs as.
 const BROKER_UID: i64 = 65532;
@@ -118,11 +120,7 @@ fn pod_template(cluster: &Cluster, names: &ClusterNames, broker_config: &str) ->
         }),
         spec: Some(PodSpec {
             containers: vec![broker_container(cluster, names)],
-            volumes: Some(volumes(
-                names,
-                spec.rack.as_ref(),
-                has_external(&spec.listeners()),
-            )),
+            volumes: Some(volumes(names, spec.rack.as_ref(), &spec.listeners())),
             affinity: Some(affinity(&overrides, names)),
             topology_spread_constraints: spec.rack.as_ref().map(|rack| spread(rack, names)),
             node_selector: non_empty(overrides.node_selector.clone()),
@@ -164,12 +162,13 @@ fn has_external(listeners: &[ListenerSpec]) -> bool {
 
 /// The advertised address of `listener` as the broker command line gives it: the pod's DNS
 /// name for internal listeners; for `nodeport` ones the node's address, whose port the
-/// broker replaces with its own node port from [`advertised_file`]; for `loadbalancer` ones
-/// the pod's name until [`advertised_file`] gives its load balancer's address.
+/// broker replaces with its own node port from [`advertised_file`]; for `loadbalancer` and
+/// `ingress` ones the pod's name until [`advertised_file`] gives its load balancer's address
+/// or its Ingress host.
 fn advertised(listener: &ListenerSpec, names: &ClusterNames) -> String {
     match listener.type_ {
         // Kubernetes expands $(VAR) from the container's env.
-        ListenerType::Internal | ListenerType::Loadbalancer => format!(
+        ListenerType::Internal | ListenerType::Loadbalancer | ListenerType::Ingress => format!(
             "$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}",
             names.headless_service(),
             listener.port
@@ -181,7 +180,8 @@ fn advertised(listener: &ListenerSpec, names: &ClusterNames) -> String {
 /// What a broker pod's file in the advertised-addresses ConfigMap holds: one line per
 /// external listener whose address is known, `NAME=:PORT` (a `nodeport` listener: the node
 /// port of the broker's own Service, advertised on its node's address) or `NAME=HOST:PORT`
-/// (a `loadbalancer` listener: its load balancer's address).
+/// (a `loadbalancer` listener: its load balancer's address; an `ingress` listener: its host
+/// name and the ingress controller's port).
 pub fn advertised_file(addresses: &[(String, String)]) -> String {
     addresses
         .iter()
@@ -278,6 +278,16 @@ fn broker_args(cluster: &Cluster, names: &ClusterNames) -> Vec<String> {
         // Deny by default: a User's ACLs are all its principal may do.
         args.extend(["--authorizer".to_owned(), "acl".to_owned()]);
     }
+    for listener in listeners.iter().filter(|l| l.certificate.is_some()) {
+        // The listener presents its own certificate; the files follow the Secret, and the
+        // broker reloads them when they change.
+        let dir = format!("{LISTENER_CERTIFICATES_DIR}/{}", listener.name);
+        args.push("--listener-certificate".to_owned());
+        args.push(format!(
+            "{},{dir}/tls.crt,{dir}/tls.key",
+            listener.kafka_name()
+        ));
+    }
     if has_external(&listeners) {
         args.extend([
             "--advertised-file".to_owned(),
@@ -331,6 +341,15 @@ fn broker_container(cluster: &Cluster, names: &ClusterNames) -> Container {
         volume_mounts.push(VolumeMount {
             read_only: Some(true),
             ..mount("advertised", ADVERTISED_DIR)
+        });
+    }
+    for listener in listeners.iter().filter(|l| l.certificate.is_some()) {
+        volume_mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount(
+                &listener_certificate_volume(listener),
+                &format!("{LISTENER_CERTIFICATES_DIR}/{}", listener.name),
+            )
         });
     }
     Container {
@@ -424,7 +443,11 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 
 /// The pod's volumes. `config` is one projected volume so that `broker.yaml` and the rack
 /// file share [`CONFIG_DIR`] and both follow their sources while the pod runs.
-fn volumes(names: &ClusterNames, rack: Option<&RackSpec>, node_ports: bool) -> Vec<Volume> {
+fn volumes(
+    names: &ClusterNames,
+    rack: Option<&RackSpec>,
+    listeners: &[ListenerSpec],
+) -> Vec<Volume> {
     let mut sources = vec![VolumeProjection {
         config_map: Some(ConfigMapProjection {
             name: names.config_map(),
@@ -478,7 +501,7 @@ fn volumes(names: &ClusterNames, rack: Option<&RackSpec>, node_ports: bool) -> V
             ..Volume::default()
         },
     ];
-    if node_ports {
+    if has_external(listeners) {
         volumes.push(Volume {
             name: "advertised".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
@@ -488,7 +511,24 @@ fn volumes(names: &ClusterNames, rack: Option<&RackSpec>, node_ports: bool) -> V
             ..Volume::default()
         });
     }
+    for listener in listeners {
+        if let Some(secret) = names.listener_certificate_secret(listener) {
+            volumes.push(Volume {
+                name: listener_certificate_volume(listener),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
+    }
     volumes
+}
+
+fn listener_certificate_volume(listener: &ListenerSpec) -> String {
+    format!("listener-{}", listener.name)
 }
 
 fn data_claim(cluster: &Cluster, names: &ClusterNames) -> PersistentVolumeClaim {

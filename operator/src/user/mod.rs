@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use tracing::{info, instrument};
 
 use crate::admin::AdminApi;
+use crate::cluster::listener_certs::listener_cas;
 use crate::cluster::live_cluster;
 use crate::cluster::tls::{CA_CERT_KEY, stored_ca, text};
 use crate::conditions::{Standing, paused};
@@ -319,14 +320,21 @@ async fn credentials<A: AdminApi>(
             ),
         }));
     }
-    let Some((_, trusted)) = stored_ca(ctx, namespace, &names.ca_secret()).await? else {
+    let Some((_, mut trusted)) = stored_ca(ctx, namespace, &names.ca_secret()).await? else {
         return Ok(Credentials::Waiting(Standing::Reconciling {
             reason: "WaitingForCertificates",
             message: format!("Cluster {} has no CA yet", names.cluster()),
         }));
     };
     let mut data: BTreeMap<String, String> = plan::bootstrap_entries(user, cluster, names);
-    // Every CA the brokers' certificates may come from (two while the CA is renewed).
+    // Every CA the brokers' certificates may come from (two while the CA is renewed), and
+    // the CAs of listeners that present a certificate of their own.
+    for ca in listener_cas(ctx, names, &cluster.spec.listeners()).await? {
+        if !trusted.ends_with('\n') {
+            trusted.push('\n');
+        }
+        trusted.push_str(&ca);
+    }
     data.insert(CA_CERT_KEY.to_owned(), trusted);
     let made_before = user.status.as_ref().is_some_and(|s| s.principal.is_some());
     let mut changed = None;

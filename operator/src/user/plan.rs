@@ -147,7 +147,7 @@ pub fn bootstrap_entries(
     for listener in listeners {
         let address = match listener.type_ {
             ListenerType::Internal => Some(names.bootstrap_servers(&listener)),
-            ListenerType::Nodeport | ListenerType::Loadbalancer => {
+            ListenerType::Nodeport | ListenerType::Loadbalancer | ListenerType::Ingress => {
                 known.get(&listener.name).cloned()
             }
         };

@@ -250,6 +250,46 @@ async fn a_cluster_with_ready_brokers_reports_them_and_is_ready() {
     assert_eq!(stored["status"]["brokers"][1]["state"], "Active");
 }
 
+/// A roll under way: all brokers ready, one of three on the new template. The Cluster is not
+/// Ready until every broker runs it, and says how far the roll has come.
+#[tokio::test]
+async fn a_cluster_whose_brokers_restart_for_a_new_template_is_not_ready_yet() {
+    let admin = FakeCluster::new("cluster-1", 3);
+    let pods = pod_list((0..3).map(|i| pod(i, true)).collect());
+    let (path, mut set) = statefulset_of(3);
+    set["metadata"]["generation"] = json!(2);
+    set["status"] = json!({
+        "observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 1,
+        "currentRevision": "main-old", "updateRevision": "main-new",
+    });
+    let objects = vec![(path.clone(), set), (PODS_PATH.to_owned(), pods)];
+    let (_, state) = reconcile_cluster(cluster_object(), objects, &admin).await;
+    let stored = &state.objects[CLUSTER_PATH];
+    assert_eq!(condition(stored, "Ready")["status"], "False", "{stored}");
+    let reconciling = condition(stored, "Reconciling");
+    assert_eq!(reconciling["reason"], "RollingRestart", "{stored}");
+    assert!(
+        reconciling["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 3 done"),
+        "{reconciling}"
+    );
+
+    // Once every broker runs it, the Cluster is Ready.
+    let (_, mut set) = statefulset_of(3);
+    set["metadata"]["generation"] = json!(2);
+    set["status"] = json!({
+        "observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 3,
+        "currentRevision": "main-new", "updateRevision": "main-new",
+    });
+    let pods = pod_list((0..3).map(|i| pod(i, true)).collect());
+    let objects = vec![(path, set), (PODS_PATH.to_owned(), pods)];
+    let (_, state) = reconcile_cluster(cluster_object(), objects, &admin).await;
+    let stored = &state.objects[CLUSTER_PATH];
+    assert_eq!(condition(stored, "Ready")["status"], "True", "{stored}");
+}
+
 fn statefulset_of(replicas: u32) -> (String, Value) {
     (
         format!("/apis/apps/v1{NS}/statefulsets/main"),

@@ -114,8 +114,17 @@ fn answer(state: &mut ApiState, call: &Call) -> (StatusCode, Value) {
                     return (StatusCode::UNPROCESSABLE_ENTITY, json!({}));
                 }
             } else {
-                // Server-side apply of a whole object: store what was applied.
+                // Server-side apply of a whole object: store what was applied; the status
+                // (the status subresource's) and the generation (the server's) stay.
+                let status = object.get("status").cloned();
+                let generation = object["metadata"].get("generation").cloned();
                 *object = call.body.clone();
+                if let Some(status) = status {
+                    object["status"] = status;
+                }
+                if let Some(generation) = generation {
+                    object["metadata"]["generation"] = generation;
+                }
             }
             (StatusCode::OK, object.clone())
         }

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use strand_server::{KafkaSettings, TlsFiles};
+use strand_server::{KafkaSettings, ListenerCertificate, ListenerSpec, SecurityProtocol, TlsFiles};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -348,5 +348,58 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         api_versions_over_tls(cluster.kafka[2], &trusts_second).await,
         Ok(0)
     );
+    cluster.shutdown().await;
+}
+
+/// A listener with a certificate of its own (as from a public or corporate issuer) presents
+/// it, and only it, while the other listeners present the broker's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listener_presents_its_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_pki = Pki::new(&dir.path().join("cluster"), "cluster");
+    let (cert, key) = cluster_pki.issue("broker", "broker");
+    let public_pki = Pki::new(&dir.path().join("public"), "public");
+    let (public_cert, public_key) = public_pki.issue("external", "kafka.example.com");
+    let external: Vec<SocketAddr> = (0..3).map(|_| strand_e2e::free_addr()).collect();
+    let cluster = Cluster::start_each(dir.path(), |i| KafkaSettings {
+        tls: Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        }),
+        listener_name: Some("INTERNAL".into()),
+        more_listeners: vec![ListenerSpec {
+            name: "EXTERNAL".into(),
+            listen: external[i as usize],
+            advertised: external[i as usize].to_string(),
+            protocol: SecurityProtocol::Ssl,
+        }],
+        listener_certificates: [(
+            "EXTERNAL".to_string(),
+            ListenerCertificate {
+                cert: public_cert.clone(),
+                key: public_key.clone(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let trusts_cluster = connector(&cluster_pki.ca(), None);
+    let trusts_public = connector(&public_pki.ca(), None);
+    for (external, internal) in external.iter().zip(&cluster.kafka) {
+        assert_eq!(
+            api_versions_over_tls(*external, &trusts_public).await,
+            Ok(0)
+        );
+        assert_eq!(
+            api_versions_over_tls(*internal, &trusts_cluster).await,
+            Ok(0)
+        );
+        let refused = api_versions_over_tls(*external, &trusts_cluster).await;
+        assert!(refused.is_err(), "{refused:?}");
+        let refused = api_versions_over_tls(*internal, &trusts_public).await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
     cluster.shutdown().await;
 }
