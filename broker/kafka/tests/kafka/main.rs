@@ -462,6 +462,59 @@ async fn consumer_group_splits_partitions_takes_over_and_resumes_from_commits() 
     cluster.shutdown().await;
 }
 
+/// Partitions added to a topic reach its consumer group: the group's leader notices them in
+/// its metadata and joins again, which starts a rebalance that assigns them (a JoinGroup
+/// from a stable group's leader always does, as in Kafka), and records written to them are
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_group_takes_partitions_added_to_its_topic() {
+    use rdkafka::admin::NewPartitions;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), false).await;
+    cluster.create_topic("growing", 2).await;
+    let config = cluster.config();
+    let admin: AdminClient<Printing> = config.create_with_context(Printing).unwrap();
+    let mut member_config = config.clone();
+    // A member looks at the topic's metadata every second (Kafka clients: 5 minutes).
+    member_config.set("topic.metadata.refresh.interval.ms", "1000");
+    let (grown_tx, grown_rx) = std::sync::mpsc::channel::<()>();
+    let consuming = tokio::task::spawn_blocking(move || {
+        let a = group_member(&member_config, "growers", "growing");
+        let b = group_member(&member_config, "growers", "growing");
+        let mut seen = Vec::new();
+        poll_until(
+            &[&a, &b],
+            &mut seen,
+            "two members to share two partitions",
+            |cs, _| covers_all(cs, 2),
+        );
+        grown_tx.send(()).unwrap();
+        poll_until(
+            &[&a, &b],
+            &mut seen,
+            "the two added partitions to be assigned",
+            |cs, _| covers_all(cs, 4),
+        );
+        produce_blocking(&member_config, "growing", 200, "after");
+        poll_until(
+            &[&a, &b],
+            &mut seen,
+            "records of all four partitions",
+            |_, seen| (0..4).all(|p| seen.iter().any(|(partition, _, _)| *partition == p)),
+        );
+    });
+    tokio::task::spawn_blocking(move || grown_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let results = admin
+        .create_partitions([&NewPartitions::new("growing", 4)], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    consuming.await.unwrap();
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotent_producer_across_a_leader_kill_writes_each_record_once() {
     let dir = tempfile::tempdir().unwrap();

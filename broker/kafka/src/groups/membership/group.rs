@@ -117,6 +117,8 @@ impl Group {
             Duration::from_millis(req.rebalance_timeout_ms.max(req.session_timeout_ms) as u64)
                 .min(limits.rebalance_wait_max);
         let mut member_id = req.member_id;
+        // A member joining by its own id (not a static member's new incarnation).
+        let by_own_id = !member_id.is_empty();
         if member_id.is_empty() {
             let fresh = req.fresh_id;
             if let Some(instance) = &req.instance_id {
@@ -163,11 +165,19 @@ impl Group {
             },
         );
         self.protocol_type = Some(req.protocol_type);
+        // As in Kafka, the leader of a stable group joining again always starts a rebalance:
+        // that is how a change affecting the assignment but not the members' metadata (a
+        // subscribed topic's new partitions, which the leader sees in its metadata) reaches
+        // the group.
+        let leader_rejoins = by_own_id
+            && self.state == State::Stable
+            && self.leader.as_deref() == Some(member_id.as_str());
         match self.state {
-            // A known member rejoining a stable group with nothing new gets the current
-            // generation back (a consumer that lost the join response, or a static member).
+            // A known member rejoining with nothing new gets the current generation back (a
+            // consumer that lost the join response, or a static member), unless it is a
+            // stable group's leader.
             State::Stable | State::CompletingRebalance
-                if unchanged && self.results.contains_key(&member_id) =>
+                if unchanged && !leader_rejoins && self.results.contains_key(&member_id) =>
             {
                 let joined = self.results[&member_id].clone();
                 return Ok(Joining::Now { member_id, joined });

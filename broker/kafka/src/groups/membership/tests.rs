@@ -284,6 +284,46 @@ fn the_last_member_to_rejoin_completes_the_rebalance_and_the_leader_assigns() {
     );
 }
 
+/// In a stable group a follower joining again with nothing new gets the current generation
+/// back, while the leader joining again starts a rebalance (which is how new partitions of a
+/// subscribed topic reach the assignment).
+#[test]
+fn the_leader_joining_a_stable_group_again_starts_a_rebalance() {
+    check(
+        limits(),
+        &[
+            (0, join("")),
+            (1000, Waited("m1")),
+            (1000, Sync("m1", 1, &[("m1", "p0,p1")])),
+            (2000, join("")),
+            (2100, join("m1")),
+            (2100, Sync("m1", 2, &[("m1", "p0"), ("m2", "p1")])),
+            (2100, Waited("m2")),
+            (2100, Sync("m2", 2, &[])),
+            (3000, join("m2")),
+            (4000, join("m1")),
+            (4000, Heartbeat("m2", 2)),
+            (4100, join("m2")),
+        ],
+        &[
+            "0: waiting m1 until 60000 | g PreparingRebalance gen 0 [m1] pending 0",
+            "1000: joined m1 gen 1 leader m1 [m1] | g CompletingRebalance gen 1 [m1] pending 0",
+            "1000: assigned p0,p1 | g Stable gen 1 [m1] pending 0",
+            "2000: waiting m2 until 62000 | g PreparingRebalance gen 1 [m1 m2] pending 0",
+            "2100: joined m1 gen 2 leader m1 [m1 m2] | g CompletingRebalance gen 2 [m1 m2] pending 0",
+            "2100: assigned p0 | g Stable gen 2 [m1 m2] pending 0",
+            "2100: joined m2 gen 2 leader m1 [] | g Stable gen 2 [m1 m2] pending 0",
+            "2100: assigned p1 | g Stable gen 2 [m1 m2] pending 0",
+            // The follower: its generation back, no rebalance.
+            "3000: joined m2 gen 2 leader m1 [] | g Stable gen 2 [m1 m2] pending 0",
+            // The leader: a rebalance, which the follower joins when told to.
+            "4000: waiting m1 until 64000 | g PreparingRebalance gen 2 [m1 m2] pending 0",
+            "4000: RebalanceInProgress | g PreparingRebalance gen 2 [m1 m2] pending 0",
+            "4100: joined m2 gen 3 leader m1 [] | g CompletingRebalance gen 3 [m1 m2] pending 0",
+        ],
+    );
+}
+
 #[test]
 fn a_leaving_member_and_a_lapsed_session_rebalance_the_rest() {
     check(
