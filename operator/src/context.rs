@@ -54,6 +54,9 @@ pub enum Error {
     /// The desired objects of a Cluster could not be built.
     #[error("{0}")]
     Desired(#[from] crate::desired::DesiredError),
+    /// A certificate or CRL could not be made.
+    #[error("{0}")]
+    Pki(#[from] crate::pki::PkiError),
 }
 
 /// The first retry after an error; each further error in a row doubles it.

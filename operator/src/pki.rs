@@ -100,6 +100,18 @@ pub fn new_ca(
     })
 }
 
+/// The CA `ca` as rcgen signs with it: its certificate as parameters (name, key identifier)
+/// and its key.
+fn issuer(ca: &Pem) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key).map_err(|e| PkiError::Ca(e.to_string()))?;
+    let ca_params =
+        CertificateParams::from_ca_cert_pem(&ca.cert).map_err(|e| PkiError::Ca(e.to_string()))?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(|e| PkiError::Ca(e.to_string()))?;
+    Ok((ca_cert, ca_key))
+}
+
 /// A certificate for `common_name`, valid for `dns_names` (DNS names, or IP addresses as
 /// text; none for a client-only one), for both server and client authentication, signed by
 /// `ca`.
@@ -109,12 +121,7 @@ pub fn issue(
     dns_names: &[String],
     now: OffsetDateTime,
 ) -> Result<Pem, PkiError> {
-    let ca_key = KeyPair::from_pem(&ca.key).map_err(|e| PkiError::Ca(e.to_string()))?;
-    let ca_params =
-        CertificateParams::from_ca_cert_pem(&ca.cert).map_err(|e| PkiError::Ca(e.to_string()))?;
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .map_err(|e| PkiError::Ca(e.to_string()))?;
+    let (ca_cert, ca_key) = issuer(ca)?;
     let key = KeyPair::generate()?;
     let (ips, dns): (Vec<&String>, Vec<&String>) = dns_names
         .iter()
@@ -258,6 +265,41 @@ pub fn reissue_reason(
     None
 }
 
+/// A certificate's serial number (big-endian bytes) and when it expires (Unix seconds).
+pub fn serial_and_expiry(cert_pem: &str) -> Result<(Vec<u8>, i64), String> {
+    let der = der(cert_pem)?;
+    let (_, cert) =
+        X509Certificate::from_der(&der).map_err(|e| format!("it does not parse: {e}"))?;
+    Ok((
+        cert.raw_serial().to_vec(),
+        cert.validity().not_after.timestamp(),
+    ))
+}
+
+/// A CRL of `ca` revoking the certificates with serial numbers `serials` (big-endian bytes),
+/// as PEM, issued at `now`. Brokers do not hold it to an expiry: it lasts until replaced.
+pub fn crl(ca: &Pem, serials: &[Vec<u8>], now: OffsetDateTime) -> Result<String, PkiError> {
+    let (ca_cert, ca_key) = issuer(ca)?;
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(5),
+        next_update: now + CA_VALIDITY,
+        // Increasing with time, as CRL numbers must.
+        crl_number: rcgen::SerialNumber::from(u64::try_from(now.unix_timestamp()).unwrap_or(0)),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|serial| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(serial),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&ca_cert, &ca_key)?.pem()?)
+}
+
 /// An IP address SAN as text, as [`issue`] takes it.
 fn ip_text(bytes: &[u8]) -> Option<String> {
     let ip = match bytes.len() {
@@ -271,6 +313,27 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crl_of_the_ca_lists_the_serial_of_a_revoked_certificate() {
+        let ca = new_ca("ns", "c", "clients CA", now()).unwrap();
+        let issued = issue(&ca, "alice", &[], now()).unwrap();
+        let (serial, expires) = serial_and_expiry(&issued.cert).unwrap();
+        assert_eq!(expires, (now() + LEAF_VALIDITY).unix_timestamp());
+        let crl = crl(&ca, std::slice::from_ref(&serial), now()).unwrap();
+        assert!(crl.starts_with("-----BEGIN X509 CRL-----"), "{crl}");
+        let der = der(&crl).unwrap();
+        let (_, parsed) = x509_parser::prelude::parse_x509_crl(&der).unwrap();
+        let listed: Vec<&[u8]> = parsed
+            .iter_revoked_certificates()
+            .map(|r| r.raw_serial())
+            .collect();
+        assert_eq!(listed, [serial.as_slice()]);
+        let (_, ca_der) = x509_parser::pem::parse_x509_pem(ca.cert.as_bytes()).unwrap();
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der.contents).unwrap();
+        assert_eq!(parsed.issuer(), ca_cert.subject());
+        assert!(parsed.verify_signature(ca_cert.public_key()).is_ok());
+    }
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()

@@ -98,7 +98,9 @@ pub struct BrokerArgs {
     /// PEM private key of the Kafka listener's certificate.
     #[arg(long, env = "STRAND_KAFKA_TLS_KEY", requires = "kafka_tls_cert")]
     kafka_tls_key: Option<PathBuf>,
-    /// PEM CA certificates Kafka clients must present a certificate signed by (mutual TLS).
+    /// PEM CA certificates Kafka clients must present a certificate signed by (mutual TLS),
+    /// and optionally CRLs of those CAs (`X509 CRL` blocks): a client certificate a CRL lists
+    /// is refused. Read again when the file changes.
     #[arg(long, env = "STRAND_KAFKA_TLS_CLIENT_CA", requires = "kafka_tls_cert")]
     kafka_tls_client_ca: Option<PathBuf>,
     /// PEM certificate chain of this broker on the gRPC port (Raft, admin API, broker calls):

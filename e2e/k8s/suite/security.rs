@@ -189,6 +189,10 @@ spec:
     // 5. A User with no ACLs authenticates and is refused the topic.
     nobody_is_refused(&nobody, &external);
 
+    // ... and a User with a certificate reads with it, until it is deleted: its certificate
+    // is revoked, not only its ACLs.
+    a_deleted_certificate_user_is_refused(credentials.path());
+
     // 6. Deleting a User revokes its credentials.
     let deleted = Instant::now();
     kubectl(&["delete", "-n", NS, "user", "payments-app", "--wait=false"]);
@@ -325,6 +329,92 @@ fn write_and_read_through_load_balancers(payments: &KafkaUser, expected: &BTreeM
             expected[leader]
         );
     }
+}
+
+/// The User `auditor` authenticates by a certificate of the clients CA, through the `mtls`
+/// node port listener, and reads `payments`; deleted, its certificate is on the clients CA's
+/// CRL and refused within seconds, with no broker restarted.
+fn a_deleted_certificate_user_is_refused(dir: &Path) {
+    apply(&format!(
+        "apiVersion: strand.dev/v1alpha1
+kind: User
+metadata:
+  name: auditor
+  namespace: {NS}
+spec:
+  clusterRef:
+    name: {SECURE}
+  authentication:
+    type: tls
+  acls:
+  - resource:
+      type: topic
+      name: {PAYMENTS}
+      patternType: literal
+    operations: [Read, Describe]
+"
+    ));
+    let user = wait_for("User auditor to be Ready", SLOW, || {
+        ready("user", "auditor")
+    });
+    assert_eq!(user["status"]["principal"], "User:CN=auditor", "{user}");
+    let auditor = KafkaUser::from_tls_secret("auditor", dir);
+    println!("    auditor's certificate, through {}", auditor.bootstrap);
+    let read = wait_for(
+        "auditor to read payments with its certificate",
+        SLOW,
+        || {
+            let run = auditor.kcat(
+                &auditor.bootstrap,
+                &[
+                    "-C",
+                    "-t",
+                    PAYMENTS,
+                    "-p",
+                    "0",
+                    "-o",
+                    "beginning",
+                    "-c",
+                    "1",
+                    "-e",
+                ],
+                None,
+            );
+            if run.ok && !run.stdout.trim().is_empty() {
+                Ok(run.stdout.trim().to_owned())
+            } else {
+                Err(run.to_string())
+            }
+        },
+    );
+    println!("    auditor read {read:?} from partition 0");
+    let pods = broker_uids();
+    kubectl(&["delete", "-n", NS, "user", "auditor", "--wait=false"]);
+    let deleted = Instant::now();
+    let said = wait_for("auditor's certificate to be refused", QUICK, || {
+        let run = auditor.kcat(&auditor.bootstrap, &["-L", "-t", PAYMENTS], None);
+        if run.ok {
+            Err("still accepted".to_owned())
+        } else {
+            Ok(run.stderr)
+        }
+    });
+    println!(
+        "    {:.1} s after deleting User auditor, its certificate is refused: {}",
+        deleted.elapsed().as_secs_f64(),
+        said.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("% Reading"))
+            .unwrap_or_default()
+            .trim()
+    );
+    let revoked = secret_text(&format!("{SECURE}-clients-ca"), "revoked");
+    assert!(revoked.contains("/auditor"), "the revoked list: {revoked}");
+    assert_eq!(
+        broker_uids(),
+        pods,
+        "no broker restarted for the revocation"
+    );
 }
 
 /// The domain of the ingress listener's host names: `<domain>` to bootstrap from,
@@ -595,6 +685,11 @@ spec:
     type: loadbalancer
     tls: true
     authentication: scram-sha-512
+  - name: mtls
+    port: 9098
+    type: nodeport
+    tls: true
+    authentication: tls
   - name: ingress
     port: 9097
     type: ingress
@@ -731,7 +826,7 @@ fn check_user_secret(user: &Value) {
     // Each address the Secret gives is the one the Cluster reports for that listener.
     let listeners = wait_for("every listener in the Cluster's status", QUICK, || {
         let listeners = listeners_in_status()?;
-        if listeners.len() == 4 && listeners.values().all(|(_, b)| !b.is_empty()) {
+        if listeners.len() == 5 && listeners.values().all(|(_, b)| !b.is_empty()) {
             Ok(listeners)
         } else {
             Err(format!("{listeners:?}"))
@@ -949,6 +1044,30 @@ fn run_limited(what: &'static str, mut command: Command, input: Option<&str>) ->
 }
 
 impl KafkaUser {
+    /// A User that authenticates by certificate, through the `mtls` listener.
+    fn from_tls_secret(secret: &str, dir: &Path) -> KafkaUser {
+        let file = |key: &str| {
+            let path = dir.join(format!("{secret}-{key}"));
+            std::fs::write(&path, secret_text(secret, key)).expect("write the credentials");
+            path
+        };
+        let (ca, cert, key) = (file("ca.crt"), file("user.crt"), file("user.key"));
+        let config = dir.join(format!("{secret}.conf"));
+        let properties = format!(
+            "security.protocol=SSL\nssl.ca.location={}\nssl.certificate.location={}\n\
+             ssl.key.location={}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(&config, properties).expect("write the kcat configuration");
+        KafkaUser {
+            name: secret.to_owned(),
+            config,
+            bootstrap: secret_text(secret, "bootstrap.servers.mtls"),
+        }
+    }
+
     fn from_secret(secret: &str, dir: &Path) -> KafkaUser {
         let ca = dir.join(format!("{secret}-ca.crt"));
         std::fs::write(&ca, secret_text(secret, "ca.crt")).expect("write the CA");

@@ -43,6 +43,13 @@ const NEXT_CERT_KEY: &str = "next.crt";
 const NEXT_KEY_KEY: &str = "next.key";
 /// Key of the CA being retired (renewal step 2), still trusted, in the CA Secret.
 const PREVIOUS_CERT_KEY: &str = "previous.crt";
+/// Key of the clients CA Secret listing the certificates of deleted Users: a line per
+/// certificate, `<serial in hex> <expiry, Unix seconds> <namespace>/<user>`, kept until it
+/// expires.
+const REVOKED_KEY: &str = "revoked";
+/// Key of the clients CA Secret holding the CRL of [`REVOKED_KEY`], which the brokers get
+/// beside the clients CA.
+const CRL_KEY: &str = "crl.pem";
 /// Annotation of a CA Secret that asks for its CA to be renewed now.
 pub const RENEW_ANNOTATION: &str = "strand.dev/renew";
 /// Annotation of a CA Secret saying which renewal step is under way.
@@ -92,6 +99,18 @@ pub struct CaState {
     pub step: Option<Step>,
     /// Until when (Unix seconds) the step under way waits for Kafka clients, if it does.
     pub clients_until: Option<i64>,
+    /// The CRL of the certificates this CA issued to Users since deleted, if there are any.
+    pub crl: Option<String>,
+}
+
+impl CaState {
+    /// What the brokers check client certificates with: the CAs to trust, then the CRL.
+    pub fn with_crl(&self) -> String {
+        match &self.crl {
+            Some(crl) => format!("{}{crl}", self.trusted),
+            None => self.trusted.clone(),
+        }
+    }
 }
 
 impl CaState {
@@ -199,6 +218,7 @@ async fn ensure_ca<A: AdminApi>(
             issuing: ca,
             step: None,
             clients_until: None,
+            crl: None,
         }));
     };
     let issuing = match (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY)) {
@@ -233,11 +253,13 @@ async fn ensure_ca<A: AdminApi>(
         _ => None,
     };
     let previous = text(&found, PREVIOUS_CERT_KEY);
+    let crl = text(&found, CRL_KEY).filter(|crl| !crl.trim().is_empty());
     let state = |issuing: Pem, previous: Option<&str>, next: Option<&str>, step| CaState {
         trusted: trusted_bundle(previous, &issuing.cert, next),
         issuing,
         step,
         clients_until: None,
+        crl: crl.clone(),
     };
     let mut current = state(
         issuing.clone(),
@@ -475,6 +497,8 @@ pub async fn ensure<A: AdminApi>(
         Ok(ca) => ca,
         Err(standing) => return Ok(Err(standing)),
     };
+    // The brokers check client certificates against the clients CA and its CRL.
+    let clients_file = clients_ca.with_crl();
     let mut broker_names = names.broker_dns_names();
     broker_names.extend(node_addresses.iter().cloned());
     let mut admin = None;
@@ -509,7 +533,7 @@ pub async fn ensure<A: AdminApi>(
             (CA_CERT_KEY, ca.trusted.as_str()),
         ];
         if cn == BROKER_CN {
-            data.push((pki::CLIENTS_CA_FILE, clients_ca.trusted.as_str()));
+            data.push((pki::CLIENTS_CA_FILE, clients_file.as_str()));
         }
         let object = secret(names, owner, name.clone(), "kubernetes.io/tls", &data);
         if found.as_ref().and_then(|f| f.data.as_ref()) != object.data.as_ref() {
@@ -565,6 +589,114 @@ pub async fn ensure<A: AdminApi>(
             renewal_standing("clients CA", &clients_ca, now.unix_timestamp()),
         ),
     }))
+}
+
+/// Revokes the client certificate `cert` of the User `user` (`<namespace>/<name>`), a deleted
+/// one: lists it in the clients CA Secret, issues the CRL again from the clients CA, and gives
+/// the brokers the new CRL at once (they load it within seconds, without a restart; the
+/// Cluster's reconcile writes the same). Listed certificates that have expired are dropped.
+/// `Ok(false)` when there is nothing to do: no clients CA, a certificate that does not parse,
+/// or one listed already.
+pub async fn revoke_client_certificate<A>(
+    ctx: &Context<A>,
+    names: &ClusterNames,
+    user: &str,
+    cert: &str,
+) -> Result<bool, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), names.namespace());
+    let Some(found) = secrets.get_opt(&names.clients_ca_secret()).await? else {
+        return Ok(false);
+    };
+    let (Some(issuing_cert), Some(issuing_key)) =
+        (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY))
+    else {
+        return Ok(false);
+    };
+    let issuing = Pem {
+        cert: issuing_cert,
+        key: issuing_key,
+    };
+    let (serial, expires) = match pki::serial_and_expiry(cert) {
+        Ok(found) => found,
+        Err(why) => {
+            tracing::warn!(user, %why, "the User's certificate cannot be revoked");
+            return Ok(false);
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let serial = hex(&serial);
+    let mut revoked: Vec<(String, i64, String)> = text(&found, REVOKED_KEY)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let serial = words.next()?.to_owned();
+            let expires = words.next()?.parse().ok()?;
+            Some((serial, expires, words.next().unwrap_or_default().to_owned()))
+        })
+        .filter(|(_, expires, _)| *expires > now.unix_timestamp())
+        .collect();
+    if revoked.iter().any(|(listed, _, _)| *listed == serial) {
+        return Ok(false);
+    }
+    revoked.push((serial.clone(), expires, user.to_owned()));
+    let serials: Vec<Vec<u8>> = revoked
+        .iter()
+        .filter_map(|(serial, _, _)| unhex(serial))
+        .collect();
+    let crl = pki::crl(&issuing, &serials, now)?;
+    let list: String = revoked
+        .iter()
+        .map(|(serial, expires, user)| format!("{serial} {expires} {user}\n"))
+        .collect();
+    let b64 =
+        |text: &str| serde_json::to_value(ByteString(text.as_bytes().to_vec())).unwrap_or_default();
+    let patch = json!({
+        "metadata": { "resourceVersion": found.metadata.resource_version },
+        "data": { REVOKED_KEY: b64(&list), CRL_KEY: b64(&crl) },
+    });
+    secrets
+        .patch(
+            &names.clients_ca_secret(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    let trusted = trusted_bundle(
+        text(&found, PREVIOUS_CERT_KEY).as_deref(),
+        &issuing.cert,
+        text(&found, NEXT_CERT_KEY).as_deref(),
+    );
+    let brokers = json!({ "data": { pki::CLIENTS_CA_FILE: b64(&format!("{trusted}{crl}")) } });
+    match secrets
+        .patch(
+            &names.broker_tls_secret(),
+            &PatchParams::default(),
+            &Patch::Merge(&brokers),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // No brokers' Secret yet: the Cluster's reconcile makes it with the CRL.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => return Err(error.into()),
+    }
+    info!(user, serial, "revoked the User's certificate");
+    Ok(true)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+        .collect()
 }
 
 /// Points the admin client at the Cluster's admin certificate, as stored. When there is none
@@ -652,6 +784,7 @@ mod tests {
             trusted: step1.clone(),
             step,
             clients_until: None,
+            crl: None,
         };
         let fingerprints = [None, Some(Step::Trust), Some(Step::Switch)]
             .map(|step| state(step).trust_fingerprint());
@@ -671,6 +804,7 @@ mod tests {
             trusted: String::new(),
             step,
             clients_until,
+            crl: None,
         };
         let message = |standing: Option<Standing>| match standing {
             Some(Standing::Reconciling { message, .. }) => message,

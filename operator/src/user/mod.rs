@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 use strand_auth::{ScramCredential, ScramMechanism};
 use strand_proto::admin::{AclFilter, UpsertScramUserRequest};
 use time::OffsetDateTime;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use crate::admin::AdminApi;
 use crate::cluster::listener_certs::listener_cas;
@@ -561,12 +561,35 @@ async fn revoke<A: AdminApi>(
         )
         .await?;
     let mut scram = false;
-    if user.spec.authentication.type_ == UserAuthenticationType::ScramSha512 {
-        scram = ctx
-            .admin
-            .delete_scram_user(&address, &user.name_any())
-            .await?;
+    let mut certificate = false;
+    match user.spec.authentication.type_ {
+        UserAuthenticationType::ScramSha512 => {
+            scram = ctx
+                .admin
+                .delete_scram_user(&address, &user.name_any())
+                .await?;
+        }
+        UserAuthenticationType::Tls => {
+            // The certificate goes on the clients CA's CRL, so it no longer authenticates
+            // at all (its Secret, owned by the User, still holds it until the User is gone).
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            let uid = user.metadata.uid.clone().unwrap_or_default();
+            let cert = secrets
+                .get_opt(&user.name_any())
+                .await?
+                .filter(|s| s.owner_references().iter().any(|o| o.uid == uid))
+                .and_then(|s| text(&s, USER_CERT_KEY));
+            match cert {
+                Some(cert) => {
+                    let who = format!("{namespace}/{}", user.name_any());
+                    certificate =
+                        crate::cluster::tls::revoke_client_certificate(ctx, &names, &who, &cert)
+                            .await?;
+                }
+                None => warn!("the User's Secret holds no certificate to revoke"),
+            }
+        }
     }
-    info!(%principal, acls = deleted.len(), scram, "revoked");
+    info!(%principal, acls = deleted.len(), scram, certificate, "revoked");
     Ok(Action::await_change())
 }

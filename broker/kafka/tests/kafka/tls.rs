@@ -53,6 +53,30 @@ impl Pki {
         self.dir.join("ca.pem")
     }
 
+    /// A CRL of this CA listing the certificates with serial numbers `serials`, as PEM.
+    pub(crate) fn crl(&self, serials: &[u64]) -> String {
+        rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(serials.len() as u64 + 1),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*serial),
+                    revocation_time: rcgen::date_time_ymd(2025, 1, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.ca, &self.ca_key)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
     /// A certificate for `common_name` (and 127.0.0.1, localhost) written as `<file>.pem`
     /// and `<file>-key.pem`.
     pub(crate) fn issue(&self, file: &str, common_name: &str) -> (PathBuf, PathBuf) {
@@ -400,6 +424,54 @@ async fn a_listener_presents_its_own_certificate() {
         assert!(refused.is_err(), "{refused:?}");
         let refused = api_versions_over_tls(*internal, &trusts_public).await;
         assert!(refused.is_err(), "{refused:?}");
+    }
+    cluster.shutdown().await;
+}
+
+/// CRLs in the client CA file revoke the client certificates they list, and a CRL written
+/// into the file later revokes a certificate for new connections without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_client_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"), "strand");
+    let (cert, key) = pki.issue("broker", "broker");
+    let with_serial = |serial: u64| {
+        move |params: &mut CertificateParams| {
+            params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        }
+    };
+    let (alice, alice_key) = pki.issue_with("alice", "alice", with_serial(1001));
+    let (bob, bob_key) = pki.issue_with("bob", "bob", with_serial(1002));
+    let client_ca = dir.path().join("clients.pem");
+    let ca = std::fs::read_to_string(pki.ca()).unwrap();
+    std::fs::write(&client_ca, format!("{ca}{}", pki.crl(&[1002]))).unwrap();
+    let cluster = Cluster::start_with(
+        dir.path(),
+        tls_cluster_settings(TlsFiles {
+            cert,
+            key,
+            client_ca: Some(client_ca.clone()),
+        }),
+    )
+    .await;
+    let alice = connector(&pki.ca(), Some((&alice, &alice_key)));
+    let bob = connector(&pki.ca(), Some((&bob, &bob_key)));
+    assert_eq!(api_versions_over_tls(cluster.kafka[0], &alice).await, Ok(0));
+    let refused = api_versions_over_tls(cluster.kafka[0], &bob).await;
+    assert!(refused.is_err(), "bob's revoked certificate: {refused:?}");
+
+    // Alice is revoked too: new connections are refused within a few seconds.
+    std::fs::write(&client_ca, format!("{ca}{}", pki.crl(&[1001, 1002]))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while api_versions_over_tls(cluster.kafka[0], &alice)
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "alice's certificate was still taken after it was revoked"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cluster.shutdown().await;
 }
