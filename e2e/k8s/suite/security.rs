@@ -285,15 +285,7 @@ fn provision_load_balancers() -> BTreeMap<i64, String> {
 /// balancer, and a record reaches each partition's leader that way.
 fn write_and_read_through_load_balancers(payments: &KafkaUser, expected: &BTreeMap<i64, String>) {
     let bootstrap = format!("{}:{LB_PORT}", LOAD_BALANCER_IPS[0]);
-    let (kind, in_status) = listeners_in_status().unwrap()["lb"].clone();
-    assert_eq!(
-        (kind.as_str(), in_status.as_str()),
-        ("loadbalancer", bootstrap.as_str())
-    );
-    assert_eq!(
-        secret_text("payments-app", "bootstrap.servers.lb"),
-        bootstrap
-    );
+    check_bootstrap("lb", "loadbalancer", &bootstrap);
     let metadata = wait_for(
         "every broker to advertise its load balancer over TLS",
         SLOW,
@@ -471,15 +463,7 @@ fn write_and_read_through_ingress(
     dir: &Path,
 ) {
     let bootstrap = format!("{INGRESS_DOMAIN}:{INGRESS_PORT}");
-    let (kind, in_status) = listeners_in_status().unwrap()["ingress"].clone();
-    assert_eq!(
-        (kind.as_str(), in_status.as_str()),
-        ("ingress", bootstrap.as_str())
-    );
-    assert_eq!(
-        secret_text("payments-app", "bootstrap.servers.ingress"),
-        bootstrap
-    );
+    check_bootstrap("ingress", "ingress", &bootstrap);
     // The listener presents cert-manager's certificate: clients trust the company's CA, which
     // the User's Secret carries beside the cluster CA.
     let company_ca = dir.join("company-ca.crt");
@@ -731,6 +715,20 @@ fn secret_text(secret: &str, key: &str) -> String {
         "go-template",
         &template,
     ])
+}
+
+/// Listener `name` is of type `kind` and bootstraps at `bootstrap`, in the Cluster's status
+/// and in payments-app's Secret.
+fn check_bootstrap(name: &str, kind: &str, bootstrap: &str) {
+    let (listed_kind, in_status) = listeners_in_status().unwrap()[name].clone();
+    assert_eq!(
+        (listed_kind.as_str(), in_status.as_str()),
+        (kind, bootstrap)
+    );
+    assert_eq!(
+        secret_text("payments-app", &format!("bootstrap.servers.{name}")),
+        bootstrap
+    );
 }
 
 /// The Cluster's `status.listeners`, by name: (type, bootstrapServers).

@@ -111,9 +111,7 @@ impl CaState {
             None => self.trusted.clone(),
         }
     }
-}
 
-impl CaState {
     /// What the brokers' pod template records of this CA: a change restarts them.
     pub fn trust_fingerprint(&self) -> String {
         let step = self.step.map_or("", Step::name);
@@ -607,14 +605,8 @@ pub async fn revoke_client_certificate<A>(
     let Some(found) = secrets.get_opt(&names.clients_ca_secret()).await? else {
         return Ok(false);
     };
-    let (Some(issuing_cert), Some(issuing_key)) =
-        (text(&found, CA_CERT_KEY), text(&found, CA_KEY_KEY))
-    else {
+    let Some((issuing, trusted)) = ca_of(&found) else {
         return Ok(false);
-    };
-    let issuing = Pem {
-        cert: issuing_cert,
-        key: issuing_key,
     };
     let (serial, expires) = match pki::serial_and_expiry(cert) {
         Ok(found) => found,
@@ -662,11 +654,6 @@ pub async fn revoke_client_certificate<A>(
             &Patch::Merge(&patch),
         )
         .await?;
-    let trusted = trusted_bundle(
-        text(&found, PREVIOUS_CERT_KEY).as_deref(),
-        &issuing.cert,
-        text(&found, NEXT_CERT_KEY).as_deref(),
-    );
     let brokers = json!({ "data": { pki::CLIENTS_CA_FILE: b64(&format!("{trusted}{crl}")) } });
     match secrets
         .patch(
@@ -740,18 +727,22 @@ pub async fn stored_ca<A>(
     name: &str,
 ) -> Result<Option<(Pem, String)>, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    Ok(secrets.get_opt(name).await?.and_then(|found| {
-        let issuing = Pem {
-            cert: text(&found, CA_CERT_KEY)?,
-            key: text(&found, CA_KEY_KEY)?,
-        };
-        let trusted = trusted_bundle(
-            text(&found, PREVIOUS_CERT_KEY).as_deref(),
-            &issuing.cert,
-            text(&found, NEXT_CERT_KEY).as_deref(),
-        );
-        Some((issuing, trusted))
-    }))
+    Ok(secrets.get_opt(name).await?.as_ref().and_then(ca_of))
+}
+
+/// The CA a CA Secret holds, if it is whole: the CA that issues, and the certificates to
+/// trust.
+fn ca_of(found: &Secret) -> Option<(Pem, String)> {
+    let issuing = Pem {
+        cert: text(found, CA_CERT_KEY)?,
+        key: text(found, CA_KEY_KEY)?,
+    };
+    let trusted = trusted_bundle(
+        text(found, PREVIOUS_CERT_KEY).as_deref(),
+        &issuing.cert,
+        text(found, NEXT_CERT_KEY).as_deref(),
+    );
+    Some((issuing, trusted))
 }
 
 /// What the clients CA Secret says of itself to someone who finds it.
