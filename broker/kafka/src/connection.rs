@@ -343,3 +343,48 @@ fn encode_response(
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode the response: {0}")]
 struct EncodeError(String);
+
+#[cfg(test)]
+mod fuzz {
+    //! Fuzz targets, run as tests with random inputs (`STRAND_FUZZ_ITERATIONS` of them,
+    //! 20,000 by default) and under libFuzzer by `cargo bolero test --package strand-kafka
+    //! --lib connection::fuzz::<name>`: request frames as a client may send them. None may
+    //! panic. (Handlers are fuzzed end to end on a running broker by the `kafka` test
+    //! `random_request_bytes_get_an_answer_or_a_closed_connection_never_a_crash`.)
+
+    use super::*;
+
+    fn iterations() -> usize {
+        std::env::var("STRAND_FUZZ_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000)
+    }
+
+    #[test]
+    fn request_frames_from_any_bytes() {
+        bolero::check!()
+            .with_iterations(iterations())
+            .for_each(|bytes: &[u8]| {
+                let _ = decode_request(Bytes::copy_from_slice(bytes));
+            });
+    }
+
+    /// A supported API and version in front of any bytes: every request decoder is reached.
+    #[test]
+    fn request_bodies_of_every_supported_api() {
+        let supported = versions::supported_pairs();
+        bolero::check!()
+            .with_iterations(iterations())
+            .with_type::<(u16, i32, Vec<u8>)>()
+            .for_each(|(pick, correlation_id, body)| {
+                let (key, version) = supported[usize::from(*pick) % supported.len()];
+                let mut frame = Vec::with_capacity(8 + body.len());
+                frame.extend_from_slice(&key.to_be_bytes());
+                frame.extend_from_slice(&version.to_be_bytes());
+                frame.extend_from_slice(&correlation_id.to_be_bytes());
+                frame.extend_from_slice(body);
+                let _ = decode_request(Bytes::from(frame));
+            });
+    }
+}

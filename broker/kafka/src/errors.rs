@@ -18,6 +18,8 @@ pub fn append_error_code(error: &AppendError) -> ResponseError {
         AppendError::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
         AppendError::NotEnoughReplicas(_) => ResponseError::NotEnoughReplicas,
+        AppendError::NotEnoughReplicasAfterAppend(_) => ResponseError::NotEnoughReplicasAfterAppend,
+        AppendError::TimedOut(_) => ResponseError::RequestTimedOut,
         AppendError::Producer(code) => *code,
         AppendError::InFlight => ResponseError::RequestTimedOut,
     }

@@ -108,6 +108,7 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
         topics.push((topic.name, slots));
     }
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + timeout;
     Box::pin(async move {
         let mut responses = Vec::with_capacity(topics.len());
         for (name, slots) in topics {
@@ -120,8 +121,8 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                         log_start_offset,
                         log_append_time,
                         submitted,
-                    } => match tokio::time::timeout(timeout, submitted.applied()).await {
-                        Ok(Ok(applied)) => PartitionProduceResponse::default()
+                    } => match submitted.applied_by(Some(deadline)).await {
+                        Ok(applied) => PartitionProduceResponse::default()
                             .with_index(index)
                             .with_base_offset(applied.base_offset.0)
                             .with_log_append_time_ms(log_append_time)
@@ -129,8 +130,7 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                         // The batch is in the log and may still commit: it stays reserved
                         // (see `ProducerState::unreserve`), and a retry is told it is in
                         // flight until it is applied or the term ends.
-                        Ok(Err(e)) => error_response(index, append_error_code(&e), e.to_string()),
-                        Err(_) => error_response(
+                        Err(AppendError::TimedOut(_)) => error_response(
                             index,
                             ResponseError::RequestTimedOut,
                             format!(
@@ -138,6 +138,7 @@ pub async fn produce(ctx: Context, req: ProduceRequest, version: i16) -> Pending
                                 timeout.as_millis()
                             ),
                         ),
+                        Err(e) => error_response(index, append_error_code(&e), e.to_string()),
                     },
                 });
             }

@@ -73,6 +73,14 @@ const APIS: &[Api] = &[
 ];
 
 /// Whether requests of this API and version are accepted.
+/// Every (api key, version) the listener takes, for tests that walk them all.
+#[cfg(test)]
+pub(crate) fn supported_pairs() -> Vec<(i16, i16)> {
+    APIS.iter()
+        .flat_map(|api| (api.min..=api.max).map(move |v| (api.key as i16, v)))
+        .collect()
+}
+
 pub fn supported(key: ApiKey, version: i16) -> bool {
     APIS.iter()
         .any(|a| a.key == key && (a.min..=a.max).contains(&version))

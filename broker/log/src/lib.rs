@@ -10,6 +10,7 @@ mod batch;
 mod clock;
 mod compact;
 mod config;
+mod durable;
 mod entry;
 mod error;
 mod index;
@@ -27,6 +28,7 @@ pub use batch::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compact::Compacted;
 pub use config::{CompactionPolicy, FlushPolicy, LogConfig, OpenCheck, RetentionPolicy};
+pub use durable::DurablePoint;
 pub use entry::{ENTRY_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use error::{BatchError, LogError, Result};
 pub use kafka_protocol::records::{Compression, Record};

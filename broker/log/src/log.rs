@@ -13,7 +13,9 @@ use crate::config::{FlushPolicy, LogConfig, OpenCheck};
 use crate::entry::{ENTRY_HEADER_LEN, EntryHeader, SEGMENT_HEADER_LEN};
 use crate::error::{LogError, Result};
 use crate::index::SparseIndex;
-use crate::segment::{Contiguity, ScanEnd, Segment, drop_from_page_cache, sync_dir};
+use crate::segment::{
+    Contiguity, ScanEnd, Segment, create_dir_durably, drop_from_page_cache, sync_dir,
+};
 use crate::types::{EntryKind, Index, Offset, Term};
 
 /// An entry to append: Raft decides its index and term, the log decides its offsets.
@@ -88,6 +90,9 @@ pub struct Recovery {
     pub rebuilt_indexes: Vec<PathBuf>,
     /// Leftover temporary files of an interrupted compaction or index write, removed.
     pub removed_leftovers: Vec<PathBuf>,
+    /// The log ends before the index its durable mark says was on disk (`durable.rs`):
+    /// entries it had made durable were lost (corruption cut like a torn tail, or files gone).
+    pub lost_durable: Option<Index>,
 }
 
 /// The end of the active segment that was cut at open because it was not whole.
@@ -154,6 +159,7 @@ pub struct SyncHandle {
     next_index: Index,
     /// Bytes of the segment this sync makes durable that then leave the page cache.
     uncache: Option<(u64, u64)>,
+    point: crate::durable::DurablePoint,
 }
 
 impl SyncHandle {
@@ -165,6 +171,12 @@ impl SyncHandle {
             drop_from_page_cache(&self.file, from, to);
         }
         Ok(self.next_index)
+    }
+
+    /// What the log holds durably once [`SyncHandle::sync`] returns, for
+    /// [`Log::write_durable_mark`].
+    pub fn point(&self) -> crate::durable::DurablePoint {
+        self.point
     }
 }
 
@@ -198,8 +210,11 @@ impl Log {
     /// segment is cut, missing or stale indexes are rebuilt, and corruption anywhere else fails
     /// with an error naming the file and byte position.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
-        fs::create_dir_all(dir).map_err(LogError::io(dir))?;
-        let mut recovery = Recovery::default();
+        let mut recovery = Recovery {
+            removed_leftovers: crate::transfer::finish_interrupted_adoption(dir)?,
+            ..Recovery::default()
+        };
+        create_dir_durably(dir)?;
         let mut paths = Vec::new();
         for item in fs::read_dir(dir).map_err(LogError::io(dir))? {
             let path = item.map_err(LogError::io(dir))?.path();
@@ -252,6 +267,16 @@ impl Log {
         for ext in ["index", "timeindex"] {
             remove_orphans(dir, ext, &segments)?;
         }
+        // What recovery keeps is counted as durable from here on, but after a crash of the
+        // process (not of the machine) the active segment's last writes may still be only in
+        // the page cache: make them durable before Raft reports them to anyone. Closed
+        // segments were synced before the next one was made; removals need the directory.
+        if let Some(active) = segments.last() {
+            active.sync()?;
+        }
+        sync_dir(dir)?;
+        recovery.lost_durable =
+            crate::durable::read_mark(dir).filter(|durable| *durable > next_index);
         Ok(Log {
             dir: dir.to_path_buf(),
             page_cache_window: AtomicU64::new(config.page_cache_window_bytes.unwrap_or(NO_WINDOW)),
@@ -583,6 +608,7 @@ impl Log {
             path: active.path.clone(),
             next_index: active.next_index,
             uncache: self.claim_uncache(PAGE_CACHE_DROP_MIN_BYTES),
+            point: self.durable_point(),
         })
     }
 
@@ -608,6 +634,22 @@ impl Log {
         Ok(false)
     }
 
+    /// Drops every entry appended but not yet made durable, and any bytes a failed write left
+    /// past the end of the active segment: after a write or an fsync fails, the page cache
+    /// cannot be trusted to hold what reached the disk (a failed fsync may leave pages marked
+    /// clean that were never written), so the log goes back to the last point an fsync
+    /// confirmed, and Raft sends the rest again.
+    pub fn discard_unflushed(&mut self) -> Result<()> {
+        self.remove_durable_mark()?;
+        let flushed = self.flushed_next_index;
+        if flushed < self.next_index() {
+            self.truncate_after(flushed.0.checked_sub(1).map(Index))?;
+        }
+        let active = self.active_mut();
+        let size = active.size;
+        active.cut_file(size)
+    }
+
     /// Removes every entry after `last_kept` (every entry when `None`), durably.
     /// Offsets continue from the surviving tail. Only for the uncommitted tail.
     pub fn truncate_after(&mut self, last_kept: Option<Index>) -> Result<()> {
@@ -615,6 +657,7 @@ impl Log {
         if cut >= self.next_index() {
             return Ok(());
         }
+        self.remove_durable_mark()?;
         self.rewrites += 1;
         let keep = self.segment_for_index(cut);
         let removed: Vec<Segment> = self.segments.drain(keep + 1..).collect();
@@ -652,6 +695,7 @@ impl Log {
     /// Removes every segment and starts the log again, empty, at `next_index` and `next_offset`
     /// (a replica that installed a snapshot ending there).
     pub fn reset(&mut self, next_index: Index, next_offset: Offset) -> Result<()> {
+        self.remove_durable_mark()?;
         self.rewrites += 1;
         let fresh = Segment::create(
             &self.dir,

@@ -16,6 +16,32 @@ impl Log {
         below: Index,
         now_ms: i64,
     ) -> Result<Retained> {
+        let count = self.segments_to_retire(policy, below, now_ms);
+        let mut retained = Retained::default();
+        for segment in self.segments.drain(..count) {
+            retained.removed_bytes += segment.size;
+            retained.removed_segments.push(segment.path.clone());
+            segment.remove()?;
+        }
+        if count > 0 {
+            sync_dir(&self.dir)?;
+        }
+        retained.log_start_offset = self.log_start_offset();
+        Ok(retained)
+    }
+
+    /// The index after the last entry [`Log::apply_retention`] would remove with these
+    /// arguments now (the log's first index when it would remove nothing): what a caller that
+    /// bounds `below` must release first for retention to go on.
+    pub fn retention_end(&self, policy: RetentionPolicy, below: Index, now_ms: i64) -> Index {
+        match self.segments_to_retire(policy, below, now_ms) {
+            0 => self.first_index(),
+            count => self.segments[count - 1].next_index,
+        }
+    }
+
+    /// How many segments, oldest first, retention removes.
+    fn segments_to_retire(&self, policy: RetentionPolicy, below: Index, now_ms: i64) -> usize {
         let mut total = self.size_bytes();
         let mut count = 0;
         for segment in &self.segments[..self.segments.len() - 1] {
@@ -34,16 +60,6 @@ impl Log {
             total -= segment.size;
             count += 1;
         }
-        let mut retained = Retained::default();
-        for segment in self.segments.drain(..count) {
-            retained.removed_bytes += segment.size;
-            retained.removed_segments.push(segment.path.clone());
-            segment.remove()?;
-        }
-        if count > 0 {
-            sync_dir(&self.dir)?;
-        }
-        retained.log_start_offset = self.log_start_offset();
-        Ok(retained)
+        count
     }
 }

@@ -399,6 +399,27 @@ pub(crate) enum Contiguity {
     Increasing,
 }
 
+/// Creates `dir` and any missing parents, making each new directory's entry in its parent
+/// durable (a new directory is lost in a crash until its parent is synced).
+pub fn create_dir_durably(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes a directory's entries (new, renamed or removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

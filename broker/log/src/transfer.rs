@@ -56,23 +56,19 @@ impl Log {
     }
 
     /// Replaces the whole log with the segment files in `staged` (a directory on the same file
-    /// system, as a snapshot transfer left them), then makes sure the log continues at
-    /// `next_index` and `next_offset` even if the files hold less.
+    /// system, as a snapshot transfer left them; it is moved, not copied), then makes sure the
+    /// log continues at `next_index` and `next_offset` even if the files hold less.
+    ///
+    /// The log's directory is exchanged with the staged one in one atomic rename, so a crash
+    /// leaves either the old log or the new one, never a directory without either; at open,
+    /// what an interrupted adoption left beside the log is removed.
     pub fn adopt(&mut self, staged: &Path, next_index: Index, next_offset: Offset) -> Result<()> {
-        let mut incoming = Vec::new();
-        for item in fs::read_dir(staged).map_err(LogError::io(staged))? {
-            let path = item.map_err(LogError::io(staged))?.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("log") {
-                incoming.push(path);
-            }
-        }
-        incoming.sort();
         let rewrites = self.rewrites + 1;
         self.rewrites = rewrites;
-        let moved = self.swap_segments(&incoming);
+        let swapped = self.swap_directory(staged);
         // Whatever happened, the log must describe the directory again before returning.
         let reopened = Log::open(&self.dir, self.config.clone());
-        moved?;
+        swapped?;
         let window = self.page_cache_window.load(Ordering::Relaxed);
         *self = reopened?;
         self.rewrites = rewrites;
@@ -83,14 +79,87 @@ impl Log {
         Ok(())
     }
 
-    fn swap_segments(&mut self, incoming: &[PathBuf]) -> Result<()> {
-        for segment in std::mem::take(&mut self.segments) {
-            segment.remove()?;
+    fn swap_directory(&mut self, staged: &Path) -> Result<()> {
+        let incoming = adopting_dir(&self.dir);
+        let parent = parent_of(&self.dir);
+        if incoming.exists() {
+            fs::remove_dir_all(&incoming).map_err(LogError::io(&incoming))?;
         }
-        for path in incoming {
-            let target = self.dir.join(path.file_name().unwrap_or_default());
-            fs::rename(path, &target).map_err(LogError::io(&target))?;
+        // Only segment files come along; anything else a transfer left stays behind.
+        for item in fs::read_dir(staged).map_err(LogError::io(staged))? {
+            let path = item.map_err(LogError::io(staged))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("log") {
+                fs::remove_file(&path).map_err(LogError::io(&path))?;
+            }
         }
-        sync_dir(&self.dir)
+        sync_dir(staged)?;
+        fs::rename(staged, &incoming).map_err(LogError::io(&incoming))?;
+        sync_dir(parent)?;
+        if let Some(staged_parent) = staged.parent().filter(|p| *p != parent) {
+            sync_dir(staged_parent)?;
+        }
+        // The old segments' files stay open until the log is reopened; removing them below
+        // is safe on Unix.
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &incoming,
+            rustix::fs::CWD,
+            &self.dir,
+            rustix::fs::RenameFlags::EXCHANGE,
+        ) {
+            Ok(()) => {}
+            // A file system without atomic exchange: two renames, which open rolls back if a
+            // crash falls between them (the snapshot that needed this log is not yet stored).
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                let retired = retired_dir(&self.dir);
+                fs::rename(&self.dir, &retired).map_err(LogError::io(&retired))?;
+                fs::rename(&incoming, &self.dir).map_err(LogError::io(&self.dir))?;
+                sync_dir(parent)?;
+                fs::rename(&retired, &incoming).map_err(LogError::io(&incoming))?;
+            }
+            Err(e) => return Err(LogError::io(&self.dir)(e.into())),
+        }
+        sync_dir(parent)?;
+        self.segments.clear();
+        fs::remove_dir_all(&incoming).map_err(LogError::io(&incoming))?;
+        sync_dir(parent)
     }
+}
+
+/// Where a log's replacement is put together before it takes the log's place (and where the
+/// old log goes after the exchange).
+fn adopting_dir(dir: &Path) -> PathBuf {
+    dir.with_extension("adopting")
+}
+
+/// Where the old log waits between the two renames of a file system without exchange.
+fn retired_dir(dir: &Path) -> PathBuf {
+    dir.with_extension("retired")
+}
+
+fn parent_of(dir: &Path) -> &Path {
+    dir.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Finishes what an adoption interrupted by a crash left beside the log in `dir`: the old log
+/// comes back if it had been moved aside and the new one not yet moved in; the other leftover
+/// directory is removed. Returns the directories removed.
+pub(crate) fn finish_interrupted_adoption(dir: &Path) -> Result<Vec<PathBuf>> {
+    let retired = retired_dir(dir);
+    let mut removed = Vec::new();
+    if !dir.exists() && retired.exists() {
+        fs::rename(&retired, dir).map_err(LogError::io(dir))?;
+    }
+    for leftover in [adopting_dir(dir), retired] {
+        if leftover.exists() {
+            fs::remove_dir_all(&leftover).map_err(LogError::io(&leftover))?;
+            removed.push(leftover);
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(parent_of(dir))?;
+    }
+    Ok(removed)
 }

@@ -6,7 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 
 use common::*;
-use strand_log::{ENTRY_HEADER_LEN, Log, LogError, Offset, SEGMENT_HEADER_LEN};
+use strand_log::{ENTRY_HEADER_LEN, Index, Log, LogError, Offset, SEGMENT_HEADER_LEN};
 
 #[test]
 fn flipped_byte_in_a_closed_segment_fails_open_naming_file_and_position() {
@@ -184,4 +184,107 @@ fn leftovers_of_an_interrupted_compaction_are_removed() {
     assert_eq!(log.recovery().removed_leftovers, vec![leftover.clone()]);
     assert!(!leftover.exists());
     assert_eq!(log.next_index(), idx(1));
+}
+
+#[test]
+fn after_a_failed_write_the_log_goes_back_to_what_was_made_durable() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = strand_log::LogConfig {
+        flush: strand_log::FlushPolicy::Never,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..3 {
+        append_batch(&mut log, &keyed_batch(i, 1, 20, 1), 0);
+    }
+    let durable = log.sync_handle().unwrap().sync().unwrap();
+    log.mark_flushed(durable);
+    let kept = log.entries(Index(0)..durable).unwrap();
+    for i in 3..6 {
+        append_batch(&mut log, &keyed_batch(i, 1, 20, 1), 0);
+    }
+    // What a write cut short leaves past the end of the active segment.
+    let active = log.segments().last().unwrap().path.clone();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .unwrap()
+        .write_all(b"half an entry")
+        .unwrap();
+    log.discard_unflushed().unwrap();
+    assert_eq!(log.next_index(), durable);
+    assert_eq!(log.flushed_next_index(), durable);
+    assert_eq!(
+        std::fs::metadata(&active).unwrap().len(),
+        log.segments().last().unwrap().size_bytes
+    );
+    drop(log);
+    let reopened = open(dir.path(), config);
+    assert!(
+        reopened.recovery().torn_tail.is_none(),
+        "nothing left to cut"
+    );
+    assert_eq!(reopened.entries(Index(0)..durable).unwrap(), kept);
+    assert_eq!(reopened.next_index(), durable);
+}
+
+/// Appends `count` one-record batches and makes them durable, with the durable mark.
+fn durable_log(dir: &std::path::Path, count: usize) -> Log {
+    let config = strand_log::LogConfig {
+        flush: strand_log::FlushPolicy::Never,
+        ..small_config()
+    };
+    let mut log = open(dir, config);
+    for i in 0..count {
+        append_batch(&mut log, &keyed_batch(i, 1, 20, 1), 0);
+    }
+    let handle = log.sync_handle().unwrap();
+    let point = handle.point();
+    let durable = handle.sync().unwrap();
+    log.mark_flushed(durable);
+    log.write_durable_mark(point).unwrap();
+    log
+}
+
+#[test]
+fn damage_below_the_durable_mark_is_reported_as_lost_durable_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = durable_log(dir.path(), 6);
+    let end = log.next_index();
+    let active = log.segments().last().unwrap().clone();
+    drop(log);
+    // A byte in the middle of the active segment: recovery cuts there as at a torn tail,
+    // but the entries after the cut had been made durable.
+    let middle = (SEGMENT_HEADER_LEN as u64 + active.size_bytes) / 2;
+    let file = OpenOptions::new().write(true).open(&active.path).unwrap();
+    file.write_at(&[0xff], middle).unwrap();
+    drop(file);
+    let reopened = Log::open(dir.path(), small_config()).unwrap();
+    assert!(reopened.recovery().torn_tail.is_some());
+    assert!(reopened.next_index() < end);
+    assert_eq!(reopened.recovery().lost_durable, Some(end));
+}
+
+#[test]
+fn a_torn_tail_past_the_durable_mark_or_a_truncation_loses_nothing_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = durable_log(dir.path(), 4);
+    let marked = log.next_index();
+    // Appended after the mark and cut short by a crash: an ordinary torn tail.
+    append_batch(&mut log, &keyed_batch(9, 1, 20, 1), 0);
+    let active = log.segments().last().unwrap().clone();
+    drop(log);
+    let file = OpenOptions::new().write(true).open(&active.path).unwrap();
+    file.set_len(active.size_bytes - 3).unwrap();
+    drop(file);
+    let mut reopened = Log::open(dir.path(), small_config()).unwrap();
+    assert!(reopened.recovery().torn_tail.is_some());
+    assert_eq!(reopened.next_index(), marked);
+    assert_eq!(reopened.recovery().lost_durable, None);
+    // Raft removing entries on purpose takes the mark with it.
+    reopened.truncate_after(Some(Index(1))).unwrap();
+    drop(reopened);
+    let again = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(again.recovery().lost_durable, None);
 }

@@ -116,9 +116,14 @@ fn retention_by_time_removes_whole_old_segments_and_moves_the_log_start() {
         retention_ms: Some(10),
         retention_bytes: None,
     };
+    // What it would remove, said before: through the fifth segment.
+    let end = log.retention_end(policy, log.next_index(), 1030);
+    assert_eq!(end, log.segments()[4].next_index);
     let done = log.apply_retention(policy, log.next_index(), 1030).unwrap();
     // Segment 4 holds offsets 16..20 with max timestamp 1019: 1030 - 1019 = 11 > 10.
     assert_eq!(done.removed_segments.len(), 5);
+    assert_eq!(log.first_index(), end);
+    assert_eq!(log.retention_end(policy, log.next_index(), 1030), end);
     assert_eq!(done.log_start_offset, Offset(20));
     assert_eq!(log.log_start_offset(), Offset(20));
     assert_eq!(records(&log).first().unwrap().0, 20);

@@ -69,6 +69,14 @@ pub enum AppendError {
     /// Fewer replicas in sync than the topic's `min.insync.replicas` (acks=all only).
     #[error("{0}")]
     NotEnoughReplicas(String),
+    /// The batch was committed, but fewer replicas than the topic's `min.insync.replicas`
+    /// held it in time (acks=all only): it is in the log, and a retry may write it twice
+    /// unless the producer is idempotent.
+    #[error("{0}")]
+    NotEnoughReplicasAfterAppend(String),
+    /// The batch was not committed by the request's deadline; it may still be.
+    #[error("{0}")]
+    TimedOut(String),
     /// An idempotent producer's batch is out of sequence or of a fenced epoch.
     #[error("{0}")]
     Producer(ResponseError),

@@ -209,6 +209,53 @@ impl ProducerState {
         Verdict::Append
     }
 
+    /// Records that an idempotent batch was refused by a guard before its sequence was
+    /// checked (a disk short of space, too few replicas in sync): when it was the producer's
+    /// next batch, the producer's later batches in this term are told to retry
+    /// (NOT_LEADER_OR_FOLLOWER) until the client sends it again, as after a failed
+    /// submission. Answered as a gap (OUT_OF_ORDER_SEQUENCE_NUMBER), librdkafka bumps the
+    /// producer's epoch and sends every batch it has not seen acknowledged again under new
+    /// sequence numbers, on every partition: one whose answer was lost but which did get in
+    /// (a dropped connection, a timeout) is then written twice. Only producers this replica
+    /// knows are held, so a client cannot grow the table with made-up producer ids.
+    pub fn refused_before_check(&self, term: u64, header: &BatchHeader) {
+        let mut producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let id = header.producer_id;
+        let (first, last) = (header.base_sequence, last_seq(header));
+        if producers.in_flight.get(&id).is_some_and(|f| f.term != term) {
+            producers.in_flight.remove(&id);
+        }
+        let flight = producers
+            .in_flight
+            .get(&id)
+            .filter(|f| f.epoch == header.producer_epoch);
+        let previous = match flight.and_then(|f| f.batches.back().map(|(_, l)| *l)) {
+            Some(l) => Some(l),
+            None => producers
+                .applied
+                .get(&id)
+                .filter(|p| p.epoch == header.producer_epoch)
+                .and_then(|p| p.batches.back().map(|w| w.last_seq)),
+        };
+        // Its next batch, by a producer known here; a retry of an earlier one or a gap is
+        // answered on its own when it gets through.
+        let Some(previous) = previous else {
+            return;
+        };
+        if first != next_seq(previous) {
+            return;
+        }
+        let flight = producers.in_flight.entry(id).or_insert(InFlight {
+            term,
+            epoch: header.producer_epoch,
+            batches: VecDeque::new(),
+            retry_from: None,
+        });
+        if flight.retry_from.is_none() && !flight.batches.contains(&(first, last)) {
+            flight.retry_from = Some(first);
+        }
+    }
+
     /// Takes back the reservation of a batch that never reached the log (its submission to
     /// Raft failed), so the client's retry of it is checked afresh. Only that batch: the
     /// producer's earlier batches were submitted and may still commit, and forgetting them
@@ -610,6 +657,31 @@ mod tests {
         assert_eq!(state.check(1, &c), Verdict::Append);
         // A retry of a while it is in flight is not written twice.
         assert_eq!(state.check(1, &a), Verdict::InFlight);
+    }
+
+    #[test]
+    fn a_batch_refused_before_its_check_holds_the_ones_pipelined_behind_it() {
+        let state = ProducerState::default();
+        let (a, b, c) = (batch(0, 5), batch(5, 5), batch(10, 5));
+        assert_eq!(state.check(1, &a), Verdict::Append);
+        state.0.lock().unwrap().apply(1, &a, Offset(0));
+        // b is refused before its sequence is looked at (the disk was short of space); the
+        // space is back when c, pipelined behind it, arrives: c is told to retry, not
+        // refused as a gap (which makes librdkafka renumber and resend what it has not seen
+        // acknowledged).
+        state.refused_before_check(1, &b);
+        assert_eq!(
+            state.check(1, &c),
+            Verdict::Refused(ResponseError::NotLeaderOrFollower)
+        );
+        assert_eq!(state.check(1, &b), Verdict::Append);
+        assert_eq!(state.check(1, &c), Verdict::Append);
+        // A retry of an applied batch, a gap, or a producer never seen holds nothing.
+        state.refused_before_check(1, &a);
+        state.refused_before_check(1, &batch(40, 5));
+        state.refused_before_check(1, &batch_of(99, 0, 0, 1, 0));
+        assert_eq!(state.check(1, &batch(15, 5)), Verdict::Append);
+        assert!(!state.0.lock().unwrap().in_flight.contains_key(&99));
     }
 
     #[test]

@@ -85,14 +85,14 @@ impl PartitionReplica {
         &self,
         batch: strand_raft::Batch,
     ) -> Result<
-        strand_raft::Applied,
+        (strand_raft::Applied, u64),
         openraft::error::RaftError<TypeConfig, openraft::error::ClientWriteError<TypeConfig>>,
     > {
         use openraft::error::{ClientWriteError, ForwardReason, RaftError};
         let mut renewals = 0;
         loop {
             match self.raft.client_write(batch.clone()).await {
-                Ok(resp) => return Ok(resp.data),
+                Ok(resp) => return Ok((resp.data, resp.log_id.index)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
                     if f.reason == ForwardReason::LeaseExpired && renewals < LEASE_RENEWALS_MAX =>
                 {
@@ -111,9 +111,16 @@ impl PartitionReplica {
     }
 }
 
+/// How long a committed acks=all write waits for `min.insync.replicas` copies when the caller
+/// gives no deadline (Kafka producers' default `request.timeout.ms`).
+const COPIES_WAIT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A write handed to Raft, in order, whose outcome is still to come.
 pub struct Submitted {
     replica: PartitionReplica,
+    /// Replicas (the leader included) that must hold the batch durably before it is
+    /// acknowledged: `min.insync.replicas` for an acks=all write, else 0.
+    copies: usize,
     batch: strand_raft::Batch,
     outcome: tokio::sync::oneshot::Receiver<
         Result<
@@ -137,22 +144,107 @@ impl PartitionReplica {
             .map_err(|e| fatal(&e))?;
         Ok(Submitted {
             replica: self.clone(),
+            copies: 0,
             batch,
             outcome,
         })
     }
+
+    /// Waits until at least `copies` replicas (this leader included) hold the entry at
+    /// `index` durably, as Raft's matched log ids say, or until `deadline`. Raft's commit
+    /// already puts an entry on a majority of the voters, so only more than that waits.
+    async fn wait_for_copies(
+        &self,
+        index: u64,
+        copies: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), AppendError> {
+        let mut metrics = self.raft.metrics();
+        let holding = |m: &openraft::RaftMetrics<TypeConfig>| {
+            m.replication.as_ref().map(|replication| {
+                replication
+                    .values()
+                    .filter(|matched| matched.as_ref().is_some_and(|l| l.index >= index))
+                    .count()
+            })
+        };
+        let majority = {
+            let m = metrics.borrow_watched();
+            m.membership_config.membership().voter_ids().count() / 2 + 1
+        };
+        if copies <= majority {
+            return Ok(());
+        }
+        let reached = metrics.wait_until(|m: &openraft::RaftMetrics<TypeConfig>| {
+            holding(m).is_none_or(|n| n >= copies)
+        });
+        let held = match tokio::time::timeout_at(deadline, reached).await {
+            Ok(Ok(m)) => holding(&m),
+            Ok(Err(_)) => None,
+            Err(_) => Some(holding(&metrics.borrow_watched()).unwrap_or(0)),
+        };
+        match held {
+            Some(n) if n >= copies => Ok(()),
+            Some(n) => Err(AppendError::NotEnoughReplicasAfterAppend(format!(
+                "{}-{} committed the batch, but only {n} of its replicas hold it, fewer than its min.insync.replicas of {copies}",
+                self.topic, self.partition
+            ))),
+            None => Err(AppendError::NotLeader(
+                "this replica stopped leading the partition before min.insync.replicas replicas held the batch".to_string(),
+            )),
+        }
+    }
 }
 
 impl Submitted {
-    /// What applying the batch produced, once it is committed. A batch refused because the
-    /// leader's lease lapsed is written again through `PartitionReplica::write`, which
-    /// renews the lease first, unless an idempotent producer wrote it: written again it
-    /// would land behind that producer's later batches, so it is refused (the client retries
-    /// it, and the producer's later batches in this term are refused until it does).
+    /// Asks [`Submitted::applied`] to answer only once `copies` replicas (the leader
+    /// included) hold the batch durably: an acks=all write and its topic's
+    /// `min.insync.replicas`.
+    pub(crate) fn require_copies(mut self, copies: usize) -> Self {
+        self.copies = copies;
+        self
+    }
+
+    /// What applying the batch produced, once it is committed (and held by the replicas
+    /// [`Submitted::require_copies`] asked for, waiting up to 30 s for them).
     pub async fn applied(self) -> Result<strand_raft::Applied, AppendError> {
+        self.applied_by(None).await
+    }
+
+    /// [`Submitted::applied`], answering by `deadline`: a batch not committed by then is
+    /// `TimedOut`; a committed batch that fewer replicas than required hold by then is
+    /// `NotEnoughReplicasAfterAppend` (it is in the log, as with Kafka's error of that name).
+    pub async fn applied_by(
+        self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<strand_raft::Applied, AppendError> {
+        let replica = self.replica.clone();
+        let copies = self.copies;
+        let committed = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.committed())
+                .await
+                .map_err(|_| AppendError::TimedOut("not committed in time".to_string()))?,
+            None => self.committed().await,
+        };
+        let (applied, index) = committed?;
+        if copies > 1 {
+            let deadline =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + COPIES_WAIT_DEFAULT);
+            replica.wait_for_copies(index, copies, deadline).await?;
+        }
+        Ok(applied)
+    }
+
+    /// What applying the batch produced and its Raft index, once it is committed. A batch
+    /// refused because the leader's lease lapsed is written again through
+    /// `PartitionReplica::write`, which renews the lease first, unless an idempotent producer
+    /// wrote it: written again it would land behind that producer's later batches, so it is
+    /// refused (the client retries it, and the producer's later batches in this term are
+    /// refused until it does).
+    async fn committed(self) -> Result<(strand_raft::Applied, u64), AppendError> {
         use openraft::error::{ClientWriteError, ForwardReason, RaftError};
         match self.outcome.await {
-            Ok(Ok(response)) => Ok(response.data),
+            Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
             Ok(Err(ClientWriteError::ForwardToLeader(f)))
                 if f.reason == ForwardReason::LeaseExpired =>
             {
@@ -196,8 +288,8 @@ fn fatal(error: &openraft::error::Fatal<TypeConfig>) -> AppendError {
 /// A group hosted here.
 #[derive(Clone)]
 pub enum Group {
-    /// The metadata group, and its directory.
-    Meta(MetaRaft, std::path::PathBuf),
+    /// The metadata group, and its log storage.
+    Meta(MetaRaft, LogStore),
     /// A partition.
     Partition(Arc<PartitionReplica>),
 }

@@ -136,12 +136,17 @@ impl Replicas {
         let rules =
             TopicRules::of(meta.and_then(|t| strand_meta::validate_topic_config(&t.config).ok()));
         let (replica, _) = self.leader(&state, topic, partition)?;
-        self.check_space(&state, topic, partition)?;
-        if writer.acks_all()
-            && rules.min_insync_replicas > 1
-            && let Some(meta) = meta
-        {
-            self.check_in_sync(meta, partition, rules.min_insync_replicas)?;
+        let guarded = self
+            .check_space(&state, topic, partition)
+            .and_then(|()| match meta {
+                Some(meta) if writer.acks_all() && rules.min_insync_replicas > 1 => {
+                    self.check_in_sync(meta, partition, rules.min_insync_replicas)
+                }
+                _ => Ok(()),
+            });
+        if let Err(e) = guarded {
+            hold_producer(&replica, records.as_deref());
+            return Err(e);
         }
         let batch = CheckedBatch::check(records, &rules, now_ms())?;
         if batch.is_idempotent()
@@ -159,9 +164,17 @@ impl Replicas {
         let header = *batch.header();
         let idempotent = batch.is_idempotent();
         replica.renew_lease_if_due().await;
+        // acks=all promises `min.insync.replicas` copies, checked here against the ISR as
+        // the controller last saw it and again at commit, where it counts the replicas that
+        // hold the batch (`Submitted::applied`).
+        let copies = if writer.acks_all() {
+            rules.min_insync_replicas as usize
+        } else {
+            0
+        };
         match replica.submit(batch).await {
             Ok(submitted) => Ok(Appended::Submitted {
-                submitted,
+                submitted: submitted.require_copies(copies),
                 log_start_offset,
                 log_append_time,
             }),
@@ -220,6 +233,19 @@ impl Replicas {
             brokers.join(", ")
         )))
     }
+}
+
+/// An idempotent producer's batch refused by a guard before its sequence was checked: its
+/// later batches wait for it (`ProducerState::refused_before_check`).
+fn hold_producer(replica: &PartitionReplica, records: Option<&[u8]>) {
+    let Some(header) = records
+        .and_then(|r| strand_log::BatchHeader::parse(r).ok())
+        .filter(|h| h.producer_id >= 0)
+    else {
+        return;
+    };
+    let term = replica.raft.metrics().borrow_watched().current_term;
+    replica.producers.refused_before_check(term, &header);
 }
 
 /// Checks an idempotent producer's batch: a retry of a written batch is answered with its

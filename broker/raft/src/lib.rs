@@ -6,6 +6,7 @@
 //! The metadata group stores its commands as records too, like Kafka's own metadata log.
 
 mod log_store;
+mod rejoin;
 mod state_file;
 mod state_machine;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use log_store::{
     Caching, LogStore, PageCacheWindows, RECENT_AGE_MAX, RecentBudget, StorageError,
 };
+pub use rejoin::remove_group_dir;
 pub use state_machine::{GroupStateMachine, Machine, NoMachine, SnapshotData, SnapshotSource};
 pub use strand_log::Offset;
 

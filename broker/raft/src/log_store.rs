@@ -231,6 +231,13 @@ struct Shared {
     recent: Mutex<Recent>,
     state: Mutex<RaftState>,
     state_file: StateFile,
+    /// Whether the marker that this replica once recorded a vote exists (`rejoin.rs`).
+    marked: std::sync::atomic::AtomicBool,
+    /// Whether the replica is rejoining (`rejoin.rs`): set at open, cleared once caught up.
+    rejoining: tokio::sync::watch::Sender<bool>,
+    /// What a rejoining replica must hold before it votes again: the first commit index it
+    /// heard from a leader that had committed in its own term.
+    rejoin_target: Mutex<Option<LogId>>,
 }
 
 /// The log storage of one group, over its partition log. Cheap to clone.
@@ -277,10 +284,27 @@ impl LogStore {
             source,
         })?;
         let state_file = StateFile::new(dir);
-        let state = state_file.load().map_err(|source| StorageError::State {
+        let state_error = |source| StorageError::State {
             dir: dir.to_path_buf(),
             source,
-        })?;
+        };
+        let mut state = state_file.load().map_err(state_error)?;
+        let marked = crate::rejoin::marker_path(dir).exists();
+        if marked && state.vote.is_none() && !state.rejoining {
+            tracing::warn!(dir = %dir.display(),
+                "this replica once recorded a vote but its state is gone: it votes again once it has caught up with its group");
+            state.rejoining = true;
+            state_file.store(&state).map_err(state_error)?;
+        }
+        if let Some(durable) = log.recovery().lost_durable
+            && !state.rejoining
+        {
+            tracing::warn!(dir = %dir.display(), log_end = %log.next_index(), durable_through = %durable,
+                "the log lost entries it had made durable (damage cut at open): it votes again once it has fetched them from its group");
+            state.rejoining = true;
+            state_file.store(&state).map_err(state_error)?;
+        }
+        let (rejoining, _) = tokio::sync::watch::channel(state.rejoining);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             node_id,
@@ -295,6 +319,9 @@ impl LogStore {
             }),
             state: Mutex::new(state),
             state_file,
+            marked: std::sync::atomic::AtomicBool::new(marked),
+            rejoining,
+            rejoin_target: Mutex::new(None),
         });
         let (flusher, requests) = mpsc::channel(FLUSH_QUEUE_MAX);
         tokio::spawn(flush_loop(shared.clone(), requests));
@@ -314,6 +341,77 @@ impl LogStore {
     /// The wall clock the store's appends take their time from.
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.shared.clock.clone()
+    }
+
+    /// The first index Raft may still read from this log: the one after its purge point.
+    /// Raft sends a follower that needs anything older a snapshot instead, so retention and
+    /// compaction may only touch entries before it; an entry after it may still be sent to a
+    /// lagging follower as it was appended.
+    pub fn purged_next_index(&self) -> Index {
+        Index(self.state().purged.map_or(0, |p| p.index + 1))
+    }
+
+    /// Whether this replica lost its state and has not caught up yet: it must not vote, stand
+    /// for election or take leadership (see `rejoin.rs`).
+    pub fn rejoining(&self) -> bool {
+        *self.shared.rejoining.borrow()
+    }
+
+    /// Follows [`LogStore::rejoining`].
+    pub fn rejoining_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.rejoining.subscribe()
+    }
+
+    /// Tells a rejoining replica what a leader of `leader_term` sent it: the leader's commit
+    /// index as (term, index). The first commit made in the leader's own term is what the
+    /// replica must hold before it votes again; once its flushed log holds it, the replica
+    /// has rejoined. Costs nothing for a replica that is not rejoining.
+    pub fn heard_from_leader(&self, leader_term: u64, leader_commit: Option<(u64, u64)>) {
+        if !self.rejoining() {
+            return;
+        }
+        let Some((term, index)) = leader_commit else {
+            return;
+        };
+        let target = {
+            let mut target = self
+                .shared
+                .rejoin_target
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if target.is_none() && term == leader_term {
+                *target = Some(log_id(term, index));
+            }
+            match *target {
+                Some(target) => target,
+                None => return,
+            }
+        };
+        let holds = {
+            let log = self.read_log();
+            let at = Index(target.index);
+            log.flushed_next_index() > at
+                && (log.first_index() > at
+                    || log
+                        .entries(at..at.next())
+                        .ok()
+                        .and_then(|e| e.first().map(|e| e.term.0))
+                        == Some(target.leader_id.term))
+        };
+        if !holds {
+            return;
+        }
+        let mut state = self.state().clone();
+        state.rejoining = false;
+        if let Err(e) = self.store_state(&state) {
+            tracing::warn!(dir = %self.shared.dir.display(), error = %e,
+                "cannot record that the replica caught up; it stays out of elections");
+            return;
+        }
+        *self.state() = state;
+        self.shared.rejoining.send_replace(false);
+        tracing::info!(dir = %self.shared.dir.display(), caught_up_to = %target,
+            "the replica caught up with its group and votes again");
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, RaftState> {
@@ -364,10 +462,30 @@ impl LogStore {
     }
 }
 
-/// Makes appends durable: one fsync for everything queued, then the callbacks in order.
+/// How often at most the durable mark is written (`strand_log::DurablePoint`): what a replica
+/// made durable in the last such interval before a crash is not told apart from a torn tail.
+const DURABLE_MARK_EVERY: Duration = Duration::from_secs(1);
+
+/// Makes appends durable: one fsync for everything queued, then the callbacks in order; and
+/// at most every [`DURABLE_MARK_EVERY`], or after that long without appends, the log's
+/// durable mark.
 async fn flush_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<IOFlushed<TypeConfig>>) {
     let mut waiting = Vec::new();
-    while let Some(first) = requests.recv().await {
+    let mut marked_at = Instant::now();
+    let mut unmarked = None;
+    loop {
+        let first = match tokio::time::timeout(DURABLE_MARK_EVERY, requests.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return,
+            // Quiet: what the last flushes made durable is marked now.
+            Err(_) => {
+                if let Some(point) = unmarked.take() {
+                    write_durable_mark(&shared, point).await;
+                    marked_at = Instant::now();
+                }
+                continue;
+            }
+        };
         waiting.push(first);
         while let Ok(more) = requests.try_recv() {
             waiting.push(more);
@@ -387,6 +505,7 @@ async fn flush_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<IOFlushed<
             });
             log.sync_handle()
         };
+        let point = handle.as_ref().ok().map(|h| h.point());
         let synced = match handle {
             Ok(handle) => tokio::task::spawn_blocking(move || handle.sync())
                 .await
@@ -404,11 +523,58 @@ async fn flush_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<IOFlushed<
                 log.mark_flushed(next_index);
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => {
+                let mut log = shared.log.write().unwrap_or_else(|p| p.into_inner());
+                discard_unflushed(&shared.dir, &mut log);
+                shared
+                    .recent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                Err(e.to_string())
+            }
         };
+        let flushed = result.is_ok();
         for callback in waiting.drain(..) {
             callback.io_completed(result.clone().map_err(io::Error::other));
         }
+        if flushed {
+            unmarked = point;
+        }
+        if marked_at.elapsed() >= DURABLE_MARK_EVERY
+            && let Some(point) = unmarked.take()
+        {
+            write_durable_mark(&shared, point).await;
+            marked_at = Instant::now();
+        }
+    }
+}
+
+/// Writes the log's durable mark after the flush that made `point` durable, holding the log
+/// shared so no truncation removes entries meanwhile.
+async fn write_durable_mark(shared: &Arc<Shared>, point: strand_log::DurablePoint) {
+    let shared = shared.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let log = shared.log.read().unwrap_or_else(|p| p.into_inner());
+        log.write_durable_mark(point)
+            .map_err(|e| (shared.dir.clone(), e))
+    })
+    .await;
+    if let Ok(Err((dir, e))) = written {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot write the log's durable mark");
+    }
+}
+
+/// After a failed write or fsync, takes the log back to what an fsync confirmed
+/// (`Log::discard_unflushed`); the group stops on the error and is opened again from disk.
+fn discard_unflushed(dir: &Path, log: &mut Log) {
+    match log.discard_unflushed() {
+        Ok(()) => {
+            tracing::warn!(dir = %dir.display(), flushed_next_index = %log.flushed_next_index(),
+            "a write to the log failed: it is back to what was last made durable")
+        }
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e,
+            "a write to the log failed, and so did cutting it back to what was last made durable"),
     }
 }
 
@@ -449,11 +615,28 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> io::Result<Vec<Entry>> {
-        let purged_next = self.state().purged.map_or(0, |p| p.index + 1);
+        let purged = self.state().purged;
+        let purged_next = purged.map_or(0, |p| p.index + 1);
         let (start, end) = bounds(&range);
         let log = self.read_log();
-        let start = start.max(purged_next).max(log.first_index().0);
+        let start = start.max(purged_next);
         let end = end.min(log.next_index().0);
+        if purged.is_some() && start < end && start < log.first_index().0 {
+            // Once Raft has purged, the log holds everything after the purge point (retention
+            // and compaction stay below it). Entries missing there were removed behind Raft's
+            // back: answering with the ones after them would hand a follower a log with a
+            // hole, so say what is missing instead. (Before any purge, a log that Raft started
+            // past index 0 simply has no earlier entries.)
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "entries {start}..{} of {} were removed before Raft purged them",
+                    log.first_index(),
+                    self.shared.dir.display()
+                ),
+            ));
+        }
+        let start = start.max(log.first_index().0);
         if start >= end {
             return Ok(Vec::new());
         }
@@ -498,6 +681,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         state.vote = Some(*vote);
         self.store_state(&state)?;
         *self.state() = state;
+        // From the first vote on, a lost state is told apart from a new replica.
+        if !self.shared.marked.load(Ordering::Relaxed) {
+            crate::rejoin::mark(&self.shared.dir)?;
+            self.shared.marked.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -560,6 +748,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(_) => recent.extend(&log, &entries, Instant::now()),
                 Err(e) => {
                     recent.clear();
+                    discard_unflushed(&self.shared.dir, &mut log);
                     return Err(self.log_error(e));
                 }
             }

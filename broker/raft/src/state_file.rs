@@ -18,6 +18,10 @@ pub(crate) struct RaftState {
     /// Entries up to this log id are behind the last snapshot. The entries themselves stay in
     /// the partition log, which is the data; this is only a marker for Raft.
     pub purged: Option<LogId>,
+    /// The replica lost its state while its broker kept its identity, and has not caught up
+    /// yet: it neither votes nor stands (`rejoin.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejoining: bool,
 }
 
 /// The file that holds a group's [`RaftState`].

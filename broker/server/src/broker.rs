@@ -100,13 +100,14 @@ impl Broker {
             identity.node_id,
             Arc::new(config.tuning.meta_config()),
             GroupNetwork::new(META_GROUP.to_string(), peers.clone()),
-            store,
+            store.clone(),
             sm,
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        stand_once_rejoined(&meta, &store);
         let registry = Registry::default();
-        registry.insert(META_GROUP, Group::Meta(meta.clone(), meta_dir));
+        registry.insert(META_GROUP, Group::Meta(meta.clone(), store));
         let grpc = tokio::net::TcpListener::bind(config.grpc_listen)
             .await
             .map_err(|source| StartError::Listen {
@@ -254,4 +255,19 @@ impl Broker {
             }
         }
     }
+}
+
+/// A metadata replica that lost its state under this broker's identity (`LogStore::rejoining`)
+/// stands for no election until it has caught up; its votes are refused by the Raft service.
+fn stand_once_rejoined(raft: &strand_node::MetaRaft, store: &LogStore) {
+    if !store.rejoining() {
+        return;
+    }
+    raft.runtime_config().elect(false);
+    let raft = raft.clone();
+    let mut changes = store.rejoining_changes();
+    tokio::spawn(async move {
+        let _ = changes.wait_for(|rejoining| !*rejoining).await;
+        raft.runtime_config().elect(true);
+    });
 }

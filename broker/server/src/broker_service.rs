@@ -196,6 +196,9 @@ fn status_of_append(topic: &str, partition: u32, error: &AppendError) -> Status 
         | AppendError::NotEnoughReplicas(_)
         | AppendError::Producer(_) => Status::failed_precondition(message),
         AppendError::Storage(_) => Status::resource_exhausted(message),
-        AppendError::InFlight => Status::unavailable(message),
+        AppendError::InFlight | AppendError::NotEnoughReplicasAfterAppend(_) => {
+            Status::unavailable(message)
+        }
+        AppendError::TimedOut(_) => Status::deadline_exceeded(message),
     }
 }

@@ -57,7 +57,8 @@ pub async fn run(inner: Arc<Inner>) {
                     m.current_leader.filter(|l| *l != me),
                 )
             };
-            if state == ServerState::Leader || !voter {
+            // A replica that lost its state stands once it has caught up (`LogStore::rejoining`).
+            if state == ServerState::Leader || !voter || replica.store.rejoining() {
                 // Not a follower that could stand: looked at again a timeout from now.
                 inner.contacts.touch(group, timeout);
                 continue;

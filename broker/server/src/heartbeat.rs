@@ -130,6 +130,7 @@ pub async fn deliver(inner: &Inner, batch: pb::HeartbeatBatch) {
         };
         let vote = convert::vote_from_pb(item.vote).ok()?;
         let commit = item.leader_commit.as_ref().map(|c| (c.term, c.index));
+        replica.store.heard_from_leader(vote.leader_id.term, commit);
         // Every heartbeat moves the election timer; openraft itself only needs one when the
         // commit index moved or its view of the leader's lease (the longest election timeout,
         // 1.5 × the shortest) is getting old. Renewing after 3/4 of the shortest timeout

@@ -1,11 +1,12 @@
 //! Keeps the partition replicas this broker runs in step with the applied metadata: opens the
-//! groups of partitions assigned here, starts a new partition's group on its first replica, and
-//! stops and removes replicas of deleted topics.
+//! groups of partitions assigned here, starts a new partition's group on its first replica,
+//! stops and removes replicas of deleted topics, and opens again from disk a replica whose
+//! group stopped on an error (a full or failing disk), at most every `REOPEN_AFTER`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::impls::BasicNode;
@@ -20,13 +21,18 @@ use strand_node::registry::{Group, PartitionReplica, partition_group};
 /// How often the manager looks again even without a metadata change (to retry failures).
 const RESYNC: Duration = Duration::from_secs(1);
 
+/// The shortest time between two reopenings of a replica whose group keeps stopping (a disk
+/// still full): each costs a scan of its log.
+const REOPEN_AFTER: Duration = Duration::from_secs(5);
+
 /// Runs until the broker shuts down.
 pub async fn run(inner: Arc<Inner>) {
     let mut state = inner.cluster.watch();
     let mut stop = inner.shutdown.subscribe();
+    let mut reopened = HashMap::new();
     loop {
         let current = state.borrow_and_update().clone();
-        sync(&inner, &current).await;
+        sync(&inner, &current, &mut reopened).await;
         // Groups that stopped appending let go of the entries they kept in memory.
         for (_, replica) in inner.registry.partitions() {
             replica.store.trim_recent(RECENT_AGE_MAX);
@@ -84,7 +90,34 @@ fn log_config(topic: &Topic) -> LogConfig {
     config
 }
 
-async fn sync(inner: &Inner, state: &ClusterState) {
+/// Whether a replica's group stopped on an error, and if so takes it out of the registry so it
+/// is opened again from disk (at most every [`REOPEN_AFTER`]): the log's failed write was cut
+/// back to what was last made durable, and Raft sends the rest again.
+async fn stopped_on_error(
+    inner: &Inner,
+    group: &str,
+    replica: &PartitionReplica,
+    reopened: &mut HashMap<String, Instant>,
+) -> bool {
+    let error = match &replica.raft.metrics().borrow_watched().running_state {
+        Ok(()) => return false,
+        Err(e) => e.to_string(),
+    };
+    if reopened
+        .get(group)
+        .is_some_and(|at| at.elapsed() < REOPEN_AFTER)
+    {
+        return false;
+    }
+    tracing::warn!(%group, topic = %replica.topic, partition = replica.partition, %error,
+        "the partition's group stopped; opening it again from disk");
+    let _ = replica.raft.shutdown().await;
+    inner.registry.remove(group);
+    reopened.insert(group.to_string(), Instant::now());
+    true
+}
+
+async fn sync(inner: &Inner, state: &ClusterState, reopened: &mut HashMap<String, Instant>) {
     let me = inner.cluster.broker_id();
     let mut wanted = HashSet::new();
     for (topic_id, partition, _) in state.assignments_for(me) {
@@ -93,9 +126,17 @@ async fn sync(inner: &Inner, state: &ClusterState) {
         let Some(topic) = state.topic(topic_id) else {
             continue;
         };
-        let replica = match inner.registry.get(&group) {
-            Some(Group::Partition(replica)) => replica,
-            _ => match open_replica(inner, topic, partition.0, &group).await {
+        let running = match inner.registry.get(&group) {
+            Some(Group::Partition(replica))
+                if !stopped_on_error(inner, &group, &replica, reopened).await =>
+            {
+                Some(replica)
+            }
+            _ => None,
+        };
+        let replica = match running {
+            Some(replica) => replica,
+            None => match open_replica(inner, topic, partition.0, &group).await {
                 Ok(replica) => replica,
                 Err(e) => {
                     tracing::warn!(%group, error = %e, "cannot open partition replica; will retry");
@@ -114,7 +155,7 @@ async fn sync(inner: &Inner, state: &ClusterState) {
             inner.registry.remove(&group);
             inner.balancer.forget(&group);
             let dir = replica_dir(inner, &group);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if let Err(e) = strand_raft::remove_group_dir(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove replica directory");
             }
         }

@@ -95,6 +95,7 @@ async fn install<M: Machine>(
     let vote = convert::vote_from_pb(header.vote).map_err(bad_message)?;
     let meta: SnapshotMeta = serde_json::from_slice(&header.meta_json)
         .map_err(|e| Status::invalid_argument(format!("snapshot metadata is not readable: {e}")))?;
+    check_snapshot(raft, &vote, &meta).await?;
     let snapshot = Snapshot {
         meta,
         snapshot: SnapshotData {
@@ -110,6 +111,46 @@ async fn install<M: Machine>(
     Ok(pb::SnapshotResponse {
         vote: Some(convert::vote_to_pb(&resp.vote)),
     })
+}
+
+/// Refuses a snapshot no replica following the protocol could send, which openraft would
+/// otherwise take as proof that this replica's own state is corrupt (and stop the group):
+/// entries past the sender's own term, a membership from after the snapshot's last entry, or
+/// a last entry that contradicts what this replica has already committed.
+async fn check_snapshot<M: Machine>(
+    raft: &Raft<M>,
+    vote: &openraft::type_config::alias::VoteOf<TypeConfig>,
+    meta: &SnapshotMeta,
+) -> Result<(), Status> {
+    let Some(last) = &meta.last_log_id else {
+        return Ok(());
+    };
+    if last.leader_id.term > vote.leader_id.term {
+        return Err(Status::invalid_argument(format!(
+            "snapshot ends at {last}, in a term after the sender's term {}",
+            vote.leader_id.term
+        )));
+    }
+    if let Some(membership) = meta.last_membership.log_id()
+        && membership > last
+    {
+        return Err(Status::invalid_argument(format!(
+            "snapshot ends at {last} but holds a membership from {membership}"
+        )));
+    }
+    let committed = raft
+        .with_raft_state(|state| state.local_committed().cloned())
+        .await
+        .map_err(fatal)?;
+    if let Some(committed) = committed
+        && *last > committed
+        && last.index <= committed.index
+    {
+        return Err(Status::invalid_argument(format!(
+            "snapshot ends at {last}, which contradicts entry {committed} committed here"
+        )));
+    }
+    Ok(())
 }
 
 async fn transfer<M: Machine>(
@@ -187,6 +228,36 @@ async fn receive_files(
     Ok(staged)
 }
 
+/// The log storage of a group.
+fn store_of(group: &Group) -> &strand_raft::LogStore {
+    match group {
+        Group::Meta(_, store) => store,
+        Group::Partition(p) => &p.store,
+    }
+}
+
+/// Tells a rejoining replica (`LogStore::rejoining`) what its leader has committed.
+fn heard_from_leader(store: &strand_raft::LogStore, req: &pb::AppendEntriesRequest) {
+    if let Some(vote) = &req.vote {
+        store.heard_from_leader(
+            vote.term,
+            req.leader_commit.as_ref().map(|c| (c.term, c.index)),
+        );
+    }
+}
+
+/// A replica that lost its state under this broker's identity takes no part in elections
+/// until it has caught up: it may have voted in this term already, and may have acknowledged
+/// entries it no longer holds.
+fn refuse_while_rejoining(group: &Group, what: &str) -> Result<(), Status> {
+    if store_of(group).rejoining() {
+        return Err(Status::unavailable(format!(
+            "this replica lost its state and {what} until it has caught up with its group"
+        )));
+    }
+    Ok(())
+}
+
 /// An append to a partition from its committed leader moves the group's election timer.
 fn leader_contact(inner: &Inner, req: &pb::AppendEntriesRequest) {
     if req.vote.as_ref().is_some_and(|v| v.committed)
@@ -234,6 +305,7 @@ impl RaftRpc for RaftService {
         // single appends; a transport error, a malformed append or one for another target
         // ends the session, and the leader starts another from what was answered.
         let contacts = matches!(group, Group::Partition(_)).then(|| self.inner.clone());
+        let store = store_of(&group).clone();
         // Every append of a session is for the group and incarnation its first one named.
         let target = first.target.clone();
         let requests = tokio_stream::once(Ok(first))
@@ -246,6 +318,7 @@ impl RaftRpc for RaftService {
                 if let Some(inner) = &contacts {
                     leader_contact(inner, &message);
                 }
+                heard_from_leader(&store, &message);
                 convert::append_from_pb(message).ok()
             });
         // A session lasts as long as its leader keeps it; a stopping broker ends both of its
@@ -273,7 +346,9 @@ impl RaftRpc for RaftService {
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let req = request.into_inner();
-        let resp = match self.group(req.target.as_ref())? {
+        let group = self.group(req.target.as_ref())?;
+        heard_from_leader(store_of(&group), &req);
+        let resp = match group {
             Group::Meta(raft, _) => append(&raft, req).await?,
             Group::Partition(p) => {
                 leader_contact(&self.inner, &req);
@@ -288,7 +363,9 @@ impl RaftRpc for RaftService {
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = request.into_inner();
-        let resp = match self.group(req.target.as_ref())? {
+        let group = self.group(req.target.as_ref())?;
+        refuse_while_rejoining(&group, "grants no vote")?;
+        let resp = match group {
             Group::Meta(raft, _) => vote(&raft, req).await?,
             Group::Partition(p) => vote(&p.raft, req).await?,
         };
@@ -313,8 +390,8 @@ impl RaftRpc for RaftService {
         };
         let group = self.group(header.target.as_ref())?;
         let resp = match group {
-            Group::Meta(raft, dir) => {
-                let staged = receive_files(&dir, None, &mut stream).await?;
+            Group::Meta(raft, store) => {
+                let staged = receive_files(store.dir(), None, &mut stream).await?;
                 install(&raft, header, staged).await?
             }
             Group::Partition(p) => {
@@ -343,7 +420,9 @@ impl RaftRpc for RaftService {
             ));
         }
         let req = request.into_inner();
-        let resp = match self.group(req.target.as_ref())? {
+        let group = self.group(req.target.as_ref())?;
+        refuse_while_rejoining(&group, "takes no leadership")?;
+        let resp = match group {
             Group::Meta(raft, _) => transfer(&raft, req).await?,
             Group::Partition(p) => transfer(&p.raft, req).await?,
         };

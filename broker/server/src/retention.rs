@@ -1,8 +1,10 @@
 //! Retention and compaction on a timer. Every replica applies its topic's `retention.ms`,
 //! `retention.bytes` and `cleanup.policy` to the closed segments of its log that lie wholly
-//! below its last snapshot (what Raft may still need to send followers entry by entry stays),
-//! and follows changes of `segment.bytes` and `segment.ms`. A replica with closed segments past
-//! its last snapshot takes a snapshot first; snapshots here copy nothing.
+//! below Raft's purge point (what Raft may still send a lagging follower entry by entry stays
+//! as appended; a follower further behind gets a snapshot, which carries the log's files as
+//! they are), and follows changes of `segment.bytes` and `segment.ms`. A replica with closed
+//! segments past its last snapshot takes a snapshot first; what retention and compaction want
+//! below the snapshot, Raft is asked to purge first. Snapshots here copy nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +16,9 @@ use strand_meta::{CleanupPolicy, TopicConfig, validate_topic_config};
 
 use crate::shared::Inner;
 use strand_node::registry::PartitionReplica;
+
+/// How long a pass waits for Raft to release (purge) the entries it wants to remove.
+const PURGE_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs until the broker shuts down, one pass every `retention_check_interval`.
 pub async fn run(inner: Arc<Inner>) {
@@ -35,7 +40,10 @@ pub async fn run(inner: Arc<Inner>) {
             // Stored configs were checked when set; a broken one keeps the defaults.
             let config = validate_topic_config(&topic.config).unwrap_or_default();
             let done = compacted.get(&*group).copied().unwrap_or(Index(0));
-            match tend(&replica, &config, done).await {
+            // Compaction writes a new copy of each segment before the old one goes: not while
+            // the disk is short of its reserve (retention, which only frees space, goes on).
+            let disk_low = inner.disk.is_low();
+            match tend(&replica, &config, done, disk_low).await {
                 Ok(Some(below)) => {
                     compacted.insert(group.to_string(), below);
                 }
@@ -51,9 +59,10 @@ async fn tend(
     replica: &Arc<PartitionReplica>,
     config: &TopicConfig,
     compacted_below: Index,
+    disk_low: bool,
 ) -> Result<Option<Index>, String> {
     let log = replica.store.log();
-    let below = replica
+    let snapshot_next = replica
         .raft
         .metrics()
         .borrow_watched()
@@ -72,6 +81,41 @@ async fn tend(
         retention_bytes: config.retention_bytes.filter(|_| deletes),
     };
     let limited = retention.retention_ms.is_some() || retention.retention_bytes.is_some();
+    // The store's clock, the one its appends were stamped with.
+    let clock = replica.store.clock();
+    // What retention would remove now, and the closed segments compaction would rewrite,
+    // below the snapshot: Raft keeps the entries behind its snapshot that a follower slightly
+    // behind may still be sent one by one, so they are released (purged) first; a follower
+    // that needed them is sent a snapshot instead, which carries the files as they are.
+    let wanted = {
+        let log = log.read().map_err(|_| "log lock poisoned".to_string())?;
+        let mut wanted = Index(0);
+        if limited {
+            wanted = wanted.max(log.retention_end(retention, snapshot_next, clock.now_ms()));
+        }
+        if compacts {
+            let closed = log.segments();
+            let compactable = closed
+                .iter()
+                .filter(|s| s.closed && s.next_index <= snapshot_next)
+                .map(|s| s.next_index)
+                .max();
+            wanted = wanted.max(compactable.unwrap_or_default());
+        }
+        wanted
+    };
+    if wanted > replica.store.purged_next_index() && wanted > Index(0) {
+        let _ = replica.raft.trigger().purge_log(wanted.0 - 1).await;
+        // A leader purges once no replication reads those entries; the next pass finds them
+        // released if this one does not.
+        let mut metrics = replica.raft.metrics();
+        let released = metrics.wait_until(|m: &openraft::RaftMetrics<strand_raft::TypeConfig>| {
+            m.purged.is_some_and(|p| p.index + 1 >= wanted.0)
+        });
+        let _ = tokio::time::timeout(PURGE_WAIT, released).await;
+    }
+    // Never past Raft's purge point (which is never past the snapshot).
+    let below = replica.store.purged_next_index().min(snapshot_next);
     let closed_past_snapshot = {
         let mut log = log.write().map_err(|_| "log lock poisoned".to_string())?;
         let bytes = u64::from(config.segment_bytes);
@@ -82,21 +126,19 @@ async fn tend(
         log.segments()
             .iter()
             .filter(|s| s.closed)
-            .any(|s| s.next_index > below)
+            .any(|s| s.next_index > snapshot_next)
     };
     if (limited || compacts) && closed_past_snapshot {
-        // The next pass finds these segments below the snapshot.
+        // A later pass finds these segments below the purge point.
         let _ = replica.raft.trigger().snapshot().await;
     }
     if !(limited || compacts) || below == Index(0) {
         return Ok(None);
     }
-    let compact_now = compacts && below > compacted_below;
+    let compact_now = compacts && below > compacted_below && !disk_low;
     let delete_retention_ms = config.delete_retention_ms.min(i64::MAX as u64) as i64;
     let topic = replica.topic.clone();
     let partition = replica.partition;
-    // The store's clock, the one its appends were stamped with.
-    let clock = replica.store.clock();
     tokio::task::spawn_blocking(move || {
         let mut log = log.write().map_err(|_| "log lock poisoned".to_string())?;
         let now = clock.now_ms();

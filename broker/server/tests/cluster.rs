@@ -1,6 +1,7 @@
 //! In-process clusters: several brokers as tasks of one test process on loopback ports, talked
 //! to through the admin API and the internal produce/fetch path.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use strand_proto::admin::{
 };
 use strand_proto::broker::broker_client::BrokerClient;
 use strand_proto::broker::{FetchRequest, ProduceRequest};
-use strand_server::{BalancingSettings, Broker, BrokerConfig, RaftTuning};
+use strand_server::{BalancingSettings, Broker, BrokerConfig, KafkaSettings, RaftTuning};
 
 fn free_addr() -> SocketAddr {
     strand_e2e::free_addr()
@@ -37,6 +38,16 @@ impl Cluster {
         tuning: RaftTuning,
         balancing: BalancingSettings,
     ) -> Cluster {
+        Self::start_configured(dir, size, tuning, balancing, KafkaSettings::default()).await
+    }
+
+    async fn start_configured(
+        dir: &Path,
+        size: u32,
+        tuning: RaftTuning,
+        balancing: BalancingSettings,
+        settings: KafkaSettings,
+    ) -> Cluster {
         // STRAND_TEST_LOG=<filter> shows the brokers' logs, e.g. `info,openraft=warn`.
         if let Ok(filter) = std::env::var("STRAND_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -57,7 +68,7 @@ impl Cluster {
                     grpc_advertised: grpc[i as usize].to_string(),
                     kafka_advertised: kafka[i as usize].to_string(),
                     kafka_listen: kafka[i as usize],
-                    kafka: Default::default(),
+                    kafka: settings.clone(),
                     http_listen: http,
                     http_advertised: http.to_string(),
                     seeds: seeds.clone(),
@@ -214,6 +225,28 @@ impl Cluster {
             (values.len() >= count).then_some(values)
         })
         .await
+    }
+
+    /// The broker leading partition 0 of `topic`, once one does.
+    async fn leader(&self, topic: &str) -> u32 {
+        self.wait_for("a leader", |c| async move {
+            c.describe(topic).await?.partitions[0].leader
+        })
+        .await
+    }
+
+    /// A client of `broker`'s Raft service, as a peer calls it.
+    async fn raft_client(
+        &self,
+        broker: u32,
+    ) -> strand_proto::raft::raft_client::RaftClient<tonic::transport::Channel> {
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{}", self.addr(broker)))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        strand_proto::raft::raft_client::RaftClient::new(channel)
     }
 
     async fn stop(&mut self, broker: u32) {
@@ -659,6 +692,538 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
         }
     }
     cluster.shutdown().await;
+}
+
+/// The log of the one partition replica `broker` hosts, opened from its files while the
+/// broker is stopped.
+fn replica_log(dir: &Path, broker: u32) -> strand_log::Log {
+    let partitions = dir.join(format!("broker-{broker}")).join("partitions");
+    let mut groups: Vec<_> = std::fs::read_dir(&partitions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(groups.len(), 1, "one partition replica in {partitions:?}");
+    strand_log::Log::open(&groups.remove(0).join("log"), Default::default()).unwrap()
+}
+
+/// A follower stopped while the leader writes less than Raft keeps behind its snapshot
+/// (`entries_kept_after_snapshot`), and then runs retention (or compaction) over small
+/// segments, must still catch up to exactly the leader's log: Raft sends it the entries after
+/// its position one by one while it keeps them, so retention may only remove (and compaction
+/// rewrite) what Raft has released, and then the follower is sent a snapshot.
+async fn a_lagging_follower_catches_up_to_an_identical_log(compacted: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = RaftTuning {
+        snapshot_every_entries: 1_000_000,
+        entries_kept_after_snapshot: 60,
+        ..RaftTuning::default()
+    };
+    let kafka = KafkaSettings {
+        retention_check_interval: Duration::from_millis(100),
+        ..KafkaSettings::default()
+    };
+    let mut cluster =
+        Cluster::start_configured(dir.path(), 3, tuning, BalancingSettings::default(), kafka).await;
+    let policy: &[(&str, &str)] = if compacted {
+        &[("cleanup.policy", "compact"), ("delete.retention.ms", "0")]
+    } else {
+        &[("retention.bytes", "1")]
+    };
+    let mut config: Vec<(String, String)> = vec![("segment.bytes".into(), "1024".into())];
+    config.extend(policy.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    cluster
+        .admin(0)
+        .await
+        .unwrap()
+        .create_topic(CreateTopicRequest {
+            name: "ledger".into(),
+            partitions: 1,
+            replication_factor: 3,
+            config: config.into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("topic created");
+    // Three records per batch over five keys, so compaction empties some batches and takes the
+    // last record of others (a batch then spans fewer offsets than it was appended with).
+    let mut n = 0;
+    let mut write = async |cluster: &Cluster, batches: usize| {
+        for _ in 0..batches {
+            let records: Vec<(String, String)> = (0..3)
+                .map(|r| (format!("k{}", (n * 3 + r) % 5), format!("value-{n}-{r}")))
+                .collect();
+            let specs: Vec<strand_log::RecordSpec<'_>> = records
+                .iter()
+                .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()), 1_700_000_000_000))
+                .collect();
+            cluster
+                .produce("ledger", 0, strand_log::build_batch(&specs))
+                .await;
+            n += 1;
+        }
+    };
+    write(&cluster, 80).await;
+    let leader = cluster.leader("ledger").await;
+    let follower = (leader + 1) % 3;
+    cluster
+        .wait_for("the follower to hold every batch", |c| async move {
+            let mut client = c.data(follower).await?;
+            let hw = client
+                .fetch(FetchRequest {
+                    topic: "ledger".into(),
+                    partition: 0,
+                    offset: 240,
+                    max_bytes: 1,
+                    max_wait_ms: 0,
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .high_watermark;
+            (hw == 240).then_some(())
+        })
+        .await;
+    cluster.stop(follower).await;
+    let stopped_at = replica_log(dir.path(), follower).next_index();
+
+    // Fewer entries than Raft keeps behind a snapshot, which alone would not make Raft send
+    // the follower one.
+    write(&cluster, 40).await;
+    // Retention or compaction passes every 100 ms, and a snapshot whenever closed segments
+    // lie past the last one; before Raft's purge point bounded them, these passes removed or
+    // rewrote the entries right after the follower's position.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    cluster.restart(follower).await;
+    write(&cluster, 5).await;
+    let end = 125 * 3;
+    cluster
+        .wait_for("the follower to catch up", |c| async move {
+            let mut client = c.data(follower).await?;
+            let hw = client
+                .fetch(FetchRequest {
+                    topic: "ledger".into(),
+                    partition: 0,
+                    offset: end,
+                    max_bytes: 1,
+                    max_wait_ms: 0,
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .high_watermark;
+            (hw == end).then_some(())
+        })
+        .await;
+    cluster.shutdown().await;
+
+    let logs: Vec<strand_log::Log> = (0..3).map(|b| replica_log(dir.path(), b)).collect();
+    for (broker, log) in logs.iter().enumerate() {
+        assert_eq!(log.next_offset().0, end, "broker {broker}'s log end");
+        assert!(
+            log.next_index() > stopped_at,
+            "broker {broker} holds the new entries"
+        );
+    }
+    // Offset for offset: a record two replicas both hold is the same record.
+    let records: Vec<Records> = logs.iter().map(records_of).collect();
+    if compacted {
+        assert!(
+            records[leader as usize].len() < end as usize,
+            "the leader compacted"
+        );
+    } else {
+        assert!(
+            logs[leader as usize].log_start_offset().0 > 0,
+            "retention ran"
+        );
+    }
+    for (broker, held) in records.iter().enumerate() {
+        for (offset, record) in held {
+            if let Some(theirs) = records[leader as usize].get(offset) {
+                assert!(
+                    theirs == record,
+                    "broker {broker}'s record at offset {offset}"
+                );
+            }
+        }
+    }
+    // Nothing lost: every replica holds each key's last value where it was written.
+    let latest = |held: &Records| {
+        let mut latest = BTreeMap::new();
+        for (offset, (key, value)) in held {
+            latest.insert(key.clone(), (*offset, value.clone()));
+        }
+        latest
+    };
+    let expected = latest(&records[leader as usize]);
+    assert_eq!(expected.len(), 5);
+    for (broker, held) in records.iter().enumerate() {
+        assert!(latest(held) == expected, "broker {broker}'s latest values");
+    }
+    if !compacted {
+        // Byte for byte wherever the replicas' logs overlap (compaction runs on each replica
+        // on its own, so compacted segments may differ in what they have dropped so far).
+        let from = logs.iter().map(|l| l.first_index()).max().unwrap();
+        let to = logs.iter().map(|l| l.next_index()).min().unwrap();
+        let reference = logs[leader as usize].entries(from..to).unwrap();
+        assert!(!reference.is_empty());
+        for (broker, log) in logs.iter().enumerate() {
+            let entries = log.entries(from..to).unwrap();
+            for (theirs, ours) in reference.iter().zip(&entries) {
+                assert!(theirs == ours, "broker {broker}'s entry {}", ours.index);
+            }
+            assert_eq!(entries.len(), reference.len());
+        }
+    }
+}
+
+/// Records by offset: (key, value).
+type Records = BTreeMap<i64, (Vec<u8>, Vec<u8>)>;
+
+/// Every record of a log by offset.
+fn records_of(log: &strand_log::Log) -> Records {
+    let mut records = BTreeMap::new();
+    for entry in log.entries(log.first_index()..log.next_index()).unwrap() {
+        if entry.kind != strand_log::EntryKind::Data {
+            continue;
+        }
+        for r in strand_log::decode_records(&entry.payload).unwrap() {
+            let key = r.key.map(|k| k.to_vec()).unwrap_or_default();
+            let value = r.value.map(|v| v.to_vec()).unwrap_or_default();
+            records.insert(r.offset, (key, value));
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_retention_catches_up_to_an_identical_log() {
+    a_lagging_follower_catches_up_to_an_identical_log(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_compaction_catches_up_to_an_identical_log() {
+    a_lagging_follower_catches_up_to_an_identical_log(true).await;
+}
+
+/// Sends one InstallSnapshot stream (a header and no files) to `broker`'s group `group`.
+async fn send_snapshot(
+    cluster: &Cluster,
+    broker: u32,
+    node_id: u64,
+    vote_term: u64,
+    meta: &strand_raft::SnapshotMeta,
+) -> Result<(), tonic::Status> {
+    use strand_proto::raft::{SnapshotChunk, SnapshotHeader, Target, Vote, snapshot_chunk};
+    let header = SnapshotHeader {
+        target: Some(Target {
+            group: "meta".into(),
+            node_id,
+        }),
+        vote: Some(Vote {
+            term: vote_term,
+            node_id: 999,
+            committed: true,
+        }),
+        meta_json: serde_json::to_vec(meta).unwrap().into(),
+        next_offset: 0,
+        machine_state: Default::default(),
+    };
+    let chunks = vec![SnapshotChunk {
+        part: Some(snapshot_chunk::Part::Header(header)),
+    }];
+    cluster
+        .raft_client(broker)
+        .await
+        .install_snapshot(tokio_stream::iter(chunks))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_no_replica_could_send_is_refused_and_the_group_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1, RaftTuning::default()).await;
+    let described = cluster
+        .admin(0)
+        .await
+        .unwrap()
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let node_id = described.brokers[0].node_id;
+    let term = 1_000;
+    let bad = [
+        // Entries from a term after the sender's own.
+        strand_raft::SnapshotMeta {
+            last_log_id: Some(strand_raft::log_id(term + 5, 3)),
+            last_membership: Default::default(),
+        },
+        // A membership from after the snapshot's last entry.
+        strand_raft::SnapshotMeta {
+            last_log_id: Some(strand_raft::log_id(term, 3)),
+            last_membership: strand_raft::StoredMembership::new(
+                Some(strand_raft::log_id(term, 9)),
+                Default::default(),
+            ),
+        },
+        // Ends in a later term at an index this replica has already committed.
+        strand_raft::SnapshotMeta {
+            last_log_id: Some(strand_raft::log_id(term, 1)),
+            last_membership: Default::default(),
+        },
+    ];
+    for (meta, why) in bad
+        .iter()
+        .zip(["a term after", "membership from", "contradicts"])
+    {
+        let refused = send_snapshot(&cluster, 0, node_id, term, meta)
+            .await
+            .expect_err("a snapshot no replica could send was installed");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(why), "{refused:?}");
+    }
+    // The metadata group still takes commands.
+    cluster
+        .admin(0)
+        .await
+        .unwrap()
+        .create_topic(CreateTopicRequest {
+            name: "after".into(),
+            partitions: 1,
+            replication_factor: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("the metadata group still takes commands");
+    cluster.shutdown().await;
+}
+
+/// Asks `broker`'s replica of `group` for its vote in `term` for node `candidate`, whose log
+/// is empty.
+async fn ask_vote(
+    cluster: &Cluster,
+    broker: u32,
+    node_id: u64,
+    group: &str,
+    term: u64,
+    candidate: u64,
+) -> Result<strand_proto::raft::VoteResponse, tonic::Status> {
+    use strand_proto::raft::{Target, Vote, VoteRequest};
+    cluster
+        .raft_client(broker)
+        .await
+        .vote(VoteRequest {
+            target: Some(Target {
+                group: group.into(),
+                node_id,
+            }),
+            vote: Some(Vote {
+                term,
+                node_id: candidate,
+                committed: false,
+            }),
+            last_log_id: None,
+            leadership_transfer: false,
+            pre_vote: false,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_whose_directory_was_lost_votes_only_once_it_has_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
+    create(&cluster, "ledger", 1).await;
+    let mut acked = vec![Vec::new()];
+    for n in 0..10 {
+        write_round(&cluster, "ledger", &mut acked, &format!("before-{n}")).await;
+    }
+    let leader = cluster.leader("ledger").await;
+    let follower = (leader + 1) % 3;
+    cluster
+        .read_all(follower, "ledger", 0, acked[0].len())
+        .await;
+    let nodes = cluster
+        .admin(leader)
+        .await
+        .unwrap()
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .brokers;
+    let node_of = |b: u32| nodes.iter().find(|n| n.broker_id == b).unwrap().node_id;
+
+    let other = (leader + 2) % 3;
+
+    // The follower loses its partition directory, and only that: the broker keeps its
+    // identity. Then the leader stops too: the records committed on it and the follower alone
+    // are now only on the leader, so the remaining broker must not be elected with the
+    // emptied follower's vote.
+    cluster.stop(follower).await;
+    let partitions = dir
+        .path()
+        .join(format!("broker-{follower}"))
+        .join("partitions");
+    let replica_dir = std::fs::read_dir(&partitions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let name = replica_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (topic_id, partition) = name.rsplit_once('-').unwrap();
+    let group = format!("{topic_id}/{partition}");
+    std::fs::remove_dir_all(&replica_dir).unwrap();
+    cluster.stop(leader).await;
+    cluster.restart(follower).await;
+
+    // Empty, it would grant its vote to any candidate in any term, though it may have voted
+    // in that term already and may have held entries the candidate lacks: it refuses.
+    let answer = cluster
+        .wait_for("the replica to be hosted again", |c| {
+            let group = group.clone();
+            let (follower_node, other_node) = (node_of(follower), node_of(other));
+            async move {
+                match ask_vote(c, follower, follower_node, &group, 1_000, other_node).await {
+                    Err(status) if status.code() == tonic::Code::NotFound => None,
+                    answer => Some(answer),
+                }
+            }
+        })
+        .await;
+    let refused = answer.expect_err("a replica that lost its state granted a vote");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("lost its state"), "{refused:?}");
+
+    // The leader comes back; the follower catches up and takes part again: a vote request is
+    // answered (refused on its merits: a stale term).
+    cluster.restart(leader).await;
+    assert_eq!(
+        cluster
+            .read_all(follower, "ledger", 0, acked[0].len())
+            .await,
+        acked[0]
+    );
+    write_round(&cluster, "ledger", &mut acked, "after").await;
+    let answer = cluster
+        .wait_for("the replica to vote again", |c| {
+            let group = group.clone();
+            let (follower_node, other_node) = (node_of(follower), node_of(other));
+            async move {
+                ask_vote(c, follower, follower_node, &group, 0, other_node)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+    assert!(!answer.vote_granted);
+    // With whichever broker leads now gone, the other two elect one of them, and every
+    // acknowledged record is there.
+    let now_leading = cluster.leader("ledger").await;
+    cluster.stop(now_leading).await;
+    write_round(&cluster, "ledger", &mut acked, "leader-gone").await;
+    for broker in cluster.alive() {
+        assert_eq!(
+            cluster.read_all(broker, "ledger", 0, acked[0].len()).await,
+            acked[0]
+        );
+    }
+    cluster.shutdown().await;
+}
+
+/// A small tmpfs mounted at a directory for as long as it lives (needs root).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("runs mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs at {} failed: this test needs root",
+            path.display()
+        );
+        Tmpfs(path.to_path_buf())
+    }
+
+    /// Fills the file system but for about `left` bytes, with a file that [`Tmpfs::free`]
+    /// removes.
+    fn fill(&self, left: u64) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        let mut written = 0u64;
+        while filler.write_all(&chunk).is_ok() {
+            written += chunk.len() as u64;
+        }
+        let _ = filler.set_len(written.saturating_sub(left));
+        filler.sync_all().unwrap();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_whose_disk_filled_up_catches_up_once_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every broker on its own small file system; the disk guard is off (no reserve), so a
+    // follower's appends run into the full disk itself.
+    let disks: Vec<Tmpfs> = (0..3)
+        .map(|b| Tmpfs::mount(&dir.path().join(format!("broker-{b}")), 64 << 20))
+        .collect();
+    let cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
+    create(&cluster, "ledger", 1).await;
+    let leader = cluster.leader("ledger").await;
+    let follower = (leader + 1) % 3;
+    let value = "x".repeat(60 << 10);
+    let mut acked = Vec::new();
+    for n in 0..5 {
+        let values = vec![format!("{n:04}-{value}")];
+        cluster.produce("ledger", 0, batch(&values)).await;
+        acked.extend(values);
+    }
+    cluster.read_all(follower, "ledger", 0, acked.len()).await;
+
+    // The follower's disk fills up while the other two go on taking writes.
+    disks[follower as usize].fill(1 << 20);
+    for n in 5..60 {
+        let values = vec![format!("{n:04}-{value}")];
+        cluster.produce("ledger", 0, batch(&values)).await;
+        acked.extend(values);
+    }
+    // Space comes back: the follower's replica opens again and catches up by itself.
+    disks[follower as usize].free();
+    assert_eq!(
+        cluster.read_all(follower, "ledger", 0, acked.len()).await,
+        acked
+    );
+    cluster.shutdown().await;
+    drop(disks);
 }
 
 fn admin_reason(status: &tonic::Status) -> (ErrorReason, String) {

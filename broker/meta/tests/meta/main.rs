@@ -4,6 +4,7 @@
 mod cluster;
 mod codec;
 mod config;
+mod fuzz;
 mod owners;
 mod placement;
 mod planner;
