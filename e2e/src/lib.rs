@@ -87,12 +87,33 @@ pub struct Ports {
     pub http: u16,
 }
 
+/// How a [`ProcessCluster`] is started.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Extra `strand broker` arguments for every broker.
+    pub extra_args: Vec<String>,
+    /// Each broker on a loopback address of its own (127.x.y.b+1), its connections to the
+    /// others leaving from it, so that [`ProcessCluster::cut`] can part two brokers with
+    /// firewall rules (needs root and iptables).
+    pub own_addresses: bool,
+    /// Each broker's data directory on a tmpfs of this many bytes, which
+    /// [`ProcessCluster::fill_disk`] can fill up (needs root).
+    pub disk_bytes: Option<u64>,
+}
+
 /// A cluster of broker processes.
 pub struct ProcessCluster {
+    /// The tmpfs under each broker's data directory, if they have them: unmounted before the
+    /// directory is removed.
+    disks: Vec<Tmpfs>,
     dir: tempfile::TempDir,
     ports: Vec<Ports>,
     children: Vec<Option<Child>>,
     extra_args: Vec<String>,
+    /// The first three octets of the brokers' own loopback addresses, if they have them.
+    network: Option<[u8; 3]>,
+    /// Firewall rules [`ProcessCluster::cut`] added: (from, to) broker pairs.
+    cuts: Vec<(u32, u32)>,
 }
 
 impl ProcessCluster {
@@ -103,6 +124,15 @@ impl ProcessCluster {
 
     /// Like [`ProcessCluster::start`], with extra `strand broker` arguments for every broker.
     pub async fn start_with(size: u32, extra_args: &[&str]) -> ProcessCluster {
+        let options = ClusterOptions {
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            ..ClusterOptions::default()
+        };
+        Self::start_with_options(size, options).await
+    }
+
+    /// Like [`ProcessCluster::start`], started as `options` say.
+    pub async fn start_with_options(size: u32, options: ClusterOptions) -> ProcessCluster {
         let ports = (0..size)
             .map(|_| Ports {
                 kafka: free_port(),
@@ -116,11 +146,31 @@ impl ProcessCluster {
             dir.disable_cleanup(true);
             eprintln!("broker data and logs kept in {}", dir.path().display());
         }
+        // A network of its own per cluster: 127.<pid>.<count>.0/24.
+        let network = options.own_addresses.then(|| {
+            use std::sync::atomic::{AtomicU8, Ordering};
+            static COUNT: AtomicU8 = AtomicU8::new(0);
+            let pid = std::process::id();
+            [
+                127,
+                16 + (pid % 200) as u8,
+                COUNT.fetch_add(1, Ordering::Relaxed),
+            ]
+        });
+        let disks = match options.disk_bytes {
+            Some(bytes) => (0..size)
+                .map(|b| Tmpfs::mount(&dir.path().join(format!("broker-{b}")), bytes))
+                .collect(),
+            None => Vec::new(),
+        };
         let mut cluster = ProcessCluster {
             dir,
             ports,
             children: (0..size).map(|_| None).collect(),
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args: options.extra_args,
+            network,
+            disks,
+            cuts: Vec::new(),
         };
         for b in 0..size {
             cluster.spawn(b);
@@ -143,14 +193,25 @@ impl ProcessCluster {
         self.dir.path().join(format!("broker-{b}"))
     }
 
+    /// The address broker `b` listens on and is reached at.
+    pub fn host(&self, b: u32) -> std::net::IpAddr {
+        match self.network {
+            Some([a, x, y]) => [a, x, y, b as u8 + 1].into(),
+            None => [127, 0, 0, 1].into(),
+        }
+    }
+
     fn spawn(&mut self, b: u32) {
-        let seeds: Vec<String> = self
-            .ports
-            .iter()
-            .take(3)
-            .map(|p| format!("127.0.0.1:{}", p.grpc))
+        let seeds: Vec<String> = (0..self.ports.len().min(3) as u32)
+            .map(|s| self.grpc_address(s))
             .collect();
         let p = self.ports[b as usize];
+        let host = self.host(b);
+        let mut own_address = Vec::new();
+        if self.network.is_some() {
+            own_address.extend(["--advertised-host".to_string(), host.to_string()]);
+            own_address.extend(["--peer-source-address".to_string(), host.to_string()]);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,10 +222,11 @@ impl ProcessCluster {
             .args(["--broker-id", &b.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir(b))
-            .args(["--kafka-listen", &format!("127.0.0.1:{}", p.kafka)])
-            .args(["--grpc-listen", &format!("127.0.0.1:{}", p.grpc)])
-            .args(["--http-listen", &format!("127.0.0.1:{}", p.http)])
+            .args(["--kafka-listen", &format!("{host}:{}", p.kafka)])
+            .args(["--grpc-listen", &format!("{host}:{}", p.grpc)])
+            .args(["--http-listen", &format!("{host}:{}", p.http)])
             .args(["--seeds", &seeds.join(",")])
+            .args(own_address)
             .arg("--stop-when-stdin-closes")
             .args(&self.extra_args)
             .stdin(Stdio::piped())
@@ -230,7 +292,7 @@ impl ProcessCluster {
 
     /// The HTTP address of broker `b` (`/readyz`, `POST /v1/pre-stop`).
     pub fn http_address(&self, b: u32) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.ports[b as usize].http))
+        std::net::SocketAddr::from((self.host(b), self.ports[b as usize].http))
     }
 
     /// Where broker `b` writes its log.
@@ -242,7 +304,7 @@ impl ProcessCluster {
     pub fn bootstrap(&self) -> String {
         self.alive()
             .iter()
-            .map(|b| format!("127.0.0.1:{}", self.ports[*b as usize].kafka))
+            .map(|b| format!("{}:{}", self.host(*b), self.ports[*b as usize].kafka))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -263,6 +325,67 @@ impl ProcessCluster {
     /// Starts broker `b` again on its data directory.
     pub fn restart(&mut self, b: u32) {
         self.spawn(b);
+    }
+
+    /// Stops broker `b` with SIGSTOP: it neither answers nor notices time pass.
+    pub fn pause(&self, b: u32) {
+        self.signal(b, "-STOP");
+    }
+
+    /// Lets a paused broker `b` go on with SIGCONT.
+    pub fn resume(&self, b: u32) {
+        self.signal(b, "-CONT");
+    }
+
+    fn signal(&self, b: u32, signal: &str) {
+        if let Some(child) = &self.children[b as usize] {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("runs kill");
+            assert!(status.success(), "kill {signal} broker {b}");
+        }
+    }
+
+    /// Empties the data directory of broker `b`, which must not be running: it comes back as
+    /// a new disk would.
+    pub fn wipe(&self, b: u32) {
+        assert!(self.children[b as usize].is_none(), "broker {b} is running");
+        let dir = self.data_dir(b);
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+
+    /// Fills broker `b`'s disk but for about `left` bytes (with [`ClusterOptions::disk_bytes`]).
+    pub fn fill_disk(&self, b: u32, left: u64) {
+        self.disks[b as usize].fill(left);
+    }
+
+    /// Gives back what [`ProcessCluster::fill_disk`] took.
+    pub fn free_disk(&self, b: u32) {
+        self.disks[b as usize].free();
+    }
+
+    /// Drops every packet between brokers `a` and `b`, both ways (with
+    /// [`ClusterOptions::own_addresses`]).
+    pub fn cut(&mut self, a: u32, b: u32) {
+        for (from, to) in [(a, b), (b, a)] {
+            iptables("-I", self.host(from), self.host(to));
+            self.cuts.push((from, to));
+        }
+    }
+
+    /// Ends every [`ProcessCluster::cut`].
+    pub fn heal(&mut self) {
+        for (from, to) in std::mem::take(&mut self.cuts) {
+            iptables("-D", self.host(from), self.host(to));
+        }
     }
 
     /// Process ids of the running brokers.
@@ -316,7 +439,7 @@ impl ProcessCluster {
 
     /// The admin gRPC address of broker `b`, as `strand --server` takes it.
     pub fn grpc_address(&self, b: u32) -> String {
-        format!("127.0.0.1:{}", self.ports[b as usize].grpc)
+        format!("{}:{}", self.host(b), self.ports[b as usize].grpc)
     }
 
     /// Brokers whose process runs.
@@ -327,11 +450,9 @@ impl ProcessCluster {
     }
 
     async fn channel(&self, b: u32) -> Option<Channel> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!(
-            "http://127.0.0.1:{}",
-            self.ports[b as usize].grpc
-        ))
-        .ok()?;
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc_address(b)))
+                .ok()?;
         endpoint
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(20))
@@ -407,6 +528,12 @@ impl ProcessCluster {
 
     /// The record values broker `b`'s replica holds, up to its high watermark.
     pub async fn values(&self, b: u32, topic: &str, partition: u32) -> Option<Vec<String>> {
+        let records = self.records(b, topic, partition).await?;
+        Some(records.into_iter().map(|(_, value)| value).collect())
+    }
+
+    /// The records (offset and value) broker `b`'s replica holds, up to its high watermark.
+    pub async fn records(&self, b: u32, topic: &str, partition: u32) -> Option<Vec<(i64, String)>> {
         let mut client = BrokerClient::new(self.channel(b).await?);
         let mut out = Vec::new();
         let mut offset = 0;
@@ -426,7 +553,7 @@ impl ProcessCluster {
             while bytes.len() >= 12 {
                 let len = i32::from_be_bytes(bytes[8..12].try_into().ok()?) as usize + 12;
                 for r in strand_log::decode_records(&bytes[..len]).ok()? {
-                    out.push(String::from_utf8_lossy(&r.value?).into_owned());
+                    out.push((r.offset, String::from_utf8_lossy(&r.value?).into_owned()));
                 }
                 bytes = &bytes[len..];
             }
@@ -457,9 +584,105 @@ impl ProcessCluster {
 
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
+        // A paused broker is let go first, so that SIGKILL ends it at once.
         for b in 0..self.children.len() as u32 {
+            self.signal(b, "-CONT");
             self.kill(b);
         }
+        self.heal();
+    }
+}
+
+/// Adds (`-I`) or deletes (`-D`) the rule that drops packets from `from` to `to`.
+fn iptables(action: &str, from: std::net::IpAddr, to: std::net::IpAddr) {
+    let status = Command::new("iptables")
+        .args([
+            action,
+            "INPUT",
+            "-s",
+            &from.to_string(),
+            "-d",
+            &to.to_string(),
+        ])
+        .args(["-j", "DROP"])
+        .status()
+        .expect("runs iptables (Debian package iptables)");
+    assert!(
+        status.success() || action == "-D",
+        "iptables {action} {from} -> {to} failed: cutting the network needs root"
+    );
+}
+
+/// A small tmpfs mounted at a directory for as long as it lives (needs root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` at `path`.
+    pub fn mount(path: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("runs mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs at {} failed: this needs root",
+            path.display()
+        );
+        Tmpfs(path.to_path_buf())
+    }
+
+    /// Fills the file system but for about `left` bytes, with a file that [`Tmpfs::free`]
+    /// removes.
+    pub fn fill(&self, left: u64) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        let mut written = 0u64;
+        while filler.write_all(&chunk).is_ok() {
+            written += chunk.len() as u64;
+        }
+        let _ = filler.set_len(written.saturating_sub(left));
+    }
+
+    /// Removes what [`Tmpfs::fill`] wrote.
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(self.0.join("filler"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A small deterministic generator, so a failing schedule can be replayed with E2E_SEED.
+pub struct Rng(u64);
+
+impl Rng {
+    /// The generator of `E2E_SEED`, or of a seed from the clock; with the seed, to print.
+    pub fn seeded() -> (u64, Rng) {
+        let seed = std::env::var("E2E_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        (seed, Rng(seed))
+    }
+
+    /// A number below `below`.
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
     }
 }
 

@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use strand_e2e::{ProcessCluster, strand_bin};
+use strand_e2e::{ProcessCluster, Rng, strand_bin};
 use strand_proto::admin::UpdateTopicRequest;
 
 /// Long enough for every move of these small topics on a loaded 2-core machine.
@@ -577,32 +577,6 @@ async fn a_rolling_restart_by_sigterm_surfaces_no_produce_error() {
         .await;
     let outcome = traffic.finish().await;
     check_all_present(&cluster.bootstrap(), "roll", 6, &outcome);
-}
-
-/// A small deterministic generator, so a failing schedule can be replayed with E2E_SEED.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> (u64, Rng) {
-        let seed = std::env::var("E2E_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        (seed, Rng(seed))
-    }
-
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
-    }
 }
 
 /// What a person would look at when a broker does not become ready or balancing does not

@@ -6,37 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use strand_e2e::{ProcessCluster, batch};
+use strand_e2e::{ProcessCluster, Rng, batch};
 use tokio::sync::RwLock;
 
 const PARTITIONS: u32 = 3;
 
-/// A small deterministic generator, so a failing schedule can be replayed with E2E_SEED.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % below
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acked_records_survive_leader_kills() {
-    let seed = std::env::var("E2E_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let (seed, mut rng) = Rng::seeded();
     println!("seed = {seed} (replay with E2E_SEED={seed})");
-    let mut rng = Rng(seed);
     let cluster = Arc::new(RwLock::new(ProcessCluster::start(3).await));
     cluster
         .read()

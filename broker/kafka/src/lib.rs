@@ -213,6 +213,16 @@ impl Listener {
                 principal: ANONYMOUS.into(),
             }),
         }));
+        // A Kafka broker serves no request before it has caught up with the metadata log: a
+        // broker back on an empty disk would otherwise tell clients that every topic is gone
+        // (librdkafka then fails what it has queued for them). Connections wait in the
+        // listen backlog until this incarnation's registration is applied here, and with it
+        // everything committed before.
+        let mut shutdown = self.shared.handles.shutdown.clone();
+        tokio::select! {
+            () = self.shared.handles.cluster.registered() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
         let connections = Arc::new(Semaphore::new(
             self.shared.handles.settings.limits.connections_max,
         ));

@@ -88,6 +88,20 @@ impl Cluster {
         self.parts.state.clone()
     }
 
+    /// Whether `state` holds this incarnation's registration: everything committed to the
+    /// metadata group before it (topics, users, ACLs) is then applied here too.
+    pub fn registered_in(&self, state: &ClusterState) -> bool {
+        state
+            .broker(self.broker_id())
+            .is_some_and(|b| b.node_id.0 == self.identity().node_id)
+    }
+
+    /// Waits until this incarnation's registration is applied here ([`Cluster::registered_in`]).
+    pub async fn registered(&self) {
+        let mut state = self.watch();
+        let _ = state.wait_for(|s| self.registered_in(s)).await;
+    }
+
     /// This broker's id and node id.
     pub fn identity(&self) -> &Identity {
         &self.parts.identity

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct Peers {
     channels: Arc<Mutex<HashMap<String, (u64, Channel)>>>,
     /// Mutual TLS to the other brokers, when the cluster's gRPC port has it.
     tls: Option<Reloading<ClientTlsConfig>>,
+    /// The local address connections leave from; `None`: the system chooses.
+    source: Option<IpAddr>,
 }
 
 impl Peers {
@@ -54,7 +57,14 @@ impl Peers {
         Peers {
             channels: Default::default(),
             tls: Some(tls),
+            source: None,
         }
+    }
+
+    /// These channels, connecting from the local address `source` (`None`: the system
+    /// chooses).
+    pub fn leaving_from(self, source: Option<IpAddr>) -> Peers {
+        Peers { source, ..self }
     }
 
     /// The channel to the broker at `addr` (host:port), created on first use and again after
@@ -76,6 +86,7 @@ impl Peers {
         };
         let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
+            .local_address(self.source)
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)

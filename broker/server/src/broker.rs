@@ -96,6 +96,7 @@ impl Broker {
             }
             None => (Peers::default(), None),
         };
+        let peers = peers.leaving_from(config.peer_source_address);
         let meta = openraft::Raft::new(
             identity.node_id,
             Arc::new(config.tuning.meta_config()),

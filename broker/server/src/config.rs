@@ -1,6 +1,6 @@
 //! How a broker is started: its addresses, data directory, seeds and settings.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 pub use strand_kafka::KafkaSettings;
@@ -18,6 +18,9 @@ pub struct BrokerConfig {
     pub grpc_listen: SocketAddr,
     /// host:port other brokers and clients use to reach the gRPC server.
     pub grpc_advertised: String,
+    /// The local address connections to other brokers leave from, on a host with several;
+    /// `None`: the system chooses.
+    pub peer_source_address: Option<IpAddr>,
     /// host:port Kafka clients will use (recorded in metadata).
     pub kafka_advertised: String,
     /// Address the Kafka listener binds.

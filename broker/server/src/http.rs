@@ -54,9 +54,8 @@ pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
 /// Why the broker is not ready yet, if it is not.
 pub fn not_ready(inner: &Inner) -> Option<String> {
     let state = inner.cluster.state();
-    match state.broker(inner.cluster.broker_id()) {
-        Some(b) if b.node_id.0 == inner.cluster.identity().node_id => {}
-        _ => return Some("not registered with the controller yet".into()),
+    if !inner.cluster.registered_in(&state) {
+        return Some("not registered with the controller yet".into());
     }
     let me = inner.cluster.broker_id();
     let behind: Vec<String> = inner

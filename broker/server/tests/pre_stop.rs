@@ -27,6 +27,7 @@ fn config(
         data_dir: dir.join(format!("broker-{id}")),
         grpc_listen: grpc,
         grpc_advertised: grpc.to_string(),
+        peer_source_address: None,
         kafka_advertised: kafka.to_string(),
         kafka_listen: kafka,
         kafka: Default::default(),

@@ -52,6 +52,7 @@ impl Cluster {
                 data_dir: dir.join(format!("broker-{i}")),
                 grpc_listen: grpc[i],
                 grpc_advertised: grpc[i].to_string(),
+                peer_source_address: None,
                 kafka_advertised: kafka[i].to_string(),
                 kafka_listen: kafka[i],
                 kafka: Default::default(),

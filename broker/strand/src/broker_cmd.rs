@@ -70,6 +70,11 @@ pub struct BrokerArgs {
     /// gRPC listener address (Raft between brokers, admin API).
     #[arg(long, env = "STRAND_GRPC_LISTEN", default_value = "0.0.0.0:9093")]
     grpc_listen: SocketAddr,
+    /// Local address this broker's connections to other brokers leave from, on a host with
+    /// several addresses (firewall rules, or brokers sharing one host on loopback addresses);
+    /// by default the system chooses.
+    #[arg(long, env = "STRAND_PEER_SOURCE_ADDRESS")]
+    peer_source_address: Option<std::net::IpAddr>,
     /// HTTP listener address (/healthz, /readyz, /metrics).
     #[arg(long, env = "STRAND_HTTP_LISTEN", default_value = "0.0.0.0:9644")]
     http_listen: SocketAddr,
@@ -448,6 +453,7 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         data_dir: args.data_dir.clone(),
         grpc_listen: args.grpc_listen,
         grpc_advertised: grpc_advertised.clone(),
+        peer_source_address: args.peer_source_address,
         kafka_advertised,
         kafka_listen: args.kafka_listen,
         kafka,

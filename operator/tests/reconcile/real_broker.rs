@@ -116,6 +116,7 @@ async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
         data_dir: dir.join("broker-0"),
         grpc_listen: grpc,
         grpc_advertised: grpc.to_string(),
+        peer_source_address: None,
         kafka_advertised: kafka.to_string(),
         kafka_listen: kafka,
         kafka: Default::default(),

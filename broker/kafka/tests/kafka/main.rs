@@ -74,6 +74,7 @@ impl Cluster {
                 data_dir: dir.join(format!("broker-{i}")),
                 grpc_listen: grpc[i as usize],
                 grpc_advertised: grpc[i as usize].to_string(),
+                peer_source_address: None,
                 kafka_advertised: kafka[i as usize].to_string(),
                 kafka_listen: kafka[i as usize],
                 kafka: settings(i),
