@@ -136,22 +136,32 @@ async fn produce(producer: FutureProducer, stop: Arc<AtomicBool>) -> Outcome {
 /// Waits until every broker is ready (registered, every replica caught up) and every partition
 /// has a leader.
 async fn wait_whole(cluster: &ProcessCluster, after: &str) {
-    cluster
-        .wait_for(
-            &format!("the cluster to become whole after {after}"),
-            RECOVERY_LIMIT,
-            |c| async move {
-                if !(0..BROKERS).all(|b| c.ready(b)) {
-                    return None;
-                }
-                let d = c.describe(TOPIC).await?;
-                d.partitions
-                    .iter()
-                    .all(|p| p.leader.is_some())
-                    .then_some(())
-            },
-        )
-        .await;
+    let deadline = Instant::now() + RECOVERY_LIMIT;
+    loop {
+        let not_ready: Vec<String> = (0..BROKERS)
+            .filter_map(|b| {
+                cluster
+                    .readyz(b)
+                    .err()
+                    .map(|why| format!("broker {b}: {why}"))
+            })
+            .collect();
+        let why = if not_ready.is_empty() {
+            match cluster.describe(TOPIC).await {
+                Some(d) if d.partitions.iter().all(|p| p.leader.is_some()) => return,
+                Some(d) => format!("partitions without a leader: {:?}", d.partitions),
+                None => "no broker describes the topic".to_string(),
+            }
+        } else {
+            not_ready.join("; ")
+        };
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not become whole after {after}: {why} (logs in {})",
+            cluster.dir().display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Runs one fault on broker `b` and returns what it did, in words.

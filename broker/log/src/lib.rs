@@ -13,6 +13,7 @@ mod config;
 mod durable;
 mod entry;
 mod error;
+pub mod failpoints;
 mod index;
 mod log;
 mod read;

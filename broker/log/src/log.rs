@@ -166,6 +166,10 @@ impl SyncHandle {
     /// Makes the entries appended before the handle was taken durable; returns the index
     /// to pass to [`Log::mark_flushed`].
     pub fn sync(&self) -> Result<Index> {
+        let error = crate::failpoints::DiskError::Failing;
+        if let Some(e) = crate::failpoints::injected("log::fsync", &self.path, error) {
+            return Err(LogError::io(&self.path)(e));
+        }
         self.file.sync_data().map_err(LogError::io(&self.path))?;
         if let Some((from, to)) = self.uncache {
             drop_from_page_cache(&self.file, from, to);

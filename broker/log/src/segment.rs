@@ -10,6 +10,7 @@ use crate::entry::{
     ENTRY_HEADER_LEN, EntryHeader, SEGMENT_HEADER_LEN, decode_segment_header, encode_segment_header,
 };
 use crate::error::{LogError, Result};
+use crate::failpoints::{self, DiskError};
 use crate::index::{IndexPoint, SparseIndex, TimePoint};
 use crate::types::{Index, Offset, Term};
 
@@ -259,7 +260,11 @@ impl Segment {
     pub fn write_at_end(&mut self, parts: &mut [IoSlice<'_>]) -> Result<u64> {
         let position = self.size;
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        if let Err(e) = write_all_vectored_at(&self.file, parts, position) {
+        let written = match failpoints::injected("log::write", &self.path, DiskError::Full) {
+            Some(e) => Err(e),
+            None => write_all_vectored_at(&self.file, parts, position),
+        };
+        if let Err(e) = written {
             // Best effort: if this fails too, recovery at open cuts the partial entry.
             let _ = self.file.set_len(position);
             return Err(LogError::io(&self.path)(e));
@@ -275,6 +280,9 @@ impl Segment {
 
     /// Makes everything written so far durable.
     pub fn sync(&self) -> Result<()> {
+        if let Some(e) = failpoints::injected("log::fsync", &self.path, DiskError::Failing) {
+            return Err(LogError::io(&self.path)(e));
+        }
         self.file.sync_data().map_err(LogError::io(&self.path))
     }
 

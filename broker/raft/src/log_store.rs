@@ -238,6 +238,9 @@ struct Shared {
     /// What a rejoining replica must hold before it votes again: the first commit index it
     /// heard from a leader that had committed in its own term.
     rejoin_target: Mutex<Option<LogId>>,
+    /// Whether a failed write or fsync took the log back to its last durable point: Raft
+    /// still counts the entries after it as appended until the group stops on the error.
+    discarded: std::sync::atomic::AtomicBool,
 }
 
 /// The log storage of one group, over its partition log. Cheap to clone.
@@ -322,6 +325,7 @@ impl LogStore {
             marked: std::sync::atomic::AtomicBool::new(marked),
             rejoining,
             rejoin_target: Mutex::new(None),
+            discarded: Default::default(),
         });
         let (flusher, requests) = mpsc::channel(FLUSH_QUEUE_MAX);
         tokio::spawn(flush_loop(shared.clone(), requests));
@@ -525,7 +529,7 @@ async fn flush_loop(shared: Arc<Shared>, mut requests: mpsc::Receiver<IOFlushed<
             }
             Err(e) => {
                 let mut log = shared.log.write().unwrap_or_else(|p| p.into_inner());
-                discard_unflushed(&shared.dir, &mut log);
+                discard_unflushed(&shared, &mut log);
                 shared
                     .recent
                     .lock()
@@ -567,7 +571,9 @@ async fn write_durable_mark(shared: &Arc<Shared>, point: strand_log::DurablePoin
 
 /// After a failed write or fsync, takes the log back to what an fsync confirmed
 /// (`Log::discard_unflushed`); the group stops on the error and is opened again from disk.
-fn discard_unflushed(dir: &Path, log: &mut Log) {
+fn discard_unflushed(shared: &Shared, log: &mut Log) {
+    let dir = &shared.dir;
+    shared.discarded.store(true, Ordering::Relaxed);
     match log.discard_unflushed() {
         Ok(()) => {
             tracing::warn!(dir = %dir.display(), flushed_next_index = %log.flushed_next_index(),
@@ -617,10 +623,29 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> io::Result<Vec<Entry>> {
         let purged = self.state().purged;
         let purged_next = purged.map_or(0, |p| p.index + 1);
-        let (start, end) = bounds(&range);
+        let (start, wanted_end) = bounds(&range);
         let log = self.read_log();
         let start = start.max(purged_next);
-        let end = end.min(log.next_index().0);
+        let end = wanted_end.min(log.next_index().0);
+        if self.shared.discarded.load(Ordering::Relaxed)
+            && wanted_end != u64::MAX
+            && wanted_end > end
+            && start < wanted_end
+        {
+            // Raft asks for entries it was told were appended, and they are gone: a write or
+            // fsync failed and the log went back to its last durable point
+            // (`Log::discard_unflushed`). Answering with fewer (as a read past the end is
+            // answered otherwise) would let the state machine skip them, or hand a follower a
+            // short log; the error stops the group, which reopens and catches up.
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "entries {end}..{wanted_end} of {} are not in the log: it went back to its \
+                     last durable point after a failed write",
+                    self.shared.dir.display()
+                ),
+            ));
+        }
         if purged.is_some() && start < end && start < log.first_index().0 {
             // Once Raft has purged, the log holds everything after the purge point (retention
             // and compaction stay below it). Entries missing there were removed behind Raft's
@@ -748,7 +773,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok(_) => recent.extend(&log, &entries, Instant::now()),
                 Err(e) => {
                     recent.clear();
-                    discard_unflushed(&self.shared.dir, &mut log);
+                    discard_unflushed(&self.shared, &mut log);
                     return Err(self.log_error(e));
                 }
             }

@@ -53,6 +53,10 @@ impl StateFile {
 
     /// Replaces the state durably: temporary file, fsync, rename, fsync of the directory.
     pub fn store(&self, state: &RaftState) -> io::Result<()> {
+        use strand_log::failpoints::{DiskError, injected};
+        if let Some(e) = injected("raft::state", &self.path, DiskError::Failing) {
+            return Err(e);
+        }
         let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
         let mut file = fs::File::create(&tmp)?;

@@ -1227,6 +1227,75 @@ async fn a_follower_whose_disk_filled_up_catches_up_once_space_returns() {
     drop(disks);
 }
 
+/// A leader whose disk fails under its partition (its writes refused as by a full disk, or its
+/// fsyncs failing as by a broken device, injected with the `failpoint`) loses nothing
+/// acknowledged: its group stops, the other replicas go on, and once the disk works again the
+/// replica reopens by itself and catches up to the same records. (A write the failing leader
+/// answered with an error may still be there, once more after its retry: the internal produce
+/// path has no producer ids to tell a retry apart.)
+async fn a_leader_whose_disk_fails_loses_nothing_acknowledged(failpoint: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
+    create(&cluster, "ledger", 1).await;
+    let mut acked = Vec::new();
+    let mut write = async |label: &str, count: usize| {
+        for n in 0..count {
+            let values = vec![format!("{label}-{n}")];
+            cluster.produce("ledger", 0, batch(&values)).await;
+            acked.extend(values);
+        }
+    };
+    write("before", 5).await;
+    let leader = cluster.leader("ledger").await;
+    // Only the leader's partition files: the failpoints are the whole process's.
+    let files = dir
+        .path()
+        .join(format!("broker-{leader}"))
+        .join("partitions");
+    fail::cfg(failpoint, &format!("return({}/)", files.display())).unwrap();
+    // The first write fails on the leader's disk and stops its group: another replica takes
+    // it (the stopped one comes back only after some seconds).
+    write("failing", 1).await;
+    assert_ne!(
+        cluster.leader("ledger").await,
+        leader,
+        "another replica leads"
+    );
+    write("failing-more", 20).await;
+    fail::remove(failpoint);
+    write("after", 5).await;
+    let mut held = Vec::new();
+    for b in 0..3 {
+        let what = format!("broker {b} to hold every acknowledged record, in order");
+        let acked = &acked;
+        held.push(
+            cluster
+                .wait_for(&what, |c| async move {
+                    let all = c.read_all(b, "ledger", 0, 0).await;
+                    let mut once = all.clone();
+                    once.dedup();
+                    (once == *acked).then_some(all)
+                })
+                .await,
+        );
+    }
+    assert!(
+        held.iter().all(|h| *h == held[0]),
+        "replicas alike: {held:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_fsyncs_fail_loses_nothing_acknowledged() {
+    a_leader_whose_disk_fails_loses_nothing_acknowledged("log::fsync").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_writes_fail_loses_nothing_acknowledged() {
+    a_leader_whose_disk_fails_loses_nothing_acknowledged("log::write").await;
+}
+
 fn admin_reason(status: &tonic::Status) -> (ErrorReason, String) {
     let details = AdminError::decode(status.details()).expect("admin error details");
     (
