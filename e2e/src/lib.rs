@@ -327,6 +327,21 @@ impl ProcessCluster {
         self.spawn(b);
     }
 
+    /// Brokers whose process ended by itself since the last call, with how it ended; they
+    /// count as stopped (start them again with [`ProcessCluster::restart`]).
+    pub fn exited(&mut self) -> Vec<(u32, String)> {
+        let mut exited = Vec::new();
+        for (b, slot) in self.children.iter_mut().enumerate() {
+            if let Some(child) = slot
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited.push((b as u32, status.to_string()));
+                *slot = None;
+            }
+        }
+        exited
+    }
+
     /// Stops broker `b` with SIGSTOP: it neither answers nor notices time pass.
     pub fn pause(&self, b: u32) {
         self.signal(b, "-STOP");

@@ -134,10 +134,17 @@ async fn produce(producer: FutureProducer, stop: Arc<AtomicBool>) -> Outcome {
 }
 
 /// Waits until every broker is ready (registered, every replica caught up) and every partition
-/// has a leader.
-async fn wait_whole(cluster: &ProcessCluster, after: &str) {
+/// has a leader. A broker that stopped by itself (as one does when its metadata log cannot be
+/// written) is started again, as Kubernetes would; how many were is counted in `restarts`.
+async fn wait_whole(cluster: &RwLock<ProcessCluster>, after: &str, restarts: &mut usize) {
     let deadline = Instant::now() + RECOVERY_LIMIT;
     loop {
+        for (b, status) in cluster.write().await.exited() {
+            println!("broker {b} stopped by itself ({status}): started again");
+            cluster.write().await.restart(b);
+            *restarts += 1;
+        }
+        let cluster = cluster.read().await;
         let not_ready: Vec<String> = (0..BROKERS)
             .filter_map(|b| {
                 cluster
@@ -160,6 +167,7 @@ async fn wait_whole(cluster: &ProcessCluster, after: &str) {
             "the cluster did not become whole after {after}: {why} (logs in {})",
             cluster.dir().display()
         );
+        drop(cluster);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -245,9 +253,12 @@ async fn acknowledged_records_survive_a_schedule_of_faults() {
     };
     let cluster = ProcessCluster::start_with_options(BROKERS, options).await;
     cluster.create_topic(TOPIC, PARTITIONS, 3).await;
-    wait_whole(&cluster, "the topic was created").await;
+    let cluster = RwLock::new(cluster);
+    let mut restarts = 0;
+    wait_whole(&cluster, "the topic was created", &mut restarts).await;
+    let cluster = Arc::new(cluster);
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
+        .set("bootstrap.servers", cluster.read().await.bootstrap())
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -255,7 +266,6 @@ async fn acknowledged_records_survive_a_schedule_of_faults() {
         .set("retry.backoff.ms", "100")
         .create()
         .expect("producer");
-    let cluster = Arc::new(RwLock::new(cluster));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(produce(producer, stop.clone()));
 
@@ -269,12 +279,14 @@ async fn acknowledged_records_survive_a_schedule_of_faults() {
         println!("fault {} (ended {} UTC): {did}", i + 1, time_of_day());
         schedule.push(did);
         *counts.entry(fault).or_default() += 1;
-        wait_whole(&*cluster.read().await, &schedule[i]).await;
+        wait_whole(&cluster, &schedule[i], &mut restarts).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::SeqCst);
     let outcome = writer.await.unwrap();
-    println!("faults: {counts:?}");
+    println!(
+        "faults: {counts:?}; brokers that stopped by themselves and were started again: {restarts}"
+    );
     println!("{} records acknowledged", outcome.acked.len());
     for (error, count) in &outcome.failed {
         println!("{count} records not acknowledged: {error}");
@@ -402,4 +414,64 @@ async fn a_broker_back_on_an_empty_disk_answers_metadata_once_it_has_caught_up()
         topic.error()
     );
     assert_eq!(topic.partitions().len(), PARTITIONS as usize);
+}
+
+/// A broker whose metadata log cannot be written (its disk full to the last byte while topics
+/// are created) stops with an error, as a Kafka broker halts when its metadata log directory
+/// fails, instead of going on with a dead metadata group; started again once there is space,
+/// it catches up and is ready. Needs root (a tmpfs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_whose_metadata_log_cannot_be_written_stops_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.yaml");
+    std::fs::write(&settings, "disk_reserve_bytes: 0\n").unwrap();
+    let options = ClusterOptions {
+        extra_args: vec!["--config".into(), settings.display().to_string()],
+        own_addresses: false,
+        disk_bytes: Some(64 << 20),
+    };
+    let mut cluster = ProcessCluster::start_with_options(BROKERS, options).await;
+    cluster.fill_disk(0, 0);
+    // Every topic created is a write to every broker's metadata log.
+    let mut created = 0;
+    let exited = loop {
+        let exited = cluster.exited();
+        if !exited.is_empty() {
+            break exited;
+        }
+        assert!(created < 300, "broker 0 went on with a full disk");
+        // Asked of broker 1, whose disk has room; the answer does not matter.
+        if let Some(mut admin) = cluster.admin(1).await {
+            let _ = admin
+                .create_topic(strand_proto::admin::CreateTopicRequest {
+                    name: format!("t{created}"),
+                    partitions: 1,
+                    replication_factor: 3,
+                    ..Default::default()
+                })
+                .await;
+        }
+        created += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exited.len(), 1, "{exited:?}");
+    assert_eq!(exited[0].0, 0, "{exited:?}");
+    assert!(!exited[0].1.contains("exit status: 0"), "{exited:?}");
+    let log = std::fs::read_to_string(cluster.log_path(0)).unwrap();
+    assert!(
+        log.contains("the metadata group stopped on an error"),
+        "broker 0 said why it stopped"
+    );
+    cluster.free_disk(0);
+    cluster.restart(0);
+    cluster
+        .wait_for(
+            "broker 0 ready again, and every broker alive",
+            RECOVERY_LIMIT,
+            |c| async move {
+                let d = c.describe_cluster().await?;
+                (c.ready(0) && d.brokers.iter().all(|b| b.alive)).then_some(())
+            },
+        )
+        .await;
 }

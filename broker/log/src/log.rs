@@ -14,7 +14,8 @@ use crate::entry::{ENTRY_HEADER_LEN, EntryHeader, SEGMENT_HEADER_LEN};
 use crate::error::{LogError, Result};
 use crate::index::SparseIndex;
 use crate::segment::{
-    Contiguity, ScanEnd, Segment, create_dir_durably, drop_from_page_cache, sync_dir,
+    Contiguity, ScanEnd, Segment, create_dir_durably, drop_from_page_cache, segment_file_name,
+    sync_dir,
 };
 use crate::types::{EntryKind, Index, Offset, Term};
 
@@ -744,22 +745,24 @@ fn open_active(
 ) -> Result<Segment> {
     let mut segment = match Segment::open(path, config.index_interval_bytes) {
         Ok(segment) => segment,
-        // A crash while the active segment was being created leaves its header cut short;
-        // it held nothing, so it is made again where the previous segment ends.
-        Err(LogError::Corrupt { position: 0, .. })
-            if prev.is_some()
-                && fs::metadata(path).map(|m| m.len()).unwrap_or(0) < SEGMENT_HEADER_LEN as u64 =>
+        // A crash (or a full disk) while the active segment was being created leaves its
+        // header cut short; it held nothing, so it is made again where the previous segment
+        // ends, or, for the first segment of a new log, at the start.
+        Err(e @ LogError::Corrupt { position: 0, .. })
+            if fs::metadata(path).map(|m| m.len()).unwrap_or(0) < SEGMENT_HEADER_LEN as u64 =>
         {
-            let prev = prev.expect("checked above");
+            let (index, offset) = match prev {
+                Some(prev) => (prev.next_index, prev.next_offset),
+                None if path.file_name() == Some(segment_file_name(Index(0)).as_ref()) => {
+                    (Index(0), Offset(0))
+                }
+                // A later first segment's offset is in its header alone.
+                None => return Err(e),
+            };
             let dir = path.parent().unwrap_or(Path::new("."));
             fs::remove_file(path).map_err(LogError::io(path))?;
             recovery.removed_leftovers.push(path.to_path_buf());
-            return Segment::create(
-                dir,
-                prev.next_index,
-                prev.next_offset,
-                config.index_interval_bytes,
-            );
+            return Segment::create(dir, index, offset, config.index_interval_bytes);
         }
         Err(e) => return Err(e),
     };

@@ -83,9 +83,14 @@ impl Segment {
             .truncate(true)
             .open(&path)
             .map_err(LogError::io(&path))?;
-        file.write_all_at(&encode_segment_header(index, offset), 0)
-            .map_err(LogError::io(&path))?;
-        file.sync_data().map_err(LogError::io(&path))?;
+        let header = file
+            .write_all_at(&encode_segment_header(index, offset), 0)
+            .and_then(|()| file.sync_data());
+        if let Err(e) = header {
+            // A full disk: no half-made segment is left for the next open to stumble on.
+            let _ = fs::remove_file(&path);
+            return Err(LogError::io(&path)(e));
+        }
         sync_dir(dir)?;
         SparseIndex::remove_files(&path)?;
         Ok(Segment::empty(

@@ -288,3 +288,25 @@ fn a_torn_tail_past_the_durable_mark_or_a_truncation_loses_nothing_durable() {
     let again = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(again.recovery().lost_durable, None);
 }
+
+#[test]
+fn a_new_log_whose_first_segment_was_cut_short_at_creation_opens_empty() {
+    // A full disk (or a crash) while a new log wrote its first segment's header.
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join(format!("{:020}.log", 0));
+    fs::write(&first, b"").unwrap();
+    let mut log = open(dir.path(), small_config());
+    assert_eq!(log.next_index(), Index(0));
+    assert_eq!(log.recovery().removed_leftovers, vec![first]);
+    append_batch(&mut log, &keyed_batch(0, 2, 100, 1000), 0);
+    assert_eq!(log.next_offset(), Offset(2));
+    drop(log);
+
+    // A later segment cut short as the only one: its offset was in the header alone.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(format!("{:020}.log", 7)), b"abc").unwrap();
+    assert!(matches!(
+        Log::open(dir.path(), small_config()),
+        Err(LogError::Corrupt { .. })
+    ));
+}

@@ -233,6 +233,23 @@ impl Broker {
             })
     }
 
+    /// Waits until the metadata group's Raft stops on an error (a full or failing disk under
+    /// the metadata log or its vote) and says why. The broker cannot go on without it: as a
+    /// Kafka broker halts when its metadata log directory fails, the process should stop and
+    /// be started again (by Kubernetes, or whoever runs it), which reopens the group from disk.
+    /// Partition groups, by contrast, reopen by themselves (`partitions.rs`).
+    pub async fn metadata_failed(&self) -> String {
+        let mut metrics = self.inner.cluster.raft().metrics();
+        loop {
+            if let Err(e) = &metrics.borrow_watched().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the metadata group's Raft is gone".into();
+            }
+        }
+    }
+
     /// Stops the broker: hands its leaderships to other replicas (waiting up to 10 s), then
     /// stops servers, tasks and every Raft group.
     pub async fn shutdown(self) {

@@ -486,7 +486,16 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
     let broker = Broker::start(config)
         .await
         .context("broker did not start")?;
-    wait_for_stop(args.stop_when_stdin_closes).await;
+    tokio::select! {
+        () = wait_for_stop(args.stop_when_stdin_closes) => {}
+        why = broker.metadata_failed() => {
+            tracing::error!(error = %why,
+                "the metadata group stopped on an error: the broker stops, to be started again \
+                 once its data directory can be written");
+            broker.stop().await;
+            bail!("the metadata group stopped: {why}");
+        }
+    }
     tracing::info!("shutting down");
     broker.shutdown().await;
     Ok(())
