@@ -1142,60 +1142,13 @@ async fn a_replica_whose_directory_was_lost_votes_only_once_it_has_caught_up() {
     cluster.shutdown().await;
 }
 
-/// A small tmpfs mounted at a directory for as long as it lives (needs root).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, bytes: u64) -> Tmpfs {
-        std::fs::create_dir_all(path).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("runs mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs at {} failed: this test needs root",
-            path.display()
-        );
-        Tmpfs(path.to_path_buf())
-    }
-
-    /// Fills the file system but for about `left` bytes, with a file that [`Tmpfs::free`]
-    /// removes.
-    fn fill(&self, left: u64) {
-        use std::io::Write;
-        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
-        let chunk = vec![7u8; 64 << 10];
-        let mut written = 0u64;
-        while filler.write_all(&chunk).is_ok() {
-            written += chunk.len() as u64;
-        }
-        let _ = filler.set_len(written.saturating_sub(left));
-        filler.sync_all().unwrap();
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.0.join("filler")).unwrap();
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_whose_disk_filled_up_catches_up_once_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     // Every broker on its own small file system; the disk guard is off (no reserve), so a
     // follower's appends run into the full disk itself.
-    let disks: Vec<Tmpfs> = (0..3)
-        .map(|b| Tmpfs::mount(&dir.path().join(format!("broker-{b}")), 64 << 20))
+    let disks: Vec<strand_e2e::Tmpfs> = (0..3)
+        .map(|b| strand_e2e::Tmpfs::mount(&dir.path().join(format!("broker-{b}")), 64 << 20))
         .collect();
     let cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
     create(&cluster, "ledger", 1).await;
