@@ -344,22 +344,23 @@ impl ProcessCluster {
 
     /// Stops broker `b` with SIGSTOP: it neither answers nor notices time pass.
     pub fn pause(&self, b: u32) {
-        self.signal(b, "-STOP");
+        assert!(self.signal(b, "-STOP"), "kill -STOP broker {b}");
     }
 
     /// Lets a paused broker `b` go on with SIGCONT.
     pub fn resume(&self, b: u32) {
-        self.signal(b, "-CONT");
+        assert!(self.signal(b, "-CONT"), "kill -CONT broker {b}");
     }
 
-    fn signal(&self, b: u32, signal: &str) {
-        if let Some(child) = &self.children[b as usize] {
-            let status = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status()
-                .expect("runs kill");
-            assert!(status.success(), "kill {signal} broker {b}");
-        }
+    /// Sends `signal` to broker `b`'s process, if it runs; whether that worked.
+    fn signal(&self, b: u32, signal: &str) -> bool {
+        let Some(child) = &self.children[b as usize] else {
+            return true;
+        };
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
     /// Empties the data directory of broker `b`, which must not be running: it comes back as
@@ -601,7 +602,7 @@ impl Drop for ProcessCluster {
     fn drop(&mut self) {
         // A paused broker is let go first, so that SIGKILL ends it at once.
         for b in 0..self.children.len() as u32 {
-            self.signal(b, "-CONT");
+            let _ = self.signal(b, "-CONT");
             self.kill(b);
         }
         self.heal();
