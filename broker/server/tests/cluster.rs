@@ -11,7 +11,7 @@ use strand_meta::{BrokerId, Command, PartitionId, TopicId};
 use strand_proto::admin::TransferLeadershipRequest;
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{
-    AdminError, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
+    AdminError, ClusterDescription, CreateTopicRequest, DeleteTopicRequest, DescribeClusterRequest,
     DescribeTopicRequest, ErrorReason, TopicDescription, UpdateTopicRequest,
 };
 use strand_proto::broker::broker_client::BrokerClient;
@@ -91,13 +91,7 @@ impl Cluster {
         let cluster = Cluster { configs, brokers };
         cluster
             .wait_for("every broker registered", |c| async move {
-                let d = c
-                    .admin(0)
-                    .await?
-                    .describe_cluster(DescribeClusterRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
+                let d = c.describe_cluster(0).await?;
                 (d.brokers.len() == size as usize && d.controller_id.is_some()).then_some(())
             })
             .await;
@@ -226,6 +220,16 @@ impl Cluster {
             (values.len() >= count).then_some(values)
         })
         .await
+    }
+
+    /// The cluster as `broker` describes it, if it answers.
+    async fn describe_cluster(&self, broker: u32) -> Option<ClusterDescription> {
+        let mut admin = self.admin(broker).await?;
+        let d = admin
+            .describe_cluster(DescribeClusterRequest {})
+            .await
+            .ok()?;
+        Some(d.into_inner())
     }
 
     /// The broker leading partition 0 of `topic`, once one does.
@@ -503,13 +507,9 @@ async fn leadership_offered_to_a_broker_that_just_stopped_is_taken_by_another_re
     // Stop a follower that is not the controller, so its absence shows only once its status
     // reports go stale; records written meanwhile leave it behind.
     let controller = cluster
-        .admin(leader)
+        .describe_cluster(leader)
         .await
         .unwrap()
-        .describe_cluster(DescribeClusterRequest {})
-        .await
-        .unwrap()
-        .into_inner()
         .controller_id;
     let offered = *before
         .replicas
@@ -617,14 +617,7 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
     for n in 0..20 {
         write_round(&cluster, "ledger", &mut acked, &format!("before-{n}")).await;
     }
-    let old = cluster
-        .admin(0)
-        .await
-        .unwrap()
-        .describe_cluster(DescribeClusterRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let old = cluster.describe_cluster(0).await.unwrap();
     let old_node = old
         .brokers
         .iter()
@@ -639,13 +632,7 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
         .wait_for(
             "broker 2 to register as a new incarnation",
             |c| async move {
-                let d = c
-                    .admin(0)
-                    .await?
-                    .describe_cluster(DescribeClusterRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
+                let d = c.describe_cluster(0).await?;
                 d.brokers
                     .iter()
                     .find(|b| b.broker_id == 2 && b.node_id != old_node)
@@ -669,13 +656,7 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
         .wait_for(
             "every partition led with all replicas caught up",
             |c| async move {
-                let d = c
-                    .admin(1)
-                    .await?
-                    .describe_cluster(DescribeClusterRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
+                let d = c.describe_cluster(1).await?;
                 (d.under_replicated_partitions == 0 && d.leaderless_partitions == 0).then_some(())
             },
         )
@@ -947,14 +928,7 @@ async fn send_snapshot(
 async fn a_snapshot_no_replica_could_send_is_refused_and_the_group_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 1, RaftTuning::default()).await;
-    let described = cluster
-        .admin(0)
-        .await
-        .unwrap()
-        .describe_cluster(DescribeClusterRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let described = cluster.describe_cluster(0).await.unwrap();
     let node_id = described.brokers[0].node_id;
     let term = 1_000;
     let bad = [
@@ -1049,15 +1023,7 @@ async fn a_replica_whose_directory_was_lost_votes_only_once_it_has_caught_up() {
     cluster
         .read_all(follower, "ledger", 0, acked[0].len())
         .await;
-    let nodes = cluster
-        .admin(leader)
-        .await
-        .unwrap()
-        .describe_cluster(DescribeClusterRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .brokers;
+    let nodes = cluster.describe_cluster(leader).await.unwrap().brokers;
     let node_of = |b: u32| nodes.iter().find(|n| n.broker_id == b).unwrap().node_id;
 
     let other = (leader + 2) % 3;
