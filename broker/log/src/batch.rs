@@ -251,6 +251,21 @@ pub fn build_batch(records: &[RecordSpec<'_>]) -> Vec<u8> {
 
 /// Like [`build_batch`] with a compression codec.
 pub fn build_batch_with(compression: Compression, records: &[RecordSpec<'_>]) -> Vec<u8> {
+    // No producer id: the batch's base sequence must come out as -1.
+    build(compression, (-1, -1, -1), records)
+}
+
+/// Like [`build_batch`], written by an idempotent producer: its id, its epoch and the
+/// sequence number of the first record.
+pub fn build_producer_batch(producer: (i64, i16, i32), records: &[RecordSpec<'_>]) -> Vec<u8> {
+    build(Compression::None, producer, records)
+}
+
+fn build(
+    compression: Compression,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+    records: &[RecordSpec<'_>],
+) -> Vec<u8> {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -259,12 +274,11 @@ pub fn build_batch_with(compression: Compression, records: &[RecordSpec<'_>]) ->
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: kafka_protocol::records::TimestampType::Creation,
             offset: i as i64,
-            // No producer id: the batch's base sequence must come out as -1.
-            sequence: i as i32 - 1,
+            sequence: base_sequence.wrapping_add(i as i32),
             timestamp: *timestamp,
             key: key.map(Bytes::copy_from_slice),
             value: value.map(Bytes::copy_from_slice),

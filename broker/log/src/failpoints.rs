@@ -12,6 +12,7 @@
 //! | `log::write` | appending entries to a segment | ENOSPC, as a full disk |
 //! | `log::fsync` | making a segment's appends durable | EIO, as a failing disk |
 //! | `raft::state` | saving a Raft group's state file, its vote (`strand-raft`) | EIO |
+//! | `raft::lease_renewal` | a partition leader renewing its quorum lease before a write (`strand-node`); the argument is a topic name, not a path | the renewal is skipped |
 
 use std::io;
 use std::path::Path;

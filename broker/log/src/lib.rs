@@ -23,8 +23,8 @@ mod transfer;
 mod types;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BatchHeader, RecordSpec, build_batch, build_batch_with, decode_records,
-    recompress, set_log_append_time, stamp, verify_crc,
+    BATCH_HEADER_LEN, BatchHeader, RecordSpec, build_batch, build_batch_with, build_producer_batch,
+    decode_records, recompress, set_log_append_time, stamp, verify_crc,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compact::Compacted;

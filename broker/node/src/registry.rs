@@ -60,7 +60,7 @@ impl PartitionReplica {
             (m.last_quorum_acked, voters <= 1)
         };
         // A group of one is its own quorum: its lease never lapses.
-        if alone {
+        if alone || renewal_skipped(&self.topic) {
             return;
         }
         let lease = std::time::Duration::from_millis(self.raft.config().election_timeout_max);
@@ -115,6 +115,12 @@ impl PartitionReplica {
 /// gives no deadline (Kafka producers' default `request.timeout.ms`).
 const COPIES_WAIT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// What Raft answers for a write.
+type WriteOutcome = Result<
+    openraft::raft::ClientWriteResponse<TypeConfig>,
+    openraft::error::ClientWriteError<TypeConfig>,
+>;
+
 /// A write handed to Raft, in order, whose outcome is still to come.
 pub struct Submitted {
     replica: PartitionReplica,
@@ -122,26 +128,64 @@ pub struct Submitted {
     /// acknowledged: `min.insync.replicas` for an acks=all write, else 0.
     copies: usize,
     batch: strand_raft::Batch,
-    outcome: tokio::sync::oneshot::Receiver<
-        Result<
-            openraft::raft::ClientWriteResponse<TypeConfig>,
-            openraft::error::ClientWriteError<TypeConfig>,
-        >,
-    >,
+    outcome: Outcome,
+}
+
+/// Raft's answer to a submitted write: still to come, or already here.
+enum Outcome {
+    Pending(tokio::sync::oneshot::Receiver<WriteOutcome>),
+    Ready(Box<WriteOutcome>),
 }
 
 impl PartitionReplica {
     /// Hands a batch to Raft and returns once it is queued, so batches submitted one after the
     /// other are appended in that order; [`Submitted::applied`] waits for the commit.
     /// Only [`crate::Replicas::append`] calls it, after every guard.
-    pub(crate) async fn submit(&self, batch: CheckedBatch) -> Result<Submitted, AppendError> {
+    ///
+    /// An idempotent producer's batch (`checked_in` is the term its sequence was checked and
+    /// reserved in) is written only in that term, and this returns only once Raft has taken
+    /// it into its log or refused it. Raft refuses a write whose leader lease has lapsed, or
+    /// whose leader has changed, when it comes to it in its queue, and a write queued behind
+    /// may still be taken once the lease is renewed: the producer's next batch would then be
+    /// in the log without this one, a gap its client reads as this one delivered (librdkafka
+    /// acknowledges a batch whose successor was acknowledged). Waiting here means the
+    /// connection's next request, the producer's next batch, is checked knowing this one's
+    /// fate: refused here, the reservation is taken back and the later batches are told to
+    /// retry until the client sends this one again.
+    pub(crate) async fn submit(
+        &self,
+        batch: CheckedBatch,
+        checked_in: Option<u64>,
+    ) -> Result<Submitted, AppendError> {
         let batch = batch.into_raft();
-        let (responder, outcome) = openraft::impls::ProgressResponder::complete_only();
-        self.raft
-            .write(batch.clone())
-            .responder(responder)
-            .await
-            .map_err(|e| fatal(&e))?;
+        let (responder, mut receiver) = openraft::impls::ProgressResponder::complete_only();
+        let write = self.raft.write(batch.clone()).responder(responder);
+        let write = match checked_in {
+            Some(term) => write.with_leader(term),
+            None => write,
+        };
+        write.await.map_err(|e| fatal(&e))?;
+        let outcome = if checked_in.is_some() {
+            // Raft's core handles its queue in order: once it has run this, it has taken or
+            // refused the write, and a refusal is already in the receiver.
+            self.raft
+                .with_raft_state(|_| ())
+                .await
+                .map_err(|e| fatal(&e))?;
+            use tokio::sync::oneshot::error::TryRecvError;
+            match receiver.try_recv() {
+                Err(TryRecvError::Empty) => Outcome::Pending(receiver),
+                Err(TryRecvError::Closed) => {
+                    return Err(AppendError::NotLeader(
+                        "the partition's raft group stopped before taking the batch".to_string(),
+                    ));
+                }
+                Ok(Err(e)) => return Err(refused(&e)),
+                Ok(Ok(done)) => Outcome::Ready(Box::new(Ok(done))),
+            }
+        } else {
+            Outcome::Pending(receiver)
+        };
         Ok(Submitted {
             replica: self.clone(),
             copies: 0,
@@ -240,30 +284,65 @@ impl Submitted {
     /// `PartitionReplica::write`, which renews the lease first, unless an idempotent producer
     /// wrote it: written again it would land behind that producer's later batches, so it is
     /// refused (the client retries it, and the producer's later batches in this term are
-    /// refused until it does).
+    /// refused until it does). `PartitionReplica::submit` already waited for Raft to take an
+    /// idempotent batch, so this is only a second line.
     async fn committed(self) -> Result<(strand_raft::Applied, u64), AppendError> {
         use openraft::error::{ClientWriteError, ForwardReason, RaftError};
-        match self.outcome.await {
+        let outcome = match self.outcome {
+            Outcome::Ready(outcome) => Ok(*outcome),
+            Outcome::Pending(receiver) => receiver.await,
+        };
+        match outcome {
             Ok(Ok(response)) => Ok((response.data, response.log_id.index)),
             Ok(Err(ClientWriteError::ForwardToLeader(f)))
                 if f.reason == ForwardReason::LeaseExpired =>
             {
                 if let Some(header) = idempotent(&self.batch) {
                     self.replica.producers.unreserve(&header);
-                    return Err(AppendError::NotLeader(
-                        "the leader's lease lapsed before the batch was taken; retry".to_string(),
-                    ));
+                    return Err(refused(&ClientWriteError::ForwardToLeader(f)));
                 }
                 self.replica.write(self.batch).await.map_err(|e| match e {
                     RaftError::Fatal(fatal_error) => fatal(&fatal_error),
                     RaftError::APIError(e) => AppendError::NotLeader(e.to_string()),
                 })
             }
-            Ok(Err(e)) => Err(AppendError::NotLeader(e.to_string())),
+            Ok(Err(e)) => Err(refused(&e)),
             Err(_) => Err(AppendError::NotLeader(
                 "the partition's raft group stopped".to_string(),
             )),
         }
+    }
+}
+
+/// Whether failpoint `raft::lease_renewal` is on for `topic` (its argument, a topic name; none
+/// for every topic): a test lets a leader's lease lapse before a write, as it does when a
+/// renewal's heartbeat round is not answered in time.
+fn renewal_skipped(topic: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        fail::eval("raft::lease_renewal", |only| {
+            only.is_none_or(|only| only == topic)
+        })
+        .unwrap_or(false)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = topic;
+        false
+    }
+}
+
+/// A write Raft refused, as the client's error: it goes to the partition's leader and
+/// retries.
+fn refused(error: &openraft::error::ClientWriteError<TypeConfig>) -> AppendError {
+    use openraft::error::{ClientWriteError, ForwardReason};
+    match error {
+        ClientWriteError::ForwardToLeader(f) if f.reason == ForwardReason::LeaseExpired => {
+            AppendError::NotLeader(
+                "the leader's lease lapsed before the batch was taken; retry".to_string(),
+            )
+        }
+        other => AppendError::NotLeader(other.to_string()),
     }
 }
 

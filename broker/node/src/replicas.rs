@@ -149,11 +149,15 @@ impl Replicas {
             return Err(e);
         }
         let batch = CheckedBatch::check(records, &rules, now_ms())?;
-        if batch.is_idempotent()
-            && let Some(base_offset) = check_idempotent(&replica, &batch)?
-        {
-            return Ok(Appended::Duplicate(base_offset));
-        }
+        // The term an idempotent batch was checked and reserved in; it is written only in it.
+        let checked_in = if batch.is_idempotent() {
+            match check_idempotent(&replica, &batch)? {
+                Idempotent::Duplicate(base_offset) => return Ok(Appended::Duplicate(base_offset)),
+                Idempotent::Reserved { term } => Some(term),
+            }
+        } else {
+            None
+        };
         let log_start_offset = replica
             .store
             .log()
@@ -162,7 +166,6 @@ impl Replicas {
             .unwrap_or(-1);
         let log_append_time = batch.log_append_time();
         let header = *batch.header();
-        let idempotent = batch.is_idempotent();
         replica.renew_lease_if_due().await;
         // acks=all promises `min.insync.replicas` copies, checked here against the ISR as
         // the controller last saw it and again at commit, where it counts the replicas that
@@ -172,14 +175,14 @@ impl Replicas {
         } else {
             0
         };
-        match replica.submit(batch).await {
+        match replica.submit(batch, checked_in).await {
             Ok(submitted) => Ok(Appended::Submitted {
                 submitted: submitted.require_copies(copies),
                 log_start_offset,
                 log_append_time,
             }),
             Err(e) => {
-                if idempotent {
+                if checked_in.is_some() {
                     replica.producers.unreserve(&header);
                 }
                 Err(e)
@@ -248,13 +251,20 @@ fn hold_producer(replica: &PartitionReplica, records: Option<&[u8]>) {
     replica.producers.refused_before_check(term, &header);
 }
 
+/// An idempotent producer's batch, checked.
+enum Idempotent {
+    /// Already written, at this first offset.
+    Duplicate(i64),
+    /// Next in its producer's sequence, reserved in this term: to be written.
+    Reserved { term: u64 },
+}
+
 /// Checks an idempotent producer's batch: a retry of a written batch is answered with its
-/// offset (`Some`), a gap or an old epoch is refused, and anything else is reserved (`None`)
-/// and written.
+/// offset, a gap or an old epoch is refused, and anything else is reserved and written.
 fn check_idempotent(
     replica: &PartitionReplica,
     batch: &CheckedBatch,
-) -> Result<Option<i64>, AppendError> {
+) -> Result<Idempotent, AppendError> {
     let (leading, applied_term, term) = {
         let watch = replica.raft.metrics();
         let metrics = watch.borrow_watched();
@@ -281,8 +291,8 @@ fn check_idempotent(
         ));
     }
     match replica.producers.check(term, batch.header()) {
-        Verdict::Append => Ok(None),
-        Verdict::Duplicate(base_offset) => Ok(Some(base_offset)),
+        Verdict::Append => Ok(Idempotent::Reserved { term }),
+        Verdict::Duplicate(base_offset) => Ok(Idempotent::Duplicate(base_offset)),
         Verdict::InFlight => Err(AppendError::InFlight),
         Verdict::Refused(e) => Err(AppendError::Producer(e)),
     }

@@ -58,21 +58,47 @@ pub fn not_ready(inner: &Inner) -> Option<String> {
         return Some("not registered with the controller yet".into());
     }
     let me = inner.cluster.broker_id();
+    // Assigned here: a replica this broker is giving up may stay a learner until it goes.
+    let assigned_here = |topic: &str, partition: u32| {
+        state
+            .topic_by_name(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+            .is_some_and(|a| a.replicas.contains(&me))
+    };
     let behind: Vec<String> = inner
         .registry
         .partitions()
         .into_iter()
-        .filter(|(group, r)| {
+        .filter_map(|(group, r)| {
             let watch = r.raft.metrics();
             let m = watch.borrow_watched();
-            m.current_leader.is_none()
-                || m.last_applied.map(|l| l.index) < m.local_committed.map(|c| c.index)
-                || inner
-                    .views
-                    .get(group)
-                    .is_some_and(|v| v.lagging.contains(&me))
+            // A replica that is not a voter yet (a new incarnation of this broker after an
+            // empty disk, or a replica moved here) does not count towards its partition's
+            // copies: until the controller has made it one, the partition has one copy fewer,
+            // and another broker restarted on an empty disk meanwhile (a rolling restart goes
+            // on to the next pod once this one is ready) would take a second of three.
+            let voter = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == m.id);
+            let why = if m.current_leader.is_none() {
+                "no leader known"
+            } else if m.last_applied.map(|l| l.index) < m.local_committed.map(|c| c.index) {
+                "applying"
+            } else if !voter && assigned_here(&r.topic, r.partition) {
+                "not a voter yet"
+            } else if inner
+                .views
+                .get(&group)
+                .is_some_and(|v| v.lagging.contains(&me))
+            {
+                "behind its leader"
+            } else {
+                return None;
+            };
+            Some(format!("{}-{} ({why})", r.topic, r.partition))
         })
-        .map(|(_, r)| format!("{}-{}", r.topic, r.partition))
         .collect();
     if behind.is_empty() {
         None

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use strand_meta::{BrokerId, Command, PartitionId, TopicId};
+use strand_node::{AppendError, Appended};
 use strand_proto::admin::TransferLeadershipRequest;
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{
@@ -650,16 +651,16 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
         );
     }
 
-    // With broker 0 gone, brokers 1 and 2 are a majority of every group only if the new
-    // incarnation replaced the old one as a voter everywhere.
+    // Once broker 2 says it is ready (what Kubernetes waits for before restarting the next
+    // pod), another broker may go: with broker 0 gone, brokers 1 and 2 are a majority of
+    // every group only if the new incarnation replaced the old one as a voter everywhere.
     cluster
-        .wait_for(
-            "every partition led with all replicas caught up",
-            |c| async move {
-                let d = c.describe_cluster(1).await?;
-                (d.under_replicated_partitions == 0 && d.leaderless_partitions == 0).then_some(())
-            },
-        )
+        .wait_for("broker 2 to be ready", |c| async move {
+            let broker = c.brokers[2].as_ref()?;
+            strand_server::not_ready(broker.inner())
+                .is_none()
+                .then_some(())
+        })
         .await;
     cluster.stop(0).await;
     write_round(&cluster, "ledger", &mut acked, "after").await;
@@ -1213,6 +1214,86 @@ async fn a_leader_whose_fsyncs_fail_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_whose_writes_fail_loses_nothing_acknowledged() {
     a_leader_whose_disk_fails_loses_nothing_acknowledged("log::write").await;
+}
+
+/// A batch of producer 7 with one record, `seq-N`, at sequence `seq`.
+fn producer_batch(seq: i32) -> Vec<u8> {
+    let value = format!("seq-{seq}");
+    strand_log::build_producer_batch(
+        (7, 0, seq),
+        &[(None, Some(value.as_bytes()), 1_700_000_000_000)],
+    )
+}
+
+/// An idempotent producer's batch that Raft refuses because the leader's quorum lease lapsed
+/// (a renewal not answered in time; the failpoint skips it) is refused before the producer's
+/// next batch goes to Raft, and that next batch is refused too until the first is sent
+/// again. Raft refuses a write when it comes to it in its queue, and a later write may be
+/// taken once the lease is renewed: the next batch would then stand in the log without the
+/// refused one, and librdkafka reads a later batch's acknowledgement as the delivery of the
+/// earlier ones. Sent again, both are written once each, in order, on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idempotent_batch_refused_for_a_lapsed_lease_holds_the_producers_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, RaftTuning::default()).await;
+    create(&cluster, "lapsed", 1).await;
+    let first = cluster.produce("lapsed", 0, producer_batch(0)).await;
+    let leader = cluster.leader("lapsed").await;
+    let broker = cluster.brokers[leader as usize].as_ref().unwrap();
+    let replica = broker
+        .inner()
+        .registry
+        .partition_by_name("lapsed", 0)
+        .unwrap();
+    // Only this test's topic: the failpoints are the whole process's.
+    fail::cfg("raft::lease_renewal", "return(lapsed)").unwrap();
+    // The partition is idle and its heartbeats are coalesced, which renews no lease.
+    let lease = Duration::from_millis(replica.raft.config().election_timeout_max);
+    cluster
+        .wait_for("the leader's lease to lapse", |_| {
+            let replica = replica.clone();
+            async move {
+                use openraft::async_runtime::WatchReceiver;
+                let acked = replica.raft.metrics().borrow_watched().last_quorum_acked;
+                acked
+                    .is_some_and(|acked| openraft::Instant::elapsed(&*acked) > lease)
+                    .then_some(())
+            }
+        })
+        .await;
+    let replicas = broker.inner().replicas();
+    let writer = strand_node::Writer::Client { acks_all: true };
+    let refused = replicas
+        .append("lapsed", 0, Some(producer_batch(1).into()), writer)
+        .await;
+    fail::remove("raft::lease_renewal");
+    // The connection's next request: its renewal goes through, and the lease is valid again.
+    let next = replicas
+        .append("lapsed", 0, Some(producer_batch(2).into()), writer)
+        .await;
+    let outcome = async |appended: Result<Appended, AppendError>| match appended? {
+        Appended::Submitted { submitted, .. } => submitted.applied().await.map(|a| a.base_offset.0),
+        Appended::Duplicate(offset) => Ok(offset),
+    };
+    let refused = outcome(refused).await;
+    let next = outcome(next).await;
+    assert!(
+        refused.is_err(),
+        "the batch written with the lease lapsed is refused: {refused:?}"
+    );
+    assert!(
+        next.is_err(),
+        "the producer's next batch is refused while the one before it is not written: {next:?}"
+    );
+    // The client sends both again, in order.
+    let second = cluster.produce("lapsed", 0, producer_batch(1)).await;
+    let third = cluster.produce("lapsed", 0, producer_batch(2)).await;
+    assert_eq!((second, third), (first + 1, first + 2));
+    let expected = vec!["seq-0", "seq-1", "seq-2"];
+    for b in 0..3 {
+        assert_eq!(cluster.read_all(b, "lapsed", 0, 3).await, expected);
+    }
+    cluster.shutdown().await;
 }
 
 fn admin_reason(status: &tonic::Status) -> (ErrorReason, String) {
