@@ -678,6 +678,12 @@ impl Drop for Tmpfs {
 pub struct Rng(u64);
 
 impl Rng {
+    /// The generator of `seed`.
+    pub fn new(seed: u64) -> Rng {
+        // A xorshift generator stays at zero from zero.
+        Rng(seed.max(1))
+    }
+
     /// The generator of `E2E_SEED`, or of a seed from the clock; with the seed, to print.
     pub fn seeded() -> (u64, Rng) {
         let seed = std::env::var("E2E_SEED")

@@ -38,6 +38,10 @@ pub const CONNECTION_WINDOW_BYTES: u32 = 128 << 20;
 /// How long connecting to a peer may take before the RPC counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Makes the channel of an endpoint over a transport other than the system's TCP (a simulated
+/// network, in tests); the endpoint carries the address and the HTTP/2 settings.
+pub type Dial = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
+
 /// gRPC channels to peer brokers, one per address. A tonic channel multiplexes every group's
 /// RPCs over one HTTP/2 connection.
 #[derive(Clone, Default)]
@@ -48,6 +52,8 @@ pub struct Peers {
     tls: Option<Reloading<ClientTlsConfig>>,
     /// The local address connections leave from; `None`: the system chooses.
     source: Option<IpAddr>,
+    /// How channels connect; `None`: over TCP.
+    dial: Option<Dial>,
 }
 
 impl Peers {
@@ -58,6 +64,15 @@ impl Peers {
             channels: Default::default(),
             tls: Some(tls),
             source: None,
+            dial: None,
+        }
+    }
+
+    /// These channels, connected by `dial` instead of over TCP.
+    pub fn dialing(self, dial: Dial) -> Peers {
+        Peers {
+            dial: Some(dial),
+            ..self
         }
     }
 
@@ -84,15 +99,18 @@ impl Peers {
             None => Endpoint::from_shared(format!("http://{addr}"))?,
             Some((tls, _)) => Endpoint::from_shared(format!("https://{addr}"))?.tls_config(tls)?,
         };
-        let channel = endpoint
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .local_address(self.source)
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let channel = match &self.dial {
+            Some(dial) => dial(endpoint),
+            None => endpoint.connect_lazy(),
+        };
         channels.insert(addr.to_string(), (generation, channel.clone()));
         Ok(channel)
     }

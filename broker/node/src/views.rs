@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use strand_meta::BrokerId;
 use strand_proto::broker as pb;

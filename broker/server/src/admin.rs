@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use strand_meta::{
     BrokerId, BrokerState, Command, PartitionId, Topic, TopicId, TopicKind, place_new_partitions,

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::admin::Admin;
 use crate::config::BrokerConfig;
 use crate::guard::GrpcGuard;
+use crate::services::GrpcIncoming;
 use crate::shared::Inner;
 
 /// Errors starting a broker.
@@ -45,6 +46,9 @@ pub enum StartError {
     /// Two Kafka listeners share a name.
     #[error("two kafka listeners are named {0}")]
     DuplicateListener(String),
+    /// TLS was asked for the gRPC port over a transport other than TCP.
+    #[error("the gRPC port's TLS is only served over TCP")]
+    TlsOverOtherTransport,
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -58,6 +62,23 @@ pub enum StartError {
 /// How long a stopping broker waits for its leaderships to be taken over.
 const HAND_OVER_PATIENCE: Duration = Duration::from_secs(10);
 
+/// How a broker reaches its peers and is reached by them.
+#[derive(Default)]
+pub enum Transport {
+    /// TCP: the gRPC, Kafka and HTTP ports are bound as configured.
+    #[default]
+    Tcp,
+    /// Another transport (a simulated network, in tests): channels to peers are made by
+    /// `dial`, and the gRPC port's connections come from `incoming`. The Kafka listener and the
+    /// HTTP port are not served.
+    Other {
+        /// Makes the channel to a peer.
+        dial: strand_node::network::Dial,
+        /// The gRPC port's connections.
+        incoming: crate::services::GrpcConnections,
+    },
+}
+
 /// A running broker. Dropping it does not stop it; call [`Broker::shutdown`].
 pub struct Broker {
     inner: Arc<Inner>,
@@ -67,6 +88,21 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker: opens its data, binds its listeners, and starts joining its cluster.
     pub async fn start(config: BrokerConfig) -> Result<Broker, StartError> {
+        Broker::start_with(config, Transport::Tcp).await
+    }
+
+    /// [`Broker::start`] over `transport`.
+    pub async fn start_with(
+        config: BrokerConfig,
+        transport: Transport,
+    ) -> Result<Broker, StartError> {
+        let (dial, incoming) = match transport {
+            Transport::Tcp => (None, None),
+            Transport::Other { .. } if config.grpc_tls.is_some() => {
+                return Err(StartError::TlsOverOtherTransport);
+            }
+            Transport::Other { dial, incoming } => (Some(dial), Some(incoming)),
+        };
         let (identity, fresh) = identity::load_or_create(&config.data_dir, config.broker_id)?;
         tracing::info!(
             broker = identity.broker_id,
@@ -97,6 +133,10 @@ impl Broker {
             None => (Peers::default(), None),
         };
         let peers = peers.leaving_from(config.peer_source_address);
+        let peers = match dial {
+            Some(dial) => peers.dialing(dial),
+            None => peers,
+        };
         let meta = openraft::Raft::new(
             identity.node_id,
             Arc::new(config.tuning.meta_config()),
@@ -109,37 +149,10 @@ impl Broker {
         stand_once_rejoined(&meta, &store);
         let registry = Registry::default();
         registry.insert(META_GROUP, Group::Meta(meta.clone(), store));
-        let grpc = tokio::net::TcpListener::bind(config.grpc_listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.grpc_listen,
-                source,
-            })?;
-        let mut kafka = Vec::new();
-        let main = config
-            .kafka
-            .main_listener(config.kafka_listen, &config.kafka_advertised);
-        for spec in std::iter::once(main).chain(config.kafka.more_listeners.iter().cloned()) {
-            if kafka
-                .iter()
-                .any(|(s, _): &(strand_kafka::ListenerSpec, _)| s.name == spec.name)
-            {
-                return Err(StartError::DuplicateListener(spec.name));
-            }
-            let socket = tokio::net::TcpListener::bind(spec.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: spec.listen,
-                    source,
-                })?;
-            kafka.push((spec, socket));
-        }
-        let http = tokio::net::TcpListener::bind(config.http_listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.http_listen,
-                source,
-            })?;
+        let (grpc, kafka, http) = match incoming {
+            Some(incoming) => (GrpcIncoming::Other(incoming), Vec::new(), None),
+            None => bind(&config).await?,
+        };
         let (shutdown, _) = watch::channel(false);
         let disk = Arc::new(strand_node::DiskGuard::new(config.disk_reserve_bytes));
         disk.measure(&config.data_dir);
@@ -197,12 +210,16 @@ impl Broker {
             grpc,
             grpc_tls,
         ));
-        tasks.spawn(crate::http::serve(inner.clone(), http));
-        let mut kafka_listener = strand_kafka::Listener::new(kafka_handles);
-        for (spec, socket) in kafka {
-            kafka_listener.add(spec, socket)?;
+        if let Some(http) = http {
+            tasks.spawn(crate::http::serve(inner.clone(), http));
         }
-        tasks.spawn(kafka_listener.serve());
+        if !kafka.is_empty() {
+            let mut kafka_listener = strand_kafka::Listener::new(kafka_handles);
+            for (spec, socket) in kafka {
+                kafka_listener.add(spec, socket)?;
+            }
+            tasks.spawn(kafka_listener.serve());
+        }
         tasks.spawn(crate::bootstrap::run(inner.clone()));
         tasks.spawn(crate::partitions::run(inner.clone()));
         tasks.spawn(crate::controller::run(inner.clone()));
@@ -288,4 +305,42 @@ fn stand_once_rejoined(raft: &strand_node::MetaRaft, store: &LogStore) {
         let _ = changes.wait_for(|rejoining| !*rejoining).await;
         raft.runtime_config().elect(true);
     });
+}
+
+/// The Kafka listeners to serve, each with its socket.
+type KafkaSockets = Vec<(strand_kafka::ListenerSpec, tokio::net::TcpListener)>;
+
+/// Binds the gRPC port, the Kafka listeners and the HTTP port.
+async fn bind(
+    config: &BrokerConfig,
+) -> Result<(GrpcIncoming, KafkaSockets, Option<tokio::net::TcpListener>), StartError> {
+    let grpc = tokio::net::TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.grpc_listen,
+            source,
+        })?;
+    let mut kafka: KafkaSockets = Vec::new();
+    let main = config
+        .kafka
+        .main_listener(config.kafka_listen, &config.kafka_advertised);
+    for spec in std::iter::once(main).chain(config.kafka.more_listeners.iter().cloned()) {
+        if kafka.iter().any(|(s, _)| s.name == spec.name) {
+            return Err(StartError::DuplicateListener(spec.name));
+        }
+        let socket = tokio::net::TcpListener::bind(spec.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: spec.listen,
+                source,
+            })?;
+        kafka.push((spec, socket));
+    }
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.http_listen,
+            source,
+        })?;
+    Ok((GrpcIncoming::Tcp(grpc), kafka, Some(http)))
 }

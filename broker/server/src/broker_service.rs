@@ -2,7 +2,8 @@
 //! status reports, and the internal produce/fetch path.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use strand_meta::Command;
 use strand_proto::broker as pb;
@@ -146,7 +147,7 @@ impl BrokerRpc for BrokerService {
             if hw.0 > req.offset || Instant::now() >= deadline {
                 break;
             }
-            if tokio::time::timeout_at(deadline.into(), watermark.changed())
+            if tokio::time::timeout_at(deadline, watermark.changed())
                 .await
                 .is_err()
             {

@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The commit index (term, index) last handed to a group, and when.
 type Delivered = (Option<(u64, u64)>, Instant);

@@ -5,7 +5,8 @@
 use openraft::async_runtime::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use openraft::ChangeMembers;
 use openraft::impls::BasicNode;

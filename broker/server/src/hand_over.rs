@@ -16,7 +16,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use openraft::async_runtime::WatchReceiver;
 use serde::{Deserialize, Serialize};
@@ -91,7 +92,7 @@ pub async fn hand_over_all(inner: &Inner, patience: Duration) -> HandOver {
     if !inner.balancer.leaving.swap(true, Ordering::Relaxed) {
         crate::controller::report_once(inner).await;
         let announced = (Instant::now() + ANNOUNCE_WAIT).min(deadline);
-        tokio::time::sleep_until(announced.into()).await;
+        tokio::time::sleep_until(announced).await;
     }
     let mut offers: HashMap<String, Offer> = HashMap::new();
     loop {

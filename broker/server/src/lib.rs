@@ -28,11 +28,12 @@ mod shared;
 mod tuning;
 
 pub use balancer::BalancingSettings;
-pub use broker::{Broker, StartError};
+pub use broker::{Broker, StartError, Transport};
 pub use config::{BrokerConfig, KafkaSettings};
 pub use guard::{GrpcAccess, GuardError};
 pub use hand_over::HandOver;
 pub use http::not_ready;
+pub use services::{GrpcConnection, GrpcConnections};
 pub use shared::Inner;
 pub use strand_kafka::TlsFiles;
 pub use strand_kafka::{

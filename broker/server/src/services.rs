@@ -1,6 +1,8 @@
 //! The gRPC server of a broker: Raft, admin and broker-to-broker services on one port.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -9,12 +11,14 @@ use strand_node::tls::Reloading;
 use strand_proto::admin::admin_server::AdminServer;
 use strand_proto::broker::broker_server::BrokerServer;
 use strand_proto::raft::raft_server::RaftServer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Connected;
 use tonic::{Request, Status};
 
 use crate::admin::Admin;
@@ -27,11 +31,71 @@ use crate::shared::Inner;
 /// Largest gRPC message a broker accepts or sends (an append of several large batches).
 const GRPC_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
-/// Serves the broker's gRPC services on `listener` until the broker shuts down.
+/// A connection to the gRPC port over a transport other than TCP (a simulated network).
+pub struct GrpcConnection(Pin<Box<dyn GrpcIo>>);
+
+/// What a [`GrpcConnection`] carries: any byte stream.
+pub trait GrpcIo: AsyncRead + AsyncWrite + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + 'static> GrpcIo for T {}
+
+impl GrpcConnection {
+    /// A connection over `io`.
+    pub fn new(io: impl GrpcIo) -> GrpcConnection {
+        GrpcConnection(Box::pin(io))
+    }
+}
+
+impl Connected for GrpcConnection {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) {}
+}
+
+impl AsyncRead for GrpcConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.0.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GrpcConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.0.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.0.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.0.as_mut().poll_shutdown(cx)
+    }
+}
+
+/// Connections to the gRPC port over a transport other than TCP.
+pub type GrpcConnections = Pin<Box<dyn Stream<Item = std::io::Result<GrpcConnection>> + Send>>;
+
+/// Where the gRPC port's connections come from.
+pub enum GrpcIncoming {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// Another transport's connections (no TLS over them).
+    Other(GrpcConnections),
+}
+
+/// Serves the broker's gRPC services on `incoming` until the broker shuts down.
 pub async fn serve_grpc(
     inner: Arc<Inner>,
     admin: Arc<Admin>,
-    listener: TcpListener,
+    incoming: GrpcIncoming,
     tls: Option<(Reloading<TlsAcceptor>, GrpcGuard)>,
 ) {
     let raft = RaftServer::new(RaftService::new(inner.clone()))
@@ -69,17 +133,23 @@ pub async fn serve_grpc(
     // Nagle's algorithm off on every accepted connection: the server's own `tcp_nodelay` only
     // applies to listeners it binds. With it on, a follower's small append answers waited for
     // the leader's delayed acknowledgement, 40 ms on Linux, in about one commit of a hundred.
-    let result = match tls {
-        None => {
+    let result = match (incoming, tls) {
+        (GrpcIncoming::Tcp(listener), None) => {
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             builder
                 .serve_with_incoming_shutdown(incoming, stopped)
                 .await
         }
-        Some(tls) => {
+        (GrpcIncoming::Tcp(listener), Some(tls)) => {
             builder
                 .serve_with_incoming_shutdown(tls_incoming(listener, tls), stopped)
+                .await
+        }
+        // `Broker::start_with` refuses TLS over another transport.
+        (GrpcIncoming::Other(connections), _) => {
+            builder
+                .serve_with_incoming_shutdown(connections, stopped)
                 .await
         }
     };

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use strand_meta::BrokerId;
 use strand_node::{Cluster, DiskGuard, Registry, Replicas, SharedViews};

@@ -1,0 +1,466 @@
+//! A simulated cluster: three brokers and a client as hosts of one turmoil simulation, in one
+//! thread, on simulated time and a simulated network. A seeded schedule crashes and restarts
+//! brokers (their files stay, as after kill -9), cuts them off from the others, and slows
+//! links, while the client writes through the brokers' produce call as an idempotent producer
+//! (each partition's batches in sequence, each sent again until it is acknowledged). Then
+//! every fault is healed and the checker reads every replica: every acknowledged record at its
+//! offset, no record twice, replicas alike.
+//!
+//! `STRAND_SIM_SEEDS=N` runs N seeds (default 4), `STRAND_SIM_SEED=S` one seed; the seed and
+//! its schedule are printed. Time, the network and the schedule are the simulation's; the
+//! brokers' disks are real files, and openraft's election timeouts and a few hash maps draw on
+//! the process's randomness, so a seed replays the same schedule of faults but not always the
+//! same interleaving of the brokers' work.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream;
+use strand_proto::admin::admin_client::AdminClient;
+use strand_proto::admin::{CreateTopicRequest, DescribeClusterRequest, DescribeTopicRequest};
+use strand_proto::broker::broker_client::BrokerClient;
+use strand_proto::broker::{FetchRequest, ProduceRequest};
+use strand_server::{
+    BalancingSettings, Broker, BrokerConfig, GrpcConnection, KafkaSettings, RaftTuning, Transport,
+};
+use tonic::transport::{Channel, Endpoint};
+
+const BROKERS: u32 = 3;
+const PORT: u16 = 9000;
+const TOPIC: &str = "ledger";
+const PARTITIONS: u32 = 2;
+/// Faults are injected from the end of the warm-up to the end of the chaos.
+const WARM_UP: Duration = Duration::from_secs(5);
+const CHAOS_END: Duration = Duration::from_secs(40);
+/// How long, after the chaos, every replica has to hold every acknowledged record.
+const CONVERGE: Duration = Duration::from_secs(120);
+/// How long one call of the client may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn host(b: u32) -> String {
+    format!("broker-{b}")
+}
+
+/// Channels over the simulated network.
+fn dial() -> strand_node::network::Dial {
+    Arc::new(|endpoint: Endpoint| {
+        endpoint.connect_with_connector_lazy(tower::service_fn(
+            |uri: tonic::codegen::http::Uri| async move {
+                let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+                let stream = turmoil::net::TcpStream::connect(authority).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            },
+        ))
+    })
+}
+
+fn channel(b: u32) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{}:{PORT}", host(b))).unwrap();
+    dial()(endpoint)
+}
+
+fn config(dir: &Path, b: u32) -> BrokerConfig {
+    let unused = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    BrokerConfig {
+        broker_id: b,
+        data_dir: dir.join(host(b)),
+        grpc_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)),
+        grpc_advertised: format!("{}:{PORT}", host(b)),
+        peer_source_address: None,
+        // Registered and advertised, though not served in the simulation.
+        kafka_advertised: format!("{}:9092", host(b)),
+        kafka_listen: unused,
+        kafka: KafkaSettings::default(),
+        http_listen: unused,
+        http_advertised: format!("{}:8080", host(b)),
+        seeds: (0..BROKERS)
+            .map(|b| format!("{}:{PORT}", host(b)))
+            .collect(),
+        rack: None,
+        tuning: RaftTuning::default(),
+        balancing: BalancingSettings::default(),
+        disk_reserve_bytes: 0,
+        grpc_tls: None,
+        grpc_access: Default::default(),
+    }
+}
+
+/// Runs broker `b` until its host is crashed.
+async fn broker(dir: PathBuf, b: u32) -> turmoil::Result {
+    let listener =
+        turmoil::net::TcpListener::bind((IpAddr::from(Ipv4Addr::UNSPECIFIED), PORT)).await?;
+    let incoming = stream::unfold(listener, |listener| async move {
+        let accepted = listener
+            .accept()
+            .await
+            .map(|(stream, _)| GrpcConnection::new(stream));
+        Some((accepted, listener))
+    });
+    let transport = Transport::Other {
+        dial: dial(),
+        incoming: Box::pin(incoming),
+    };
+    let _broker = Broker::start_with(config(&dir, b), transport).await?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// What the client wrote: acknowledged records by partition and offset.
+#[derive(Default)]
+struct Ledger {
+    acked: BTreeMap<(u32, i64), String>,
+    /// Attempts refused or unanswered, each sent again.
+    refused: usize,
+}
+
+async fn timed<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(status.message().to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+/// The leader of each partition, as some broker describes the topic.
+async fn leaders() -> Option<Vec<Option<u32>>> {
+    for b in 0..BROKERS {
+        let mut admin = AdminClient::new(channel(b));
+        let request = DescribeTopicRequest { name: TOPIC.into() };
+        if let Ok(d) = timed(admin.describe_topic(request)).await {
+            return Some(d.partitions.iter().map(|p| p.leader).collect());
+        }
+    }
+    None
+}
+
+/// The records of `partition` as broker `b`'s replica holds them, by offset.
+async fn replica(b: u32, partition: u32) -> Result<BTreeMap<i64, String>, String> {
+    let mut client = BrokerClient::new(channel(b));
+    let mut records = BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let request = FetchRequest {
+            topic: TOPIC.into(),
+            partition,
+            offset,
+            max_bytes: 1 << 20,
+            max_wait_ms: 0,
+        };
+        let response = timed(client.fetch(request)).await?;
+        let mut bytes = &response.batches[..];
+        if bytes.is_empty() {
+            return Ok(records);
+        }
+        while bytes.len() >= 12 {
+            let base = i64::from_be_bytes(bytes[..8].try_into().unwrap());
+            let len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize + 12;
+            let batch = strand_log::decode_records(&bytes[..len]).map_err(|e| e.to_string())?;
+            for (i, record) in batch.iter().enumerate() {
+                let value = record.value.clone().unwrap_or_default();
+                let value = String::from_utf8_lossy(&value).into_owned();
+                if records.insert(base + i as i64, value.clone()).is_some() {
+                    return Err(format!("offset {} read twice", base + i as i64));
+                }
+            }
+            offset = base + batch.len() as i64;
+            bytes = &bytes[len..];
+        }
+    }
+}
+
+/// The client's producer id.
+const PRODUCER: i64 = 7;
+
+/// Sends `batch` to the leader of `partition` until it is acknowledged, and returns its
+/// offset; gives up once the faults have been healed for [`CONVERGE`].
+async fn write(partition: u32, batch: Vec<u8>, ledger: &RefCell<Ledger>) -> Result<i64, String> {
+    let give_up = tokio::time::Instant::now() + CHAOS_END + CONVERGE;
+    let mut why = String::new();
+    while tokio::time::Instant::now() < give_up {
+        let leader = leaders()
+            .await
+            .and_then(|l| l.get(partition as usize).copied().flatten());
+        if let Some(leader) = leader {
+            let mut client = BrokerClient::new(channel(leader));
+            let request = ProduceRequest {
+                topic: TOPIC.into(),
+                partition,
+                batch: batch.clone().into(),
+            };
+            match timed(client.produce(request)).await {
+                Ok(r) => return Ok(r.base_offset),
+                Err(e) => {
+                    ledger.borrow_mut().refused += 1;
+                    why = format!("broker {leader}: {e}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(why)
+}
+
+/// Writes until the chaos ends, then waits for every replica to hold every acknowledged
+/// record and checks them.
+async fn client(ledger: Rc<RefCell<Ledger>>) -> turmoil::Result {
+    let started = tokio::time::Instant::now();
+    // The cluster forms.
+    loop {
+        let mut admin = AdminClient::new(channel(0));
+        if let Ok(d) = timed(admin.describe_cluster(DescribeClusterRequest {})).await
+            && d.brokers.len() == BROKERS as usize
+            && d.controller_id.is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("{:?}: the cluster formed", turmoil::sim_elapsed());
+    loop {
+        let mut admin = AdminClient::new(channel(0));
+        let request = CreateTopicRequest {
+            name: TOPIC.into(),
+            partitions: PARTITIONS,
+            replication_factor: BROKERS,
+            ..Default::default()
+        };
+        if timed(admin.create_topic(request)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("{:?}: topic created", turmoil::sim_elapsed());
+    // An idempotent producer: each partition's batches in sequence, each sent again until it
+    // is acknowledged, as a Kafka client retries.
+    let mut sequence = [0i32; PARTITIONS as usize];
+    while started.elapsed() < CHAOS_END {
+        for p in 0..PARTITIONS {
+            let seq = sequence[p as usize];
+            let value = format!("p{p}-{seq:06}");
+            let batch = strand_log::build_producer_batch(
+                (PRODUCER, 0, seq),
+                &[(None, Some(value.as_bytes()), 1_700_000_000_000)],
+            );
+            let offset = write(p, batch, &ledger)
+                .await
+                .map_err(|why| format!("{value} (sequence {seq}) was never acknowledged: {why}"))?;
+            let previous = ledger.borrow_mut().acked.insert((p, offset), value.clone());
+            if let Some(previous) = previous {
+                return Err(format!(
+                    "{TOPIC}-{p}: offset {offset} acknowledged for {previous} and again for {value}"
+                )
+                .into());
+            }
+            sequence[p as usize] += 1;
+        }
+    }
+    println!("{:?}: writes done, checking", turmoil::sim_elapsed());
+    // Every fault is healed now; the replicas converge.
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    let acked = ledger.borrow().acked.clone();
+    loop {
+        match check(&acked).await {
+            Ok(()) => return Ok(()),
+            Err(why) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("after the faults were healed: {why}").into());
+            }
+            Err(why) => {
+                println!("{:?}: {why}", turmoil::sim_elapsed());
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+        }
+    }
+}
+
+/// Every acknowledged record at its offset on every replica, no record twice, replicas alike.
+async fn check(acked: &BTreeMap<(u32, i64), String>) -> Result<(), String> {
+    for p in 0..PARTITIONS {
+        let mut replicas = Vec::new();
+        for b in 0..BROKERS {
+            let records = replica(b, p)
+                .await
+                .map_err(|e| format!("broker {b}: {e}"))?;
+            let mut seen = HashSet::new();
+            if let Some(twice) = records.values().find(|v| !seen.insert(*v)) {
+                return Err(format!("{TOPIC}-{p} on broker {b} holds {twice} twice"));
+            }
+            for ((_, offset), value) in acked.range((p, i64::MIN)..=(p, i64::MAX)) {
+                if records.get(offset) != Some(value) {
+                    return Err(format!(
+                        "{TOPIC}-{p} on broker {b}: acknowledged {value} at offset {offset}, found {:?}",
+                        records.get(offset)
+                    ));
+                }
+            }
+            replicas.push(records);
+        }
+        if replicas.iter().any(|r| *r != replicas[0]) {
+            let lengths: Vec<usize> = replicas.iter().map(BTreeMap::len).collect();
+            return Err(format!(
+                "{TOPIC}-{p}: the replicas differ (records held: {lengths:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a seed did: its faults, and the client's writes.
+struct Outcome {
+    faults: usize,
+    acked: usize,
+    refused: usize,
+}
+
+/// Runs one seed: the schedule of faults, then the check.
+fn run(seed: u64) -> Result<Outcome, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(CHAOS_END + CONVERGE + Duration::from_secs(60))
+        .max_message_latency(Duration::from_millis(20))
+        .tcp_capacity(4096)
+        .build();
+    for b in 0..BROKERS {
+        let dir = dir.path().to_path_buf();
+        sim.host(host(b), move || broker(dir.clone(), b));
+    }
+    let ledger = Rc::new(RefCell::new(Ledger::default()));
+    sim.client("client", client(ledger.clone()));
+    let mut rng = strand_e2e::Rng::new(seed);
+    let mut schedule = Vec::new();
+    let mut faults = 0;
+    let mut next_fault = WARM_UP;
+    // A crashed broker and when it comes back; a cut-off broker and when it is reconnected.
+    let mut down: Option<(u32, Duration)> = None;
+    let mut cut: Option<(u32, Duration)> = None;
+    let mut slow: Option<(u32, u32, Duration)> = None;
+    // STRAND_SIM_QUIET=1: no faults.
+    let quiet = std::env::var("STRAND_SIM_QUIET").is_ok_and(|v| v == "1");
+    let others = |b: u32| (0..BROKERS).filter(move |o| *o != b).map(host);
+    loop {
+        let now = sim.elapsed();
+        let healing = now >= CHAOS_END;
+        if let Some((b, until)) = down
+            && (healing || now >= until)
+        {
+            sim.bounce(host(b));
+            schedule.push(format!("{now:?}: broker {b} restarted"));
+            down = None;
+        }
+        if let Some((b, until)) = cut
+            && (healing || now >= until)
+        {
+            for o in others(b) {
+                sim.repair(host(b), o);
+            }
+            schedule.push(format!("{now:?}: broker {b} reconnected"));
+            cut = None;
+        }
+        if let Some((a, b, until)) = slow
+            && (healing || now >= until)
+        {
+            sim.set_link_latency(host(a), host(b), Duration::ZERO);
+            schedule.push(format!("{now:?}: link {a}-{b} back to normal"));
+            slow = None;
+        }
+        if !healing && now >= next_fault && !quiet {
+            let b = rng.next(u64::from(BROKERS)) as u32;
+            let hold = Duration::from_millis(300 + rng.next(4000));
+            match rng.next(3) {
+                0 if down.is_none() => {
+                    sim.crash(host(b));
+                    schedule.push(format!("{now:?}: broker {b} crashed for {hold:?}"));
+                    down = Some((b, now + hold));
+                    faults += 1;
+                }
+                1 if cut.is_none() => {
+                    for o in others(b) {
+                        sim.partition(host(b), o);
+                    }
+                    schedule.push(format!("{now:?}: broker {b} cut off for {hold:?}"));
+                    cut = Some((b, now + hold));
+                    faults += 1;
+                }
+                2 if slow.is_none() => {
+                    let to = (b + 1 + rng.next(u64::from(BROKERS) - 1) as u32) % BROKERS;
+                    let latency = Duration::from_millis(50 + rng.next(400));
+                    sim.set_link_latency(host(b), host(to), latency);
+                    schedule.push(format!(
+                        "{now:?}: link {b}-{to} slowed to {latency:?} for {hold:?}"
+                    ));
+                    slow = Some((b, to, now + hold));
+                    faults += 1;
+                }
+                _ => {}
+            }
+            next_fault = now + Duration::from_millis(500 + rng.next(2500));
+        }
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Err(format!("{e}\nschedule:\n{}", schedule.join("\n"))),
+        }
+    }
+    let ledger = ledger.borrow();
+    Ok(Outcome {
+        faults,
+        acked: ledger.acked.len(),
+        refused: ledger.refused,
+    })
+}
+
+fn seeds() -> Vec<u64> {
+    if let Some(seed) = std::env::var("STRAND_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count: u64 = std::env::var("STRAND_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let (first, _) = strand_e2e::Rng::seeded();
+    (0..count).map(|i| first.wrapping_add(i)).collect()
+}
+
+/// Log lines stamped with the simulation's time.
+struct SimElapsed;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimElapsed {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "[{:?}]", turmoil::sim_elapsed().unwrap_or_default())
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_simulated_crashes_and_partitions() {
+    if let Ok(filter) = std::env::var("STRAND_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_timer(SimElapsed)
+            .with_ansi(false)
+            .with_test_writer()
+            .try_init();
+    }
+    for seed in seeds() {
+        let wall = std::time::Instant::now();
+        match run(seed) {
+            Ok(o) => println!(
+                "seed {seed}: {} faults, {} writes acknowledged, {} attempts refused or unanswered and sent again, checked in {:?} of wall time",
+                o.faults,
+                o.acked,
+                o.refused,
+                wall.elapsed()
+            ),
+            Err(why) => panic!("seed {seed} (replay with STRAND_SIM_SEED={seed}): {why}"),
+        }
+    }
+}
