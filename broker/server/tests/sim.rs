@@ -179,7 +179,8 @@ async fn replica(b: u32, partition: u32) -> Result<BTreeMap<i64, String>, String
 const PRODUCER: i64 = 7;
 
 /// Sends `batch` to the leader of `partition` until it is acknowledged, and returns its
-/// offset; gives up once the faults have been healed for [`CONVERGE`].
+/// offset; gives up after [`CHAOS_END`] and [`CONVERGE`] of trying, longer than the faults
+/// last.
 async fn write(partition: u32, batch: Vec<u8>, ledger: &RefCell<Ledger>) -> Result<i64, String> {
     let give_up = tokio::time::Instant::now() + CHAOS_END + CONVERGE;
     let mut why = String::new();
