@@ -550,31 +550,7 @@ impl ProcessCluster {
 
     /// The records (offset and value) broker `b`'s replica holds, up to its high watermark.
     pub async fn records(&self, b: u32, topic: &str, partition: u32) -> Option<Vec<(i64, String)>> {
-        let mut client = BrokerClient::new(self.channel(b).await?);
-        let mut out = Vec::new();
-        let mut offset = 0;
-        loop {
-            let req = FetchRequest {
-                topic: topic.into(),
-                partition,
-                offset,
-                max_bytes: 1 << 22,
-                max_wait_ms: 0,
-            };
-            let resp = client.fetch(req).await.ok()?.into_inner();
-            if resp.batches.is_empty() {
-                return Some(out);
-            }
-            let mut bytes = &resp.batches[..];
-            while bytes.len() >= 12 {
-                let len = i32::from_be_bytes(bytes[8..12].try_into().ok()?) as usize + 12;
-                for r in strand_log::decode_records(&bytes[..len]).ok()? {
-                    out.push((r.offset, String::from_utf8_lossy(&r.value?).into_owned()));
-                }
-                bytes = &bytes[len..];
-            }
-            offset = resp.next_offset;
-        }
+        replica_records(self.channel(b).await?, topic, partition).await
     }
 
     /// Polls `check` until it returns something; panics with `what` after `limit`.
@@ -804,5 +780,39 @@ impl Drop for DevCluster {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The records (offset and value) of `topic`/`partition` as the broker at the other end of
+/// `channel` holds them, up to its high watermark, read through its Fetch call.
+pub async fn replica_records(
+    channel: Channel,
+    topic: &str,
+    partition: u32,
+) -> Option<Vec<(i64, String)>> {
+    let mut client = BrokerClient::new(channel);
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let req = FetchRequest {
+            topic: topic.into(),
+            partition,
+            offset,
+            max_bytes: 1 << 22,
+            max_wait_ms: 0,
+        };
+        let resp = client.fetch(req).await.ok()?.into_inner();
+        if resp.batches.is_empty() {
+            return Some(out);
+        }
+        let mut bytes = &resp.batches[..];
+        while bytes.len() >= 12 {
+            let len = i32::from_be_bytes(bytes[8..12].try_into().ok()?) as usize + 12;
+            for r in strand_log::decode_records(&bytes[..len]).ok()? {
+                out.push((r.offset, String::from_utf8_lossy(&r.value?).into_owned()));
+            }
+            bytes = &bytes[len..];
+        }
+        offset = resp.next_offset;
     }
 }

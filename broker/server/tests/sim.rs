@@ -23,8 +23,8 @@ use std::time::Duration;
 use futures_util::stream;
 use strand_proto::admin::admin_client::AdminClient;
 use strand_proto::admin::{CreateTopicRequest, DescribeClusterRequest, DescribeTopicRequest};
+use strand_proto::broker::ProduceRequest;
 use strand_proto::broker::broker_client::BrokerClient;
-use strand_proto::broker::{FetchRequest, ProduceRequest};
 use strand_server::{
     BalancingSettings, Broker, BrokerConfig, GrpcConnection, KafkaSettings, RaftTuning, Transport,
 };
@@ -142,37 +142,17 @@ async fn leaders() -> Option<Vec<Option<u32>>> {
 
 /// The records of `partition` as broker `b`'s replica holds them, by offset.
 async fn replica(b: u32, partition: u32) -> Result<BTreeMap<i64, String>, String> {
-    let mut client = BrokerClient::new(channel(b));
-    let mut records = BTreeMap::new();
-    let mut offset = 0;
-    loop {
-        let request = FetchRequest {
-            topic: TOPIC.into(),
-            partition,
-            offset,
-            max_bytes: 1 << 20,
-            max_wait_ms: 0,
-        };
-        let response = timed(client.fetch(request)).await?;
-        let mut bytes = &response.batches[..];
-        if bytes.is_empty() {
-            return Ok(records);
-        }
-        while bytes.len() >= 12 {
-            let base = i64::from_be_bytes(bytes[..8].try_into().unwrap());
-            let len = i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize + 12;
-            let batch = strand_log::decode_records(&bytes[..len]).map_err(|e| e.to_string())?;
-            for (i, record) in batch.iter().enumerate() {
-                let value = record.value.clone().unwrap_or_default();
-                let value = String::from_utf8_lossy(&value).into_owned();
-                if records.insert(base + i as i64, value.clone()).is_some() {
-                    return Err(format!("offset {} read twice", base + i as i64));
-                }
-            }
-            offset = base + batch.len() as i64;
-            bytes = &bytes[len..];
+    let read = strand_e2e::replica_records(channel(b), TOPIC, partition);
+    // A few calls' time: a replica cut off mid-read is tried again by the checker's loop.
+    let read = tokio::time::timeout(CALL_TIMEOUT * 5, read).await;
+    let records = read.ok().flatten().ok_or("cannot read the replica")?;
+    let mut by_offset = BTreeMap::new();
+    for (offset, value) in records {
+        if by_offset.insert(offset, value).is_some() {
+            return Err(format!("offset {offset} read twice"));
         }
     }
+    Ok(by_offset)
 }
 
 /// The client's producer id.
