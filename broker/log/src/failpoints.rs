@@ -13,6 +13,7 @@
 //! | `log::fsync` | making a segment's appends durable | EIO, as a failing disk |
 //! | `raft::state` | saving a Raft group's state file, its vote (`strand-raft`) | EIO |
 //! | `raft::lease_renewal` | a partition leader renewing its quorum lease before a write (`strand-node`); the argument is a topic name, not a path | the renewal is skipped |
+//! | `controller::metadata_voters` | the controller changing the metadata group's voters (`strand-server`); the argument is a fragment of the controller's data directory | the change waits (`strand_node::failpoints::holds`) |
 
 use std::io;
 use std::path::Path;

@@ -9,6 +9,7 @@ mod append_stream;
 mod cluster;
 pub mod convert;
 pub mod disk;
+pub mod failpoints;
 pub mod identity;
 pub mod limits;
 pub mod meta;

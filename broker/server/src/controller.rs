@@ -73,6 +73,12 @@ pub fn caught_up(metrics: &openraft::RaftMetrics<TypeConfig>, node: u64) -> bool
         .is_some_and(|matched| matched.index + CAUGHT_UP_ENTRIES >= last)
 }
 
+/// How many voters the metadata group keeps among `live` brokers: 3 (all of them when fewer),
+/// 5 from five brokers on.
+pub fn metadata_voters_kept(live: usize) -> usize {
+    if live >= 5 { 5 } else { live.min(3) }
+}
+
 /// Adds registered brokers to the metadata group as learners, keeps 3 voters (5 from five
 /// brokers on) preferring caught-up learners, and drops retired incarnations.
 async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result<(), String> {
@@ -100,11 +106,7 @@ async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result
         }
     }
     let retired = retired_nodes(state);
-    let target = if live.len() >= 5 {
-        5
-    } else {
-        live.len().min(3)
-    };
+    let target = metadata_voters_kept(live.len());
     let mut wanted: BTreeSet<u64> = voters.difference(&retired).copied().collect();
     for broker in &live {
         if wanted.len() >= target {
@@ -114,7 +116,10 @@ async fn keep_metadata_membership(inner: &Inner, state: &ClusterState) -> Result
             wanted.insert(broker.node_id.0);
         }
     }
-    if wanted != voters && !wanted.is_empty() {
+    if wanted != voters
+        && !wanted.is_empty()
+        && !strand_node::failpoints::holds("controller::metadata_voters", &inner.config.data_dir)
+    {
         inner
             .cluster
             .raft()

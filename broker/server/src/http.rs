@@ -57,6 +57,9 @@ pub fn not_ready(inner: &Inner) -> Option<String> {
     if !inner.cluster.registered_in(&state) {
         return Some("not registered with the controller yet".into());
     }
+    if let Some(why) = metadata_voter_missing(inner, &state) {
+        return Some(why);
+    }
     let me = inner.cluster.broker_id();
     // Assigned here: a replica this broker is giving up may stay a learner until it goes.
     let assigned_here = |topic: &str, partition: u32| {
@@ -77,11 +80,14 @@ pub fn not_ready(inner: &Inner) -> Option<String> {
             // copies: until the controller has made it one, the partition has one copy fewer,
             // and another broker restarted on an empty disk meanwhile (a rolling restart goes
             // on to the next pod once this one is ready) would take a second of three.
+            // A voter of the committed membership, in both of its configurations while a change
+            // is under way: a configuration appended but not committed may still be lost, and
+            // while the change is joint, the old configuration's majority is needed too.
             let voter = m
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == m.id);
+                .committed_membership_config
+                .get_joint_config()
+                .iter()
+                .all(|voters| voters.contains(&m.id));
             let why = if m.current_leader.is_none() {
                 "no leader known"
             } else if m.last_applied.map(|l| l.index) < m.local_committed.map(|c| c.index) {
@@ -105,6 +111,38 @@ pub fn not_ready(inner: &Inner) -> Option<String> {
     } else {
         Some(format!("replicas not caught up: {}", behind.join(", ")))
     }
+}
+
+/// Why this broker should not count as ready for the metadata group's sake: a configuration of
+/// the group's committed membership (two while a change is under way) does not hold it and has
+/// fewer voters among the brokers' current incarnations than the controller keeps (3, or 5 from
+/// five brokers on). That is a new incarnation after an empty disk whose predecessor the
+/// controller has not replaced yet, or whose replacement is not committed: were another
+/// broker's disk emptied meanwhile (a rolling restart goes on to the next pod once this one is
+/// ready), the group could be left without a majority of its voters, and no controller could
+/// be elected again.
+fn metadata_voter_missing(inner: &Inner, state: &strand_meta::ClusterState) -> Option<String> {
+    let watch = inner.cluster.raft().metrics();
+    let metrics = watch.borrow_watched();
+    let live: Vec<u64> = state
+        .brokers()
+        .values()
+        .filter(|b| b.state != strand_meta::BrokerState::Decommissioned)
+        .map(|b| b.node_id.0)
+        .collect();
+    let kept = crate::controller::metadata_voters_kept(live.len());
+    metrics
+        .committed_membership_config
+        .get_joint_config()
+        .iter()
+        .filter(|voters| !voters.contains(&metrics.id))
+        .map(|voters| voters.iter().filter(|v| live.contains(v)).count())
+        .find(|current| *current < kept)
+        .map(|current| {
+            format!(
+                "not a voter of the metadata group yet (it has {current} of the {kept} voters it keeps)"
+            )
+        })
 }
 
 async fn readyz(State(inner): State<Arc<Inner>>) -> (StatusCode, String) {

@@ -1,7 +1,7 @@
 //! A simulated cluster: three brokers and a client as hosts of one turmoil simulation, in one
 //! thread, on simulated time and a simulated network. A seeded schedule crashes and restarts
-//! brokers (their files stay, as after kill -9), cuts them off from the others, and slows
-//! links, while the client writes through the brokers' produce call as an idempotent producer
+//! brokers (their files stay, as after kill -9, or are gone, as when a pod comes back on an
+//! empty volume), cuts them off from the others, and slows links, while the client writes through the brokers' produce call as an idempotent producer
 //! (each partition's batches in sequence, each sent again until it is acknowledged). Then
 //! every fault is healed and the checker reads every replica: every acknowledged record at its
 //! offset, no record twice, replicas alike.
@@ -90,8 +90,14 @@ fn config(dir: &Path, b: u32) -> BrokerConfig {
     }
 }
 
-/// Runs broker `b` until its host is crashed.
-async fn broker(dir: PathBuf, b: u32) -> turmoil::Result {
+/// Whether each broker said it is ready (`/readyz`) when last asked, as Kubernetes watches it:
+/// a disk is emptied only while every broker is, as a StatefulSet's rolling update and a
+/// PodDisruptionBudget wait for it. Emptying a second disk before the first broker's new
+/// incarnation holds its replicas again could lose what only those two disks held.
+type Ready = Rc<RefCell<[bool; BROKERS as usize]>>;
+
+/// Runs broker `b` until its host is crashed, saying in `ready` whether it is ready.
+async fn broker(dir: PathBuf, b: u32, ready: Ready) -> turmoil::Result {
     let listener =
         turmoil::net::TcpListener::bind((IpAddr::from(Ipv4Addr::UNSPECIFIED), PORT)).await?;
     let incoming = stream::unfold(listener, |listener| async move {
@@ -105,9 +111,30 @@ async fn broker(dir: PathBuf, b: u32) -> turmoil::Result {
         dial: dial(),
         incoming: Box::pin(incoming),
     };
-    let _broker = Broker::start_with(config(&dir, b), transport).await?;
-    std::future::pending::<()>().await;
-    Ok(())
+    let broker = Broker::start_with(config(&dir, b), transport).await?;
+    let mut ticks = 0u64;
+    loop {
+        let not_ready = strand_server::not_ready(broker.inner());
+        ready.borrow_mut()[b as usize] = not_ready.is_none();
+        ticks += 1;
+        // Every 2 s, with STRAND_SIM_LOG=sim=debug: the metadata group as this broker sees it.
+        if ticks.is_multiple_of(20) {
+            use openraft::async_runtime::WatchReceiver;
+            let watch = broker.inner().cluster.raft().metrics();
+            let m = watch.borrow_watched();
+            tracing::debug!(
+                target: "sim",
+                state = ?m.state,
+                leader = ?m.current_leader,
+                vote = %m.vote,
+                applied = ?m.last_applied,
+                membership = %m.membership_config,
+                ?not_ready,
+                "metadata group"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// What the client wrote: acknowledged records by partition and offset.
@@ -177,6 +204,13 @@ async fn write(partition: u32, batch: Vec<u8>, ledger: &RefCell<Ledger>) -> Resu
             };
             match timed(client.produce(request)).await {
                 Ok(r) => return Ok(r.base_offset),
+                // The broker lost track of the producer's sequence: a Kafka client stops here
+                // (librdkafka's fatal "sequence desynchronization"), however often it retries.
+                Err(e) if e.contains("out of order sequence") => {
+                    return Err(format!(
+                        "broker {leader} refused it as out of sequence: {e}"
+                    ));
+                }
                 Err(e) => {
                     ledger.borrow_mut().refused += 1;
                     why = format!("broker {leader}: {e}");
@@ -295,6 +329,8 @@ async fn check(acked: &BTreeMap<(u32, i64), String>) -> Result<(), String> {
 /// What a seed did: its faults, and the client's writes.
 struct Outcome {
     faults: usize,
+    /// Of them, crashes after which the broker came back on an empty disk.
+    emptied: usize,
     acked: usize,
     refused: usize,
 }
@@ -308,18 +344,22 @@ fn run(seed: u64) -> Result<Outcome, String> {
         .max_message_latency(Duration::from_millis(20))
         .tcp_capacity(4096)
         .build();
+    let ready: Ready = Rc::default();
     for b in 0..BROKERS {
         let dir = dir.path().to_path_buf();
-        sim.host(host(b), move || broker(dir.clone(), b));
+        let ready = ready.clone();
+        sim.host(host(b), move || broker(dir.clone(), b, ready.clone()));
     }
     let ledger = Rc::new(RefCell::new(Ledger::default()));
     sim.client("client", client(ledger.clone()));
     let mut rng = strand_e2e::Rng::new(seed);
     let mut schedule = Vec::new();
     let mut faults = 0;
+    let mut emptied = 0;
     let mut next_fault = WARM_UP;
-    // A crashed broker and when it comes back; a cut-off broker and when it is reconnected.
-    let mut down: Option<(u32, Duration)> = None;
+    // A crashed broker, when it comes back and whether on an empty disk; a cut-off broker and
+    // when it is reconnected.
+    let mut down: Option<(u32, Duration, bool)> = None;
     let mut cut: Option<(u32, Duration)> = None;
     let mut slow: Option<(u32, u32, Duration)> = None;
     // STRAND_SIM_QUIET=1: no faults.
@@ -328,18 +368,23 @@ fn run(seed: u64) -> Result<Outcome, String> {
     loop {
         let now = sim.elapsed();
         let healing = now >= CHAOS_END;
-        if let Some((b, until)) = down
+        if let Some((b, until, empty)) = down
             && (healing || now >= until)
         {
+            if empty {
+                std::fs::remove_dir_all(dir.path().join(host(b)))
+                    .map_err(|e| format!("cannot empty broker {b}'s disk: {e}"))?;
+            }
             sim.bounce(host(b));
-            schedule.push(format!("{now:?}: broker {b} restarted"));
+            let how = if empty { " on an empty disk" } else { "" };
+            schedule.push(format!("{now:?}: broker {b} restarted{how}"));
             down = None;
         }
         if let Some((b, until)) = cut
             && (healing || now >= until)
         {
             for o in others(b) {
-                sim.repair(host(b), o);
+                sim.release(host(b), o);
             }
             schedule.push(format!("{now:?}: broker {b} reconnected"));
             cut = None;
@@ -354,16 +399,31 @@ fn run(seed: u64) -> Result<Outcome, String> {
         if !healing && now >= next_fault && !quiet {
             let b = rng.next(u64::from(BROKERS)) as u32;
             let hold = Duration::from_millis(300 + rng.next(4000));
-            match rng.next(3) {
+            match rng.next(4) {
                 0 if down.is_none() => {
                     sim.crash(host(b));
+                    ready.borrow_mut()[b as usize] = false;
                     schedule.push(format!("{now:?}: broker {b} crashed for {hold:?}"));
-                    down = Some((b, now + hold));
+                    down = Some((b, now + hold, false));
                     faults += 1;
                 }
+                3 if down.is_none() && ready.borrow().iter().all(|r| *r) => {
+                    sim.crash(host(b));
+                    ready.borrow_mut()[b as usize] = false;
+                    schedule.push(format!(
+                        "{now:?}: broker {b} crashed for {hold:?}, to come back on an empty disk"
+                    ));
+                    down = Some((b, now + hold, true));
+                    faults += 1;
+                    emptied += 1;
+                }
                 1 if cut.is_none() => {
+                    // Held, not dropped: TCP sends again what a cut link lost, so a connection
+                    // delivers every byte in order once the cut heals (or is reset). Dropping
+                    // turmoil's segments instead leaves holes in a stream, which no network
+                    // does, and can stall an HTTP/2 connection forever (a lost WINDOW_UPDATE).
                     for o in others(b) {
-                        sim.partition(host(b), o);
+                        sim.hold(host(b), o);
                     }
                     schedule.push(format!("{now:?}: broker {b} cut off for {hold:?}"));
                     cut = Some((b, now + hold));
@@ -392,6 +452,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
     let ledger = ledger.borrow();
     Ok(Outcome {
         faults,
+        emptied,
         acked: ledger.acked.len(),
         refused: ledger.refused,
     })
@@ -435,8 +496,9 @@ fn acknowledged_writes_survive_simulated_crashes_and_partitions() {
         let wall = std::time::Instant::now();
         match run(seed) {
             Ok(o) => println!(
-                "seed {seed}: {} faults, {} writes acknowledged, {} attempts refused or unanswered and sent again, checked in {:?} of wall time",
+                "seed {seed}: {} faults ({} crashes onto an empty disk), {} writes acknowledged, {} attempts refused or unanswered and sent again, checked in {:?} of wall time",
                 o.faults,
+                o.emptied,
                 o.acked,
                 o.refused,
                 wall.elapsed()
