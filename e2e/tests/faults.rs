@@ -96,6 +96,7 @@ async fn produce(producer: FutureProducer, stop: Arc<AtomicBool>) -> Outcome {
     let mut outcome = Outcome::default();
     let mut pending = FuturesUnordered::new();
     let mut n = 0u64;
+    let mut fatal_seen = false;
     while !stop.load(Ordering::SeqCst) {
         if pending.len() >= IN_FLIGHT {
             if let Some(done) = pending.next().await {
@@ -111,7 +112,15 @@ async fn produce(producer: FutureProducer, stop: Arc<AtomicBool>) -> Outcome {
         match producer.send_result(record) {
             Ok(delivery) => pending.push(async move { (p, value, delivery.await) }),
             Err((e, _)) => {
-                // The client's queue is full: wait for answers.
+                // Said once, when first seen, so the brokers' logs can be read at that time.
+                if !fatal_seen && let Some((code, reason)) = producer.client().fatal_error() {
+                    fatal_seen = true;
+                    println!(
+                        "the producer failed (seen {} UTC): {code:?}: {reason}",
+                        time_of_day()
+                    );
+                }
+                // The client's queue is full (or the producer failed): wait for answers.
                 *outcome
                     .failed
                     .entry(format!("not queued: {e}"))

@@ -209,6 +209,31 @@ impl ProducerState {
         Verdict::Append
     }
 
+    /// What this replica holds of producer `id` in `epoch`, for a log line when one of its
+    /// batches is refused: the sequence ranges of its batches in flight and of its last
+    /// batches written.
+    pub fn describe(&self, id: i64, epoch: i16) -> String {
+        let producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let in_flight: Vec<(i32, i32)> = producers
+            .in_flight
+            .get(&id)
+            .filter(|f| f.epoch == epoch)
+            .map(|f| f.batches.iter().copied().collect())
+            .unwrap_or_default();
+        let written: Vec<(i32, i32)> = producers
+            .applied
+            .get(&id)
+            .filter(|p| p.epoch == epoch)
+            .map(|p| {
+                p.batches
+                    .iter()
+                    .map(|w| (w.first_seq, w.last_seq))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!("in flight {in_flight:?}, written {written:?}")
+    }
+
     /// Records that an idempotent batch was refused by a guard before its sequence was
     /// checked (a disk short of space, too few replicas in sync): when it was the producer's
     /// next batch, the producer's later batches in this term are told to retry

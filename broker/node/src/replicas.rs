@@ -294,6 +294,23 @@ fn check_idempotent(
         Verdict::Append => Ok(Idempotent::Reserved { term }),
         Verdict::Duplicate(base_offset) => Ok(Idempotent::Duplicate(base_offset)),
         Verdict::InFlight => Err(AppendError::InFlight),
-        Verdict::Refused(e) => Err(AppendError::Producer(e)),
+        Verdict::Refused(e) => {
+            if e == kafka_protocol::ResponseError::OutOfOrderSequenceNumber {
+                // Fatal to the client (librdkafka stops the producer): say what was expected.
+                let header = batch.header();
+                tracing::warn!(
+                    topic = %replica.topic,
+                    partition = replica.partition,
+                    producer = header.producer_id,
+                    epoch = header.producer_epoch,
+                    first = header.base_sequence,
+                    records = header.last_offset_delta + 1,
+                    term,
+                    held = %replica.producers.describe(header.producer_id, header.producer_epoch),
+                    "refused an idempotent batch out of sequence"
+                );
+            }
+            Err(AppendError::Producer(e))
+        }
     }
 }
