@@ -184,8 +184,12 @@ impl ProducerState {
         let retry_from = flight
             .filter(|f| f.epoch == header.producer_epoch)
             .and_then(|f| f.retry_from);
+        // Held for an earlier batch the client must send again: a batch that would be a gap
+        // is told to retry. One right after what is written or in flight is no gap (the batch
+        // held for turned out written already) and goes on.
         if let Some(from) = retry_from
             && first != from
+            && previous.is_none_or(|previous| first != next_seq(previous))
         {
             return Verdict::Refused(ResponseError::NotLeaderOrFollower);
         }
@@ -278,6 +282,38 @@ impl ProducerState {
         });
         if flight.retry_from.is_none() && !flight.batches.contains(&(first, last)) {
             flight.retry_from = Some(first);
+        }
+    }
+
+    /// Records that an idempotent batch was refused because this leader, new in `term`, had
+    /// not applied its predecessors' entries yet, so its producer state could not be trusted:
+    /// until the client sends this batch again, the producer's later batches in this term that
+    /// would look like a gap are told to retry (NOT_LEADER_OR_FOLLOWER), as after a failed
+    /// submission. Refused as a gap (OUT_OF_ORDER_SEQUENCE_NUMBER), the batch pipelined behind
+    /// this one made librdkafka bump its epoch and send again, under new sequence numbers,
+    /// every batch it had not seen acknowledged, writing twice one whose answer the old leader
+    /// took down with it. Unlike [`ProducerState::refused_before_check`], the producer may not
+    /// be known yet (its last batches may be among those not applied), so any is held, up to
+    /// `producers_max` of them.
+    pub fn refused_while_applying(&self, term: u64, header: &BatchHeader) {
+        let mut producers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let id = header.producer_id;
+        if producers.in_flight.get(&id).is_some_and(|f| f.term != term) {
+            producers.in_flight.remove(&id);
+        }
+        if !producers.in_flight.contains_key(&id)
+            && producers.in_flight.len() >= producers.producers_max
+        {
+            return;
+        }
+        let flight = producers.in_flight.entry(id).or_insert(InFlight {
+            term,
+            epoch: header.producer_epoch,
+            batches: VecDeque::new(),
+            retry_from: None,
+        });
+        if flight.epoch == header.producer_epoch && flight.retry_from.is_none() {
+            flight.retry_from = Some(header.base_sequence);
         }
     }
 
@@ -707,6 +743,41 @@ mod tests {
         state.refused_before_check(1, &batch_of(99, 0, 0, 1, 0));
         assert_eq!(state.check(1, &batch(15, 5)), Verdict::Append);
         assert!(!state.0.lock().unwrap().in_flight.contains_key(&99));
+    }
+
+    #[test]
+    fn a_batch_refused_while_a_new_leader_applies_holds_the_ones_pipelined_behind_it() {
+        let state = ProducerState::default();
+        let (a, b, c) = (batch(0, 5), batch(5, 5), batch(10, 5));
+        // a was written by the previous leader; this one, new in term 2, has not applied it
+        // yet when b arrives, and refuses b.
+        state.refused_while_applying(2, &b);
+        state.0.lock().unwrap().apply(1, &a, Offset(0));
+        // c, pipelined behind b, arrives once a is applied: told to retry, not refused as a
+        // gap.
+        assert_eq!(
+            state.check(2, &c),
+            Verdict::Refused(ResponseError::NotLeaderOrFollower)
+        );
+        assert_eq!(state.check(2, &b), Verdict::Append);
+        assert_eq!(state.check(2, &c), Verdict::Append);
+
+        // Held for a batch that turns out written already (a retry of a): the next one is no
+        // gap and goes on; a real gap is still one.
+        let state = ProducerState::default();
+        state.refused_while_applying(2, &a);
+        state.0.lock().unwrap().apply(1, &a, Offset(0));
+        assert_eq!(state.check(2, &a), Verdict::Duplicate(0));
+        assert_eq!(
+            state.check(2, &c),
+            Verdict::Refused(ResponseError::NotLeaderOrFollower)
+        );
+        assert_eq!(state.check(2, &b), Verdict::Append);
+        assert_eq!(state.check(2, &c), Verdict::Append);
+        assert_eq!(
+            state.check(2, &batch(20, 5)),
+            Verdict::Refused(ResponseError::OutOfOrderSequenceNumber)
+        );
     }
 
     #[test]

@@ -286,6 +286,9 @@ fn check_idempotent(
     // Until this leader has applied its own first entry, earlier leaders' batches may still be
     // unapplied, and a retry of one of them would not be recognised.
     if applied_term != Some(term) {
+        replica
+            .producers
+            .refused_while_applying(term, batch.header());
         return Err(AppendError::NotLeader(
             "the new leader is still applying earlier entries".to_string(),
         ));

@@ -83,11 +83,9 @@ pub fn not_ready(inner: &Inner) -> Option<String> {
             // A voter of the committed membership, in both of its configurations while a change
             // is under way: a configuration appended but not committed may still be lost, and
             // while the change is joint, the old configuration's majority is needed too.
-            let voter = m
-                .committed_membership_config
-                .get_joint_config()
-                .iter()
-                .all(|voters| voters.contains(&m.id));
+            // (A replica that has received nothing yet has an empty membership: not a voter.)
+            let configs = m.committed_membership_config.get_joint_config();
+            let voter = !configs.is_empty() && configs.iter().all(|voters| voters.contains(&m.id));
             let why = if m.current_leader.is_none() {
                 "no leader known"
             } else if m.last_applied.map(|l| l.index) < m.local_committed.map(|c| c.index) {
@@ -131,9 +129,11 @@ fn metadata_voter_missing(inner: &Inner, state: &strand_meta::ClusterState) -> O
         .map(|b| b.node_id.0)
         .collect();
     let kept = crate::controller::metadata_voters_kept(live.len());
-    metrics
-        .committed_membership_config
-        .get_joint_config()
+    let configs = metrics.committed_membership_config.get_joint_config();
+    if configs.is_empty() {
+        return Some("has not received the metadata group's membership yet".into());
+    }
+    configs
         .iter()
         .filter(|voters| !voters.contains(&metrics.id))
         .map(|voters| voters.iter().filter(|v| live.contains(v)).count())

@@ -42,6 +42,14 @@ impl RaftTuning {
             election_timeout_max: self.election_min.as_millis() as u64 * 3 / 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.entries_kept_after_snapshot,
+            // A replica that led before a crash stands for election like any other. Restored
+            // as leader at once, in its old term, its state machine is where its last snapshot
+            // left it until the group commits again, yet its applied entry is of its own term,
+            // which is what shows a new leader has applied its predecessors' entries: it
+            // checked producers' sequences against the snapshot (a fatal
+            // OUT_OF_ORDER_SEQUENCE_NUMBER for the next batch) and could answer from a stale
+            // state. Winning an election costs about one election timeout.
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         // Only out-of-range values can fail validation; these are in range by construction.

@@ -1526,3 +1526,84 @@ async fn an_idempotent_producer_goes_on_at_a_leader_rebuilt_from_a_snapshot() {
     }
     cluster.shutdown().await;
 }
+
+/// A leader that crashed and came back keeps its vote, and openraft would restore it as
+/// leader at once, in the same term, with its state machine as its last snapshot left it:
+/// the producers' sequences it checked then were those of the snapshot, not of the batches
+/// after it, and the producer's next batch looked like a gap (OUT_OF_ORDER_SEQUENCE_NUMBER,
+/// fatal to librdkafka). A restarted replica now stands for election like any other, and a
+/// leader checks producers only once it has applied every entry before its own first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_restarted_after_a_crash_checks_producers_against_its_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // Snapshots often: the last one is well behind the producer's last batch.
+    let tuning = RaftTuning {
+        snapshot_every_entries: 8,
+        ..RaftTuning::default()
+    };
+    let mut cluster = Cluster::start(dir.path(), 3, tuning).await;
+    // Two replicas: with both down, the third broker and the restarted leader still make the
+    // metadata group's majority, so the leader starts its partition again.
+    let mut admin = cluster.admin(0).await.unwrap();
+    let req = CreateTopicRequest {
+        name: "restored".into(),
+        partitions: 1,
+        replication_factor: 2,
+        ..Default::default()
+    };
+    admin.create_topic(req).await.expect("topic created");
+    for seq in 0..21 {
+        assert_eq!(
+            cluster.produce("restored", 0, producer_batch(seq)).await,
+            i64::from(seq)
+        );
+    }
+    let leader = cluster.leader("restored").await;
+    let follower = cluster.describe("restored").await.unwrap().partitions[0]
+        .replicas
+        .iter()
+        .copied()
+        .find(|b| *b != leader)
+        .unwrap();
+    // Both replicas crash; the leader comes back first, alone in its group: it cannot commit
+    // anything there.
+    cluster.stop(follower).await;
+    cluster.stop(leader).await;
+    cluster.restart(leader).await;
+    let replica = cluster
+        .wait_for("the partition to be started again", |c| async move {
+            c.brokers[leader as usize]
+                .as_ref()?
+                .inner()
+                .registry
+                .partition_by_name("restored", 0)
+        })
+        .await;
+    let state = {
+        use openraft::async_runtime::WatchReceiver;
+        replica.raft.metrics().borrow_watched().state
+    };
+    let replicas = cluster.brokers[leader as usize]
+        .as_ref()
+        .unwrap()
+        .inner()
+        .replicas();
+    let writer = strand_node::Writer::Client { acks_all: true };
+    let alone = replicas
+        .append("restored", 0, Some(producer_batch(21).into()), writer)
+        .await;
+    if let Err(AppendError::Producer(e)) = &alone {
+        panic!(
+            "the restarted leader ({state:?}) refused the producer's next batch: {e:?}, as if its last batches were not written"
+        );
+    }
+    drop(alone);
+    cluster.restart(follower).await;
+    for seq in 21..24 {
+        assert_eq!(
+            cluster.produce("restored", 0, producer_batch(seq)).await,
+            i64::from(seq)
+        );
+    }
+    cluster.shutdown().await;
+}

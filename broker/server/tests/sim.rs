@@ -132,6 +132,22 @@ async fn broker(dir: PathBuf, b: u32, ready: Ready) -> turmoil::Result {
                 ?not_ready,
                 "metadata group"
             );
+            for (group, replica) in broker.inner().registry.partitions() {
+                let watch = replica.raft.metrics();
+                let m = watch.borrow_watched();
+                tracing::debug!(
+                    target: "sim",
+                    %group,
+                    state = ?m.state,
+                    leader = ?m.current_leader,
+                    vote = %m.vote,
+                    last = ?m.last_log_index,
+                    applied = ?m.last_applied.as_ref().map(|l| l.index),
+                    membership = %m.membership_config,
+                    committed_membership = %m.committed_membership_config,
+                    "partition group"
+                );
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
