@@ -71,6 +71,18 @@ struct InFlight {
     retry_from: Option<i32>,
 }
 
+impl InFlight {
+    /// Nothing in flight yet, in `term` and `epoch`.
+    fn new(term: u64, epoch: i16) -> Self {
+        InFlight {
+            term,
+            epoch,
+            batches: VecDeque::new(),
+            retry_from: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Producers {
     applied: HashMap<i64, Producer>,
@@ -198,12 +210,10 @@ impl ProducerState {
         {
             return Verdict::Refused(ResponseError::OutOfOrderSequenceNumber);
         }
-        let flight = producers.in_flight.entry(id).or_insert(InFlight {
-            term,
-            epoch: header.producer_epoch,
-            batches: VecDeque::new(),
-            retry_from: None,
-        });
+        let flight = producers
+            .in_flight
+            .entry(id)
+            .or_insert_with(|| InFlight::new(term, header.producer_epoch));
         if flight.epoch != header.producer_epoch {
             flight.epoch = header.producer_epoch;
             flight.batches.clear();
@@ -274,12 +284,10 @@ impl ProducerState {
         if first != next_seq(previous) {
             return;
         }
-        let flight = producers.in_flight.entry(id).or_insert(InFlight {
-            term,
-            epoch: header.producer_epoch,
-            batches: VecDeque::new(),
-            retry_from: None,
-        });
+        let flight = producers
+            .in_flight
+            .entry(id)
+            .or_insert_with(|| InFlight::new(term, header.producer_epoch));
         if flight.retry_from.is_none() && !flight.batches.contains(&(first, last)) {
             flight.retry_from = Some(first);
         }
@@ -306,12 +314,10 @@ impl ProducerState {
         {
             return;
         }
-        let flight = producers.in_flight.entry(id).or_insert(InFlight {
-            term,
-            epoch: header.producer_epoch,
-            batches: VecDeque::new(),
-            retry_from: None,
-        });
+        let flight = producers
+            .in_flight
+            .entry(id)
+            .or_insert_with(|| InFlight::new(term, header.producer_epoch));
         if flight.epoch == header.producer_epoch && flight.retry_from.is_none() {
             flight.retry_from = Some(header.base_sequence);
         }

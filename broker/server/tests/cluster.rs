@@ -1475,6 +1475,17 @@ async fn admin_api_refuses_bad_requests_with_typed_errors_and_manages_topics() {
     cluster.shutdown().await;
 }
 
+/// Produces the producer's batches `seqs` to partition 0 of `topic`, each acknowledged at the
+/// offset of its sequence number.
+async fn produce_in_sequence(cluster: &Cluster, topic: &str, seqs: std::ops::Range<i32>) {
+    for seq in seqs {
+        assert_eq!(
+            cluster.produce(topic, 0, producer_batch(seq)).await,
+            i64::from(seq)
+        );
+    }
+}
+
 /// An idempotent producer goes on at a replica that came back on an empty disk, caught up
 /// from a snapshot and was handed the leadership: the producer's state travels in the
 /// snapshot, so its next batch is in sequence and a retry of its last one is a duplicate.
@@ -1488,12 +1499,7 @@ async fn an_idempotent_producer_goes_on_at_a_leader_rebuilt_from_a_snapshot() {
     };
     let mut cluster = Cluster::start(dir.path(), 3, tuning).await;
     create(&cluster, "rebuilt", 1).await;
-    for seq in 0..30 {
-        assert_eq!(
-            cluster.produce("rebuilt", 0, producer_batch(seq)).await,
-            i64::from(seq)
-        );
-    }
+    produce_in_sequence(&cluster, "rebuilt", 0..30).await;
     let leader = cluster.leader("rebuilt").await;
     let wiped = (leader + 1) % 3;
     cluster.stop(wiped).await;
@@ -1518,12 +1524,7 @@ async fn an_idempotent_producer_goes_on_at_a_leader_rebuilt_from_a_snapshot() {
         .into_inner();
     assert_eq!(described.partitions[0].leader, Some(wiped));
     assert_eq!(cluster.produce("rebuilt", 0, producer_batch(29)).await, 29);
-    for seq in 30..40 {
-        assert_eq!(
-            cluster.produce("rebuilt", 0, producer_batch(seq)).await,
-            i64::from(seq)
-        );
-    }
+    produce_in_sequence(&cluster, "rebuilt", 30..40).await;
     cluster.shutdown().await;
 }
 
@@ -1552,12 +1553,7 @@ async fn a_leader_restarted_after_a_crash_checks_producers_against_its_whole_log
         ..Default::default()
     };
     admin.create_topic(req).await.expect("topic created");
-    for seq in 0..21 {
-        assert_eq!(
-            cluster.produce("restored", 0, producer_batch(seq)).await,
-            i64::from(seq)
-        );
-    }
+    produce_in_sequence(&cluster, "restored", 0..21).await;
     let leader = cluster.leader("restored").await;
     let follower = cluster.describe("restored").await.unwrap().partitions[0]
         .replicas
@@ -1599,11 +1595,6 @@ async fn a_leader_restarted_after_a_crash_checks_producers_against_its_whole_log
     }
     drop(alone);
     cluster.restart(follower).await;
-    for seq in 21..24 {
-        assert_eq!(
-            cluster.produce("restored", 0, producer_batch(seq)).await,
-            i64::from(seq)
-        );
-    }
+    produce_in_sequence(&cluster, "restored", 21..24).await;
     cluster.shutdown().await;
 }
