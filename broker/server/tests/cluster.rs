@@ -261,6 +261,14 @@ impl Cluster {
         }
     }
 
+    /// Stops `broker` as a crash would, empties its data directory under `dir` and starts it
+    /// again: a new incarnation.
+    async fn restart_on_an_empty_disk(&mut self, dir: &Path, broker: u32) {
+        self.stop(broker).await;
+        std::fs::remove_dir_all(dir.join(format!("broker-{broker}"))).unwrap();
+        self.restart(broker).await;
+    }
+
     async fn restart(&mut self, broker: u32) {
         let config = self.configs[broker as usize].clone();
         self.brokers[broker as usize] = Some(Broker::start(config).await.expect("broker restarts"));
@@ -602,17 +610,20 @@ async fn write_round(cluster: &Cluster, topic: &str, acked: &mut [Vec<String>], 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
-    let dir = tempfile::tempdir().unwrap();
-    // Snapshots every few entries, keeping nothing behind them: the new incarnation can only
-    // catch up by receiving a snapshot, whose log prefix is streamed as segment files.
-    let tuning = RaftTuning {
+/// Snapshots every few entries, keeping nothing behind them: a new incarnation can only catch
+/// up by receiving a snapshot, whose log prefix is streamed as segment files.
+fn snapshots_only() -> RaftTuning {
+    RaftTuning {
         snapshot_every_entries: 8,
         entries_kept_after_snapshot: 0,
         ..RaftTuning::default()
-    };
-    let mut cluster = Cluster::start(dir.path(), 3, tuning).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, snapshots_only()).await;
     create(&cluster, "ledger", 3).await;
     let mut acked: Vec<Vec<String>> = vec![Vec::new(); 3];
     for n in 0..20 {
@@ -630,9 +641,7 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
     // stays a learner there, with the old one still counted among the voters.
     let held = format!("return({})", dir.path().display());
     fail::cfg("controller::metadata_voters", &held).unwrap();
-    cluster.stop(2).await;
-    std::fs::remove_dir_all(dir.path().join("broker-2")).unwrap();
-    cluster.restart(2).await;
+    cluster.restart_on_an_empty_disk(dir.path(), 2).await;
     let new_node = cluster
         .wait_for(
             "broker 2 to register as a new incarnation",
@@ -1492,19 +1501,12 @@ async fn produce_in_sequence(cluster: &Cluster, topic: &str, seqs: std::ops::Ran
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idempotent_producer_goes_on_at_a_leader_rebuilt_from_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let tuning = RaftTuning {
-        snapshot_every_entries: 8,
-        entries_kept_after_snapshot: 0,
-        ..RaftTuning::default()
-    };
-    let mut cluster = Cluster::start(dir.path(), 3, tuning).await;
+    let mut cluster = Cluster::start(dir.path(), 3, snapshots_only()).await;
     create(&cluster, "rebuilt", 1).await;
     produce_in_sequence(&cluster, "rebuilt", 0..30).await;
     let leader = cluster.leader("rebuilt").await;
     let wiped = (leader + 1) % 3;
-    cluster.stop(wiped).await;
-    std::fs::remove_dir_all(dir.path().join(format!("broker-{wiped}"))).unwrap();
-    cluster.restart(wiped).await;
+    cluster.restart_on_an_empty_disk(dir.path(), wiped).await;
     cluster
         .wait_for("the new incarnation to be ready", |c| async move {
             strand_server::not_ready(c.brokers[wiped as usize].as_ref()?.inner())
