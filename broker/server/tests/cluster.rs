@@ -261,6 +261,16 @@ impl Cluster {
         }
     }
 
+    /// Waits until `broker` says it is ready (`/readyz`'s condition).
+    async fn wait_ready(&self, broker: u32) {
+        self.wait_for(&format!("broker {broker} to be ready"), |c| async move {
+            strand_server::not_ready(c.brokers[broker as usize].as_ref()?.inner())
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Stops `broker` as a crash would, empties its data directory under `dir` and starts it
     /// again: a new incarnation.
     async fn restart_on_an_empty_disk(&mut self, dir: &Path, broker: u32) {
@@ -706,14 +716,7 @@ async fn a_broker_with_an_empty_disk_rejoins_as_a_new_incarnation() {
     // Once broker 2 says it is ready (what Kubernetes waits for before restarting the next
     // pod), another broker may go: with broker 0 gone, brokers 1 and 2 are a majority of
     // every group only if the new incarnation replaced the old one as a voter everywhere.
-    cluster
-        .wait_for("broker 2 to be ready", |c| async move {
-            let broker = c.brokers[2].as_ref()?;
-            strand_server::not_ready(broker.inner())
-                .is_none()
-                .then_some(())
-        })
-        .await;
+    cluster.wait_ready(2).await;
     cluster.stop(0).await;
     write_round(&cluster, "ledger", &mut acked, "after").await;
     for broker in [1, 2] {
@@ -1507,13 +1510,7 @@ async fn an_idempotent_producer_goes_on_at_a_leader_rebuilt_from_a_snapshot() {
     let leader = cluster.leader("rebuilt").await;
     let wiped = (leader + 1) % 3;
     cluster.restart_on_an_empty_disk(dir.path(), wiped).await;
-    cluster
-        .wait_for("the new incarnation to be ready", |c| async move {
-            strand_server::not_ready(c.brokers[wiped as usize].as_ref()?.inner())
-                .is_none()
-                .then_some(())
-        })
-        .await;
+    cluster.wait_ready(wiped).await;
     let mut admin = cluster.admin(leader).await.unwrap();
     let described = admin
         .transfer_leadership(TransferLeadershipRequest {
