@@ -1,8 +1,10 @@
 """kafka-python against a Strand cluster: create a topic through the admin client, produce
 keyed records with acks=all, read them back in a consumer group, commit and check the
-committed offsets. Exits non-zero, with the reason, on the first thing that is not as Kafka
-would have it. Usage: kafka_python_smoke.py BOOTSTRAP TOPIC"""
+committed offsets, then read `__consumer_offsets` as Kafka's tools do and find the commits and
+the group's membership in Kafka's record format. Exits non-zero, with the reason, on the first
+thing that is not as Kafka would have it. Usage: kafka_python_smoke.py BOOTSTRAP TOPIC"""
 
+import struct
 import sys
 from collections import defaultdict
 
@@ -72,8 +74,99 @@ def main():
         committed = consumer.committed(tp)
         if committed != end:
             fail(f"partition {tp.partition}: committed {committed}, end offset {end}")
+    group = f"{topic}-readers"
+    assignment = sorted(tp.partition for tp in consumer.assignment())
     consumer.close()
+    check_offsets_topic(bootstrap, group, topic, {tp.partition: end for tp, end in ends.items()})
     print(f"kafka-python: {RECORDS} records produced, consumed and committed")
+    print(f"__consumer_offsets: group {group}'s commits and membership in Kafka's format")
+
+
+class Reader:
+    """Kafka's fixed-width encodings (the versions of these records that are not flexible)."""
+
+    def __init__(self, data):
+        self.data, self.at = data, 0
+
+    def take(self, fmt):
+        (value,) = struct.unpack_from(fmt, self.data, self.at)
+        self.at += struct.calcsize(fmt)
+        return value
+
+    def string(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        value = self.data[self.at : self.at + n].decode()
+        self.at += n
+        return value
+
+    def bytes(self):
+        n = self.take(">i")
+        value = self.data[self.at : self.at + max(n, 0)]
+        self.at += max(n, 0)
+        return value
+
+
+def check_offsets_topic(bootstrap, group, topic, ends):
+    """Reads `__consumer_offsets` from the start, decoding each record as Kafka's
+    OffsetsMessageFormatter and GroupMetadataMessageFormatter would."""
+    reader = KafkaConsumer(
+        "__consumer_offsets",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+    )
+    offsets, memberships = {}, []
+    for message in reader:
+        key = Reader(message.key)
+        kind = key.take(">h")
+        if kind in (0, 1):
+            g, t, p = key.string(), key.string(), key.take(">i")
+            if (g, t) != (group, topic) or message.value is None:
+                continue
+            value = Reader(message.value)
+            version = value.take(">h")
+            if version != 3:
+                fail(f"an offset commit's value is version {version}, not 3")
+            offsets[p] = value.take(">q")
+            value.take(">i")  # leader epoch
+            value.string()  # metadata
+            value.take(">q")  # commit timestamp
+        elif kind == 2:
+            if key.string() != group or message.value is None:
+                continue
+            value = Reader(message.value)
+            version = value.take(">h")
+            if version != 3:
+                fail(f"a group's metadata value is version {version}, not 3")
+            protocol_type, generation = value.string(), value.take(">i")
+            protocol, leader, _ = value.string(), value.string(), value.take(">q")
+            members = []
+            for _ in range(value.take(">i")):
+                member_id, _instance = value.string(), value.string()
+                _client, _host = value.string(), value.string()
+                value.take(">i")
+                value.take(">i")
+                value.bytes()
+                members.append((member_id, value.bytes()))
+            memberships.append((protocol_type, generation, protocol, leader, members))
+        else:
+            fail(f"a key of unknown record type {kind} in __consumer_offsets")
+    reader.close()
+    if offsets != ends:
+        fail(f"__consumer_offsets holds commits {offsets}, the consumer committed {ends}")
+    # Stored when the assignment was handed out: the member, its leadership and what it was
+    # assigned (and again, with no members, once it left).
+    stored = [m for m in memberships if m[4]]
+    if not stored:
+        fail(f"no record of group {group} with its members in __consumer_offsets")
+    protocol_type, generation, protocol, leader, members = stored[-1]
+    if protocol_type != "consumer" or generation < 1 or not protocol:
+        fail(f"group {group}'s record: type {protocol_type}, generation {generation}")
+    if [leader] != [m for m, _ in members] or not members[0][1]:
+        fail(f"group {group}'s record: leader {leader}, members {members}")
 
 
 if __name__ == "__main__":

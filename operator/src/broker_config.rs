@@ -55,6 +55,16 @@ pub const SETTINGS: &[Setting] = &[
         Some("log.retention.check.interval.ms"),
         SettingKind::Count,
     ),
+    setting(
+        "offsets_retention_minutes",
+        Some("offsets.retention.minutes"),
+        SettingKind::Count,
+    ),
+    setting(
+        "offsets_retention_check_interval_ms",
+        Some("offsets.retention.check.interval.ms"),
+        SettingKind::Count,
+    ),
     setting("disk_reserve_bytes", None, SettingKind::Count),
     setting("auto_balance", None, SettingKind::Flag),
     setting(

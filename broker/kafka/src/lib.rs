@@ -52,6 +52,11 @@ pub struct KafkaSettings {
     pub default_replication_factor: u16,
     /// `log.retention.check.interval.ms`: how often replicas apply retention and compaction.
     pub retention_check_interval: Duration,
+    /// `offsets.retention.minutes`: how long a consumer group keeps its committed offsets
+    /// once it has no members (and a live group those of topics it no longer reads).
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`: how often coordinators expire offsets.
+    pub offsets_retention_check_interval: Duration,
     /// The bounds on what clients send (`strand_node::limits`).
     pub limits: Limits,
     /// The certificate, key and client CA of listeners that speak TLS (`SSL`, `SASL_SSL`). A
@@ -107,6 +112,8 @@ impl Default for KafkaSettings {
             default_partitions: 1,
             default_replication_factor: 3,
             retention_check_interval: Duration::from_secs(300),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
             limits: Limits::default(),
             tls: None,
             listener_certificates: BTreeMap::new(),

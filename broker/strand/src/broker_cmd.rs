@@ -207,6 +207,12 @@ struct Settings {
     /// How often replicas apply retention and compaction, in milliseconds (Kafka's
     /// `log.retention.check.interval.ms`). Default 300000.
     retention_check_interval_ms: Option<u64>,
+    /// How long a consumer group keeps its committed offsets once it has no members, in
+    /// minutes (Kafka's `offsets.retention.minutes`). Default 10080 (7 days).
+    offsets_retention_minutes: Option<u64>,
+    /// How often group coordinators expire offsets, in milliseconds (Kafka's
+    /// `offsets.retention.check.interval.ms`). Default 600000.
+    offsets_retention_check_interval_ms: Option<u64>,
     /// Free bytes the data directory keeps in reserve; below it, partitions with a replica on
     /// this broker refuse produce. Default 1073741824 (1 GiB).
     disk_reserve_bytes: Option<u64>,
@@ -360,6 +366,15 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         retention_check_interval: settings
             .retention_check_interval_ms
             .map_or(defaults.retention_check_interval, Duration::from_millis),
+        offsets_retention: settings
+            .offsets_retention_minutes
+            .map_or(defaults.offsets_retention, |m| {
+                Duration::from_secs(m.saturating_mul(60))
+            }),
+        offsets_retention_check_interval: settings.offsets_retention_check_interval_ms.map_or(
+            defaults.offsets_retention_check_interval,
+            Duration::from_millis,
+        ),
         limits: limits_of(&settings)?,
         tls: match (&args.kafka_tls_cert, &args.kafka_tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -444,6 +459,12 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
     }
     if kafka.retention_check_interval < Duration::from_millis(100) {
         bail!("retention_check_interval_ms must be at least 100");
+    }
+    if kafka.offsets_retention_check_interval < Duration::from_millis(100) {
+        bail!("offsets_retention_check_interval_ms must be at least 100");
+    }
+    if kafka.offsets_retention.is_zero() {
+        bail!("offsets_retention_minutes must be at least 1");
     }
     if let Some(ms) = settings.broker_failure_timeout_ms {
         balancing.broker_failure_timeout = Duration::from_millis(ms);

@@ -11,8 +11,11 @@ use kafka_protocol::messages::*;
 use strand_node::now_ms;
 
 use super::membership::{Join, Joined, Joining, Refused, State, Syncing};
-use super::offsets::{Committed, GroupOffsets, OFFSET_METADATA_MAX, commit_record, tombstone};
-use super::{coordinator, text};
+use super::offsets::{
+    Committed, GroupOffsets, OFFSET_METADATA_MAX, commit_record, group_record, group_tombstone,
+    tombstone,
+};
+use super::{coordinator, load_led, text};
 use strand_auth::Operation;
 
 use crate::context::Context;
@@ -156,9 +159,10 @@ pub async fn sync_group(ctx: Context, req: SyncGroupRequest, _version: i16) -> S
     if !ctx.authorized(Operation::Read, Resource::group(&group_id)) {
         return failed(ResponseError::GroupAuthorizationFailed);
     }
-    if let Err(e) = coordinator(&ctx, &group_id) {
-        return failed(e);
-    }
+    let (_, term, partition) = match coordinator(&ctx, &group_id) {
+        Ok(found) => found,
+        Err(e) => return failed(e),
+    };
     let member_id = req.member_id.to_string();
     let generation = req.generation_id;
     let assignments = req
@@ -179,6 +183,39 @@ pub async fn sync_group(ctx: Context, req: SyncGroupRequest, _version: i16) -> S
     let until = match syncing {
         Ok(Syncing::Now(assigned)) => return assigned_answer(assigned),
         Ok(Syncing::Waiting { until }) => tokio::time::Instant::from_std(until),
+        Ok(Syncing::Store { mut record, until }) => {
+            // The leader's assignments are stored before anyone gets them, as in Kafka.
+            record.state_ms = now_ms();
+            let write = groups.offsets().write(
+                &ctx.handles().replicas,
+                term,
+                partition,
+                vec![group_record(&group_id, &record)],
+            );
+            let written = tokio::time::timeout_at(tokio::time::Instant::from_std(until), write)
+                .await
+                .unwrap_or(Err(ResponseError::RebalanceInProgress));
+            let limits = &ctx.handles().settings.limits;
+            let stored = groups.update(&group_id, |core| {
+                core.stored(
+                    &group_id,
+                    &member_id,
+                    generation,
+                    written.is_ok(),
+                    limits,
+                    Instant::now(),
+                )
+            });
+            return match (written, stored) {
+                (Ok(()), Ok(assigned)) => assigned_answer(assigned),
+                (Err(e), _) => {
+                    tracing::warn!(%group_id, generation, ?e,
+                        "consumer group's assignments not stored; the group rebalances again");
+                    failed(e)
+                }
+                (Ok(()), Err(e)) => failed(e.kafka()),
+            };
+        }
         Err(e) => return failed(e.kafka()),
     };
     let Some(mut watching) = watching else {
@@ -296,7 +333,7 @@ pub async fn offset_commit(
             .map_err(|e| e.kafka())?;
         Ok(found)
     });
-    let (replica, term, partition) = match checked {
+    let (_, term, partition) = match checked {
         Ok(found) => found,
         Err(e) => return commit_answer(&req, |_, _| e.code()),
     };
@@ -335,7 +372,7 @@ pub async fn offset_commit(
         .shared
         .groups
         .offsets()
-        .write(&ctx.handles().replicas, &replica, term, partition, records)
+        .write(&ctx.handles().replicas, term, partition, records)
         .await;
     commit_answer(&req, |topic, p| {
         if unreadable.contains(topic) {
@@ -388,13 +425,10 @@ pub async fn offset_fetch(
     } else {
         Err(ResponseError::GroupAuthorizationFailed)
     };
-    let found = found.and_then(|(replica, term, partition)| {
-        ctx.shared
-            .groups
-            .offsets()
-            .with(&replica, term, partition, |cache| {
-                cache.group(&group_id).cloned().unwrap_or_default()
-            })
+    let found = found.and_then(|(_, term, partition)| {
+        ctx.shared.groups.offsets().with(term, partition, |cache| {
+            cache.group(&group_id).cloned().unwrap_or_default()
+        })
     });
     let offsets: GroupOffsets = match found {
         Ok(offsets) => offsets,
@@ -477,8 +511,10 @@ pub async fn offset_fetch(
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-/// The groups this broker coordinates: with members, or with committed offsets.
+/// The groups this broker coordinates: with members, committed offsets or a stored record.
+/// ListGroups and DescribeGroups both answer from it, so they agree.
 fn known_groups(ctx: &Context) -> BTreeMap<String, (String, &'static str)> {
+    load_led(ctx);
     let mut out = BTreeMap::new();
     for group in ctx.shared.groups.offsets().groups() {
         out.insert(group, ("consumer".to_string(), State::Empty.name()));
@@ -568,11 +604,13 @@ pub async fn describe_groups(
                             })
                             .collect(),
                     ),
-                _ if known.contains_key(&name) => base
-                    .with_group_state(text(State::Empty.name()))
-                    .with_protocol_type(text("consumer")),
-                // Kafka describes a group it has never heard of as Dead, without an error.
-                _ => base.with_group_state(text("Dead")),
+                _ => match known.get(&name) {
+                    Some((protocol_type, state)) => base
+                        .with_group_state(text(*state))
+                        .with_protocol_type(text(protocol_type.clone())),
+                    // Kafka describes a group it has never heard of as Dead, without an error.
+                    None => base.with_group_state(text("Dead")),
+                },
             })
         })
         .collect();
@@ -606,34 +644,28 @@ pub async fn delete_groups(
 }
 
 async fn delete_group(ctx: &Context, name: &str) -> Result<(), ResponseError> {
-    let (replica, term, partition) = coordinator(ctx, name)?;
+    let (_, term, partition) = coordinator(ctx, name)?;
     let store = ctx.shared.groups.offsets();
-    let offsets = store.with(&replica, term, partition, |cache| {
-        cache.group(name).cloned()
+    let (offsets, recorded) = store.with(term, partition, |cache| {
+        (cache.group(name).cloned(), cache.record(name).is_some())
     })?;
     let existed = ctx
         .shared
         .groups
         .update(name, |core| core.delete(name))
         .map_err(|e| e.kafka())?;
-    let Some(offsets) = offsets else {
-        return if existed {
-            Ok(())
-        } else {
-            Err(ResponseError::GroupIdNotFound)
-        };
-    };
-    let tombstones = offsets
-        .keys()
+    if offsets.is_none() && !recorded && !existed {
+        return Err(ResponseError::GroupIdNotFound);
+    }
+    let mut tombstones: Vec<_> = offsets
+        .iter()
+        .flat_map(|o| o.keys())
         .map(|(topic, p)| tombstone(name, topic, *p))
         .collect();
+    if recorded {
+        tombstones.push(group_tombstone(name));
+    }
     store
-        .write(
-            &ctx.handles().replicas,
-            &replica,
-            term,
-            partition,
-            tombstones,
-        )
+        .write(&ctx.handles().replicas, term, partition, tombstones)
         .await
 }

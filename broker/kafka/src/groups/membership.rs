@@ -18,6 +18,8 @@ use strand_node::Limits;
 
 pub(crate) use group::Group;
 
+use super::records::GroupRecord;
+
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
 const SESSION_TIMEOUT_MS: RangeInclusive<i32> = 6_000..=1_800_000;
 
@@ -213,6 +215,14 @@ pub(crate) enum Syncing {
         /// The longest it waits.
         until: Instant,
     },
+    /// The leader handed in the assignments: store `record`, then report with
+    /// [`Membership::stored`], which hands them out.
+    Store {
+        /// The group with its new assignments.
+        record: GroupRecord,
+        /// The longest the leader's sync waits.
+        until: Instant,
+    },
 }
 
 /// Every group a coordinator holds in memory.
@@ -284,6 +294,55 @@ impl Membership {
     ) -> Result<Syncing, Refused> {
         self.get_mut(group_id)?
             .sync(member_id, generation, assignments, now)
+    }
+
+    /// The leader's assignments were stored, or could not be; see [`Syncing::Store`].
+    pub(crate) fn stored(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        ok: bool,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<Assigned, Refused> {
+        self.get_mut(group_id)?
+            .stored(member_id, generation, ok, limits, now)
+    }
+
+    /// A new coordinator takes over the groups of a `__consumer_offsets` partition: those
+    /// `owned` it held before are forgotten (their members join again, as in Kafka) and
+    /// those with a stored record are taken from it.
+    pub(crate) fn restore<'a>(
+        &mut self,
+        owned: impl Fn(&str) -> bool,
+        records: impl IntoIterator<Item = (&'a String, &'a GroupRecord)>,
+        now: Instant,
+    ) {
+        self.groups.retain(|id, _| !owned(id));
+        for (id, record) in records {
+            self.groups
+                .insert(id.clone(), Group::from_record(record, now));
+        }
+    }
+
+    /// The groups whose records must be written again, with the records.
+    pub(crate) fn take_unstored(&mut self) -> Vec<(String, GroupRecord)> {
+        self.groups
+            .iter_mut()
+            .filter_map(|(id, g)| g.take_unstored().then(|| (id.clone(), g.record())))
+            .collect()
+    }
+
+    /// Forgets a group (its offsets expired and it is empty).
+    pub(crate) fn forget(&mut self, group_id: &str) {
+        if self
+            .groups
+            .get(group_id)
+            .is_some_and(|g| g.members().is_empty())
+        {
+            self.groups.remove(group_id);
+        }
     }
 
     /// A waiting SyncGroup looks again: the assignment once the leader has handed it in;

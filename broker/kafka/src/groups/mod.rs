@@ -2,13 +2,18 @@
 //! offsets kept in the replicated, compacted `__consumer_offsets` topic.
 //!
 //! A group's coordinator is the leader of partition `hash(group) % partitions` of
-//! `__consumer_offsets`. Membership lives in the coordinator's memory, as in Kafka: after a
-//! coordinator failover members find the new one and join again. Offsets are records in that
-//! partition, written through Raft like any produce, so they survive the failover; a new
-//! coordinator rebuilds its cache from the partition once every earlier entry is committed.
+//! `__consumer_offsets`. Membership lives in the coordinator's memory; as in Kafka, it is
+//! also stored in that partition whenever a generation's assignments are handed out (before
+//! they are) and when the group empties. Offsets are records in the same partition, written
+//! through Raft like any produce. A new coordinator loads the partition once every earlier
+//! entry is committed, before it answers any of its groups' requests: offsets into its
+//! cache, and each group's stored membership into the core, so members keep their
+//! generation and assignments across a coordinator failover and their commits are taken.
+//! Offsets of groups that stayed empty for `offsets.retention.minutes` expire.
 //!
 //! - `membership`: the membership state machine, pure (time passed in), with the bounds it
 //!   enforces; its table tests.
+//! - `records`: the records of `__consumer_offsets`, in Kafka's format.
 //! - `offsets`: the offset store: records, the cache, writing and rebuilding.
 //! - `state`: [`Groups`], both behind their locks, and the wake-ups of waiting requests.
 //! - this module and `handlers`: the Kafka requests, thin over the two.
@@ -16,6 +21,8 @@
 mod handlers;
 mod membership;
 mod offsets;
+mod records;
+mod retention;
 pub(crate) mod state;
 
 use std::collections::BTreeMap;
@@ -60,26 +67,60 @@ fn partition_of(group: &str, partitions: usize) -> u32 {
     java_hash(group).unsigned_abs() % partitions.max(1) as u32
 }
 
-/// Expires members whose sessions lapsed and completes rebalances that are due.
+/// Expires members whose sessions lapsed, completes rebalances that are due, stores the
+/// records of groups that changed, and expires the offsets of groups empty for longer than
+/// `offsets.retention.minutes`.
 pub async fn run(ctx: Context) {
     let mut shutdown = ctx.handles().shutdown.clone();
-    let limits = ctx.handles().settings.limits.clone();
+    let settings = &ctx.handles().settings;
+    let limits = settings.limits.clone();
+    let mut next_retention = Instant::now() + settings.offsets_retention_check_interval;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = shutdown.changed() => return,
         }
-        let expired = ctx
-            .shared
-            .groups
-            .update_all(|core| core.expire(&limits, Instant::now()));
+        let (expired, unstored) = ctx.shared.groups.update_all(|core| {
+            let expired = core.expire(&limits, Instant::now());
+            (expired, core.take_unstored())
+        });
         for (group, member) in expired {
             tracing::info!(%group, %member, "consumer group member's session expired");
+        }
+        for (group, record) in unstored {
+            if let Err(e) = store_group(&ctx, &group, record).await {
+                tracing::debug!(%group, ?e, "consumer group's record not stored here");
+            }
+        }
+        if Instant::now() >= next_retention {
+            next_retention = Instant::now() + settings.offsets_retention_check_interval;
+            retention::expire_offsets(&ctx, settings.offsets_retention).await;
         }
     }
 }
 
-/// The coordinator check: the offsets partition of `group`, led here.
+/// Writes `group`'s membership record, stamped now, if this broker coordinates it.
+async fn store_group(
+    ctx: &Context,
+    group: &str,
+    mut record: records::GroupRecord,
+) -> Result<(), ResponseError> {
+    let (_, term, partition) = coordinator(ctx, group)?;
+    record.state_ms = strand_node::now_ms();
+    ctx.shared
+        .groups
+        .offsets()
+        .write(
+            &ctx.handles().replicas,
+            term,
+            partition,
+            vec![offsets::group_record(group, &record)],
+        )
+        .await
+}
+
+/// The coordinator check: the offsets partition of `group`, led here and loaded in this
+/// term (COORDINATOR_LOAD_IN_PROGRESS until it is).
 fn coordinator(
     ctx: &Context,
     group: &str,
@@ -88,11 +129,37 @@ fn coordinator(
     let Some(topic) = state.topic_by_name(OFFSETS_TOPIC) else {
         return Err(ResponseError::CoordinatorNotAvailable);
     };
-    let partition = partition_of(group, topic.partitions.len());
-    match ctx.leader_replica(OFFSETS_TOPIC, partition as i32) {
-        Ok((replica, term)) => Ok((replica, term, partition)),
-        Err(ResponseError::NotLeaderOrFollower) => Err(ResponseError::NotCoordinator),
-        Err(e) => Err(e),
+    let partitions = topic.partitions.len();
+    let partition = partition_of(group, partitions);
+    let (replica, term) = match ctx.leader_replica(OFFSETS_TOPIC, partition as i32) {
+        Ok(led) => led,
+        Err(ResponseError::NotLeaderOrFollower) => return Err(ResponseError::NotCoordinator),
+        Err(e) => return Err(e),
+    };
+    ctx.shared
+        .groups
+        .ensure_loaded(&replica, term, partition, |g| {
+            partition_of(g, partitions) == partition
+        })?;
+    Ok((replica, term, partition))
+}
+
+/// Loads every `__consumer_offsets` partition led here that this term has not loaded yet, so
+/// the groups listed are all this broker coordinates (one still loading is left out).
+fn load_led(ctx: &Context) {
+    let Some(topic) = ctx.state().topic_by_name(OFFSETS_TOPIC).cloned() else {
+        return;
+    };
+    let partitions = topic.partitions.len();
+    for partition in 0..partitions as u32 {
+        if let Ok((replica, term)) = ctx.leader_replica(OFFSETS_TOPIC, partition as i32) {
+            let _ = ctx
+                .shared
+                .groups
+                .ensure_loaded(&replica, term, partition, |g| {
+                    partition_of(g, partitions) == partition
+                });
+        }
     }
 }
 

@@ -7,29 +7,18 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use serde::{Deserialize, Serialize};
 use strand_node::{Appended, PartitionReplica, Replicas, Writer, now_ms};
 
+use super::records::{self, GroupRecord, Key};
 use crate::errors::commit_error_code;
+
+pub(crate) use super::records::Committed;
 
 /// The topic that holds committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Kafka's `offset.metadata.max.bytes`.
 pub(crate) const OFFSET_METADATA_MAX: usize = 4096;
-
-/// A committed offset as stored in `__consumer_offsets`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Committed {
-    /// The offset.
-    pub(crate) offset: i64,
-    /// The leader epoch the client saw at that offset.
-    pub(crate) leader_epoch: i32,
-    /// The client's metadata, at most [`OFFSET_METADATA_MAX`] bytes.
-    pub(crate) metadata: String,
-    /// When it was committed, in ms since the epoch.
-    pub(crate) commit_ms: i64,
-}
 
 /// A group's committed offsets, by topic and partition.
 pub(crate) type GroupOffsets = BTreeMap<(String, i32), Committed>;
@@ -45,25 +34,36 @@ pub(crate) fn commit_record(
     committed: &Committed,
 ) -> OffsetRecord {
     (
-        offset_key(group, topic, partition),
-        Some(serde_json::to_vec(committed).unwrap_or_default()),
+        records::offset_key(group, topic, partition),
+        Some(records::offset_value(committed)),
     )
 }
 
 /// The tombstone that removes `group`'s offset of `topic`/`partition`.
 pub(crate) fn tombstone(group: &str, topic: &str, partition: i32) -> OffsetRecord {
-    (offset_key(group, topic, partition), None)
+    (records::offset_key(group, topic, partition), None)
 }
 
-fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
-    serde_json::to_vec(&("offset", group, topic, partition)).unwrap_or_default()
+/// The record that stores `group`'s membership.
+pub(crate) fn group_record(group: &str, record: &GroupRecord) -> OffsetRecord {
+    (
+        records::group_key(group),
+        Some(records::group_value(record)),
+    )
 }
 
-/// One `__consumer_offsets` partition's offsets, as loaded by its current leader.
+/// The tombstone that removes `group`'s membership record.
+pub(crate) fn group_tombstone(group: &str) -> OffsetRecord {
+    (records::group_key(group), None)
+}
+
+/// One `__consumer_offsets` partition's offsets and group records, as loaded by its current
+/// leader.
 #[derive(Debug, Default)]
 pub(crate) struct OffsetCache {
     term: i32,
     groups: HashMap<String, GroupOffsets>,
+    records: HashMap<String, GroupRecord>,
 }
 
 impl OffsetCache {
@@ -72,34 +72,65 @@ impl OffsetCache {
         self.groups.get(group)
     }
 
-    /// Applies one record: an offset, or a tombstone that removes one. Records of other
-    /// kinds, or that do not decode, are skipped.
+    /// Every group's offsets.
+    pub(crate) fn offsets(&self) -> &HashMap<String, GroupOffsets> {
+        &self.groups
+    }
+
+    /// The membership record of `group`, the latest written.
+    pub(crate) fn record(&self, group: &str) -> Option<&GroupRecord> {
+        self.records.get(group)
+    }
+
+    /// Every group with offsets or a membership record.
+    pub(crate) fn group_ids(&self) -> impl Iterator<Item = &String> {
+        self.groups.keys().chain(
+            self.records
+                .keys()
+                .filter(|g| !self.groups.contains_key(*g)),
+        )
+    }
+
+    /// Every membership record.
+    pub(crate) fn records(&self) -> &HashMap<String, GroupRecord> {
+        &self.records
+    }
+
+    /// Applies one record: an offset or a group's membership, or a tombstone that removes
+    /// one. Records of other kinds, or that do not decode, are skipped.
     fn apply(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
-        let Some(Ok((kind, group, topic, partition))) =
-            key.map(serde_json::from_slice::<(String, String, String, i32)>)
-        else {
-            return;
-        };
-        if kind != "offset" {
-            return;
-        }
-        match value.map(serde_json::from_slice::<Committed>) {
-            Some(Ok(committed)) => {
-                self.groups
-                    .entry(group)
-                    .or_default()
-                    .insert((topic, partition), committed);
-            }
-            // A tombstone removes the offset.
-            None => {
-                if let Some(offsets) = self.groups.get_mut(&group) {
-                    offsets.remove(&(topic, partition));
-                    if offsets.is_empty() {
-                        self.groups.remove(&group);
+        match key.and_then(records::decode_key) {
+            Some(Key::Offset {
+                group,
+                topic,
+                partition,
+            }) => match value.map(records::decode_offset) {
+                Some(Some(committed)) => {
+                    self.groups
+                        .entry(group)
+                        .or_default()
+                        .insert((topic, partition), committed);
+                }
+                None => {
+                    if let Some(offsets) = self.groups.get_mut(&group) {
+                        offsets.remove(&(topic, partition));
+                        if offsets.is_empty() {
+                            self.groups.remove(&group);
+                        }
                     }
                 }
-            }
-            Some(Err(_)) => {}
+                Some(None) => {}
+            },
+            Some(Key::Group(group)) => match value.map(records::decode_group) {
+                Some(Some(record)) => {
+                    self.records.insert(group, record);
+                }
+                None => {
+                    self.records.remove(&group);
+                }
+                Some(None) => {}
+            },
+            None => {}
         }
     }
 }
@@ -115,34 +146,54 @@ impl OffsetStore {
         self.caches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every group with committed offsets in a cache loaded here.
+    /// Every group with committed offsets or a membership record in a cache loaded here.
     pub(crate) fn groups(&self) -> Vec<String> {
         self.caches()
             .values()
-            .flat_map(|cache| cache.groups.keys().cloned())
+            .flat_map(|cache| cache.group_ids().cloned().collect::<Vec<_>>())
             .collect()
     }
 
-    /// Runs `f` on the offsets of `partition`, which `replica` leads in `term`, loading them
-    /// first if this term has not yet.
-    pub(crate) fn with<T>(
+    /// Loads the cache of `partition`, which `replica` leads in `term`, unless this term has
+    /// loaded it already; `on_load` sees a fresh load, under the caches' lock, so no request
+    /// finds the cache loaded before `on_load` has run.
+    pub(crate) fn ensure(
         &self,
         replica: &PartitionReplica,
         term: i32,
         partition: u32,
+        on_load: impl FnOnce(&OffsetCache),
+    ) -> Result<(), ResponseError> {
+        let mut caches = self.caches();
+        if caches.get(&partition).is_some_and(|c| c.term == term) {
+            return Ok(());
+        }
+        let cache = load(replica, term)?;
+        on_load(&cache);
+        caches.insert(partition, cache);
+        Ok(())
+    }
+
+    /// Runs `f` on the cache of `partition` as loaded in `term`; NOT_COORDINATOR if it is
+    /// not (leadership moved since the caller looked).
+    pub(crate) fn with<T>(
+        &self,
+        term: i32,
+        partition: u32,
         f: impl FnOnce(&mut OffsetCache) -> T,
     ) -> Result<T, ResponseError> {
-        use std::collections::hash_map::Entry;
-        let mut caches = self.caches();
-        let cache = match caches.entry(partition) {
-            Entry::Occupied(e) if e.get().term == term => e.into_mut(),
-            Entry::Occupied(mut e) => {
-                e.insert(load(replica, term)?);
-                e.into_mut()
-            }
-            Entry::Vacant(e) => e.insert(load(replica, term)?),
-        };
-        Ok(f(cache))
+        match self.caches().get_mut(&partition) {
+            Some(cache) if cache.term == term => Ok(f(cache)),
+            _ => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// Every loaded cache: its partition and term, and what `f` makes of it.
+    pub(crate) fn each<T>(&self, mut f: impl FnMut(u32, i32, &OffsetCache) -> T) -> Vec<T> {
+        self.caches()
+            .iter()
+            .map(|(partition, cache)| f(*partition, cache.term, cache))
+            .collect()
     }
 
     /// Writes offset records through `replicas`' append path and, once they are committed,
@@ -150,7 +201,6 @@ impl OffsetStore {
     pub(crate) async fn write(
         &self,
         replicas: &Replicas,
-        replica: &PartitionReplica,
         term: i32,
         partition: u32,
         records: Vec<OffsetRecord>,
@@ -175,11 +225,13 @@ impl OffsetStore {
                 .await
                 .map_err(|e| commit_error_code(&e))?;
         }
-        self.with(replica, term, partition, |cache| {
+        // Once leadership moved on, the next term's load reads these records from the log.
+        let _ = self.with(term, partition, |cache| {
             for (k, v) in &records {
                 cache.apply(Some(k), v.as_deref());
             }
-        })
+        });
+        Ok(())
     }
 }
 
@@ -194,7 +246,7 @@ fn load(replica: &PartitionReplica, term: i32) -> Result<OffsetCache, ResponseEr
     }
     let mut cache = OffsetCache {
         term,
-        groups: HashMap::new(),
+        ..Default::default()
     };
     let mut at = log.log_start_offset();
     while at < hw {
@@ -274,7 +326,7 @@ mod tests {
         check(
             &[
                 commit_record("other", "t", 0, &committed(5)),
-                (b"not json".to_vec(), Some(b"{}".to_vec())),
+                (b"not a key".to_vec(), Some(b"{}".to_vec())),
             ],
             &[],
         );

@@ -5,6 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use std::time::Instant;
+
+use kafka_protocol::ResponseError;
+use strand_node::PartitionReplica;
 use tokio::sync::watch;
 
 use super::membership::Membership;
@@ -99,5 +103,43 @@ impl Groups {
     /// The offset store.
     pub(crate) fn offsets(&self) -> &OffsetStore {
         &self.offsets
+    }
+
+    /// Loads `__consumer_offsets` partition `partition`, which `replica` leads in `term`,
+    /// unless this term has: its offsets into the store and its groups' stored records into
+    /// the membership core, replacing the groups `owned` the core held, all before any
+    /// request of the term sees either. COORDINATOR_LOAD_IN_PROGRESS until the partition's
+    /// entries are all committed.
+    pub(crate) fn ensure_loaded(
+        &self,
+        replica: &PartitionReplica,
+        term: i32,
+        partition: u32,
+        owned: impl Fn(&str) -> bool,
+    ) -> Result<(), ResponseError> {
+        self.offsets.ensure(replica, term, partition, |cache| {
+            let mut members = self.members();
+            let mut touched: Vec<String> = members
+                .core
+                .groups()
+                .map(|(id, _)| id.clone())
+                .filter(|id| owned(id))
+                .collect();
+            touched.extend(cache.records().keys().cloned());
+            members
+                .core
+                .restore(&owned, cache.records(), Instant::now());
+            if !cache.records().is_empty() {
+                tracing::info!(
+                    partition,
+                    term,
+                    groups = cache.records().len(),
+                    "consumer groups taken over from their stored records"
+                );
+            }
+            for group in touched {
+                members.publish(&group);
+            }
+        })
     }
 }

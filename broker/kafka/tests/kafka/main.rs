@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use strand_server::{Broker, BrokerConfig, KafkaSettings, RaftTuning};
@@ -357,11 +357,11 @@ fn group_member(config: &ClientConfig, group: &str, topic: &str) -> BaseConsumer
 }
 
 /// Polls every consumer in turn until `done` holds, collecting (partition, offset, key).
-fn poll_until(
-    consumers: &[&BaseConsumer],
+fn poll_until<C: ConsumerContext>(
+    consumers: &[&BaseConsumer<C>],
     seen: &mut Vec<(i32, i64, String)>,
     what: &str,
-    mut done: impl FnMut(&[&BaseConsumer], &[(i32, i64, String)]) -> bool,
+    mut done: impl FnMut(&[&BaseConsumer<C>], &[(i32, i64, String)]) -> bool,
 ) {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while !done(consumers, seen) {
@@ -378,14 +378,14 @@ fn poll_until(
     }
 }
 
-fn assigned(consumer: &BaseConsumer) -> Vec<i32> {
+fn assigned<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<i32> {
     consumer
         .assignment()
         .map(|a| a.elements().iter().map(|e| e.partition()).collect())
         .unwrap_or_default()
 }
 
-fn covers_all(consumers: &[&BaseConsumer], partitions: i32) -> bool {
+fn covers_all<C: ConsumerContext>(consumers: &[&BaseConsumer<C>], partitions: i32) -> bool {
     let mut all: Vec<i32> = consumers.iter().flat_map(|c| assigned(c)).collect();
     all.sort_unstable();
     consumers.iter().all(|c| !assigned(c).is_empty()) && all == (0..partitions).collect::<Vec<_>>()
@@ -513,6 +513,220 @@ async fn a_consumer_group_takes_partitions_added_to_its_topic() {
         .unwrap();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     consuming.await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// Counts a consumer's rebalances (assignments received).
+#[derive(Clone, Default)]
+struct Rebalances(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl rdkafka::ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Assign(_) = rebalance {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Rebalances {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The broker coordinating `group`, other than `not`, asked with FindCoordinator.
+async fn coordinator_of(addr: SocketAddr, group: &str, not: Option<i32>) -> i32 {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    let mut conn = wire::Conn::open(addr).await;
+    for _ in 0..100 {
+        let response: FindCoordinatorResponse = conn
+            .call(
+                ApiKey::FindCoordinator,
+                3,
+                &FindCoordinatorRequest::default().with_key(
+                    kafka_protocol::protocol::StrBytes::from_string(group.into()),
+                ),
+            )
+            .await;
+        if response.error_code == 0 && Some(response.node_id.0) != not {
+            return response.node_id.0;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no coordinator for {group}");
+}
+
+/// A coordinator failover keeps every member's assignment: the group's membership is stored
+/// in `__consumer_offsets` when its assignments are handed out, and the new coordinator takes
+/// it over from there, so its members go on heartbeating and committing in the same
+/// generation, without a rebalance, and read on from where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_failover_keeps_every_members_assignment() {
+    use rdkafka::consumer::CommitMode;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), false).await;
+    cluster.create_topic("steady", 4).await;
+    let config = cluster.config();
+    let (settled_tx, settled_rx) = std::sync::mpsc::channel::<()>();
+    let (failed_over_tx, failed_over_rx) = std::sync::mpsc::channel::<()>();
+    let consuming = tokio::task::spawn_blocking(move || {
+        let member = |counter: &Rebalances| -> BaseConsumer<Rebalances> {
+            let consumer: BaseConsumer<Rebalances> = config
+                .clone()
+                .set("group.id", "steady-readers")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500")
+                .create_with_context(counter.clone())
+                .unwrap();
+            consumer.subscribe(&["steady"]).unwrap();
+            consumer
+        };
+        let (count_a, count_b) = (Rebalances::default(), Rebalances::default());
+        let (a, b) = (member(&count_a), member(&count_b));
+        let mut seen = Vec::new();
+        poll_until(
+            &[&a, &b],
+            &mut seen,
+            "two members to share four partitions",
+            |cs, _| covers_all(cs, 4),
+        );
+        produce_blocking(&config, "steady", 200, "before");
+        poll_until(&[&a, &b], &mut seen, "200 records", |_, seen| {
+            seen.len() >= 200
+        });
+        for consumer in [&a, &b] {
+            consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        }
+        let assignments = (assigned(&a), assigned(&b));
+        let rebalances = (count_a.count(), count_b.count());
+        settled_tx.send(()).unwrap();
+        failed_over_rx.recv().unwrap();
+        // Longer than a session: members that lost the group would have been expired, and
+        // members refused by the new coordinator would have joined again.
+        poll_until(&[&a, &b], &mut seen, "a failover and a session", {
+            let until = std::time::Instant::now() + Duration::from_secs(8);
+            move |_, _| std::time::Instant::now() >= until
+        });
+        produce_blocking(&config, "steady", 200, "after");
+        poll_until(&[&a, &b], &mut seen, "200 more records", |_, seen| {
+            seen.len() >= 400
+        });
+        for consumer in [&a, &b] {
+            consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        }
+        assert_eq!(
+            (assigned(&a), assigned(&b)),
+            assignments,
+            "assignments changed"
+        );
+        assert_eq!(
+            (count_a.count(), count_b.count()),
+            rebalances,
+            "the group rebalanced across the failover"
+        );
+        assert_eq!(seen.len(), 400, "records read twice: {seen:?}");
+    });
+    tokio::task::spawn_blocking(move || settled_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let coordinator = coordinator_of(cluster.kafka[0], "steady-readers", None).await as usize;
+    if let Some(broker) = cluster.brokers[coordinator].take() {
+        broker.stop().await;
+    }
+    let live = cluster.kafka[(coordinator + 1) % 3];
+    coordinator_of(live, "steady-readers", Some(coordinator as i32)).await;
+    failed_over_tx.send(()).unwrap();
+    consuming.await.unwrap();
+    cluster.shutdown().await;
+}
+
+/// The committed offset of `group` for partition 0 of `topic`, `None` if it has none.
+fn committed(config: &ClientConfig, group: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = config.clone().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let offsets = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    match offsets.elements()[0].offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// The groups ListGroups shows.
+fn listed_groups(config: &ClientConfig) -> Vec<String> {
+    let consumer: BaseConsumer = config.create().unwrap();
+    let list = consumer
+        .fetch_group_list(None, Duration::from_secs(10))
+        .unwrap();
+    list.groups().iter().map(|g| g.name().to_string()).collect()
+}
+
+/// Offsets retention (`offsets.retention.minutes`): the offsets of a group that stayed empty
+/// for the retention expire and the group is gone from ListGroups, while a group with members
+/// keeps the offsets of the topic it reads however old they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_offsets_of_a_group_left_empty_expire_and_a_live_groups_stay() {
+    use rdkafka::consumer::CommitMode;
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Duration::from_secs(10);
+    let cluster = Cluster::start_with(
+        dir.path(),
+        KafkaSettings {
+            offsets_retention: retention,
+            offsets_retention_check_interval: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    cluster.create_topic("kept", 1).await;
+    let config = cluster.config();
+    tokio::task::spawn_blocking(move || {
+        produce_blocking(&config, "kept", 10, "r");
+        let gone = group_member(&config, "gone", "kept");
+        let live = group_member(&config, "live", "kept");
+        let (mut seen_gone, mut seen_live) = (Vec::new(), Vec::new());
+        poll_until(&[&gone], &mut seen_gone, "10 records", |_, s| s.len() >= 10);
+        poll_until(&[&live], &mut seen_live, "10 records", |_, s| s.len() >= 10);
+        gone.commit_consumer_state(CommitMode::Sync).unwrap();
+        live.commit_consumer_state(CommitMode::Sync).unwrap();
+        drop(gone);
+        assert_eq!(committed(&config, "gone", "kept"), Some(10));
+        assert!(listed_groups(&config).contains(&"gone".to_string()));
+        // The live member polls on (and so stays) until the empty group's offsets are gone.
+        poll_until(
+            &[&live],
+            &mut seen_live,
+            "the empty group's offsets to expire",
+            {
+                let config = config.clone();
+                let mut next_look = std::time::Instant::now();
+                move |_, _| {
+                    if std::time::Instant::now() < next_look {
+                        return false;
+                    }
+                    next_look = std::time::Instant::now() + Duration::from_secs(1);
+                    committed(&config, "gone", "kept").is_none()
+                }
+            },
+        );
+        let listed = listed_groups(&config);
+        assert!(!listed.contains(&"gone".to_string()), "{listed:?}");
+        assert!(listed.contains(&"live".to_string()), "{listed:?}");
+        // Well past the retention since its commit, the live group keeps its offset.
+        poll_until(&[&live], &mut seen_live, "a retention", {
+            let until = std::time::Instant::now() + retention;
+            move |_, _| std::time::Instant::now() >= until
+        });
+        assert_eq!(committed(&config, "live", "kept"), Some(10));
+    })
+    .await
+    .unwrap();
     cluster.shutdown().await;
 }
 

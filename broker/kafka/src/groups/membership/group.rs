@@ -8,6 +8,7 @@ use bytes::Bytes;
 use strand_node::Limits;
 
 use super::{Assigned, Join, Joined, Joining, Member, Refused, State, Syncing};
+use crate::groups::records::{GroupRecord, MemberRecord};
 
 /// How long the first join of an empty group waits for more members (Kafka's
 /// `group.initial.rebalance.delay.ms`, default 3 s), so a group that starts together settles
@@ -35,6 +36,11 @@ pub(crate) struct Group {
     /// Bumped when a rebalance starts or completes or a sync delivers assignments: what
     /// waiters of a join or a sync wait for.
     changes: u64,
+    /// The leader's assignments are being stored; the group turns Stable once they are.
+    storing: bool,
+    /// The group changed in a way its stored record must follow (it emptied, a static member
+    /// was replaced); the coordinator's sweep writes the record.
+    unstored: bool,
 }
 
 impl Group {
@@ -52,7 +58,76 @@ impl Group {
             not_before: now,
             results: HashMap::new(),
             changes: 0,
+            storing: false,
+            unstored: false,
         }
+    }
+
+    /// The group as a new coordinator takes it over from its stored record: Stable with the
+    /// record's members, generation and assignments (their sessions start now), or Empty.
+    pub(super) fn from_record(record: &GroupRecord, now: Instant) -> Group {
+        let mut group = Group::new(now);
+        group.protocol_type = Some(record.protocol_type.clone());
+        group.generation = record.generation;
+        if record.members.is_empty() {
+            return group;
+        }
+        group.state = State::Stable;
+        group.protocol = record.protocol.clone();
+        group.leader = record.leader.clone();
+        for m in &record.members {
+            let protocols = record
+                .protocol
+                .iter()
+                .map(|p| (p.clone(), m.subscription.clone()))
+                .collect();
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocols,
+                    last_seen: now,
+                    assignment: m.assignment.clone(),
+                },
+            );
+        }
+        group
+    }
+
+    /// The record that stores the group (its state time left for the writer to stamp).
+    pub(crate) fn record(&self) -> GroupRecord {
+        let protocol = self.protocol.as_deref();
+        GroupRecord {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            state_ms: -1,
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberRecord {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis().min(i32::MAX as u128)
+                        as i32,
+                    session_timeout_ms: m.session_timeout.as_millis().min(i32::MAX as u128) as i32,
+                    subscription: m.metadata(protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes the flag that says the group's record must be written again.
+    pub(super) fn take_unstored(&mut self) -> bool {
+        std::mem::take(&mut self.unstored)
     }
 
     /// The group's state.
@@ -109,7 +184,26 @@ impl Group {
         limits: &Limits,
         now: Instant,
     ) -> Result<Joining, Refused> {
+        if req.protocol_type.is_empty() || req.protocols.is_empty() {
+            return Err(Refused::InconsistentProtocol);
+        }
         if self.state != State::Empty && self.protocol_type.as_deref() != Some(&req.protocol_type) {
+            return Err(Refused::InconsistentProtocol);
+        }
+        // As in Kafka, a member must speak a protocol every other member speaks.
+        let others: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|(id, _)| **id != req.member_id)
+            .map(|(_, m)| m)
+            .collect();
+        if !others.is_empty()
+            && !req.protocols.iter().any(|(name, _)| {
+                others
+                    .iter()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
+        {
             return Err(Refused::InconsistentProtocol);
         }
         let session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
@@ -215,6 +309,8 @@ impl Group {
             if let Some(result) = self.results.remove(&old) {
                 self.results.insert(fresh.to_string(), result);
             }
+            // The stored record names the old id, which the new coordinator would not know.
+            self.unstored = self.state == State::Stable;
         }
     }
 
@@ -234,6 +330,7 @@ impl Group {
     fn prepare_rebalance(&mut self, now: Instant, limits: &Limits) {
         let was_empty = self.state == State::Empty;
         self.state = State::PreparingRebalance;
+        self.storing = false;
         self.joined.clear();
         let longest = self
             .members
@@ -273,6 +370,7 @@ impl Group {
             self.state = State::Empty;
             self.protocol = None;
             self.leader = None;
+            self.unstored = true;
             self.bump();
             return;
         }
@@ -280,16 +378,7 @@ impl Group {
             Some(l) if self.members.contains_key(l) => l.clone(),
             _ => self.members.keys().next().cloned().unwrap_or_default(),
         };
-        // The leader's first protocol that every member speaks.
-        let protocol = self.members[&leader]
-            .protocols
-            .iter()
-            .map(|(name, _)| name.clone())
-            .find(|name| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
-            });
+        let protocol = self.vote(&leader);
         let members: Vec<(String, Option<String>, Bytes)> = self
             .members
             .iter()
@@ -318,6 +407,37 @@ impl Group {
         self.leader = Some(leader);
         self.state = State::CompletingRebalance;
         self.bump();
+    }
+
+    /// The generation's protocol, as Kafka picks it: among the protocols every member speaks,
+    /// each member votes for the first in its own order of preference, and the most votes
+    /// win; a tie goes to the protocol the leader prefers.
+    fn vote(&self, leader: &str) -> Option<String> {
+        let candidates: Vec<&String> = self.members[leader]
+            .protocols
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == *name))
+            })
+            .collect();
+        let mut votes: HashMap<&String, usize> = HashMap::new();
+        for member in self.members.values() {
+            if let Some((name, _)) = member
+                .protocols
+                .iter()
+                .find(|(n, _)| candidates.contains(&n))
+            {
+                *votes.entry(name).or_default() += 1;
+            }
+        }
+        let most = votes.values().copied().max().unwrap_or_default();
+        candidates
+            .into_iter()
+            .find(|name| votes.get(name).copied().unwrap_or_default() == most)
+            .cloned()
     }
 
     fn remove_member(&mut self, id: &str, now: Instant, limits: &Limits) {
@@ -358,16 +478,48 @@ impl Group {
             State::Stable => return self.assigned(member_id).map(Syncing::Now),
             State::CompletingRebalance => {}
         }
-        if self.leader.as_deref() != Some(member_id) {
+        if self.leader.as_deref() != Some(member_id) || self.storing {
             return Ok(Syncing::Waiting { until });
         }
         let given: HashMap<String, Bytes> = assignments.into_iter().collect();
         for (id, member) in self.members.iter_mut() {
             member.assignment = given.get(id).cloned().unwrap_or_default();
         }
+        // The assignments are handed out once stored, so a new coordinator knows them.
+        self.storing = true;
+        Ok(Syncing::Store {
+            record: self.record(),
+            until,
+        })
+    }
+
+    /// The leader's assignments of `generation` were stored (`ok`) or could not be: the group
+    /// turns Stable, or rebalances again as in Kafka. The leader's assignment once Stable.
+    pub(super) fn stored(
+        &mut self,
+        member_id: &str,
+        generation: i32,
+        ok: bool,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<Assigned, Refused> {
+        if !self.storing
+            || self.state != State::CompletingRebalance
+            || self.generation != generation
+        {
+            return Err(Refused::RebalanceInProgress);
+        }
+        self.storing = false;
+        if !ok {
+            for member in self.members.values_mut() {
+                member.assignment = Bytes::new();
+            }
+            self.prepare_rebalance(now, limits);
+            return Err(Refused::RebalanceInProgress);
+        }
         self.state = State::Stable;
         self.bump();
-        self.assigned(member_id).map(Syncing::Now)
+        self.assigned(member_id)
     }
 
     fn assigned(&self, member_id: &str) -> Result<Assigned, Refused> {
@@ -418,7 +570,8 @@ impl Group {
             return Err(Refused::IllegalGeneration);
         }
         match self.state {
-            State::Stable => Ok(()),
+            // As in Kafka, a member may heartbeat between its join and its sync.
+            State::Stable | State::CompletingRebalance => Ok(()),
             _ => Err(Refused::RebalanceInProgress),
         }
     }

@@ -21,8 +21,12 @@ enum Step {
     },
     /// A waiting JoinGroup looks again.
     Waited(&'static str),
-    /// SyncGroup, with the leader's assignments (member, assignment).
+    /// SyncGroup, with the leader's assignments (member, assignment), which are stored.
     Sync(&'static str, i32, &'static [(&'static str, &'static str)]),
+    /// The leader's SyncGroup whose assignments cannot be stored.
+    SyncNotStored(&'static str, i32, &'static [(&'static str, &'static str)]),
+    /// JoinGroup of `id` speaking `protocols`, in its order of preference.
+    JoinWith(&'static str, &'static [&'static str]),
     /// A waiting SyncGroup looks again.
     Synced(&'static str, i32),
     Heartbeat(&'static str, i32),
@@ -32,7 +36,7 @@ enum Step {
     Expire,
 }
 
-use Step::{Commit, Expire, Heartbeat, Leave, Sync, Synced, Waited};
+use Step::{Commit, Expire, Heartbeat, JoinWith, Leave, Sync, SyncNotStored, Synced, Waited};
 
 fn join(id: &'static str) -> Step {
     Step::JoinGroup {
@@ -84,6 +88,22 @@ fn check(limits: Limits, steps: &[(u64, Step)], expect: &[&str]) {
     for (at, step) in steps {
         let now = start + Duration::from_millis(*at);
         let mut group = "g";
+        let join_req =
+            |id: &str, instance: Option<&str>, v4: bool, protocols: &[&str], fresh| Join {
+                member_id: id.to_string(),
+                instance_id: instance.map(str::to_string),
+                protocol_type: "consumer".into(),
+                protocols: protocols
+                    .iter()
+                    .map(|p| (p.to_string(), Bytes::from_static(b"meta")))
+                    .collect(),
+                session_timeout_ms: SESSION_MS,
+                rebalance_timeout_ms: REBALANCE_MS,
+                client_id: "client".into(),
+                client_host: "/127.0.0.1".into(),
+                id_required: v4,
+                fresh_id: format!("m{fresh}"),
+            };
         let outcome = match step.clone() {
             Step::JoinGroup {
                 group: g,
@@ -95,26 +115,15 @@ fn check(limits: Limits, steps: &[(u64, Step)], expect: &[&str]) {
                 if id.is_empty() {
                     fresh += 1;
                 }
-                let req = Join {
-                    member_id: id.to_string(),
-                    instance_id: instance.map(str::to_string),
-                    protocol_type: "consumer".into(),
-                    protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
-                    session_timeout_ms: SESSION_MS,
-                    rebalance_timeout_ms: REBALANCE_MS,
-                    client_id: "client".into(),
-                    client_host: "/127.0.0.1".into(),
-                    id_required: v4,
-                    fresh_id: format!("m{fresh}"),
-                };
-                match core.join(g, req, &limits, now) {
-                    Ok(Joining::IdRequired(id)) => format!("MEMBER_ID_REQUIRED {id}"),
-                    Ok(Joining::Now { member_id, joined }) => show_joined(&member_id, &joined),
-                    Ok(Joining::Waiting { member_id, until }) => {
-                        format!("waiting {member_id} until {}", ms(until))
-                    }
-                    Err(e) => format!("{:?}", e.kafka()),
+                let req = join_req(id, instance, v4, &["range"], fresh);
+                show_joining(core.join(g, req, &limits, now), ms)
+            }
+            JoinWith(id, protocols) => {
+                if id.is_empty() {
+                    fresh += 1;
                 }
+                let req = join_req(id, None, false, protocols, fresh);
+                show_joining(core.join("g", req, &limits, now), ms)
             }
             Step::Waited(id) => match core.joined("g", id, now) {
                 Ok(Some(joined)) => show_joined(id, &joined),
@@ -129,7 +138,29 @@ fn check(limits: Limits, steps: &[(u64, Step)], expect: &[&str]) {
                 match core.sync("g", id, generation, given, now) {
                     Ok(Syncing::Now(assigned)) => show_assigned(&assigned),
                     Ok(Syncing::Waiting { until }) => format!("waiting until {}", ms(until)),
+                    Ok(Syncing::Store { .. }) => {
+                        match core.stored("g", id, generation, true, &limits, now) {
+                            Ok(assigned) => show_assigned(&assigned),
+                            Err(e) => format!("{:?}", e.kafka()),
+                        }
+                    }
                     Err(e) => format!("{:?}", e.kafka()),
+                }
+            }
+            SyncNotStored(id, generation, given) => {
+                let given = given
+                    .iter()
+                    .map(|(m, a)| (m.to_string(), Bytes::from(a.to_string())))
+                    .collect();
+                match core.sync("g", id, generation, given, now) {
+                    Ok(Syncing::Store { .. }) => {
+                        let stored = core.stored("g", id, generation, false, &limits, now);
+                        format!(
+                            "not stored: {:?}",
+                            stored.map(|_| ()).map_err(|e| e.kafka())
+                        )
+                    }
+                    _ => "no store asked".into(),
                 }
             }
             Synced(id, generation) => match core.synced("g", id, generation) {
@@ -178,6 +209,17 @@ fn show(outcome: Result<(), Refused>) -> String {
     }
 }
 
+fn show_joining(joining: Result<Joining, Refused>, ms: impl Fn(Instant) -> u128) -> String {
+    match joining {
+        Ok(Joining::IdRequired(id)) => format!("MEMBER_ID_REQUIRED {id}"),
+        Ok(Joining::Now { member_id, joined }) => show_joined(&member_id, &joined),
+        Ok(Joining::Waiting { member_id, until }) => {
+            format!("waiting {member_id} until {}", ms(until))
+        }
+        Err(e) => format!("{:?}", e.kafka()),
+    }
+}
+
 fn show_joined(member_id: &str, joined: &Joined) -> String {
     let members: Vec<String> = joined
         .members
@@ -188,10 +230,14 @@ fn show_joined(member_id: &str, joined: &Joined) -> String {
         })
         .collect();
     format!(
-        "joined {member_id} gen {} leader {} [{}]",
+        "joined {member_id} gen {} leader {} [{}]{}",
         joined.generation,
         joined.leader,
-        members.join(" ")
+        members.join(" "),
+        match joined.protocol.as_deref() {
+            Some("range") | None => String::new(),
+            Some(other) => format!(" protocol {other}"),
+        }
     )
 }
 
@@ -219,7 +265,8 @@ fn a_new_member_waits_out_the_initial_delay_and_leads_generation_one() {
             "0: waiting m1 until 60000 | g PreparingRebalance gen 0 [m1] pending 0",
             "500: waiting | g PreparingRebalance gen 0 [m1] pending 0",
             "1000: joined m1 gen 1 leader m1 [m1] | g CompletingRebalance gen 1 [m1] pending 0",
-            "1000: RebalanceInProgress | g CompletingRebalance gen 1 [m1] pending 0",
+            // As in Kafka, a member may heartbeat between its join and its sync.
+            "1000: ok | g CompletingRebalance gen 1 [m1] pending 0",
             "1000: assigned p0 | g Stable gen 1 [m1] pending 0",
             "1000: ok | g Stable gen 1 [m1] pending 0",
         ],
@@ -534,5 +581,116 @@ fn a_rebalance_and_a_sync_wait_at_most_rebalance_wait_max() {
             // The members that did not join again by the deadline are dropped.
             "3000: joined m3 gen 2 leader m3 [m3] | g CompletingRebalance gen 2 [m3] pending 0",
         ],
+    );
+}
+
+/// The protocol is voted: each member votes for its first choice among those every member
+/// speaks, the most votes win, a tie goes to the leader's preference; a member speaking none
+/// of the group's protocols is refused.
+#[test]
+fn the_protocol_is_voted_and_a_member_with_none_in_common_is_refused() {
+    check(
+        limits(),
+        &[
+            (0, JoinWith("", &["range", "roundrobin"])),
+            (0, JoinWith("", &["roundrobin", "range"])),
+            (0, JoinWith("", &["roundrobin", "range"])),
+            (0, JoinWith("", &["cooperative-sticky"])),
+            (1000, Waited("m1")),
+        ],
+        &[
+            "0: waiting m1 until 60000 | g PreparingRebalance gen 0 [m1] pending 0",
+            "0: waiting m2 until 60000 | g PreparingRebalance gen 0 [m1 m2] pending 0",
+            "0: waiting m3 until 60000 | g PreparingRebalance gen 0 [m1 m2 m3] pending 0",
+            "0: InconsistentGroupProtocol | g PreparingRebalance gen 0 [m1 m2 m3] pending 0",
+            "1000: joined m1 gen 1 leader m1 [m1 m2 m3] protocol roundrobin | g CompletingRebalance gen 1 [m1 m2 m3] pending 0",
+        ],
+    );
+}
+
+/// The leader's assignments are handed out only once stored; if they cannot be, the group
+/// rebalances again and nobody gets them.
+#[test]
+fn assignments_that_cannot_be_stored_start_another_rebalance() {
+    check(
+        limits(),
+        &[
+            (0, join("")),
+            (0, join("")),
+            (1000, Waited("m1")),
+            (1000, Waited("m2")),
+            (1000, Sync("m2", 1, &[])),
+            (1000, SyncNotStored("m1", 1, &[("m1", "p0"), ("m2", "p1")])),
+            (1000, Synced("m2", 1)),
+            (1000, Heartbeat("m2", 1)),
+        ],
+        &[
+            "0: waiting m1 until 60000 | g PreparingRebalance gen 0 [m1] pending 0",
+            "0: waiting m2 until 60000 | g PreparingRebalance gen 0 [m1 m2] pending 0",
+            "1000: joined m1 gen 1 leader m1 [m1 m2] | g CompletingRebalance gen 1 [m1 m2] pending 0",
+            "1000: joined m2 gen 1 leader m1 [] | g CompletingRebalance gen 1 [m1 m2] pending 0",
+            "1000: waiting until 61000 | g CompletingRebalance gen 1 [m1 m2] pending 0",
+            "1000: not stored: Err(RebalanceInProgress) | g PreparingRebalance gen 1 [m1 m2] pending 0",
+            "1000: RebalanceInProgress | g PreparingRebalance gen 1 [m1 m2] pending 0",
+            "1000: RebalanceInProgress | g PreparingRebalance gen 1 [m1 m2] pending 0",
+        ],
+    );
+}
+
+/// A new coordinator takes a group over from its stored record: its members heartbeat and
+/// commit in the same generation, and keep their assignments.
+#[test]
+fn a_group_taken_over_from_its_record_keeps_its_generation_and_assignments() {
+    let limits = limits();
+    let start = Instant::now();
+    let mut old = Membership::default();
+    for id in ["a", "b"] {
+        let req = Join {
+            member_id: String::new(),
+            instance_id: None,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            session_timeout_ms: SESSION_MS,
+            rebalance_timeout_ms: REBALANCE_MS,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            id_required: false,
+            fresh_id: id.into(),
+        };
+        old.join("g", req, &limits, start).unwrap();
+    }
+    let later = start + Duration::from_secs(1);
+    old.joined("g", "a", later).unwrap();
+    let given = vec![
+        ("a".to_string(), Bytes::from_static(b"p0")),
+        ("b".to_string(), Bytes::from_static(b"p1")),
+    ];
+    let Ok(Syncing::Store { record, .. }) = old.sync("g", "a", 1, given, later) else {
+        panic!("the leader's sync asks for its assignments to be stored");
+    };
+    // Bytes of the record, as the new coordinator reads them from the partition.
+    let bytes = crate::groups::records::group_value(&record);
+    let record = crate::groups::records::decode_group(&bytes).unwrap();
+    let mut new = Membership::default();
+    let takeover = later + Duration::from_secs(5);
+    let records = [("g".to_string(), record)];
+    new.restore(|_| true, records.iter().map(|(g, r)| (g, r)), takeover);
+    let group = new.group("g").unwrap();
+    assert_eq!((group.state(), group.generation()), (State::Stable, 1));
+    assert_eq!(new.heartbeat("g", "b", 1, takeover), Ok(()));
+    assert_eq!(new.check_commit("g", "a", 1), Ok(()));
+    assert_eq!(
+        new.synced("g", "b", 1).unwrap().unwrap().assignment,
+        Bytes::from_static(b"p1")
+    );
+    // Sessions start at the takeover: a member is not expired for the coordinator's gap.
+    assert!(
+        new.expire(&limits, takeover + Duration::from_secs(9))
+            .is_empty()
+    );
+    // A stale member is fenced as Kafka fences it.
+    assert_eq!(
+        new.heartbeat("g", "b", 0, takeover),
+        Err(Refused::IllegalGeneration)
     );
 }
