@@ -65,6 +65,16 @@ pub const SETTINGS: &[Setting] = &[
         Some("offsets.retention.check.interval.ms"),
         SettingKind::Count,
     ),
+    setting(
+        "consumer_heartbeat_interval_ms",
+        Some("group.consumer.heartbeat.interval.ms"),
+        SettingKind::Count,
+    ),
+    setting(
+        "consumer_session_timeout_ms",
+        Some("group.consumer.session.timeout.ms"),
+        SettingKind::Count,
+    ),
     setting("disk_reserve_bytes", None, SettingKind::Count),
     setting("auto_balance", None, SettingKind::Flag),
     setting(

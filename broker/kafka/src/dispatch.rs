@@ -48,6 +48,21 @@ pub(crate) async fn dispatch(
                 .unwrap_or_default();
             later!(JoinGroup, groups::join_group(ctx, req, version, client_id))
         }
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            later!(
+                ConsumerGroupHeartbeat,
+                groups::consumer_group_heartbeat(ctx, req, version, client_id)
+            )
+        }
+        RequestKind::ConsumerGroupDescribe(req) => later!(
+            ConsumerGroupDescribe,
+            groups::consumer_group_describe(ctx, req, version)
+        ),
         RequestKind::SyncGroup(req) => later!(SyncGroup, groups::sync_group(ctx, req, version)),
         RequestKind::Heartbeat(req) => later!(Heartbeat, groups::heartbeat(ctx, req, version)),
         RequestKind::LeaveGroup(req) => {

@@ -57,6 +57,11 @@ pub struct KafkaSettings {
     pub offsets_retention: Duration,
     /// `offsets.retention.check.interval.ms`: how often coordinators expire offsets.
     pub offsets_retention_check_interval: Duration,
+    /// `group.consumer.heartbeat.interval.ms`: how often members of consumer-protocol groups
+    /// (KIP-848) heartbeat.
+    pub consumer_heartbeat_interval: Duration,
+    /// `group.consumer.session.timeout.ms`: how long such a member stays without a heartbeat.
+    pub consumer_session_timeout: Duration,
     /// The bounds on what clients send (`strand_node::limits`).
     pub limits: Limits,
     /// The certificate, key and client CA of listeners that speak TLS (`SSL`, `SASL_SSL`). A
@@ -114,6 +119,8 @@ impl Default for KafkaSettings {
             retention_check_interval: Duration::from_secs(300),
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
+            consumer_heartbeat_interval: Duration::from_secs(5),
+            consumer_session_timeout: Duration::from_secs(45),
             limits: Limits::default(),
             tls: None,
             listener_certificates: BTreeMap::new(),

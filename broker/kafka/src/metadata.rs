@@ -47,6 +47,15 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
             .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
             .collect()
     });
+    // Topics asked for by id alone (v10 and later): consumers of the KIP-848 protocol are
+    // assigned partitions by topic id and look the names up so.
+    let by_id: Vec<uuid::Uuid> = req
+        .topics
+        .iter()
+        .flatten()
+        .filter(|t| t.name.is_none() && !t.topic_id.is_nil())
+        .map(|t| t.topic_id)
+        .collect();
     // Unknown topics are created when both the request (v4+; always before) and the broker
     // allow it.
     // Kafka's order: a topic the client may not describe is refused whether or not it
@@ -74,7 +83,7 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
             state = ctx.state();
         }
     }
-    let topics: Vec<MetadataResponseTopic> = match &names {
+    let mut topics: Vec<MetadataResponseTopic> = match &names {
         None => state
             .topics_by_id()
             .values()
@@ -94,6 +103,19 @@ pub async fn metadata(ctx: Context, req: MetadataRequest, version: i16) -> Metad
             })
             .collect(),
     };
+    for id in by_id {
+        let found = state
+            .topics_by_id()
+            .get(&strand_meta::TopicId(id))
+            .filter(|t| describable(&t.name));
+        topics.push(match found {
+            Some(topic) => describe(&ctx, topic),
+            // As Kafka: an id the client may not describe is as unknown as one that is.
+            None => MetadataResponseTopic::default()
+                .with_topic_id(id)
+                .with_error_code(ResponseError::UnknownTopicId.code()),
+        });
+    }
     // Each client is told the addresses of the listener it came in on; a broker without
     // that listener is left out, and one that registered a single listener serves all.
     let listener = &ctx.session.listener;

@@ -25,7 +25,7 @@ const fn api(key: ApiKey, min: i16, max: i16) -> Api {
 }
 
 /// Maximum versions stop before those that name topics by id only or belong to protocols
-/// Strand does not implement (the KIP-848 consumer protocol, share groups, transactions).
+/// Strand does not implement (share groups, transactions).
 const APIS: &[Api] = &[
     Api {
         key: ApiKey::Produce,
@@ -37,7 +37,9 @@ const APIS: &[Api] = &[
     // v7 adds the max-timestamp lookup (-3), which is not implemented.
     api(ApiKey::ListOffsets, 1, 6),
     api(ApiKey::Metadata, 0, 12),
-    api(ApiKey::OffsetCommit, 2, 8),
+    // v9 is v8 for members of the consumer protocol (STALE_MEMBER_EPOCH); v10 names topics
+    // by id.
+    api(ApiKey::OffsetCommit, 2, 9),
     api(ApiKey::OffsetFetch, 1, 7),
     api(ApiKey::FindCoordinator, 0, 4),
     api(ApiKey::JoinGroup, 0, 9),
@@ -68,6 +70,8 @@ const APIS: &[Api] = &[
     api(ApiKey::DescribeAcls, 1, 3),
     api(ApiKey::CreateAcls, 1, 3),
     api(ApiKey::DeleteAcls, 1, 3),
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];

@@ -213,6 +213,12 @@ struct Settings {
     /// How often group coordinators expire offsets, in milliseconds (Kafka's
     /// `offsets.retention.check.interval.ms`). Default 600000.
     offsets_retention_check_interval_ms: Option<u64>,
+    /// How often members of consumer-protocol groups (KIP-848) heartbeat, in milliseconds
+    /// (Kafka's `group.consumer.heartbeat.interval.ms`). Default 5000.
+    consumer_heartbeat_interval_ms: Option<u64>,
+    /// How long such a member stays without a heartbeat, in milliseconds (Kafka's
+    /// `group.consumer.session.timeout.ms`). Default 45000.
+    consumer_session_timeout_ms: Option<u64>,
     /// Free bytes the data directory keeps in reserve; below it, partitions with a replica on
     /// this broker refuse produce. Default 1073741824 (1 GiB).
     disk_reserve_bytes: Option<u64>,
@@ -375,6 +381,12 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
             defaults.offsets_retention_check_interval,
             Duration::from_millis,
         ),
+        consumer_heartbeat_interval: settings
+            .consumer_heartbeat_interval_ms
+            .map_or(defaults.consumer_heartbeat_interval, Duration::from_millis),
+        consumer_session_timeout: settings
+            .consumer_session_timeout_ms
+            .map_or(defaults.consumer_session_timeout, Duration::from_millis),
         limits: limits_of(&settings)?,
         tls: match (&args.kafka_tls_cert, &args.kafka_tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -465,6 +477,13 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
     }
     if kafka.offsets_retention.is_zero() {
         bail!("offsets_retention_minutes must be at least 1");
+    }
+    if kafka.consumer_heartbeat_interval < Duration::from_millis(100)
+        || kafka.consumer_session_timeout <= kafka.consumer_heartbeat_interval
+    {
+        bail!(
+            "consumer_heartbeat_interval_ms must be at least 100 and below consumer_session_timeout_ms"
+        );
     }
     if let Some(ms) = settings.broker_failure_timeout_ms {
         balancing.broker_failure_timeout = Duration::from_millis(ms);

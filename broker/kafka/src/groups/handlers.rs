@@ -520,6 +520,12 @@ fn known_groups(ctx: &Context) -> BTreeMap<String, (String, &'static str)> {
         out.insert(group, ("consumer".to_string(), State::Empty.name()));
     }
     ctx.shared.groups.read(|core| {
+        for (id, group) in core.consumer_groups() {
+            out.insert(
+                id.clone(),
+                ("consumer".to_string(), super::consumer::state_name(group)),
+            );
+        }
         for (id, group) in core.groups() {
             if group.members().is_empty() && !out.contains_key(id) {
                 continue;

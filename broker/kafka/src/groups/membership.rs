@@ -8,7 +8,7 @@
 
 mod group;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ use kafka_protocol::ResponseError;
 use strand_node::Limits;
 
 pub(crate) use group::Group;
+
+use super::consumer::{Beat, Beaten, ConsumerGroup, Timing, Topics};
 
 use super::records::GroupRecord;
 
@@ -84,6 +86,28 @@ pub(crate) enum Refused {
         /// The groups held.
         groups: usize,
     },
+    /// The group runs the other protocol (classic, or the consumer protocol of KIP-848).
+    #[error("the group runs the other group protocol")]
+    WrongGroupType,
+    /// A consumer-protocol member's epoch is not the group's view of it: it must give up its
+    /// partitions and join again.
+    #[error("fenced member epoch")]
+    FencedMemberEpoch,
+    /// An offset commit names a member epoch other than the member's.
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
+    /// The assignor named is not one the coordinator has.
+    #[error("unsupported assignor")]
+    UnsupportedAssignor,
+    /// The subscription's regular expression does not compile.
+    #[error("invalid regular expression")]
+    InvalidRegex,
+    /// Another live member holds the static member's instance id.
+    #[error("the instance id is held by another member")]
+    UnreleasedInstance,
+    /// The request lacks what it must carry.
+    #[error("{0}")]
+    InvalidRequest(&'static str),
 }
 
 impl Refused {
@@ -100,6 +124,13 @@ impl Refused {
             Refused::GroupFull | Refused::TooManyPending => ResponseError::GroupMaxSizeReached,
             // Retriable: the client looks the coordinator up again and retries later.
             Refused::TooManyGroups { .. } => ResponseError::CoordinatorNotAvailable,
+            Refused::WrongGroupType => ResponseError::GroupIdNotFound,
+            Refused::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+            Refused::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+            Refused::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+            Refused::InvalidRegex => ResponseError::InvalidRegularExpression,
+            Refused::UnreleasedInstance => ResponseError::UnreleasedInstanceId,
+            Refused::InvalidRequest(_) => ResponseError::InvalidRequest,
         }
     }
 }
@@ -225,10 +256,12 @@ pub(crate) enum Syncing {
     },
 }
 
-/// Every group a coordinator holds in memory.
+/// Every group a coordinator holds in memory: classic groups and consumer-protocol groups
+/// (KIP-848), which share one namespace of group ids.
 #[derive(Debug, Default)]
 pub(crate) struct Membership {
     groups: HashMap<String, Group>,
+    consumer: HashMap<String, ConsumerGroup>,
 }
 
 impl Membership {
@@ -246,6 +279,60 @@ impl Membership {
         self.groups.get_mut(id).ok_or(Refused::UnknownMember)
     }
 
+    /// A consumer-protocol group, if held.
+    pub(crate) fn consumer_group(&self, id: &str) -> Option<&ConsumerGroup> {
+        self.consumer.get(id)
+    }
+
+    /// Every consumer-protocol group held.
+    pub(crate) fn consumer_groups(&self) -> impl Iterator<Item = (&String, &ConsumerGroup)> {
+        self.consumer.iter()
+    }
+
+    /// Makes room for a new group unless `groups_max` are held and none is idle.
+    fn room_for_one_more(&mut self, limits: &Limits, now: Instant) -> Result<(), Refused> {
+        let held = self.groups.len() + self.consumer.len();
+        if held < limits.groups_max {
+            return Ok(());
+        }
+        // Groups nobody is in are forgotten first: they hold nothing but a generation.
+        self.groups.retain(|_, g| !g.idle(now));
+        self.consumer.retain(|_, g| !g.idle());
+        let held = self.groups.len() + self.consumer.len();
+        if held >= limits.groups_max {
+            return Err(Refused::TooManyGroups { groups: held });
+        }
+        Ok(())
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848). A new group is created as JoinGroup creates one; a
+    /// classic group with members is refused as Kafka refuses it, an empty one replaced.
+    pub(crate) fn consumer_heartbeat(
+        &mut self,
+        group_id: &str,
+        beat: Beat,
+        topics: &Topics,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<Beaten, Refused> {
+        if let Some(classic) = self.groups.get(group_id) {
+            if !classic.members().is_empty() {
+                return Err(Refused::WrongGroupType);
+            }
+            self.groups.remove(group_id);
+        }
+        if !self.consumer.contains_key(group_id) {
+            if beat.member_epoch != 0 {
+                return Err(Refused::UnknownMember);
+            }
+            self.room_for_one_more(limits, now)?;
+        }
+        self.consumer
+            .entry(group_id.to_string())
+            .or_default()
+            .heartbeat(beat, topics, limits.group_members_max, now)
+    }
+
     /// JoinGroup. A new group is created unless `groups_max` are held and none is idle.
     pub(crate) fn join(
         &mut self,
@@ -257,14 +344,14 @@ impl Membership {
         if !SESSION_TIMEOUT_MS.contains(&req.session_timeout_ms) {
             return Err(Refused::InvalidSessionTimeout);
         }
-        if !self.groups.contains_key(group_id) && self.groups.len() >= limits.groups_max {
-            // Groups nobody is in are forgotten first: they hold nothing but a generation.
-            self.groups.retain(|_, g| !g.idle(now));
-            if self.groups.len() >= limits.groups_max {
-                return Err(Refused::TooManyGroups {
-                    groups: self.groups.len(),
-                });
+        if let Some(consumer) = self.consumer.get(group_id) {
+            if !consumer.idle() {
+                return Err(Refused::InconsistentProtocol);
             }
+            self.consumer.remove(group_id);
+        }
+        if !self.groups.contains_key(group_id) {
+            self.room_for_one_more(limits, now)?;
         }
         self.groups
             .entry(group_id.to_string())
@@ -320,6 +407,8 @@ impl Membership {
         now: Instant,
     ) {
         self.groups.retain(|id, _| !owned(id));
+        // Consumer-protocol groups are not stored yet: their members join again.
+        self.consumer.retain(|id, _| !owned(id));
         for (id, record) in records {
             self.groups
                 .insert(id.clone(), Group::from_record(record, now));
@@ -392,6 +481,9 @@ impl Membership {
         member_id: &str,
         generation: i32,
     ) -> Result<(), Refused> {
+        if let Some(consumer) = self.consumer.get(group_id) {
+            return consumer.check_commit(member_id, generation);
+        }
         match self.groups.get(group_id) {
             Some(group) => group.check_commit(member_id, generation),
             None if generation >= 0 => Err(Refused::UnknownMember),
@@ -401,6 +493,12 @@ impl Membership {
 
     /// DeleteGroups: forgets the group if it has no members; whether it was held.
     pub(crate) fn delete(&mut self, group_id: &str) -> Result<bool, Refused> {
+        if let Some(consumer) = self.consumer.get(group_id) {
+            if !consumer.idle() {
+                return Err(Refused::NotEmpty);
+            }
+            return Ok(self.consumer.remove(group_id).is_some());
+        }
         match self.groups.get(group_id) {
             Some(group) if !group.members().is_empty() => Err(Refused::NotEmpty),
             Some(_) => Ok(self.groups.remove(group_id).is_some()),
@@ -410,14 +508,51 @@ impl Membership {
 
     /// The sweep: expires pending ids and lapsed sessions and completes the rebalances that
     /// are due. The members removed, as (group, member).
-    pub(crate) fn expire(&mut self, limits: &Limits, now: Instant) -> Vec<(String, String)> {
+    pub(crate) fn expire(
+        &mut self,
+        limits: &Limits,
+        timing: &Timing,
+        now: Instant,
+    ) -> Vec<(String, String)> {
         let mut expired = Vec::new();
         for (id, group) in self.groups.iter_mut() {
             for member in group.expire(now, limits) {
                 expired.push((id.clone(), member));
             }
         }
+        for (id, group) in self.consumer.iter_mut() {
+            for member in group.expire(timing, now) {
+                expired.push((id.clone(), member));
+            }
+        }
         expired
+    }
+
+    /// For offsets retention: `None` if the group has no members; otherwise the topics its
+    /// members subscribe to, or `None` inside when they are not known (not a `consumer`
+    /// protocol type, or a subscription that does not decode).
+    pub(crate) fn live_topics(&self, group_id: &str) -> Option<Option<BTreeSet<String>>> {
+        if let Some(consumer) = self.consumer.get(group_id) {
+            return (!consumer.idle()).then(|| Some(consumer.subscribed_names()));
+        }
+        let group = self
+            .groups
+            .get(group_id)
+            .filter(|g| !g.members().is_empty())?;
+        if group.protocol_type() != Some("consumer") {
+            return Some(None);
+        }
+        let protocol = group.protocol();
+        Some(
+            group
+                .members()
+                .values()
+                .map(|m| super::records::subscribed_topics(&m.metadata(protocol)))
+                .try_fold(BTreeSet::new(), |mut all, topics| {
+                    all.extend(topics?);
+                    Some(all)
+                }),
+        )
     }
 }
 

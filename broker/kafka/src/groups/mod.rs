@@ -18,6 +18,9 @@
 //! - `state`: [`Groups`], both behind their locks, and the wake-ups of waiting requests.
 //! - this module and `handlers`: the Kafka requests, thin over the two.
 
+mod assignors;
+mod consumer;
+mod consumer_handlers;
 mod handlers;
 mod membership;
 mod offsets;
@@ -41,6 +44,7 @@ use crate::context::Context;
 use crate::security::Resource;
 use crate::{admin, metadata};
 
+pub use consumer_handlers::{consumer_group_describe, consumer_group_heartbeat};
 pub use handlers::{
     delete_groups, describe_groups, heartbeat, join_group, leave_group, list_groups, offset_commit,
     offset_fetch, sync_group,
@@ -81,7 +85,7 @@ pub async fn run(ctx: Context) {
             _ = shutdown.changed() => return,
         }
         let (expired, unstored) = ctx.shared.groups.update_all(|core| {
-            let expired = core.expire(&limits, Instant::now());
+            let expired = core.expire(&limits, &timing(settings), Instant::now());
             (expired, core.take_unstored())
         });
         for (group, member) in expired {
@@ -96,6 +100,14 @@ pub async fn run(ctx: Context) {
             next_retention = Instant::now() + settings.offsets_retention_check_interval;
             retention::expire_offsets(&ctx, settings.offsets_retention).await;
         }
+    }
+}
+
+/// The consumer protocol's timing, from the settings.
+fn timing(settings: &crate::KafkaSettings) -> consumer::Timing {
+    consumer::Timing {
+        heartbeat_interval: settings.consumer_heartbeat_interval,
+        session_timeout: settings.consumer_session_timeout,
     }
 }
 

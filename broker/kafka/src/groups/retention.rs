@@ -10,7 +10,7 @@ use std::time::Duration;
 use strand_node::now_ms;
 
 use super::offsets::{GroupOffsets, OffsetRecord, group_tombstone, tombstone};
-use super::records::{GroupRecord, subscribed_topics};
+use super::records::GroupRecord;
 use super::{OFFSETS_TOPIC, coordinator};
 use crate::context::Context;
 
@@ -25,23 +25,7 @@ pub(super) async fn expire_offsets(ctx: &Context, retention: Duration) {
             let mut records = Vec::new();
             let mut forgotten = Vec::new();
             for (group, offsets) in cache.offsets() {
-                let live = groups.read(|core| {
-                    core.group(group)
-                        .filter(|g| !g.members().is_empty())
-                        .map(|g| {
-                            let protocol = g.protocol();
-                            let consumer = g.protocol_type() == Some("consumer");
-                            let topics: Option<BTreeSet<String>> = g
-                                .members()
-                                .values()
-                                .map(|m| subscribed_topics(&m.metadata(protocol)))
-                                .try_fold(BTreeSet::new(), |mut all, topics| {
-                                    all.extend(topics?);
-                                    Some(all)
-                                });
-                            topics.filter(|_| consumer)
-                        })
-                });
+                let live = groups.read(|core| core.live_topics(group));
                 let due = due(
                     offsets,
                     live.as_ref(),

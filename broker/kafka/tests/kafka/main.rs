@@ -730,6 +730,104 @@ async fn the_offsets_of_a_group_left_empty_expire_and_a_live_groups_stay() {
     cluster.shutdown().await;
 }
 
+/// Kafka's consumer group protocol (KIP-848, `group.protocol=consumer`) with librdkafka: the
+/// coordinator assigns; two members share a topic, each record read once; when one leaves
+/// the other takes its partitions over and reads on from the commits; ConsumerGroupDescribe
+/// shows the one left with every partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_protocol_members_share_a_topic_and_take_over_when_one_leaves() {
+    use rdkafka::consumer::CommitMode;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start_with(
+        dir.path(),
+        KafkaSettings {
+            consumer_heartbeat_interval: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )
+    .await;
+    cluster.create_topic("shared", 4).await;
+    let config = cluster.config();
+    let kafka = cluster.kafka[0];
+    let consuming = tokio::task::spawn_blocking(move || {
+        let member = || -> BaseConsumer {
+            let consumer: BaseConsumer = config
+                .clone()
+                .set("group.id", "kip848")
+                .set("group.protocol", "consumer")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .create()
+                .unwrap();
+            consumer.subscribe(&["shared"]).unwrap();
+            consumer
+        };
+        let (a, b) = (member(), member());
+        let mut seen = Vec::new();
+        poll_until(
+            &[&a, &b],
+            &mut seen,
+            "two members to share four partitions",
+            |cs, _| covers_all(cs, 4),
+        );
+        let shared = (assigned(&a).len(), assigned(&b).len());
+        produce_blocking(&config, "shared", 400, "first");
+        poll_until(&[&a, &b], &mut seen, "400 records", |_, seen| {
+            seen.len() >= 400
+        });
+        for consumer in [&a, &b] {
+            consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        }
+        drop(b);
+        poll_until(
+            &[&a],
+            &mut seen,
+            "the remaining member to take over",
+            |cs, _| covers_all(cs, 4),
+        );
+        produce_blocking(&config, "shared", 100, "second");
+        poll_until(&[&a], &mut seen, "100 more records", |_, seen| {
+            seen.len() >= 500
+        });
+        a.commit_consumer_state(CommitMode::Sync).unwrap();
+        let mut keys: Vec<&str> = seen.iter().map(|(_, _, k)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 500, "every record read");
+        assert_eq!(seen.len(), 500, "no record read twice");
+        (shared, a)
+    });
+    // The remaining member stays in the group while it is described.
+    let (shared, _member) = consuming.await.unwrap();
+    assert_eq!(shared, (2, 2), "the uniform assignor splits evenly");
+    // ConsumerGroupDescribe shows the member left and what it owns.
+    use kafka_protocol::messages::ConsumerGroupDescribeResponse;
+    use kafka_protocol::messages::{ApiKey, ConsumerGroupDescribeRequest, GroupId};
+    let coordinator = coordinator_of(kafka, "kip848", None).await as usize;
+    let mut conn = wire::Conn::open(cluster.kafka[coordinator]).await;
+    let described: ConsumerGroupDescribeResponse = conn
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            0,
+            &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(
+                kafka_protocol::protocol::StrBytes::from_static_str("kip848"),
+            )]),
+        )
+        .await;
+    let group = &described.groups[0];
+    assert_eq!(group.error_code, 0);
+    assert_eq!(group.assignor_name.as_str(), "uniform");
+    assert_eq!(group.members.len(), 1, "{group:?}");
+    let owned: usize = group.members[0]
+        .assignment
+        .topic_partitions
+        .iter()
+        .map(|t| t.partitions.len())
+        .sum();
+    assert_eq!(owned, 4);
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotent_producer_across_a_leader_kill_writes_each_record_once() {
     let dir = tempfile::tempdir().unwrap();

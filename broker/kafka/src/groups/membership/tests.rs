@@ -75,6 +75,11 @@ fn join_group(group: &'static str, id: &'static str) -> Step {
 }
 
 const SESSION_MS: i32 = 10_000;
+
+const TIMING: crate::groups::consumer::Timing = crate::groups::consumer::Timing {
+    heartbeat_interval: Duration::from_secs(5),
+    session_timeout: Duration::from_secs(45),
+};
 const REBALANCE_MS: i32 = 60_000;
 
 /// Runs `steps` under `limits` (each at its ms from the start) and compares the lines.
@@ -173,7 +178,7 @@ fn check(limits: Limits, steps: &[(u64, Step)], expect: &[&str]) {
             Commit(id, generation) => show(core.check_commit("g", id, generation)),
             Expire => {
                 let expired: Vec<String> = core
-                    .expire(&limits, now)
+                    .expire(&limits, &TIMING, now)
                     .into_iter()
                     .map(|(g, m)| format!("{g}/{m}"))
                     .collect();
@@ -685,7 +690,7 @@ fn a_group_taken_over_from_its_record_keeps_its_generation_and_assignments() {
     );
     // Sessions start at the takeover: a member is not expired for the coordinator's gap.
     assert!(
-        new.expire(&limits, takeover + Duration::from_secs(9))
+        new.expire(&limits, &TIMING, takeover + Duration::from_secs(9))
             .is_empty()
     );
     // A stale member is fenced as Kafka fences it.
