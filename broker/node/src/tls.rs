@@ -117,6 +117,14 @@ pub fn kafka_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(server_config(files, &[])?)))
 }
 
+/// The acceptor of the HTTP port (HTTP/1.1).
+pub fn http_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(
+        files,
+        &[b"http/1.1"],
+    )?)))
+}
+
 /// The acceptor of the gRPC port: HTTP/2, and a client certificate of the cluster's CA
 /// required.
 pub fn grpc_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {

@@ -37,6 +37,9 @@ pub enum StartError {
     /// The gRPC port's TLS files cannot be used.
     #[error("gRPC TLS: {0}")]
     GrpcTls(#[source] strand_node::TlsError),
+    /// The HTTP port's TLS files cannot be used.
+    #[error("HTTP TLS: {0}")]
+    HttpTls(#[source] strand_node::TlsError),
     /// A Kafka listener cannot be served (its TLS files cannot be used).
     #[error("kafka listener: {0}")]
     KafkaListener(#[from] strand_kafka::ListenerError),
@@ -211,7 +214,14 @@ impl Broker {
             grpc_tls,
         ));
         if let Some(http) = http {
-            tasks.spawn(crate::http::serve(inner.clone(), http));
+            let tls = match &inner.config.http_tls {
+                Some(files) => Some(
+                    Reloading::start("HTTP port", files.clone(), strand_node::tls::http_acceptor)
+                        .map_err(StartError::HttpTls)?,
+                ),
+                None => None,
+            };
+            tasks.spawn(crate::http::serve(inner.clone(), http, tls));
         }
         if !kafka.is_empty() {
             let mut kafka_listener = strand_kafka::Listener::new(kafka_handles);

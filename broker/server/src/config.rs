@@ -50,4 +50,8 @@ pub struct BrokerConfig {
     /// With `grpc_tls`, the principals of the cluster's brokers and of its administrators:
     /// the only callers the gRPC port answers.
     pub grpc_access: crate::guard::GrpcAccess,
+    /// TLS on the HTTP port (`/healthz`, `/readyz`, `/metrics`, `/v1/pre-stop`): its
+    /// certificate and key (read again when they change) and, with `client_ca`, client
+    /// certificates of that CA required. `None`: plain HTTP.
+    pub http_tls: Option<strand_node::TlsFiles>,
 }

@@ -5,9 +5,9 @@
 //! and principals the ACLs allow to Alter the cluster. Without TLS the port is open, and the
 //! broker says so when it starts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use strand_auth::{Operation, PrincipalMapper, ResourceType};
 use strand_kafka::SecuritySettings;
@@ -32,7 +32,15 @@ pub(crate) struct GrpcGuard {
     admins: Arc<BTreeSet<String>>,
     cluster: Cluster,
     security: Arc<SecuritySettings>,
+    /// Principals of the certificates seen, by their DER bytes: every Raft RPC presents its
+    /// broker's certificate, and parsing it once per certificate rather than once per call
+    /// keeps X.509 parsing off the replication path. Bounded; emptied when full.
+    principals: Arc<Mutex<HashMap<Vec<u8>, String>>>,
 }
+
+/// Certificates whose principals are remembered (brokers, the operator, a few admins, and
+/// their renewed certificates).
+const PRINCIPALS_CACHED: usize = 64;
 
 /// Why the guard cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +69,7 @@ impl GrpcGuard {
             admins: Arc::new(access.admin_principals.iter().cloned().collect()),
             cluster,
             security: Arc::new(security),
+            principals: Arc::default(),
         })
     }
 
@@ -72,9 +81,23 @@ impl GrpcGuard {
         let first = certs
             .first()
             .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-        strand_auth::principal_of_certificate(first, &self.security.principal_mapping).map_err(
-            |e| Status::unauthenticated(format!("the client certificate names no principal: {e}")),
-        )
+        let der: &[u8] = first.as_ref();
+        let mut cache = self.principals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(principal) = cache.get(der) {
+            return Ok(principal.clone());
+        }
+        let principal =
+            strand_auth::principal_of_certificate(first, &self.security.principal_mapping)
+                .map_err(|e| {
+                    Status::unauthenticated(format!(
+                        "the client certificate names no principal: {e}"
+                    ))
+                })?;
+        if cache.len() >= PRINCIPALS_CACHED {
+            cache.clear();
+        }
+        cache.insert(der.to_vec(), principal.clone());
+        Ok(principal)
     }
 
     /// Lets through the cluster's brokers only.

@@ -21,6 +21,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use openraft::async_runtime::WatchReceiver;
+use strand_node::tls::Reloading;
+use tokio_rustls::TlsAcceptor;
 
 use crate::shared::Inner;
 
@@ -31,8 +33,15 @@ const PRE_STOP_TIMEOUT: Duration = Duration::from_secs(90);
 /// termination grace period.
 const PRE_STOP_TIMEOUT_MAX: Duration = Duration::from_secs(600);
 
-/// Serves the HTTP port until the broker shuts down.
-pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
+/// How long a client has to complete its TLS handshake on the HTTP port.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the HTTP port until the broker shuts down, over TLS with `tls`.
+pub async fn serve(
+    inner: Arc<Inner>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Reloading<TlsAcceptor>>,
+) {
     let mut stop = inner.shutdown.subscribe();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -40,6 +49,10 @@ pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
         .route("/metrics", get(metrics))
         .route("/v1/pre-stop", post(pre_stop))
         .with_state(inner);
+    if let Some(tls) = tls {
+        serve_tls(app, listener, tls, stop).await;
+        return;
+    }
     let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -48,6 +61,55 @@ pub async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener) {
         .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+/// The HTTP port over TLS: each connection's handshake and requests on a task of its own, so
+/// a client that stalls its handshake or speaks plaintext holds up no one else.
+async fn serve_tls(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    tls: Reloading<TlsAcceptor>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => return,
+        };
+        let (acceptor, _) = tls.current();
+        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "HTTP port: TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "HTTP port: TLS handshake not completed in time");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "HTTP port: connection ended");
+            }
+        });
     }
 }
 

@@ -80,6 +80,7 @@ impl Cluster {
                     disk_reserve_bytes: 0,
                     grpc_tls: None,
                     grpc_access: Default::default(),
+                    http_tls: None,
                 }
             })
             .collect();

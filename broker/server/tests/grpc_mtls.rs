@@ -85,6 +85,7 @@ fn config(dir: &Path, id: u32, grpc: SocketAddr, seeds: &[String], tls: TlsFiles
             broker_principals: (0..3).map(|i| format!("User:CN=broker-{i}")).collect(),
             admin_principals: vec!["User:CN=operator".into()],
         },
+        http_tls: None,
     }
 }
 
@@ -352,4 +353,124 @@ async fn renewed_grpc_certificates_are_used_without_a_restart() {
     for broker in brokers {
         broker.stop().await;
     }
+}
+
+/// An HTTP/1.1 GET of `path` over TLS trusting `ca`, presenting `identity` if any: the
+/// response's first line, or the error.
+async fn https_get(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<&TlsFiles>,
+    path: &str,
+) -> Result<String, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(files) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&files.cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(&files.key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let response = String::from_utf8_lossy(&response).to_string();
+    response
+        .lines()
+        .next()
+        .map(str::to_string)
+        .filter(|l| l.starts_with("HTTP/"))
+        .ok_or(format!("no HTTP response: {response:?}"))
+}
+
+/// The HTTP port over TLS (`--http-tls-cert`, `--http-tls-key`, and with
+/// `--http-tls-client-ca` client certificates required): probes and scrapes answered over
+/// HTTPS; a plaintext request, and without a client certificate when one is required, get no
+/// answer; a client stalled in its handshake holds up nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_port_speaks_tls_and_asks_for_client_certificates_when_told() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let grpc = strand_e2e::free_addr();
+    let seeds = vec![grpc.to_string()];
+    let mut server_only = pki.files("broker-0");
+    let ca = server_only.client_ca.take().unwrap();
+    let mut one = config(dir.path(), 0, grpc, &seeds, pki.files("broker-0"));
+    one.http_tls = Some(server_only);
+    let http = one.http_listen;
+    let broker = Broker::start(one).await.unwrap();
+    // A client that opens a connection and says nothing does not hold up the others.
+    let _stalled = tokio::net::TcpStream::connect(http).await.unwrap();
+    assert_eq!(
+        https_get(http, &ca, None, "/healthz").await,
+        Ok("HTTP/1.1 200 OK".to_string())
+    );
+    let metrics = https_get(http, &ca, None, "/metrics").await;
+    assert_eq!(metrics, Ok("HTTP/1.1 200 OK".to_string()));
+    // Plaintext HTTP to the TLS port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(http).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "{answer:?}"
+    );
+    broker.stop().await;
+
+    // With a client CA: only holders of its certificates are answered.
+    let grpc = strand_e2e::free_addr();
+    let seeds = vec![grpc.to_string()];
+    let mut two = config(
+        &dir.path().join("two"),
+        0,
+        grpc,
+        &seeds,
+        pki.files("broker-0"),
+    );
+    two.http_tls = Some(pki.files("broker-0"));
+    let http = two.http_listen;
+    let broker = Broker::start(two).await.unwrap();
+    let prober = pki.files("prober");
+    assert_eq!(
+        https_get(http, &ca, Some(&prober), "/healthz").await,
+        Ok("HTTP/1.1 200 OK".to_string())
+    );
+    assert!(https_get(http, &ca, None, "/healthz").await.is_err());
+    broker.stop().await;
 }

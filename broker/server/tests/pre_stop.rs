@@ -40,6 +40,7 @@ fn config(
         disk_reserve_bytes: 0,
         grpc_tls: None,
         grpc_access: Default::default(),
+        http_tls: None,
     }
 }
 

@@ -87,6 +87,7 @@ fn config(dir: &Path, b: u32) -> BrokerConfig {
         disk_reserve_bytes: 0,
         grpc_tls: None,
         grpc_access: Default::default(),
+        http_tls: None,
     }
 }
 

@@ -108,6 +108,18 @@ pub struct BrokerArgs {
     /// is refused. Read again when the file changes.
     #[arg(long, env = "STRAND_KAFKA_TLS_CLIENT_CA", requires = "kafka_tls_cert")]
     kafka_tls_client_ca: Option<PathBuf>,
+    /// PEM certificate chain of the HTTP port (`/healthz`, `/readyz`, `/metrics`,
+    /// `/v1/pre-stop`): with `--http-tls-key` the port speaks HTTPS. Read again when the file
+    /// changes.
+    #[arg(long, env = "STRAND_HTTP_TLS_CERT", requires = "http_tls_key")]
+    http_tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTP certificate.
+    #[arg(long, env = "STRAND_HTTP_TLS_KEY", requires = "http_tls_cert")]
+    http_tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates the HTTP port requires (probes and scrapers then
+    /// present one).
+    #[arg(long, env = "STRAND_HTTP_TLS_CLIENT_CA", requires = "http_tls_cert")]
+    http_tls_client_ca: Option<PathBuf>,
     /// PEM certificate chain of this broker on the gRPC port (Raft, admin API, broker calls):
     /// with `--grpc-tls-key` and `--grpc-tls-ca`, the port speaks mutual TLS and this broker
     /// presents the certificate to other brokers.
@@ -521,6 +533,14 @@ async fn serve(args: BrokerArgs, settings: Settings, broker_id: u32) -> anyhow::
         grpc_access: GrpcAccess {
             broker_principals: args.grpc_broker_principals.clone(),
             admin_principals: args.grpc_admin_principals.clone(),
+        },
+        http_tls: match (&args.http_tls_cert, &args.http_tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.http_tls_client_ca.clone(),
+            }),
+            _ => None,
         },
     };
     let broker = Broker::start(config)

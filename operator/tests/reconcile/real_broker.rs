@@ -129,6 +129,7 @@ async fn one_broker(dir: &std::path::Path) -> (Broker, String) {
         disk_reserve_bytes: 0,
         grpc_tls: None,
         grpc_access: Default::default(),
+        http_tls: None,
     })
     .await
     .expect("broker starts");
