@@ -35,6 +35,11 @@ fn ready(response: ResponseKind) -> Pending {
     Box::pin(async move { Some(response) })
 }
 
+/// Kafka's `sasl.server.max.receive.size`: the largest request a client that has not
+/// authenticated yet may send. A larger one closes the connection before it is read, so a
+/// client without credentials cannot make the broker read and decrypt megabytes.
+const SASL_RECEIVE_MAX: usize = 512 * 1024;
+
 /// Why a connection is closed.
 #[derive(Debug, thiserror::Error)]
 enum Closed {
@@ -50,6 +55,10 @@ enum Closed {
     Stalled(Duration),
     #[error("{0:?} before SASL authentication")]
     Unauthenticated(ApiKey),
+    #[error(
+        "request of {0} bytes before SASL authentication is over the limit of {SASL_RECEIVE_MAX} (sasl.server.max.receive.size)"
+    )]
+    TooLargeUnauthenticated(i32),
     #[error("SASL authentication failed")]
     AuthenticationFailed,
 }
@@ -136,6 +145,9 @@ pub(crate) async fn serve(
                 });
             }
             let size = size as usize;
+            if size > SASL_RECEIVE_MAX && sasl.as_ref().is_some_and(|s| !s.authenticated()) {
+                return Err(Closed::TooLargeUnauthenticated(size as i32));
+            }
             // Held until the response is sent; a request larger than the whole allowance
             // waits for everything else to be answered and then goes alone.
             let share = u32::try_from(size.clamp(1, bytes_max)).unwrap_or(u32::MAX);

@@ -57,6 +57,11 @@ impl Sasl {
     }
 
     /// Whether a request of `api_key` may be served now.
+    /// Whether the client has authenticated.
+    pub(crate) fn authenticated(&self) -> bool {
+        self.principal.is_some()
+    }
+
     pub(crate) fn admits(&self, api_key: ApiKey) -> bool {
         self.principal.is_some()
             || matches!(
