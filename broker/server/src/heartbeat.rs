@@ -129,6 +129,16 @@ pub async fn deliver(inner: &Inner, batch: pb::HeartbeatBatch) {
             return None;
         };
         let vote = convert::vote_from_pb(item.vote).ok()?;
+        // A heartbeat of an older term than this replica has seen comes from a deposed leader
+        // that has not learned it yet (it was cut off while the others elected another). It
+        // is no leader's contact: counted as one, it kept this follower, and every other, from
+        // ever standing, while the deposed leader, idle since clients were sent elsewhere,
+        // never appended again to learn of the newer term. Ignored, the followers stand, and
+        // the leader they elect deposes it with its first append.
+        let seen_term = replica.raft.metrics().borrow_watched().vote.leader_id.term;
+        if vote.leader_id.term < seen_term {
+            return None;
+        }
         let commit = item.leader_commit.as_ref().map(|c| (c.term, c.index));
         replica.store.heard_from_leader(vote.leader_id.term, commit);
         // Every heartbeat moves the election timer; openraft itself only needs one when the
