@@ -8,7 +8,8 @@ import struct
 import sys
 from collections import defaultdict
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as Errors
 from kafka.admin import NewTopic
 
 RECORDS = 2000
@@ -75,11 +76,27 @@ def main():
         if committed != end:
             fail(f"partition {tp.partition}: committed {committed}, end offset {end}")
     group = f"{topic}-readers"
-    assignment = sorted(tp.partition for tp in consumer.assignment())
+    first = TopicPartition(topic, 0)
+    # OffsetDelete (KIP-496): refused for a topic the group's member subscribes to...
+    try:
+        refused = admin.delete_group_offsets(group, [first])
+    except Exception as e:  # a top-level error, where Kafka gives a partition-level one
+        fail(f"OffsetDelete of a subscribed topic: {e!r}")
+    if refused.get(first) is not Errors.GroupSubscribedToTopicError:
+        fail(f"OffsetDelete of a subscribed topic answered {refused}")
     consumer.close()
-    check_offsets_topic(bootstrap, group, topic, {tp.partition: end for tp, end in ends.items()})
+    # ...and taken once the group is empty: partition 0's offset is gone, the others stay.
+    deleted = admin.delete_group_offsets(group, [first])
+    if deleted.get(first) is not Errors.NoError:
+        fail(f"OffsetDelete of an empty group's offset answered {deleted}")
+    left = admin.list_group_offsets({group: None}).get(group, {})
+    if first in left or len(left) != PARTITIONS - 1:
+        fail(f"after OffsetDelete the group's offsets are {left}")
+    ends = {tp.partition: end for tp, end in ends.items() if tp.partition != 0}
+    check_offsets_topic(bootstrap, group, topic, ends)
     print(f"kafka-python: {RECORDS} records produced, consumed and committed")
     print(f"__consumer_offsets: group {group}'s commits and membership in Kafka's format")
+    print("OffsetDelete: refused while subscribed, taken once the group is empty")
 
 
 class Reader:
@@ -124,7 +141,10 @@ def check_offsets_topic(bootstrap, group, topic, ends):
         kind = key.take(">h")
         if kind in (0, 1):
             g, t, p = key.string(), key.string(), key.take(">i")
-            if (g, t) != (group, topic) or message.value is None:
+            if (g, t) != (group, topic):
+                continue
+            if message.value is None:
+                offsets.pop(p, None)
                 continue
             value = Reader(message.value)
             version = value.take(">h")

@@ -1,6 +1,8 @@
 //! kafka-python (a pure-Python Kafka client, not librdkafka) against `strand dev`: its admin
 //! client creates a topic, its producer writes keyed records with acks=all, and a consumer
-//! group reads them back and commits (`e2e/python/kafka_python_smoke.py` does the checking).
+//! group reads them back and commits; OffsetDelete is refused while the group subscribes to the
+//! topic and taken once it is empty; `__consumer_offsets` read back holds the commits and the
+//! group's membership in Kafka's format (`e2e/python/kafka_python_smoke.py` does the checking).
 
 use std::process::Command;
 

@@ -71,6 +71,9 @@ pub(crate) async fn dispatch(
         RequestKind::OffsetCommit(req) => {
             later!(OffsetCommit, groups::offset_commit(ctx, req, version))
         }
+        RequestKind::OffsetDelete(req) => {
+            later!(OffsetDelete, groups::offset_delete(ctx, req, version))
+        }
         RequestKind::OffsetFetch(req) => {
             later!(OffsetFetch, groups::offset_fetch(ctx, req, version))
         }

@@ -41,6 +41,7 @@ const APIS: &[Api] = &[
     // by id.
     api(ApiKey::OffsetCommit, 2, 9),
     api(ApiKey::OffsetFetch, 1, 7),
+    api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::FindCoordinator, 0, 4),
     api(ApiKey::JoinGroup, 0, 9),
     api(ApiKey::Heartbeat, 0, 4),

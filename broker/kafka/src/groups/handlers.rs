@@ -675,3 +675,86 @@ async fn delete_group(ctx: &Context, name: &str) -> Result<(), ResponseError> {
         .write(&ctx.handles().replicas, term, partition, tombstones)
         .await
 }
+
+/// OffsetDelete (KIP-496): removes a group's committed offsets of some partitions, as Kafka
+/// does: only of topics none of its members subscribes to (GROUP_SUBSCRIBED_TO_TOPIC), and
+/// not at all from a group with members whose subscriptions are unknown (NON_EMPTY_GROUP).
+pub async fn offset_delete(
+    ctx: Context,
+    req: OffsetDeleteRequest,
+    _version: i16,
+) -> OffsetDeleteResponse {
+    use offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+    let group_id = req.group_id.0.to_string();
+    let failed = |e: ResponseError| OffsetDeleteResponse::default().with_error_code(e.code());
+    if !ctx.authorized(Operation::Delete, Resource::group(&group_id)) {
+        return failed(ResponseError::GroupAuthorizationFailed);
+    }
+    let (_, term, partition) = match coordinator(&ctx, &group_id) {
+        Ok(found) => found,
+        Err(e) => return failed(e),
+    };
+    let groups = &ctx.shared.groups;
+    let stored = groups.offsets().with(term, partition, |cache| {
+        (
+            cache.group(&group_id).cloned().unwrap_or_default(),
+            cache.record(&group_id).is_some(),
+        )
+    });
+    let (offsets, recorded) = match stored {
+        Ok(found) => found,
+        Err(e) => return failed(e),
+    };
+    let (held, live) = groups.read(|core| {
+        (
+            core.group(&group_id).is_some() || core.consumer_group(&group_id).is_some(),
+            core.live_topics(&group_id),
+        )
+    });
+    if !held && !recorded && offsets.is_empty() {
+        return failed(ResponseError::GroupIdNotFound);
+    }
+    let subscribed = match live {
+        None => BTreeSet::new(),
+        Some(Some(topics)) => topics,
+        Some(None) => return failed(ResponseError::NonEmptyGroup),
+    };
+    let mut tombstones = Vec::new();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let code = if !ctx.authorized(Operation::Read, Resource::topic(&name)) {
+                ResponseError::TopicAuthorizationFailed.code()
+            } else if subscribed.contains(&name) {
+                ResponseError::GroupSubscribedToTopic.code()
+            } else {
+                0
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    if code == 0 && offsets.contains_key(&(name.clone(), p.partition_index)) {
+                        tombstones.push(tombstone(&group_id, &name, p.partition_index));
+                    }
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let written = groups
+        .offsets()
+        .write(&ctx.handles().replicas, term, partition, tombstones)
+        .await;
+    match written {
+        Ok(()) => OffsetDeleteResponse::default().with_topics(topics),
+        Err(e) => failed(e),
+    }
+}

@@ -47,7 +47,7 @@ use crate::{admin, metadata};
 pub use consumer_handlers::{consumer_group_describe, consumer_group_heartbeat};
 pub use handlers::{
     delete_groups, describe_groups, heartbeat, join_group, leave_group, list_groups, offset_commit,
-    offset_fetch, sync_group,
+    offset_delete, offset_fetch, sync_group,
 };
 pub use offsets::OFFSETS_TOPIC;
 pub use state::Groups;
