@@ -22,4 +22,16 @@ fn kafka_python_creates_produces_consumes_and_commits_against_strand_dev() {
         "kafka-python smoke test failed:\n{stderr}"
     );
     assert!(stdout.contains("2000 records produced, consumed and committed"));
+    // Every topic config key Kafka defines, created and described back with its source.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/topic_configs.py");
+    let output = Command::new("python3")
+        .args([script, &dev.bootstrap])
+        .output()
+        .expect("python3 runs");
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "topic config test failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -195,6 +195,22 @@ fn topic_config_schema_follows_the_key_table() {
                 assert_eq!(property["type"], "string", "{}", key.name);
                 assert_eq!(property["enum"], json!(allowed), "{}", key.name);
             }
+            ValueKind::Bool => {
+                assert_eq!(property["type"], "boolean", "{}", key.name);
+                // Strand has no tiered storage: only `false` is taken.
+                if key.name == "remote.storage.enable" {
+                    assert_eq!(property["enum"], json!([false]), "{}", key.name);
+                }
+            }
+            ValueKind::Ratio => {
+                assert_eq!(property["type"], "number", "{}", key.name);
+                assert_eq!(property["minimum"].as_f64(), Some(0.0), "{}", key.name);
+                assert_eq!(property["maximum"].as_f64(), Some(1.0), "{}", key.name);
+            }
+            ValueKind::ReplicaList => {
+                assert_eq!(property["type"], "string", "{}", key.name);
+                assert!(property["pattern"].is_string(), "{}", key.name);
+            }
         }
     }
 }

@@ -18,6 +18,13 @@ pub enum ValueKind {
     },
     /// Exactly one of these strings.
     OneOf(&'static [&'static str]),
+    /// `true` or `false`, in any case, as Kafka parses booleans.
+    Bool,
+    /// A decimal number from 0 to 1.
+    Ratio,
+    /// Kafka's throttled-replica list: empty, `*`, or `partition:broker` pairs separated by
+    /// commas.
+    ReplicaList,
 }
 
 /// One known topic config key and the values it accepts.
@@ -38,37 +45,97 @@ const fn int(name: &'static str, min: i64, max: i64) -> KeySpec {
     }
 }
 
+const fn spec(name: &'static str, kind: ValueKind) -> KeySpec {
+    KeySpec { name, kind }
+}
+
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete"];
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 
-/// Every topic config key Strand accepts, in Kafka's spelling, sorted by name.
+/// Every topic config key of Kafka's (3.x and 4.x) that Strand accepts, in Kafka's spelling,
+/// sorted by name, with Kafka's type and bounds.
 ///
 /// Minimums follow Kafka's: `-1` means "unlimited" for the retention keys, and a segment must
 /// hold at least a record batch header (14 bytes). Keys stored as Kafka `int`s stop at
-/// `i32::MAX`.
+/// `i32::MAX`. Strand acts on the keys [`TopicConfig`] has a field for; the others (see
+/// [`STORED_ONLY`]) are checked, stored and reported back as Kafka does, so configs written
+/// for Kafka apply unchanged.
 pub const KEYS: &[KeySpec] = &[
-    KeySpec {
-        name: "cleanup.policy",
-        kind: ValueKind::OneOf(CLEANUP_POLICIES),
-    },
-    KeySpec {
-        name: "compression.type",
-        kind: ValueKind::OneOf(COMPRESSION_TYPES),
-    },
+    spec("cleanup.policy", ValueKind::OneOf(CLEANUP_POLICIES)),
+    // Kafka takes -1 (the codec's default) or 1 to 9.
+    int("compression.gzip.level", -1, 9),
+    int("compression.lz4.level", 1, 17),
+    spec("compression.type", ValueKind::OneOf(COMPRESSION_TYPES)),
+    int("compression.zstd.level", -131_072, 22),
     int("delete.retention.ms", 0, i64::MAX),
+    int("file.delete.delay.ms", 0, i64::MAX),
+    int("flush.messages", 1, i64::MAX),
     int("flush.ms", 0, i64::MAX),
+    spec(
+        "follower.replication.throttled.replicas",
+        ValueKind::ReplicaList,
+    ),
+    int("index.interval.bytes", 0, I32_MAX),
+    spec(
+        "leader.replication.throttled.replicas",
+        ValueKind::ReplicaList,
+    ),
+    int("local.retention.bytes", -2, i64::MAX),
+    int("local.retention.ms", -2, i64::MAX),
+    int("max.compaction.lag.ms", 1, i64::MAX),
     int("max.message.bytes", 0, I32_MAX),
-    KeySpec {
-        name: "message.timestamp.type",
-        kind: ValueKind::OneOf(TIMESTAMP_TYPES),
-    },
+    spec("message.downconversion.enable", ValueKind::Bool),
+    int("message.timestamp.after.max.ms", 0, i64::MAX),
+    int("message.timestamp.before.max.ms", 0, i64::MAX),
+    int("message.timestamp.difference.max.ms", 0, i64::MAX),
+    spec("message.timestamp.type", ValueKind::OneOf(TIMESTAMP_TYPES)),
+    spec("min.cleanable.dirty.ratio", ValueKind::Ratio),
     int("min.compaction.lag.ms", 0, i64::MAX),
     int("min.insync.replicas", 1, I32_MAX),
+    spec("preallocate", ValueKind::Bool),
+    spec("remote.log.copy.disable", ValueKind::Bool),
+    spec("remote.log.delete.on.disable", ValueKind::Bool),
+    // Tiered storage is not there to enable: `true` is refused (see `check`), as Kafka
+    // refuses it on a broker without tiered storage.
+    spec("remote.storage.enable", ValueKind::Bool),
     int("retention.bytes", -1, i64::MAX),
     int("retention.ms", -1, i64::MAX),
     int("segment.bytes", 14, I32_MAX),
+    int("segment.index.bytes", 4, I32_MAX),
+    int("segment.jitter.ms", 0, i64::MAX),
     int("segment.ms", 1, i64::MAX),
+    spec("unclean.leader.election.enable", ValueKind::Bool),
+];
+
+/// The keys of [`KEYS`] Strand checks, stores and reports back but does not act on: Raft
+/// elects only replicas holding every committed record (so no unclean election), segments
+/// are neither preallocated nor tiered, the log is fsynced on every Raft append, and
+/// compaction runs on the retention timer whatever the dirty ratio.
+pub const STORED_ONLY: &[&str] = &[
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "follower.replication.throttled.replicas",
+    "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "message.downconversion.enable",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "min.cleanable.dirty.ratio",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// Why a topic config entry was refused.
@@ -98,6 +165,16 @@ pub enum ConfigError {
         /// The value as given.
         value: String,
     },
+    /// The value is not of the key's kind (a boolean, a ratio, a replica list).
+    #[error("`{key}` must be {expected}, not `{value}`")]
+    NotOfKind {
+        /// The key.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// What the key takes.
+        expected: &'static str,
+    },
     /// The integer is outside the key's bounds.
     #[error("`{key}` must be between {min} and {max}, not {value}")]
     OutOfRange {
@@ -119,6 +196,7 @@ impl ConfigError {
             ConfigError::UnknownKey { key }
             | ConfigError::NotOneOf { key, .. }
             | ConfigError::NotInteger { key, .. }
+            | ConfigError::NotOfKind { key, .. }
             | ConfigError::OutOfRange { key, .. } => key,
         }
     }
@@ -147,7 +225,39 @@ fn check(key: &str, value: &str) -> Result<Value<'static>, ConfigError> {
     let spec = key_spec(key).ok_or_else(|| ConfigError::UnknownKey {
         key: key.to_owned(),
     })?;
+    let not_of_kind = |expected| ConfigError::NotOfKind {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        expected,
+    };
     match spec.kind {
+        ValueKind::Bool if key == "remote.storage.enable" => {
+            if value.eq_ignore_ascii_case("false") {
+                Ok(Value::Str(""))
+            } else {
+                Err(not_of_kind("`false` (Strand has no tiered storage)"))
+            }
+        }
+        ValueKind::Bool => {
+            if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false") {
+                Ok(Value::Str(""))
+            } else {
+                Err(not_of_kind("`true` or `false`"))
+            }
+        }
+        ValueKind::Ratio => match value.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(Value::Str("")),
+            _ => Err(not_of_kind("a number from 0 to 1")),
+        },
+        ValueKind::ReplicaList => {
+            if replica_list(value) {
+                Ok(Value::Str(""))
+            } else {
+                Err(not_of_kind(
+                    "empty, `*`, or `partition:broker` pairs separated by commas",
+                ))
+            }
+        }
         ValueKind::OneOf(allowed) => match allowed.iter().find(|a| **a == value) {
             Some(found) => Ok(Value::Str(found)),
             None => Err(ConfigError::NotOneOf {
@@ -173,6 +283,20 @@ fn check(key: &str, value: &str) -> Result<Value<'static>, ConfigError> {
             }
         }
     }
+}
+
+/// Kafka's throttled-replica list: empty, `*`, or `partition:broker` pairs separated by
+/// commas (spaces around them allowed).
+fn replica_list(value: &str) -> bool {
+    let value = value.trim();
+    if value.is_empty() || value == "*" {
+        return true;
+    }
+    value.split(',').all(|pair| {
+        let mut parts = pair.trim().split(':');
+        let number = |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.parse::<u32>().is_ok());
+        number(parts.next()) && number(parts.next()) && parts.next().is_none()
+    })
 }
 
 /// Checks one `key=value` entry in Kafka's string form.
@@ -281,8 +405,31 @@ impl Default for TopicConfig {
 pub fn default_value(key: &str) -> Option<&'static str> {
     Some(match key {
         "cleanup.policy" => "delete",
+        "compression.gzip.level" => "-1",
+        "compression.lz4.level" => "9",
         "compression.type" => "producer",
+        "compression.zstd.level" => "3",
         "delete.retention.ms" => "86400000",
+        "file.delete.delay.ms" => "60000",
+        "flush.messages" => "9223372036854775807",
+        "follower.replication.throttled.replicas" => "",
+        "index.interval.bytes" => "4096",
+        "leader.replication.throttled.replicas" => "",
+        "local.retention.bytes" => "-2",
+        "local.retention.ms" => "-2",
+        "max.compaction.lag.ms" => "9223372036854775807",
+        "message.downconversion.enable" => "true",
+        "message.timestamp.after.max.ms" => "9223372036854775807",
+        "message.timestamp.before.max.ms" => "9223372036854775807",
+        "message.timestamp.difference.max.ms" => "9223372036854775807",
+        "min.cleanable.dirty.ratio" => "0.5",
+        "preallocate" => "false",
+        "remote.log.copy.disable" => "false",
+        "remote.log.delete.on.disable" => "false",
+        "remote.storage.enable" => "false",
+        "segment.index.bytes" => "10485760",
+        "segment.jitter.ms" => "0",
+        "unclean.leader.election.enable" => "false",
         // Kafka's default is Long.MAX_VALUE: no forced fsync; Strand fsyncs every append anyway.
         "flush.ms" => "9223372036854775807",
         "max.message.bytes" => "1048588",
@@ -340,8 +487,8 @@ pub fn validate_topic_config(
             ("min.compaction.lag.ms", Value::Int(n)) => config.min_compaction_lag_ms = n as u64,
             ("flush.ms", Value::Int(n)) => config.flush_ms = Some(n as u64),
             ("min.insync.replicas", Value::Int(n)) => config.min_insync_replicas = n as u32,
-            // Every key of KEYS has an arm above; a key added there without one is caught by
-            // the test that sets every key.
+            // The keys Strand acts on each have an arm above (a key added to KEYS without one
+            // is caught by the test that sets every key); the others are stored only.
             _ => {}
         }
     }

@@ -24,8 +24,8 @@ pub use command::{
     Registration, TopicNameError, validate_topic_name,
 };
 pub use config::{
-    CleanupPolicy, CompressionType, ConfigError, KEYS, KeySpec, TimestampType, TopicConfig,
-    ValueKind, check_entry, default_value, key_spec, validate_topic_config,
+    CleanupPolicy, CompressionType, ConfigError, KEYS, KeySpec, STORED_ONLY, TimestampType,
+    TopicConfig, ValueKind, check_entry, default_value, key_spec, validate_topic_config,
 };
 pub use ids::{BrokerId, ClusterId, NodeId, PartitionId, TopicId};
 pub use placement::{Load, PlacementBroker, PlacementError, place_new_partitions};

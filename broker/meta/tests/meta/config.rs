@@ -52,8 +52,61 @@ fn every_key_sets_its_typed_field() {
         segment_ms: 13,
     };
     assert_eq!(typed, expected);
-    // The test above names every key: a key added to KEYS must be added here too.
-    assert_eq!(KEYS.len(), 12);
+    // The test above names every key Strand acts on; the others are stored only. A key added
+    // to KEYS must be added here or to STORED_ONLY.
+    assert_eq!(KEYS.len(), 12 + strand_meta::STORED_ONLY.len());
+    for key in strand_meta::STORED_ONLY {
+        assert!(strand_meta::key_spec(key).is_some(), "{key}");
+    }
+}
+
+/// Keys Kafka defines that Strand does not act on are checked for their type and range as
+/// Kafka checks them, stored, and leave the typed config as it was.
+#[test]
+fn keys_strand_does_not_act_on_are_checked_and_change_nothing() {
+    let ok = [
+        ("unclean.leader.election.enable", "TRUE"),
+        ("preallocate", "false"),
+        ("min.cleanable.dirty.ratio", "0.25"),
+        ("index.interval.bytes", "0"),
+        ("local.retention.ms", "-2"),
+        ("compression.zstd.level", "-5"),
+        ("leader.replication.throttled.replicas", "0:1, 1:2"),
+        ("follower.replication.throttled.replicas", "*"),
+        ("message.timestamp.after.max.ms", "3600000"),
+    ];
+    let typed = validate_topic_config(&config(&ok)).unwrap();
+    assert_eq!(typed, TopicConfig::default());
+    let refused = [
+        (
+            ("unclean.leader.election.enable", "yes"),
+            "`unclean.leader.election.enable` must be `true` or `false`, not `yes`",
+        ),
+        (
+            ("min.cleanable.dirty.ratio", "1.5"),
+            "`min.cleanable.dirty.ratio` must be a number from 0 to 1, not `1.5`",
+        ),
+        (
+            ("leader.replication.throttled.replicas", "0-1"),
+            "`leader.replication.throttled.replicas` must be empty, `*`, or `partition:broker` pairs separated by commas, not `0-1`",
+        ),
+        (
+            ("compression.lz4.level", "18"),
+            "`compression.lz4.level` must be between 1 and 17, not 18",
+        ),
+        (
+            ("remote.storage.enable", "true"),
+            "`remote.storage.enable` must be `false` (Strand has no tiered storage), not `true`",
+        ),
+        (
+            ("local.retention.bytes", "-3"),
+            "`local.retention.bytes` must be between -2 and 9223372036854775807, not -3",
+        ),
+    ];
+    for ((key, value), message) in refused {
+        let err = validate_topic_config(&config(&[(key, value)])).unwrap_err();
+        assert_eq!(err.to_string(), message);
+    }
 }
 
 #[test]
