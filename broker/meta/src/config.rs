@@ -271,7 +271,10 @@ fn check(key: &str, value: &str) -> Result<Value<'static>, ConfigError> {
                 key: key.to_owned(),
                 value: value.to_owned(),
             })?;
-            if (min..=max).contains(&parsed) {
+            if key == "compression.gzip.level" && parsed == 0 {
+                // Kafka's validator takes -1 (the codec's default) or 1 to 9, not 0.
+                Err(not_of_kind("-1 or from 1 to 9"))
+            } else if (min..=max).contains(&parsed) {
                 Ok(Value::Int(parsed))
             } else {
                 Err(ConfigError::OutOfRange {

@@ -95,6 +95,10 @@ fn keys_strand_does_not_act_on_are_checked_and_change_nothing() {
             "`compression.lz4.level` must be between 1 and 17, not 18",
         ),
         (
+            ("compression.gzip.level", "0"),
+            "`compression.gzip.level` must be -1 or from 1 to 9, not `0`",
+        ),
+        (
             ("remote.storage.enable", "true"),
             "`remote.storage.enable` must be `false` (Strand has no tiered storage), not `true`",
         ),
