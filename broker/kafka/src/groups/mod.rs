@@ -13,7 +13,10 @@
 //!
 //! - `membership`: the membership state machine, pure (time passed in), with the bounds it
 //!   enforces; its table tests.
+//! - `consumer`, `assignors` and `consumer_handlers`: Kafka's consumer group protocol
+//!   (KIP-848): its pure core, the coordinator's assignors, and its two requests.
 //! - `records`: the records of `__consumer_offsets`, in Kafka's format.
+//! - `retention`: offsets retention.
 //! - `offsets`: the offset store: records, the cache, writing and rebuilding.
 //! - `state`: [`Groups`], both behind their locks, and the wake-ups of waiting requests.
 //! - this module and `handlers`: the Kafka requests, thin over the two.

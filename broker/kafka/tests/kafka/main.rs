@@ -344,14 +344,29 @@ fn produce_blocking(config: &ClientConfig, topic: &str, count: usize, tag: &str)
 }
 
 fn group_member(config: &ClientConfig, group: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = config
+    group_member_with(
+        config,
+        group,
+        topic,
+        rdkafka::consumer::DefaultConsumerContext,
+    )
+}
+
+/// Like [`group_member`], with `context` seeing the member's rebalances.
+fn group_member_with<C: ConsumerContext>(
+    config: &ClientConfig,
+    group: &str,
+    topic: &str,
+    context: C,
+) -> BaseConsumer<C> {
+    let consumer: BaseConsumer<C> = config
         .clone()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
-        .create()
+        .create_with_context(context)
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     consumer
@@ -573,20 +588,10 @@ async fn a_coordinator_failover_keeps_every_members_assignment() {
     let (settled_tx, settled_rx) = std::sync::mpsc::channel::<()>();
     let (failed_over_tx, failed_over_rx) = std::sync::mpsc::channel::<()>();
     let consuming = tokio::task::spawn_blocking(move || {
-        let member = |counter: &Rebalances| -> BaseConsumer<Rebalances> {
-            let consumer: BaseConsumer<Rebalances> = config
-                .clone()
-                .set("group.id", "steady-readers")
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("session.timeout.ms", "6000")
-                .set("heartbeat.interval.ms", "500")
-                .create_with_context(counter.clone())
-                .unwrap();
-            consumer.subscribe(&["steady"]).unwrap();
-            consumer
-        };
         let (count_a, count_b) = (Rebalances::default(), Rebalances::default());
+        let member = |counter: &Rebalances| {
+            group_member_with(&config, "steady-readers", "steady", counter.clone())
+        };
         let (a, b) = (member(&count_a), member(&count_b));
         let mut seen = Vec::new();
         poll_until(
